@@ -1,0 +1,153 @@
+//! Diagnostics: errors about a user's file, each with file, line, column, key and a snippet.
+//!
+//! Rendered in the rustc/cargo style (`--> file:line:col`) rather than through miette's fancy
+//! handler: the text is stable (tests assert it), plain on any terminal, and `file:line:col`
+//! is what editors jump to.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::inventory::node::Pos;
+
+/// One finding in a user's file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub pos: Pos,
+    /// Dotted path of the key, e.g. `hosts[1].upstream`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// All findings about one file, collected so the user sees every mistake in one run.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    pub file: PathBuf,
+    source: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn new(file: &Path, source: &str) -> Self {
+        Diagnostics {
+            file: file.to_path_buf(),
+            source: source.to_owned(),
+            items: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            pos,
+            key: key.to_owned(),
+            message: message.into(),
+            help: None,
+        });
+    }
+
+    pub fn error_with_help(
+        &mut self,
+        pos: Pos,
+        key: &str,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.items.push(Diagnostic {
+            pos,
+            key: key.to_owned(),
+            message: message.into(),
+            help: Some(help.into()),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Findings in file order, then rendered with a snippet of the offending line.
+    pub fn render(&self) -> String {
+        let mut items = self.items.clone();
+        items.sort_by_key(|d| (d.pos.line, d.pos.column));
+        let mut out = String::new();
+        for d in &items {
+            render_one(&mut out, &self.file, &self.source, d);
+        }
+        let n = items.len();
+        let _ = writeln!(
+            out,
+            "{}: {} error{} found; nothing was changed on any host.",
+            self.file.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        );
+        out
+    }
+}
+
+fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic) {
+    let _ = writeln!(out, "error: {}", d.message);
+    let key = if d.key.is_empty() {
+        String::new()
+    } else {
+        format!(" (key `{}`)", d.key)
+    };
+    if d.pos.line == 0 {
+        let _ = writeln!(out, "  --> {}{}", file.display(), key);
+    } else {
+        let _ = writeln!(
+            out,
+            "  --> {}:{}:{}{}",
+            file.display(),
+            d.pos.line,
+            d.pos.column,
+            key
+        );
+        let line_index = usize::try_from(d.pos.line - 1).unwrap_or(usize::MAX);
+        if let Some(text) = source.lines().nth(line_index) {
+            let number = d.pos.line.to_string();
+            let pad = " ".repeat(number.len());
+            let column = usize::try_from(d.pos.column.max(1) - 1).unwrap_or(0);
+            // The caret spans the token under the column: up to the next space, colon or comma.
+            let rest: String = text.chars().skip(column).collect();
+            let width = rest
+                .find([' ', ':', ',', '}', ']'])
+                .unwrap_or(rest.len())
+                .max(1);
+            let _ = writeln!(out, " {pad} |");
+            let _ = writeln!(out, " {number} | {text}");
+            let _ = writeln!(
+                out,
+                " {pad} | {}{}",
+                " ".repeat(column),
+                "^".repeat(width)
+            );
+        }
+    }
+    if let Some(help) = &d.help {
+        let _ = writeln!(out, "  = help: {help}");
+    }
+    out.push('\n');
+}
+
+/// The closest candidate to a misspelt name, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(did_you_mean("prot", ["port", "user"]), Some("port"));
+        assert_eq!(did_you_mean("shared_bufers", ["shared_buffers"]), Some("shared_buffers"));
+        assert_eq!(did_you_mean("zzz", ["port", "user"]), None);
+    }
+}

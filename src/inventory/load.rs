@@ -1,0 +1,654 @@
+//! Read an inventory file into a checked `model::Cluster`, or every error it has.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostics;
+use crate::inventory::decode::{self, MapReader};
+use crate::inventory::node::{self, Node, Value};
+use crate::inventory::{checks, pg_params};
+use crate::model::{
+    Cluster, Database, Flavour, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role,
+    SecretRef, Ssh, User,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read inventory {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{}", .0.render())]
+    Invalid(Diagnostics),
+}
+
+/// Load and check an inventory file.
+pub fn load(path: &Path) -> Result<Cluster, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    load_str(path, &source)
+}
+
+/// Load from text; `path` names the file in messages and anchors relative paths.
+pub fn load_str(path: &Path, source: &str) -> Result<Cluster, LoadError> {
+    let mut d = Diagnostics::new(path, source);
+    let root = match node::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            d.error(e.pos, "", format!("invalid YAML: {}", e.message));
+            return Err(LoadError::Invalid(d));
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cluster = Reader { d: &mut d, base }.cluster(&root, path);
+    match cluster {
+        Some(c) if d.is_empty() => Ok(c),
+        _ => Err(LoadError::Invalid(d)),
+    }
+}
+
+struct Reader<'d> {
+    d: &'d mut Diagnostics,
+    /// Folder of the inventory: relative paths are taken from here.
+    base: PathBuf,
+}
+
+impl Reader<'_> {
+    fn cluster(&mut self, root: &Node, source: &Path) -> Option<Cluster> {
+        let mut top = MapReader::new(self.d, root, "")?;
+        let (name, flavour) = self.cluster_section(&mut top);
+        let postgres = self.postgres(&mut top);
+        let replication = self.replication(&mut top);
+        let users = self.users(&mut top);
+        let mut roles: Vec<String> = vec!["postgres".to_owned()];
+        roles.extend(users.iter().flatten().map(|u| u.name.clone()));
+        if let (Some(r), Some(users)) = (&replication, &users) {
+            if users.iter().any(|u| u.name == r.user) {
+                self.d.error(root.pos, "users", format!(
+                    "user `{}` is also the replication user: pgha manages that role from `replication:`",
+                    r.user
+                ));
+            }
+        }
+        let databases = self.databases(&mut top, &roles);
+        let packages = top
+            .take("packages")
+            .map(|n| decode::string_list(self.d, n, "packages"))
+            .unwrap_or_default();
+        let ssh = match top.take("ssh") {
+            Some(n) => self.ssh(n, "ssh", &default_ssh()),
+            None => Some(default_ssh()),
+        };
+        let hosts = match (top.require(self.d, "hosts"), &ssh) {
+            (Some(n), Some(ssh)) => self.hosts(n, ssh),
+            _ => None,
+        };
+        top.finish(self.d);
+
+        let cluster = Cluster {
+            name: name?,
+            flavour: flavour?,
+            postgres: postgres?,
+            replication: replication?,
+            users: users?,
+            databases: databases?,
+            packages,
+            hosts: hosts?,
+            source: source.to_path_buf(),
+        };
+        Some(cluster)
+    }
+
+    fn cluster_section(&mut self, top: &mut MapReader) -> (Option<String>, Option<Flavour>) {
+        let Some(node) = top.require(self.d, "cluster") else {
+            return (None, None);
+        };
+        let Some(mut m) = MapReader::new(self.d, node, "cluster") else {
+            return (None, None);
+        };
+        let name = m.require(self.d, "name").and_then(|n| {
+            let name = decode::string(self.d, n, "cluster.name")?;
+            checks::name(self.d, n, "cluster.name", &name, checks::NameKind::Cluster).then_some(name)
+        });
+        let flavour = m.require(self.d, "flavour").and_then(|n| {
+            let f = match decode::choice(self.d, n, "cluster.flavour", &Flavour::NAMES)? {
+                "streaming" => Flavour::Streaming,
+                "patroni" => Flavour::Patroni,
+                _ => Flavour::Repmgr,
+            };
+            if f != Flavour::Streaming {
+                self.d.error_with_help(
+                    n.pos,
+                    "cluster.flavour",
+                    format!("flavour `{}` has no playbook in this version of pgha", f.name()),
+                    "use `streaming`; patroni and repmgr are being built",
+                );
+                return None;
+            }
+            Some(f)
+        });
+        m.finish(self.d);
+        (name, flavour)
+    }
+
+    fn postgres(&mut self, top: &mut MapReader) -> Option<Postgres> {
+        let node = top.require(self.d, "postgres")?;
+        let mut m = MapReader::new(self.d, node, "postgres")?;
+        let version = match m.take("version") {
+            Some(n) => {
+                let v = decode::integer(self.d, n, "postgres.version", 9, 99)?;
+                if v != 15 {
+                    self.d.error(
+                        n.pos,
+                        "postgres.version",
+                        format!("PostgreSQL {v} is not supported: pgha supports version 15"),
+                    );
+                    return None;
+                }
+                15
+            }
+            None => 15,
+        };
+        let port = m
+            .take("port")
+            .map(|n| decode::port(self.d, n, "postgres.port"))
+            .unwrap_or(Some(5432));
+        let debian_cluster = match m.take("debian_cluster") {
+            Some(n) => decode::string(self.d, n, "postgres.debian_cluster").filter(|s| {
+                checks::name(self.d, n, "postgres.debian_cluster", s, checks::NameKind::Cluster)
+            }),
+            None => Some("main".to_owned()),
+        };
+        let dc = debian_cluster.clone().unwrap_or_else(|| "main".into());
+        let data_dir = self.abs_dir(&mut m, "data_dir", format!("/var/lib/postgresql/{version}/{dc}"));
+        let conf_dir = self.abs_dir(&mut m, "conf_dir", format!("/etc/postgresql/{version}/{dc}"));
+        let listen_addresses = match m.take("listen_addresses") {
+            Some(n) => decode::string(self.d, n, "postgres.listen_addresses"),
+            None => Some("*".to_owned()),
+        };
+        let superuser_password = match m.take("superuser_password") {
+            Some(n) => Some(self.secret(n, "postgres.superuser_password")?),
+            None => None,
+        };
+        let parameters = match m.take("parameters") {
+            Some(n) => self.parameters(n),
+            None => Some(BTreeMap::new()),
+        };
+        let allow_network_trust = match m.take("allow_network_trust") {
+            Some(n) => decode::boolean(self.d, n, "postgres.allow_network_trust"),
+            None => Some(false),
+        };
+        let hba = match m.take("hba") {
+            Some(n) => self.hba(n, allow_network_trust.unwrap_or(false)),
+            None => Some(Vec::new()),
+        };
+        m.finish(self.d);
+        Some(Postgres {
+            version: 15,
+            port: port?,
+            debian_cluster: debian_cluster?,
+            data_dir: data_dir?,
+            conf_dir: conf_dir?,
+            listen_addresses: listen_addresses?,
+            superuser_password,
+            parameters: parameters?,
+            hba: hba?,
+            allow_network_trust: allow_network_trust?,
+        })
+    }
+
+    fn abs_dir(&mut self, m: &mut MapReader, key: &'static str, default: String) -> Option<String> {
+        let path = m.child(key);
+        match m.take(key) {
+            Some(n) => {
+                let s = decode::string(self.d, n, &path)?;
+                if !s.starts_with('/') || s.contains("..") {
+                    self.d.error(n.pos, &path, format!("`{path}` must be an absolute path without `..`, found `{s}`"));
+                    return None;
+                }
+                Some(s.trim_end_matches('/').to_owned())
+            }
+            None => Some(default),
+        }
+    }
+
+    fn parameters(&mut self, node: &Node) -> Option<BTreeMap<String, String>> {
+        let m = MapReader::new(self.d, node, "postgres.parameters")?;
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in m.entries() {
+            let path = format!("postgres.parameters.{}", key.name);
+            let Some(text) = value.scalar_text() else {
+                self.d.error(value.pos, &path, format!("`{path}` must be a plain value, found {}", value.value.kind()));
+                ok = false;
+                continue;
+            };
+            // YAML true/false mean on/off to PostgreSQL.
+            let text = match value.value {
+                Value::Bool(true) => "on".to_owned(),
+                Value::Bool(false) => "off".to_owned(),
+                _ => text,
+            };
+            ok &= checks::parameter(self.d, key, value, &path, &text);
+            out.insert(key.name.to_ascii_lowercase(), text);
+        }
+        // Everything was read by hand above; no unknown-key pass for a free-form mapping.
+        ok.then_some(out)
+    }
+
+    fn hba(&mut self, node: &Node, allow_network_trust: bool) -> Option<Vec<HbaRule>> {
+        let items = decode::list(self.d, node, "postgres.hba")?;
+        let mut rules = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("postgres.hba[{i}]");
+            match self.hba_rule(item, &path, allow_network_trust) {
+                Some(r) => rules.push(r),
+                None => ok = false,
+            }
+        }
+        ok.then_some(rules)
+    }
+
+    fn hba_rule(&mut self, node: &Node, path: &str, allow_network_trust: bool) -> Option<HbaRule> {
+        let mut m = MapReader::new(self.d, node, path)?;
+        let kind = m.require(self.d, "type").and_then(|n| {
+            decode::choice(self.d, n, &format!("{path}.type"), &checks::HBA_TYPES).map(str::to_owned)
+        });
+        let database = m.require(self.d, "database").and_then(|n| decode::string(self.d, n, &format!("{path}.database")));
+        let user = m.require(self.d, "user").and_then(|n| decode::string(self.d, n, &format!("{path}.user")));
+        let address_node = m.take("address");
+        let address = address_node.and_then(|n| decode::string(self.d, n, &format!("{path}.address")));
+        let method_node = m.require(self.d, "method");
+        let method = method_node.and_then(|n| {
+            decode::choice(self.d, n, &format!("{path}.method"), &checks::HBA_METHODS).map(str::to_owned)
+        });
+        m.finish(self.d);
+        let rule = HbaRule {
+            kind: kind?,
+            database: database?,
+            user: user?,
+            address,
+            method: method?,
+        };
+        checks::hba_rule(self.d, &rule, m_pos(node, address_node), method_node.map(|n| n.pos), path, allow_network_trust)
+            .then_some(rule)
+    }
+
+    fn replication(&mut self, top: &mut MapReader) -> Option<Replication> {
+        let node = top.require(self.d, "replication")?;
+        let mut m = MapReader::new(self.d, node, "replication")?;
+        let user = m.require(self.d, "user").and_then(|n| {
+            let u = decode::string(self.d, n, "replication.user")?;
+            checks::name(self.d, n, "replication.user", &u, checks::NameKind::Role).then_some(u)
+        });
+        let password = m.require(self.d, "password").and_then(|n| self.secret(n, "replication.password"));
+        let slots = match m.take("slots") {
+            Some(n) => decode::boolean(self.d, n, "replication.slots"),
+            None => Some(true),
+        };
+        let max_slot_wal_keep_size = self.param_text(&mut m, "max_slot_wal_keep_size", "10GB");
+        let max_wal_senders = self.count(&mut m, "max_wal_senders", 10);
+        let max_replication_slots = self.count(&mut m, "max_replication_slots", 10);
+        let (archive_mode, archive_command) = match m.take("archive") {
+            Some(n) => self.archive(n),
+            None => (Some("off".to_owned()), Some(String::new())),
+        };
+        m.finish(self.d);
+        Some(Replication {
+            user: user?,
+            password: password?,
+            slots: slots?,
+            max_slot_wal_keep_size: max_slot_wal_keep_size?,
+            max_wal_senders: max_wal_senders?,
+            max_replication_slots: max_replication_slots?,
+            archive_mode: archive_mode?,
+            archive_command: archive_command?,
+        })
+    }
+
+    /// A replication setting that is a server parameter of the same name: checked like one.
+    fn param_text(&mut self, m: &mut MapReader, key: &'static str, default: &str) -> Option<String> {
+        let path = m.child(key);
+        let Some(n) = m.take(key) else {
+            return Some(default.to_owned());
+        };
+        let text = decode::text(self.d, n, &path)?;
+        let param = pg_params::lookup(key)?;
+        match pg_params::check_value(param, &text) {
+            Ok(()) => Some(text),
+            Err(why) => {
+                self.d.error(n.pos, &path, why);
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, m: &mut MapReader, key: &'static str, default: i64) -> Option<u32> {
+        let path = m.child(key);
+        match m.take(key) {
+            Some(n) => decode::integer(self.d, n, &path, 1, 262_143).and_then(|v| u32::try_from(v).ok()),
+            None => u32::try_from(default).ok(),
+        }
+    }
+
+    fn archive(&mut self, node: &Node) -> (Option<String>, Option<String>) {
+        let Some(mut m) = MapReader::new(self.d, node, "replication.archive") else {
+            return (None, None);
+        };
+        let mode = match m.take("mode") {
+            Some(n) => decode::choice(self.d, n, "replication.archive.mode", &["off", "on", "always"]).map(str::to_owned),
+            None => Some("off".to_owned()),
+        };
+        let command = match m.take("command") {
+            Some(n) => decode::string(self.d, n, "replication.archive.command"),
+            None => Some(String::new()),
+        };
+        if let (Some(mode), Some(command)) = (&mode, &command) {
+            if mode != "off" && command.trim().is_empty() {
+                self.d.error(m.pos(), "replication.archive.command", format!(
+                    "archive mode `{mode}` needs `replication.archive.command`: without one WAL piles up in pg_wal"
+                ));
+            }
+        }
+        m.finish(self.d);
+        (mode, command)
+    }
+
+    fn users(&mut self, top: &mut MapReader) -> Option<Vec<User>> {
+        let Some(node) = top.take("users") else {
+            return Some(Vec::new());
+        };
+        let items = decode::list(self.d, node, "users")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.user(item, &format!("users[{i}]")) {
+                Some(u) => out.push(u),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn user(&mut self, node: &Node, path: &str) -> Option<User> {
+        let mut m = MapReader::new(self.d, node, path)?;
+        let name = m.require(self.d, "name").and_then(|n| {
+            let s = decode::string(self.d, n, &m.child("name"))?;
+            checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Role).then_some(s)
+        });
+        let password = match m.take("password") {
+            Some(n) => Some(self.secret(n, &m.child("password"))),
+            None => None,
+        };
+        let mut flag = |m: &mut MapReader, key: &'static str, default: bool| match m.take(key) {
+            Some(n) => decode::boolean(self.d, n, &m.child(key)),
+            None => Some(default),
+        };
+        let login = flag(&mut m, "login", true);
+        let superuser = flag(&mut m, "superuser", false);
+        let createdb = flag(&mut m, "createdb", false);
+        let createrole = flag(&mut m, "createrole", false);
+        let connection_limit = match m.take("connection_limit") {
+            Some(n) => decode::integer(self.d, n, &m.child("connection_limit"), -1, 100_000)
+                .and_then(|v| i32::try_from(v).ok()),
+            None => Some(-1),
+        };
+        m.finish(self.d);
+        Some(User {
+            name: name?,
+            password: match password {
+                Some(p) => Some(p?),
+                None => None,
+            },
+            login: login?,
+            superuser: superuser?,
+            createdb: createdb?,
+            createrole: createrole?,
+            connection_limit: connection_limit?,
+        })
+    }
+
+    fn databases(&mut self, top: &mut MapReader, roles: &[String]) -> Option<Vec<Database>> {
+        let Some(node) = top.take("databases") else {
+            return Some(Vec::new());
+        };
+        let items = decode::list(self.d, node, "databases")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("databases[{i}]");
+            let Some(mut m) = MapReader::new(self.d, item, &path) else {
+                ok = false;
+                continue;
+            };
+            let name = m.require(self.d, "name").and_then(|n| {
+                let s = decode::string(self.d, n, &m.child("name"))?;
+                checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Role).then_some(s)
+            });
+            let owner = match m.take("owner") {
+                Some(n) => decode::string(self.d, n, &m.child("owner")).filter(|o| {
+                    let known = roles.contains(o);
+                    if !known {
+                        self.d.error_with_help(n.pos, &m.child("owner"), format!("owner `{o}` is not a role of this inventory"), format!("declare it under `users:` or use one of: {}", roles.join(", ")));
+                    }
+                    known
+                }),
+                None => Some("postgres".to_owned()),
+            };
+            let extensions = match m.take("extensions") {
+                Some(n) => decode::string_list(self.d, n, &m.child("extensions")),
+                None => Vec::new(),
+            };
+            m.finish(self.d);
+            match (name, owner) {
+                (Some(name), Some(owner)) => out.push(Database { name, owner, extensions }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn ssh(&mut self, node: &Node, path: &str, defaults: &Ssh) -> Option<Ssh> {
+        let mut m = MapReader::new(self.d, node, path)?;
+        let user = match m.take("user") {
+            Some(n) => decode::string(self.d, n, &m.child("user")),
+            None => Some(defaults.user.clone()),
+        };
+        let port = match m.take("port") {
+            Some(n) => decode::port(self.d, n, &m.child("port")),
+            None => Some(defaults.port),
+        };
+        let identity_file = match m.take("identity_file") {
+            Some(n) => decode::string(self.d, n, &m.child("identity_file")).map(|s| Some(self.path(&s))),
+            None => Some(defaults.identity_file.clone()),
+        };
+        let host_key_policy = match m.take("host_key_policy") {
+            Some(n) => decode::choice(self.d, n, &m.child("host_key_policy"), &["strict", "accept-new"]).map(|c| {
+                if c == "strict" {
+                    HostKeyPolicy::Strict
+                } else {
+                    HostKeyPolicy::AcceptNew
+                }
+            }),
+            None => Some(defaults.host_key_policy),
+        };
+        let known_hosts = match m.take("known_hosts") {
+            Some(n) => decode::string(self.d, n, &m.child("known_hosts")).map(|s| Some(self.path(&s))),
+            None => Some(defaults.known_hosts.clone()),
+        };
+        let connect_timeout = match m.take("connect_timeout") {
+            Some(n) => decode::integer(self.d, n, &m.child("connect_timeout"), 1, 600).and_then(|v| u32::try_from(v).ok()),
+            None => Some(defaults.connect_timeout),
+        };
+        m.finish(self.d);
+        Some(Ssh {
+            user: user?,
+            port: port?,
+            identity_file: identity_file?,
+            host_key_policy: host_key_policy?,
+            known_hosts: known_hosts?,
+            connect_timeout: connect_timeout?,
+        })
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        if let Some(rest) = s.strip_prefix("~/") {
+            if let Some(home) = std::env::var_os("HOME") {
+                return PathBuf::from(home).join(rest);
+            }
+        }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
+        if let Value::Str(_) = node.value {
+            self.d.error_with_help(
+                node.pos,
+                path,
+                format!("`{path}` is a literal secret: secrets are given by reference, never written in the inventory"),
+                "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+            );
+            return None;
+        }
+        let mut m = MapReader::new(self.d, node, path)?;
+        let env = m.take("env");
+        let file = m.take("file");
+        let command = m.take("command");
+        m.finish(self.d);
+        let given = [env.is_some(), file.is_some(), command.is_some()].iter().filter(|b| **b).count();
+        if given != 1 {
+            self.d.error_with_help(
+                node.pos,
+                path,
+                format!("`{path}` must name exactly one of env, file or command"),
+                "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+            );
+            return None;
+        }
+        if let Some(n) = env {
+            let var = decode::string(self.d, n, &format!("{path}.env"))?;
+            let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.d.error(n.pos, &format!("{path}.env"), format!("`{var}` is not a valid environment variable name"));
+                return None;
+            }
+            return Some(SecretRef::Env(var));
+        }
+        if let Some(n) = file {
+            let f = decode::string(self.d, n, &format!("{path}.file"))?;
+            if f.is_empty() {
+                self.d.error(n.pos, &format!("{path}.file"), "the secret file path is empty");
+                return None;
+            }
+            return Some(SecretRef::File(self.path(&f)));
+        }
+        let n = command?;
+        let c = decode::string(self.d, n, &format!("{path}.command"))?;
+        if c.trim().is_empty() {
+            self.d.error(n.pos, &format!("{path}.command"), "the secret command is empty");
+            return None;
+        }
+        Some(SecretRef::Command(c))
+    }
+
+    fn hosts(&mut self, node: &Node, ssh: &Ssh) -> Option<Vec<Host>> {
+        let items = decode::list(self.d, node, "hosts")?;
+        if items.is_empty() {
+            self.d.error(node.pos, "hosts", "`hosts` is empty: a cluster needs at least a primary");
+            return None;
+        }
+        let mut hosts = Vec::new();
+        let mut positions = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.host(item, &format!("hosts[{i}]"), ssh) {
+                Some(h) => {
+                    hosts.push(h.0);
+                    positions.push(h.1);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        checks::topology(self.d, node, &mut hosts, &positions).then_some(hosts)
+    }
+
+    fn host(&mut self, node: &Node, path: &str, ssh: &Ssh) -> Option<(Host, checks::HostPositions)> {
+        let mut m = MapReader::new(self.d, node, path)?;
+        let name_node = m.require(self.d, "name");
+        let name = name_node.and_then(|n| {
+            let s = decode::string(self.d, n, &m.child("name"))?;
+            checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Host).then_some(s)
+        });
+        let address_node = m.require(self.d, "address");
+        let address = address_node.and_then(|n| {
+            let s = decode::string(self.d, n, &m.child("address"))?;
+            checks::address(self.d, n, &m.child("address"), &s).then_some(s)
+        });
+        let role_node = m.require(self.d, "role");
+        let role = role_node.and_then(|n| {
+            decode::choice(self.d, n, &m.child("role"), &Role::NAMES).map(|r| match r {
+                "primary" => Role::Primary,
+                "standby" => Role::Standby,
+                _ => Role::Witness,
+            })
+        });
+        let upstream_node = m.take("upstream");
+        let upstream = match upstream_node {
+            Some(n) => decode::string(self.d, n, &m.child("upstream")).map(Some),
+            None => Some(None),
+        };
+        let host_ssh = match m.take("ssh") {
+            Some(n) => self.ssh(n, &m.child("ssh"), ssh),
+            None => Some(ssh.clone()),
+        };
+        let allow_wipe = match m.take("allow_wipe") {
+            Some(n) => decode::boolean(self.d, n, &m.child("allow_wipe")),
+            None => Some(false),
+        };
+        m.finish(self.d);
+        let positions = checks::HostPositions {
+            item: node.pos,
+            name: name_node.map(|n| n.pos).unwrap_or(node.pos),
+            address: address_node.map(|n| n.pos).unwrap_or(node.pos),
+            role: role_node.map(|n| n.pos).unwrap_or(node.pos),
+            upstream: upstream_node.map(|n| n.pos),
+            path: path.to_owned(),
+        };
+        Some((
+            Host {
+                name: name?,
+                address: address?,
+                role: role?,
+                upstream: upstream?,
+                ssh: host_ssh?,
+                allow_wipe: allow_wipe?,
+            },
+            positions,
+        ))
+    }
+}
+
+fn m_pos(rule: &Node, address: Option<&Node>) -> crate::inventory::node::Pos {
+    address.map(|n| n.pos).unwrap_or(rule.pos)
+}
+
+fn default_ssh() -> Ssh {
+    Ssh {
+        user: "root".to_owned(),
+        port: 22,
+        identity_file: None,
+        host_key_policy: HostKeyPolicy::Strict,
+        known_hosts: None,
+        connect_timeout: 10,
+    }
+}

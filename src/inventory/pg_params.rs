@@ -1,0 +1,294 @@
+//! PostgreSQL 15's own list of server parameters (from `pg_settings` of a real server, see
+//! `data/gen_pg15_settings.sh`) and a checker for values written in an inventory.
+//!
+//! The checker follows the server's own parsing rules (guc.c): booleans by their accepted
+//! spellings, integers and reals with optional units converted to the parameter's base unit
+//! and compared against its range, enums case-insensitively.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+const TABLE: &str = include_str!("../../data/pg15_settings.tsv");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Integer,
+    Real,
+    Enum,
+    String,
+}
+
+/// When a change to the parameter takes effect (`pg_settings.context`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Read-only: compiled in or set by initdb.
+    Internal,
+    /// Needs a server restart.
+    Postmaster,
+    /// A reload is enough (sighup, superuser-backend, backend, superuser, user).
+    Reload,
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub context: Context,
+    pub unit: &'static str,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub enumvals: Vec<&'static str>,
+}
+
+fn table() -> &'static BTreeMap<String, Param> {
+    static TABLE_CELL: OnceLock<BTreeMap<String, Param>> = OnceLock::new();
+    TABLE_CELL.get_or_init(|| {
+        TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(parse_row)
+            .map(|p| (p.name.to_ascii_lowercase(), p))
+            .collect()
+    })
+}
+
+fn parse_row(line: &'static str) -> Option<Param> {
+    let f: Vec<&'static str> = line.split('\t').collect();
+    if f.len() != 7 {
+        return None;
+    }
+    let kind = match f[1] {
+        "bool" => Kind::Bool,
+        "integer" => Kind::Integer,
+        "real" => Kind::Real,
+        "enum" => Kind::Enum,
+        _ => Kind::String,
+    };
+    let context = match f[2] {
+        "internal" => Context::Internal,
+        "postmaster" => Context::Postmaster,
+        _ => Context::Reload,
+    };
+    Some(Param {
+        name: f[0],
+        kind,
+        context,
+        unit: f[3],
+        min: f[4].parse().ok(),
+        max: f[5].parse().ok(),
+        enumvals: if f[6].is_empty() {
+            Vec::new()
+        } else {
+            f[6].split(',').collect()
+        },
+    })
+}
+
+/// Look a parameter up the way PostgreSQL does: case-insensitively.
+pub fn lookup(name: &str) -> Option<&'static Param> {
+    table().get(&name.to_ascii_lowercase())
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    table().values().map(|p| p.name)
+}
+
+/// Custom (extension) parameters have a dot: `pg_stat_statements.max`. PostgreSQL accepts
+/// any such name as a placeholder, so do we.
+pub fn is_custom(name: &str) -> bool {
+    name.contains('.')
+}
+
+/// Why a value does not fit the parameter, as a sentence for the user.
+pub fn check_value(param: &Param, value: &str) -> Result<(), String> {
+    match param.kind {
+        Kind::Bool => parse_bool(value).map(|_| ()).ok_or_else(|| {
+            format!(
+                "`{}` is a boolean: use on/off, true/false, yes/no or 1/0, not `{value}`",
+                param.name
+            )
+        }),
+        Kind::Enum => {
+            if param
+                .enumvals
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(value))
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{value}` is not a value of `{}`: one of {}",
+                    param.name,
+                    param.enumvals.join(", ")
+                ))
+            }
+        }
+        Kind::Integer | Kind::Real => check_number(param, value),
+        Kind::String => Ok(()),
+    }
+}
+
+/// PostgreSQL's boolean spellings (parse_bool in guc.c), whole words only.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Some(true),
+        "off" | "false" | "no" | "0" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+const MEMORY_UNITS: [(&str, f64); 5] = [
+    ("B", 1.0),
+    ("kB", 1024.0),
+    ("MB", 1024.0 * 1024.0),
+    ("GB", 1024.0 * 1024.0 * 1024.0),
+    ("TB", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+];
+const TIME_UNITS: [(&str, f64); 6] = [
+    ("us", 0.001),
+    ("ms", 1.0),
+    ("s", 1000.0),
+    ("min", 60_000.0),
+    ("h", 3_600_000.0),
+    ("d", 86_400_000.0),
+];
+
+/// Size in bytes (memory) or milliseconds (time) of one of the parameter's base units.
+fn base_unit(unit: &str) -> Option<(bool, f64)> {
+    match unit {
+        "8kB" => Some((true, 8192.0)),
+        "16MB" => Some((true, 16.0 * 1024.0 * 1024.0)),
+        _ => MEMORY_UNITS
+            .iter()
+            .find(|(u, _)| *u == unit)
+            .map(|(_, f)| (true, *f))
+            .or_else(|| {
+                TIME_UNITS
+                    .iter()
+                    .find(|(u, _)| *u == unit)
+                    .map(|(_, f)| (false, *f))
+            }),
+    }
+}
+
+fn check_number(param: &Param, value: &str) -> Result<(), String> {
+    let text = value.trim();
+    let split = text
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '-' || *c == '+') && *i == 0)))
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let what = if param.kind == Kind::Integer {
+        "an integer"
+    } else {
+        "a number"
+    };
+    let parsed: f64 = number.parse().map_err(|_| {
+        format!(
+            "`{}` takes {what}{}, not `{value}`",
+            param.name,
+            unit_hint(param.unit)
+        )
+    })?;
+    if param.kind == Kind::Integer && unit.is_empty() && number.contains('.') {
+        return Err(format!("`{}` takes an integer, not `{value}`", param.name));
+    }
+    let in_base = if unit.is_empty() {
+        parsed
+    } else {
+        let Some((is_memory, base)) = base_unit(param.unit) else {
+            return Err(format!(
+                "`{}` takes a plain number without a unit, not `{value}`",
+                param.name
+            ));
+        };
+        let table: &[(&str, f64)] = if is_memory { &MEMORY_UNITS } else { &TIME_UNITS };
+        let Some((_, factor)) = table.iter().find(|(u, _)| *u == unit) else {
+            let valid: Vec<&str> = table.iter().map(|(u, _)| *u).collect();
+            return Err(format!(
+                "`{unit}` is not a unit of `{}`: valid units are {} (case-sensitive)",
+                param.name,
+                valid.join(", ")
+            ));
+        };
+        parsed * factor / base
+    };
+    // -1 often means "off/unlimited" and is inside min..max where the server allows it.
+    if let (Some(min), Some(max)) = (param.min, param.max) {
+        if in_base < min || in_base > max {
+            let unit = if param.unit.is_empty() {
+                String::new()
+            } else {
+                format!(" (in units of {})", param.unit)
+            };
+            return Err(format!(
+                "`{value}` is out of range for `{}`: {min} .. {max}{unit}",
+                param.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unit_hint(unit: &str) -> String {
+    match base_unit(unit) {
+        Some((true, _)) => " with an optional memory unit (B, kB, MB, GB, TB)".to_owned(),
+        Some((false, _)) => " with an optional time unit (us, ms, s, min, h, d)".to_owned(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_value, lookup, Context};
+
+    fn check(name: &str, value: &str) -> Result<(), String> {
+        check_value(lookup(name).expect("known parameter"), value)
+    }
+
+    #[test]
+    fn knows_postgres_15() {
+        assert!(lookup("shared_buffers").is_some());
+        assert!(lookup("DateStyle").is_some() && lookup("datestyle").is_some());
+        assert_eq!(lookup("wal_level").map(|p| p.context), Some(Context::Postmaster));
+        assert_eq!(lookup("work_mem").map(|p| p.context), Some(Context::Reload));
+        assert!(lookup("shared_bufers").is_none());
+    }
+
+    #[test]
+    fn accepts_values_the_server_accepts() {
+        for (name, value) in [
+            ("shared_buffers", "256MB"),
+            ("shared_buffers", "32768"),
+            ("max_slot_wal_keep_size", "10GB"),
+            ("max_slot_wal_keep_size", "-1"),
+            ("log_min_duration_statement", "1s"),
+            ("checkpoint_timeout", "5min"),
+            ("hot_standby", "on"),
+            ("wal_level", "REPLICA"),
+            ("checkpoint_completion_target", "0.9"),
+            ("vacuum_cost_delay", "2ms"),
+            ("search_path", "\"$user\", public"),
+        ] {
+            assert_eq!(check(name, value), Ok(()), "{name} = {value}");
+        }
+    }
+
+    #[test]
+    fn refuses_values_the_server_refuses() {
+        for (name, value) in [
+            ("shared_buffers", "256XB"),
+            ("shared_buffers", "lots"),
+            ("max_connections", "0"),
+            ("max_connections", "1.5"),
+            ("checkpoint_timeout", "10s"),
+            ("hot_standby", "maybe"),
+            ("wal_level", "archive"),
+            ("max_connections", "100MB"),
+        ] {
+            assert!(check(name, value).is_err(), "{name} = {value}");
+        }
+    }
+}

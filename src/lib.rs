@@ -1,0 +1,23 @@
+//! pgha: declarative PostgreSQL high-availability clusters over SSH.
+//!
+//! Data flows one way, one folder per phase:
+//! `inventory` (YAML -> checked `model`) -> `playbook` (steps per host, typed in `steps`)
+//! -> `facts` (what the hosts hold) -> `plan` (changes) -> `apply` -> `verify`.
+//! Beside them: `render` (templates), `transport` (how commands reach a host), `views`
+//! (how events and plans are shown), `sandbox` (local test hosts), `cli`.
+
+pub mod apply;
+pub mod cli;
+pub mod diag;
+pub mod exit;
+pub mod facts;
+pub mod inventory;
+pub mod model;
+pub mod plan;
+pub mod playbook;
+pub mod render;
+pub mod sandbox;
+pub mod steps;
+pub mod transport;
+pub mod verify;
+pub mod views;

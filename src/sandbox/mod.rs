@@ -1,0 +1,1 @@
+//! Local test hosts (placeholder: being written).
