@@ -115,12 +115,7 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic) {
                 .max(1);
             let _ = writeln!(out, " {pad} |");
             let _ = writeln!(out, " {number} | {text}");
-            let _ = writeln!(
-                out,
-                " {pad} | {}{}",
-                " ".repeat(column),
-                "^".repeat(width)
-            );
+            let _ = writeln!(out, " {pad} | {}{}", " ".repeat(column), "^".repeat(width));
         }
     }
     if let Some(help) = &d.help {
@@ -130,11 +125,19 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic) {
 }
 
 /// The closest candidate to a misspelt name, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(distance, c)| *distance <= 2.max(c.len() / 4))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
@@ -147,7 +150,10 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("prot", ["port", "user"]), Some("port"));
-        assert_eq!(did_you_mean("shared_bufers", ["shared_buffers"]), Some("shared_buffers"));
+        assert_eq!(
+            did_you_mean("shared_bufers", ["shared_buffers"]),
+            Some("shared_buffers")
+        );
         assert_eq!(did_you_mean("zzz", ["port", "user"]), None);
     }
 }

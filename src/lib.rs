@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod model;
 pub mod plan;
 pub mod playbook;
+pub mod project;
 pub mod render;
 pub mod sandbox;
 pub mod steps;

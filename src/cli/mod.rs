@@ -1,4 +1,94 @@
-//! Command line.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line: typed arguments per command, each command in its own module. Commands
+//! return a status or an error; printing of errors and the exit code happen here only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::ExitStatus;
+
+mod render;
+mod validate;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pgha",
+    version,
+    about = "Declarative PostgreSQL high-availability clusters over SSH: validate, render, plan, apply, verify"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More output (-v: reasons for steps in sync, -vv: every command run).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long, global = true, env = "NO_COLOR", value_parser = clap::builder::FalseyValueParser::new())]
+    no_color: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check an inventory (schema, topology, parameters, playbook, templates). No network.
+    Validate(validate::ValidateArgs),
+    /// Write every managed file for every host into a folder. No network; secrets masked.
+    Render(render::RenderArgs),
+    /// Local test hosts (containers with systemd and sshd) and a ready inventory.
+    Sandbox(crate::sandbox::SandboxArgs),
+}
+
+/// Where the inventory, and optional playbook/template overrides, come from.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Inventory file.
+    #[arg(short, long, value_name = "FILE", env = "PGHA_INVENTORY")]
+    pub inventory: PathBuf,
+    /// Folder of template overrides: a file there replaces the built-in one of the same name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Folder of playbook overrides (`<flavour>.yml`).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+}
+
+/// An error a command reports: printed to stderr, exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+impl CliError {
+    pub fn new(e: impl std::fmt::Display) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.no_color {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Sandbox(args) => crate::sandbox::run(args)
+            .map(|()| ExitStatus::Success)
+            .map_err(CliError::new),
+    };
+    match result {
+        Ok(status) => status.into(),
+        Err(e) => {
+            let text = e.to_string();
+            if text.starts_with("error") {
+                eprint!("{text}");
+                if !text.ends_with('\n') {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("error: {text}");
+            }
+            ExitStatus::Failure.into()
+        }
+    }
 }

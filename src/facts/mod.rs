@@ -1,1 +1,120 @@
-//! (being written)
+//! Facts: what a host holds right now, gathered in one round trip per host.
+//!
+//! The types here are what plan reads. Gathering (a shell script whose sections are parsed by
+//! pure functions) lives beside them; tests feed fixture facts straight in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything plan needs to know about one host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostFacts {
+    /// Installed Debian packages: name -> version.
+    pub packages: BTreeMap<String, String>,
+    /// Managed files, by absolute path. A path absent here does not exist on the host.
+    pub files: BTreeMap<String, FileFact>,
+    /// systemd units by name.
+    pub services: BTreeMap<String, ServiceFact>,
+    /// Paths asked about by guards (`creates:`) that exist.
+    pub present: Vec<String>,
+    /// The local PostgreSQL instance, when its data directory exists.
+    pub postgres: Option<PgFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFact {
+    pub content: String,
+    pub owner: String,
+    pub group: String,
+    /// Octal, four digits: "0640".
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceFact {
+    pub active: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgFacts {
+    /// `PG_VERSION` exists in the data directory.
+    pub initialized: bool,
+    /// The server answers queries.
+    pub running: bool,
+    pub in_recovery: bool,
+    /// Only what initdb made: no user database, role or table. Safe to replace by a clone.
+    pub pristine: bool,
+    pub system_identifier: String,
+    pub timeline: u32,
+    /// Settings as the server sees them (`pg_settings`).
+    pub settings: BTreeMap<String, Setting>,
+    /// Errors in configuration files (`pg_file_settings.error`).
+    pub file_errors: Vec<String>,
+    pub roles: BTreeMap<String, RoleFact>,
+    /// Database -> owner.
+    pub databases: BTreeMap<String, DatabaseFact>,
+    pub slots: BTreeMap<String, SlotFact>,
+    /// `pg_stat_replication`: who streams from this node.
+    pub replication: Vec<ReplicationFact>,
+    /// `pg_stat_wal_receiver`: what this node streams from.
+    pub wal_receiver: Option<WalReceiverFact>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Setting {
+    /// Value in the parameter's own unit, as `current_setting` shows it with its unit.
+    pub value: String,
+    /// `postmaster`, `sighup`, ...
+    pub context: String,
+    pub pending_restart: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleFact {
+    pub login: bool,
+    pub superuser: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub replication: bool,
+    pub connection_limit: i32,
+    /// The stored SCRAM verifier, so a password can be compared without being sent anywhere.
+    pub password_verifier: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseFact {
+    pub owner: String,
+    pub extensions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlotFact {
+    pub active: bool,
+    pub physical: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationFact {
+    pub application_name: String,
+    pub client_addr: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalReceiverFact {
+    pub status: String,
+    pub sender_host: String,
+    pub slot_name: String,
+}

@@ -9,10 +9,28 @@ use crate::inventory::node::{Key, Node, Pos};
 use crate::inventory::pg_params::{self, Context};
 use crate::model::{HbaRule, Host, Role};
 
-pub const HBA_TYPES: [&str; 6] = ["local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"];
+pub const HBA_TYPES: [&str; 6] = [
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+];
 pub const HBA_METHODS: [&str; 13] = [
-    "scram-sha-256", "md5", "password", "peer", "ident", "cert", "reject", "trust", "gss", "sspi",
-    "ldap", "radius", "pam",
+    "scram-sha-256",
+    "md5",
+    "password",
+    "peer",
+    "ident",
+    "cert",
+    "reject",
+    "trust",
+    "gss",
+    "sspi",
+    "ldap",
+    "radius",
+    "pam",
 ];
 
 /// Parameters pgha derives from other keys; setting them twice would leave two truths.
@@ -21,13 +39,22 @@ const MANAGED_ELSEWHERE: [(&str, &str); 7] = [
     ("listen_addresses", "postgres.listen_addresses"),
     ("max_wal_senders", "replication.max_wal_senders"),
     ("max_replication_slots", "replication.max_replication_slots"),
-    ("max_slot_wal_keep_size", "replication.max_slot_wal_keep_size"),
+    (
+        "max_slot_wal_keep_size",
+        "replication.max_slot_wal_keep_size",
+    ),
     ("archive_mode", "replication.archive.mode"),
     ("archive_command", "replication.archive.command"),
 ];
 
 /// Parameters whose location Debian's cluster layout fixes.
-const DEBIAN_OWNED: [&str; 5] = ["data_directory", "hba_file", "ident_file", "config_file", "external_pid_file"];
+const DEBIAN_OWNED: [&str; 5] = [
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "config_file",
+    "external_pid_file",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub enum NameKind {
@@ -43,19 +70,27 @@ pub fn name(d: &mut Diagnostics, node: &Node, path: &str, value: &str, kind: Nam
             !value.is_empty()
                 && value.len() <= 63
                 && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'),
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'),
             "lower-case letters, digits, `-` and `_`, starting with a letter or digit, at most 63",
         ),
         NameKind::Role => (
             !value.is_empty()
                 && value.len() <= 63
                 && value.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
             "lower-case letters, digits and `_`, starting with a letter or `_`, at most 63",
         ),
     };
     if !ok {
-        d.error(node.pos, path, format!("`{value}` is not a valid name for `{path}`: use {rule}"));
+        d.error(
+            node.pos,
+            path,
+            format!("`{value}` is not a valid name for `{path}`: use {rule}"),
+        );
     }
     ok
 }
@@ -76,7 +111,11 @@ pub fn address(d: &mut Diagnostics, node: &Node, path: &str, value: &str) -> boo
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if !dns_ok {
-        d.error(node.pos, path, format!("`{value}` is not an IP address or a host name"));
+        d.error(
+            node.pos,
+            path,
+            format!("`{value}` is not an IP address or a host name"),
+        );
     }
     dns_ok
 }
@@ -85,11 +124,22 @@ pub fn address(d: &mut Diagnostics, node: &Node, path: &str, value: &str) -> boo
 pub fn parameter(d: &mut Diagnostics, key: &Key, value: &Node, path: &str, text: &str) -> bool {
     let name = key.name.to_ascii_lowercase();
     if let Some((_, instead)) = MANAGED_ELSEWHERE.iter().find(|(p, _)| *p == name) {
-        d.error_with_help(key.pos, path, format!("`{name}` is set by pgha from `{instead}`"), format!("set `{instead}` instead"));
+        d.error_with_help(
+            key.pos,
+            path,
+            format!("`{name}` is set by pgha from `{instead}`"),
+            format!("set `{instead}` instead"),
+        );
         return false;
     }
     if DEBIAN_OWNED.contains(&name.as_str()) {
-        d.error(key.pos, path, format!("`{name}` is fixed by the Debian cluster layout (postgres.data_dir / conf_dir)"));
+        d.error(
+            key.pos,
+            path,
+            format!(
+                "`{name}` is fixed by the Debian cluster layout (postgres.data_dir / conf_dir)"
+            ),
+        );
         return false;
     }
     if pg_params::is_custom(&name) {
@@ -104,7 +154,14 @@ pub fn parameter(d: &mut Diagnostics, key: &Key, value: &Node, path: &str, text:
         return false;
     };
     if param.context == Context::Internal {
-        d.error(key.pos, path, format!("`{}` is read-only: it is fixed when PostgreSQL is built or initdb runs", param.name));
+        d.error(
+            key.pos,
+            path,
+            format!(
+                "`{}` is read-only: it is fixed when PostgreSQL is built or initdb runs",
+                param.name
+            ),
+        );
         return false;
     }
     if let Err(why) = pg_params::check_value(param, text) {
@@ -113,7 +170,11 @@ pub fn parameter(d: &mut Diagnostics, key: &Key, value: &Node, path: &str, text:
     }
     // Streaming replication needs WAL for it; `minimal` would break every standby.
     if name == "wal_level" && text.eq_ignore_ascii_case("minimal") {
-        d.error(value.pos, path, "`wal_level = minimal` cannot feed standbys: use replica or logical");
+        d.error(
+            value.pos,
+            path,
+            "`wal_level = minimal` cannot feed standbys: use replica or logical",
+        );
         return false;
     }
     true
@@ -130,22 +191,43 @@ pub fn hba_rule(
     let method_pos = method_pos.unwrap_or(address_pos);
     if rule.kind == "local" {
         if rule.address.is_some() {
-            d.error(address_pos, &format!("{path}.address"), "a `local` rule takes no address (it matches Unix-socket connections)");
+            d.error(
+                address_pos,
+                &format!("{path}.address"),
+                "a `local` rule takes no address (it matches Unix-socket connections)",
+            );
             return false;
         }
         return true;
     }
     let Some(address) = &rule.address else {
-        d.error(address_pos, &format!("{path}.address"), format!("a `{}` rule needs an address (a CIDR such as 10.0.0.0/24)", rule.kind));
+        d.error(
+            address_pos,
+            &format!("{path}.address"),
+            format!(
+                "a `{}` rule needs an address (a CIDR such as 10.0.0.0/24)",
+                rule.kind
+            ),
+        );
         return false;
     };
     let keyword = ["all", "samehost", "samenet"].contains(&address.as_str());
     if !keyword && address.parse::<ipnet::IpNet>().is_err() && address.parse::<IpAddr>().is_err() {
-        d.error(address_pos, &format!("{path}.address"), format!("`{address}` is not a CIDR address (like 10.0.0.0/24) nor all/samehost/samenet"));
+        d.error(
+            address_pos,
+            &format!("{path}.address"),
+            format!(
+                "`{address}` is not a CIDR address (like 10.0.0.0/24) nor all/samehost/samenet"
+            ),
+        );
         return false;
     }
     if rule.method == "peer" {
-        d.error(method_pos, &format!("{path}.method"), "`peer` works only for `local` rules; use scram-sha-256 for network connections");
+        d.error(
+            method_pos,
+            &format!("{path}.method"),
+            "`peer` works only for `local` rules; use scram-sha-256 for network connections",
+        );
         return false;
     }
     if rule.method == "trust" && !allow_network_trust {
@@ -173,22 +255,44 @@ pub struct HostPositions {
 
 /// Unique names and addresses, exactly one primary, upstreams that reach the primary.
 /// Fills in the default upstream (the primary) of standbys.
-pub fn topology(d: &mut Diagnostics, list: &Node, hosts: &mut [Host], pos: &[HostPositions]) -> bool {
+pub fn topology(
+    d: &mut Diagnostics,
+    list: &Node,
+    hosts: &mut [Host],
+    pos: &[HostPositions],
+) -> bool {
     let before = d.items.len();
     let mut names = BTreeMap::new();
     let mut addresses = BTreeMap::new();
     for (h, p) in hosts.iter().zip(pos) {
         if let Some(first) = names.insert(h.name.clone(), p.path.clone()) {
-            d.error(p.name, &format!("{}.name", p.path), format!("host name `{}` is used twice (first at {first})", h.name));
+            d.error(
+                p.name,
+                &format!("{}.name", p.path),
+                format!("host name `{}` is used twice (first at {first})", h.name),
+            );
         }
         let key = (h.address.to_ascii_lowercase(), h.ssh.port);
         if let Some(first) = addresses.insert(key, p.path.clone()) {
-            d.error(p.address, &format!("{}.address", p.path), format!("address `{}` is used twice (first at {first})", h.address));
+            d.error(
+                p.address,
+                &format!("{}.address", p.path),
+                format!("address `{}` is used twice (first at {first})", h.address),
+            );
         }
     }
-    let primaries: Vec<usize> = hosts.iter().enumerate().filter(|(_, h)| h.role == Role::Primary).map(|(i, _)| i).collect();
+    let primaries: Vec<usize> = hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.role == Role::Primary)
+        .map(|(i, _)| i)
+        .collect();
     match primaries.as_slice() {
-        [] => d.error(list.pos, "hosts", "no host has `role: primary`: exactly one must"),
+        [] => d.error(
+            list.pos,
+            "hosts",
+            "no host has `role: primary`: exactly one must",
+        ),
         [_] => {}
         [_, rest @ ..] => {
             for i in rest {
@@ -208,18 +312,34 @@ pub fn topology(d: &mut Diagnostics, list: &Node, hosts: &mut [Host], pos: &[Hos
         let at = p.upstream.unwrap_or(p.item);
         let path = format!("{}.upstream", p.path);
         match (h.role, h.upstream.as_deref()) {
-            (Role::Primary, Some(_)) => d.error(at, &path, format!("the primary `{}` cannot have an upstream", h.name)),
-            (Role::Witness, Some(_)) => d.error(at, &path, "a witness does not replicate: it has no upstream"),
-            (Role::Standby, Some(up)) if up == h.name => d.error(at, &path, format!("`{}` cannot stream from itself", h.name)),
+            (Role::Primary, Some(_)) => d.error(
+                at,
+                &path,
+                format!("the primary `{}` cannot have an upstream", h.name),
+            ),
+            (Role::Witness, Some(_)) => d.error(
+                at,
+                &path,
+                "a witness does not replicate: it has no upstream",
+            ),
+            (Role::Standby, Some(up)) if up == h.name => {
+                d.error(at, &path, format!("`{}` cannot stream from itself", h.name))
+            }
             (Role::Standby, Some(up)) => match roles.get(up) {
                 None => {
                     let message = format!("upstream `{up}` is not a host of this inventory");
                     match did_you_mean(up, roles.keys().map(String::as_str)) {
-                        Some(s) => d.error_with_help(at, &path, message, format!("did you mean `{s}`?")),
+                        Some(s) => {
+                            d.error_with_help(at, &path, message, format!("did you mean `{s}`?"))
+                        }
                         None => d.error(at, &path, message),
                     }
                 }
-                Some(Role::Witness) => d.error(at, &path, format!("upstream `{up}` is a witness, which holds no data to stream")),
+                Some(Role::Witness) => d.error(
+                    at,
+                    &path,
+                    format!("upstream `{up}` is a witness, which holds no data to stream"),
+                ),
                 Some(_) => {}
             },
             (Role::Standby, None) => h.upstream = Some(primary_name.clone()),
@@ -242,7 +362,11 @@ pub fn topology(d: &mut Diagnostics, list: &Node, hosts: &mut [Host], pos: &[Hos
                 d.error(
                     p.upstream.unwrap_or(p.item),
                     &format!("{}.upstream", p.path),
-                    format!("upstream of `{}` runs in a cycle ({}) and never reaches the primary", h.name, seen.iter().copied().collect::<Vec<_>>().join(" -> ")),
+                    format!(
+                        "upstream of `{}` runs in a cycle ({}) and never reaches the primary",
+                        h.name,
+                        seen.iter().copied().collect::<Vec<_>>().join(" -> ")
+                    ),
                 );
                 break;
             }

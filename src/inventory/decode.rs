@@ -29,7 +29,11 @@ impl<'a> MapReader<'a> {
                 d.error(
                     node.pos,
                     path,
-                    format!("`{}` must be a mapping, found {}", display(path), other.kind()),
+                    format!(
+                        "`{}` must be a mapping, found {}",
+                        display(path),
+                        other.kind()
+                    ),
                 );
                 None
             }
@@ -89,7 +93,9 @@ impl<'a> MapReader<'a> {
                 format!("unknown key `{}` in `{}`", key.name, display(&self.path))
             };
             match did_you_mean(&key.name, self.known.iter().copied()) {
-                Some(s) => d.error_with_help(key.pos, &path, message, format!("did you mean `{s}`?")),
+                Some(s) => {
+                    d.error_with_help(key.pos, &path, message, format!("did you mean `{s}`?"))
+                }
                 None => d.error_with_help(
                     key.pos,
                     &path,
@@ -208,7 +214,10 @@ pub fn choice<'c>(
     if let Some(c) = choices.iter().find(|c| **c == value) {
         return Some(c);
     }
-    let message = format!("`{value}` is not a valid `{path}`: one of {}", choices.join(", "));
+    let message = format!(
+        "`{value}` is not a valid `{path}`: one of {}",
+        choices.join(", ")
+    );
     match did_you_mean(&value, choices.iter().copied()) {
         Some(s) => d.error_with_help(node.pos, path, message, format!("did you mean `{s}`?")),
         None => d.error(node.pos, path, message),

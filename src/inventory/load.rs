@@ -108,7 +108,8 @@ impl Reader<'_> {
         };
         let name = m.require(self.d, "name").and_then(|n| {
             let name = decode::string(self.d, n, "cluster.name")?;
-            checks::name(self.d, n, "cluster.name", &name, checks::NameKind::Cluster).then_some(name)
+            checks::name(self.d, n, "cluster.name", &name, checks::NameKind::Cluster)
+                .then_some(name)
         });
         let flavour = m.require(self.d, "flavour").and_then(|n| {
             let f = match decode::choice(self.d, n, "cluster.flavour", &Flavour::NAMES)? {
@@ -120,7 +121,10 @@ impl Reader<'_> {
                 self.d.error_with_help(
                     n.pos,
                     "cluster.flavour",
-                    format!("flavour `{}` has no playbook in this version of pgha", f.name()),
+                    format!(
+                        "flavour `{}` has no playbook in this version of pgha",
+                        f.name()
+                    ),
                     "use `streaming`; patroni and repmgr are being built",
                 );
                 return None;
@@ -155,13 +159,27 @@ impl Reader<'_> {
             .unwrap_or(Some(5432));
         let debian_cluster = match m.take("debian_cluster") {
             Some(n) => decode::string(self.d, n, "postgres.debian_cluster").filter(|s| {
-                checks::name(self.d, n, "postgres.debian_cluster", s, checks::NameKind::Cluster)
+                checks::name(
+                    self.d,
+                    n,
+                    "postgres.debian_cluster",
+                    s,
+                    checks::NameKind::Cluster,
+                )
             }),
             None => Some("main".to_owned()),
         };
         let dc = debian_cluster.clone().unwrap_or_else(|| "main".into());
-        let data_dir = self.abs_dir(&mut m, "data_dir", format!("/var/lib/postgresql/{version}/{dc}"));
-        let conf_dir = self.abs_dir(&mut m, "conf_dir", format!("/etc/postgresql/{version}/{dc}"));
+        let data_dir = self.abs_dir(
+            &mut m,
+            "data_dir",
+            format!("/var/lib/postgresql/{version}/{dc}"),
+        );
+        let conf_dir = self.abs_dir(
+            &mut m,
+            "conf_dir",
+            format!("/etc/postgresql/{version}/{dc}"),
+        );
         let listen_addresses = match m.take("listen_addresses") {
             Some(n) => decode::string(self.d, n, "postgres.listen_addresses"),
             None => Some("*".to_owned()),
@@ -203,7 +221,11 @@ impl Reader<'_> {
             Some(n) => {
                 let s = decode::string(self.d, n, &path)?;
                 if !s.starts_with('/') || s.contains("..") {
-                    self.d.error(n.pos, &path, format!("`{path}` must be an absolute path without `..`, found `{s}`"));
+                    self.d.error(
+                        n.pos,
+                        &path,
+                        format!("`{path}` must be an absolute path without `..`, found `{s}`"),
+                    );
                     return None;
                 }
                 Some(s.trim_end_matches('/').to_owned())
@@ -219,7 +241,14 @@ impl Reader<'_> {
         for (key, value) in m.entries() {
             let path = format!("postgres.parameters.{}", key.name);
             let Some(text) = value.scalar_text() else {
-                self.d.error(value.pos, &path, format!("`{path}` must be a plain value, found {}", value.value.kind()));
+                self.d.error(
+                    value.pos,
+                    &path,
+                    format!(
+                        "`{path}` must be a plain value, found {}",
+                        value.value.kind()
+                    ),
+                );
                 ok = false;
                 continue;
             };
@@ -253,15 +282,22 @@ impl Reader<'_> {
     fn hba_rule(&mut self, node: &Node, path: &str, allow_network_trust: bool) -> Option<HbaRule> {
         let mut m = MapReader::new(self.d, node, path)?;
         let kind = m.require(self.d, "type").and_then(|n| {
-            decode::choice(self.d, n, &format!("{path}.type"), &checks::HBA_TYPES).map(str::to_owned)
+            decode::choice(self.d, n, &format!("{path}.type"), &checks::HBA_TYPES)
+                .map(str::to_owned)
         });
-        let database = m.require(self.d, "database").and_then(|n| decode::string(self.d, n, &format!("{path}.database")));
-        let user = m.require(self.d, "user").and_then(|n| decode::string(self.d, n, &format!("{path}.user")));
+        let database = m
+            .require(self.d, "database")
+            .and_then(|n| decode::string(self.d, n, &format!("{path}.database")));
+        let user = m
+            .require(self.d, "user")
+            .and_then(|n| decode::string(self.d, n, &format!("{path}.user")));
         let address_node = m.take("address");
-        let address = address_node.and_then(|n| decode::string(self.d, n, &format!("{path}.address")));
+        let address =
+            address_node.and_then(|n| decode::string(self.d, n, &format!("{path}.address")));
         let method_node = m.require(self.d, "method");
         let method = method_node.and_then(|n| {
-            decode::choice(self.d, n, &format!("{path}.method"), &checks::HBA_METHODS).map(str::to_owned)
+            decode::choice(self.d, n, &format!("{path}.method"), &checks::HBA_METHODS)
+                .map(str::to_owned)
         });
         m.finish(self.d);
         let rule = HbaRule {
@@ -271,8 +307,15 @@ impl Reader<'_> {
             address,
             method: method?,
         };
-        checks::hba_rule(self.d, &rule, m_pos(node, address_node), method_node.map(|n| n.pos), path, allow_network_trust)
-            .then_some(rule)
+        checks::hba_rule(
+            self.d,
+            &rule,
+            m_pos(node, address_node),
+            method_node.map(|n| n.pos),
+            path,
+            allow_network_trust,
+        )
+        .then_some(rule)
     }
 
     fn replication(&mut self, top: &mut MapReader) -> Option<Replication> {
@@ -282,7 +325,9 @@ impl Reader<'_> {
             let u = decode::string(self.d, n, "replication.user")?;
             checks::name(self.d, n, "replication.user", &u, checks::NameKind::Role).then_some(u)
         });
-        let password = m.require(self.d, "password").and_then(|n| self.secret(n, "replication.password"));
+        let password = m
+            .require(self.d, "password")
+            .and_then(|n| self.secret(n, "replication.password"));
         let slots = match m.take("slots") {
             Some(n) => decode::boolean(self.d, n, "replication.slots"),
             None => Some(true),
@@ -308,7 +353,12 @@ impl Reader<'_> {
     }
 
     /// A replication setting that is a server parameter of the same name: checked like one.
-    fn param_text(&mut self, m: &mut MapReader, key: &'static str, default: &str) -> Option<String> {
+    fn param_text(
+        &mut self,
+        m: &mut MapReader,
+        key: &'static str,
+        default: &str,
+    ) -> Option<String> {
         let path = m.child(key);
         let Some(n) = m.take(key) else {
             return Some(default.to_owned());
@@ -327,7 +377,9 @@ impl Reader<'_> {
     fn count(&mut self, m: &mut MapReader, key: &'static str, default: i64) -> Option<u32> {
         let path = m.child(key);
         match m.take(key) {
-            Some(n) => decode::integer(self.d, n, &path, 1, 262_143).and_then(|v| u32::try_from(v).ok()),
+            Some(n) => {
+                decode::integer(self.d, n, &path, 1, 262_143).and_then(|v| u32::try_from(v).ok())
+            }
             None => u32::try_from(default).ok(),
         }
     }
@@ -337,7 +389,13 @@ impl Reader<'_> {
             return (None, None);
         };
         let mode = match m.take("mode") {
-            Some(n) => decode::choice(self.d, n, "replication.archive.mode", &["off", "on", "always"]).map(str::to_owned),
+            Some(n) => decode::choice(
+                self.d,
+                n,
+                "replication.archive.mode",
+                &["off", "on", "always"],
+            )
+            .map(str::to_owned),
             None => Some("off".to_owned()),
         };
         let command = match m.take("command") {
@@ -430,7 +488,15 @@ impl Reader<'_> {
                 Some(n) => decode::string(self.d, n, &m.child("owner")).filter(|o| {
                     let known = roles.contains(o);
                     if !known {
-                        self.d.error_with_help(n.pos, &m.child("owner"), format!("owner `{o}` is not a role of this inventory"), format!("declare it under `users:` or use one of: {}", roles.join(", ")));
+                        self.d.error_with_help(
+                            n.pos,
+                            &m.child("owner"),
+                            format!("owner `{o}` is not a role of this inventory"),
+                            format!(
+                                "declare it under `users:` or use one of: {}",
+                                roles.join(", ")
+                            ),
+                        );
                     }
                     known
                 }),
@@ -442,7 +508,11 @@ impl Reader<'_> {
             };
             m.finish(self.d);
             match (name, owner) {
-                (Some(name), Some(owner)) => out.push(Database { name, owner, extensions }),
+                (Some(name), Some(owner)) => out.push(Database {
+                    name,
+                    owner,
+                    extensions,
+                }),
                 _ => ok = false,
             }
         }
@@ -460,11 +530,19 @@ impl Reader<'_> {
             None => Some(defaults.port),
         };
         let identity_file = match m.take("identity_file") {
-            Some(n) => decode::string(self.d, n, &m.child("identity_file")).map(|s| Some(self.path(&s))),
+            Some(n) => {
+                decode::string(self.d, n, &m.child("identity_file")).map(|s| Some(self.path(&s)))
+            }
             None => Some(defaults.identity_file.clone()),
         };
         let host_key_policy = match m.take("host_key_policy") {
-            Some(n) => decode::choice(self.d, n, &m.child("host_key_policy"), &["strict", "accept-new"]).map(|c| {
+            Some(n) => decode::choice(
+                self.d,
+                n,
+                &m.child("host_key_policy"),
+                &["strict", "accept-new"],
+            )
+            .map(|c| {
                 if c == "strict" {
                     HostKeyPolicy::Strict
                 } else {
@@ -474,11 +552,14 @@ impl Reader<'_> {
             None => Some(defaults.host_key_policy),
         };
         let known_hosts = match m.take("known_hosts") {
-            Some(n) => decode::string(self.d, n, &m.child("known_hosts")).map(|s| Some(self.path(&s))),
+            Some(n) => {
+                decode::string(self.d, n, &m.child("known_hosts")).map(|s| Some(self.path(&s)))
+            }
             None => Some(defaults.known_hosts.clone()),
         };
         let connect_timeout = match m.take("connect_timeout") {
-            Some(n) => decode::integer(self.d, n, &m.child("connect_timeout"), 1, 600).and_then(|v| u32::try_from(v).ok()),
+            Some(n) => decode::integer(self.d, n, &m.child("connect_timeout"), 1, 600)
+                .and_then(|v| u32::try_from(v).ok()),
             None => Some(defaults.connect_timeout),
         };
         m.finish(self.d);
@@ -521,7 +602,10 @@ impl Reader<'_> {
         let file = m.take("file");
         let command = m.take("command");
         m.finish(self.d);
-        let given = [env.is_some(), file.is_some(), command.is_some()].iter().filter(|b| **b).count();
+        let given = [env.is_some(), file.is_some(), command.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if given != 1 {
             self.d.error_with_help(
                 node.pos,
@@ -533,10 +617,17 @@ impl Reader<'_> {
         }
         if let Some(n) = env {
             let var = decode::string(self.d, n, &format!("{path}.env"))?;
-            let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = var
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                self.d.error(n.pos, &format!("{path}.env"), format!("`{var}` is not a valid environment variable name"));
+                self.d.error(
+                    n.pos,
+                    &format!("{path}.env"),
+                    format!("`{var}` is not a valid environment variable name"),
+                );
                 return None;
             }
             return Some(SecretRef::Env(var));
@@ -544,7 +635,11 @@ impl Reader<'_> {
         if let Some(n) = file {
             let f = decode::string(self.d, n, &format!("{path}.file"))?;
             if f.is_empty() {
-                self.d.error(n.pos, &format!("{path}.file"), "the secret file path is empty");
+                self.d.error(
+                    n.pos,
+                    &format!("{path}.file"),
+                    "the secret file path is empty",
+                );
                 return None;
             }
             return Some(SecretRef::File(self.path(&f)));
@@ -552,7 +647,11 @@ impl Reader<'_> {
         let n = command?;
         let c = decode::string(self.d, n, &format!("{path}.command"))?;
         if c.trim().is_empty() {
-            self.d.error(n.pos, &format!("{path}.command"), "the secret command is empty");
+            self.d.error(
+                n.pos,
+                &format!("{path}.command"),
+                "the secret command is empty",
+            );
             return None;
         }
         Some(SecretRef::Command(c))
@@ -561,7 +660,11 @@ impl Reader<'_> {
     fn hosts(&mut self, node: &Node, ssh: &Ssh) -> Option<Vec<Host>> {
         let items = decode::list(self.d, node, "hosts")?;
         if items.is_empty() {
-            self.d.error(node.pos, "hosts", "`hosts` is empty: a cluster needs at least a primary");
+            self.d.error(
+                node.pos,
+                "hosts",
+                "`hosts` is empty: a cluster needs at least a primary",
+            );
             return None;
         }
         let mut hosts = Vec::new();
@@ -582,7 +685,12 @@ impl Reader<'_> {
         checks::topology(self.d, node, &mut hosts, &positions).then_some(hosts)
     }
 
-    fn host(&mut self, node: &Node, path: &str, ssh: &Ssh) -> Option<(Host, checks::HostPositions)> {
+    fn host(
+        &mut self,
+        node: &Node,
+        path: &str,
+        ssh: &Ssh,
+    ) -> Option<(Host, checks::HostPositions)> {
         let mut m = MapReader::new(self.d, node, path)?;
         let name_node = m.require(self.d, "name");
         let name = name_node.and_then(|n| {

@@ -110,11 +110,7 @@ pub fn check_value(param: &Param, value: &str) -> Result<(), String> {
             )
         }),
         Kind::Enum => {
-            if param
-                .enumvals
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(value))
-            {
+            if param.enumvals.iter().any(|v| v.eq_ignore_ascii_case(value)) {
                 Ok(())
             } else {
                 Err(format!(
@@ -173,13 +169,7 @@ fn base_unit(unit: &str) -> Option<(bool, f64)> {
 }
 
 fn check_number(param: &Param, value: &str) -> Result<(), String> {
-    let text = value.trim();
-    let split = text
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '-' || *c == '+') && *i == 0)))
-        .map(|(i, _)| i)
-        .unwrap_or(text.len());
-    let (number, unit) = (&text[..split], text[split..].trim());
+    let (number, unit) = split_unit(value);
     let what = if param.kind == Kind::Integer {
         "an integer"
     } else {
@@ -204,7 +194,11 @@ fn check_number(param: &Param, value: &str) -> Result<(), String> {
                 param.name
             ));
         };
-        let table: &[(&str, f64)] = if is_memory { &MEMORY_UNITS } else { &TIME_UNITS };
+        let table: &[(&str, f64)] = if is_memory {
+            &MEMORY_UNITS
+        } else {
+            &TIME_UNITS
+        };
         let Some((_, factor)) = table.iter().find(|(u, _)| *u == unit) else {
             let valid: Vec<&str> = table.iter().map(|(u, _)| *u).collect();
             return Err(format!(
@@ -252,7 +246,10 @@ mod tests {
     fn knows_postgres_15() {
         assert!(lookup("shared_buffers").is_some());
         assert!(lookup("DateStyle").is_some() && lookup("datestyle").is_some());
-        assert_eq!(lookup("wal_level").map(|p| p.context), Some(Context::Postmaster));
+        assert_eq!(
+            lookup("wal_level").map(|p| p.context),
+            Some(Context::Postmaster)
+        );
         assert_eq!(lookup("work_mem").map(|p| p.context), Some(Context::Reload));
         assert!(lookup("shared_bufers").is_none());
     }
@@ -291,4 +288,49 @@ mod tests {
             assert!(check(name, value).is_err(), "{name} = {value}");
         }
     }
+}
+
+/// Whether two spellings of a value mean the same to the server: `256MB` and `32768` (8kB
+/// pages) for shared_buffers, `on` and `true`, `Replica` and `replica`.
+pub fn same_value(param: &Param, a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match param.kind {
+        Kind::Bool => parse_bool(a).is_some() && parse_bool(a) == parse_bool(b),
+        Kind::Enum => a.eq_ignore_ascii_case(b),
+        Kind::Integer | Kind::Real => match (in_base_units(param, a), in_base_units(param, b)) {
+            (Some(x), Some(y)) => (x - y).abs() < 1e-9 * x.abs().max(1.0),
+            _ => false,
+        },
+        Kind::String => a.trim_matches('\'') == b.trim_matches('\''),
+    }
+}
+
+/// A numeric value converted to the parameter's base unit.
+fn in_base_units(param: &Param, value: &str) -> Option<f64> {
+    let (number, unit) = split_unit(value);
+    let number = number.parse::<f64>().ok()?;
+    if unit.is_empty() {
+        return Some(number);
+    }
+    let (is_memory, base) = base_unit(param.unit)?;
+    let table: &[(&str, f64)] = if is_memory {
+        &MEMORY_UNITS
+    } else {
+        &TIME_UNITS
+    };
+    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
+    Some(number * factor / base)
+}
+
+/// `"256 MB"` -> (`"256"`, `"MB"`).
+fn split_unit(value: &str) -> (&str, &str) {
+    let text = value.trim();
+    let split = text
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '-' || *c == '+') && *i == 0)))
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    (&text[..split], text[split..].trim())
 }

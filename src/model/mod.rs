@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub mod secret;
 
-pub use secret::SecretRef;
+pub use secret::{Sealed, Secret, SecretRef, Secrets};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
@@ -202,4 +202,88 @@ impl Cluster {
         }
         out
     }
+}
+
+/// Who is primary and who streams from whom. At bootstrap this is the inventory's word; once
+/// the cluster runs, pgha reads it from the hosts (a switchover changes it) and plans with
+/// that, never "correcting" the cluster back to the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    pub primary: String,
+    /// Standby -> its upstream.
+    pub upstream: BTreeMap<String, String>,
+}
+
+impl Topology {
+    pub fn declared(cluster: &Cluster) -> Self {
+        Topology {
+            primary: cluster.primary().name.clone(),
+            upstream: cluster
+                .hosts
+                .iter()
+                .filter_map(|h| h.upstream.clone().map(|u| (h.name.clone(), u)))
+                .collect(),
+        }
+    }
+
+    pub fn role(&self, host: &Host) -> Role {
+        if host.name == self.primary {
+            Role::Primary
+        } else if host.role == Role::Witness {
+            Role::Witness
+        } else {
+            Role::Standby
+        }
+    }
+
+    pub fn downstreams<'c>(&self, cluster: &'c Cluster, name: &str) -> Vec<&'c Host> {
+        cluster
+            .hosts
+            .iter()
+            .filter(|h| self.upstream.get(&h.name).map(String::as_str) == Some(name))
+            .collect()
+    }
+
+    /// Hops from the primary (the primary is 0).
+    pub fn depth(&self, name: &str) -> usize {
+        let mut at = name;
+        let mut hops = 0;
+        while let Some(up) = self.upstream.get(at) {
+            hops += 1;
+            at = up;
+            if hops > self.upstream.len() {
+                break;
+            }
+        }
+        hops
+    }
+}
+
+/// The server parameters pgha writes: its own replication settings, then the user's (which win).
+pub fn server_parameters(cluster: &Cluster) -> BTreeMap<String, String> {
+    let r = &cluster.replication;
+    let mut p = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        p.insert(k.to_owned(), v);
+    };
+    set(
+        "listen_addresses",
+        cluster.postgres.listen_addresses.clone(),
+    );
+    set("port", cluster.postgres.port.to_string());
+    set("wal_level", "replica".into());
+    set("max_wal_senders", r.max_wal_senders.to_string());
+    set("max_replication_slots", r.max_replication_slots.to_string());
+    set("max_slot_wal_keep_size", r.max_slot_wal_keep_size.clone());
+    set("hot_standby", "on".into());
+    // pg_rewind needs hint bits in WAL when the cluster has no data checksums.
+    set("wal_log_hints", "on".into());
+    set("archive_mode", r.archive_mode.clone());
+    set("archive_command", r.archive_command.clone());
+    set("password_encryption", "scram-sha-256".into());
+    set("cluster_name", cluster.name.clone());
+    for (k, v) in &cluster.postgres.parameters {
+        p.insert(k.clone(), v.clone());
+    }
+    p
 }

@@ -68,6 +68,10 @@ pub enum SecretError {
     },
     #[error("{label}: the secret from {source_ref} is empty")]
     Empty { label: String, source_ref: String },
+    #[error("{label}: the secret from {source_ref} is shorter than 8 characters")]
+    TooShort { label: String, source_ref: String },
+    #[error("secret `{label}` was not resolved before use")]
+    Unresolved { label: String },
 }
 
 impl SecretRef {
@@ -85,6 +89,12 @@ impl SecretRef {
         let value = raw.lines().next().unwrap_or("").to_owned();
         if value.is_empty() {
             return Err(SecretError::Empty {
+                label: label.to_owned(),
+                source_ref: self.to_string(),
+            });
+        }
+        if value.chars().count() < 8 {
+            return Err(SecretError::TooShort {
                 label: label.to_owned(),
                 source_ref: self.to_string(),
             });
@@ -118,4 +128,121 @@ fn run_command(label: &str, command: &str) -> Result<String, SecretError> {
         return Err(fail(format!("exited with {}", out.status)));
     }
     String::from_utf8(out.stdout).map_err(|_| fail("output is not UTF-8".into()))
+}
+
+/// Marks around a secret's label inside rendered text: `⟦secret:LABEL⟧` or
+/// `⟦secret:LABEL|TRANSFORM⟧`. Rendered files and commands carry these marks instead of the
+/// values, so plans, diffs and logs can never hold a password; only the bytes sent to a host
+/// have them replaced.
+const OPEN: &str = "\u{27e6}secret:";
+const CLOSE: char = '\u{27e7}';
+pub const MASK: &str = "(sensitive)";
+
+/// The mark that stands for a secret in rendered text.
+pub fn mark(label: &str, transform: Option<&str>) -> String {
+    match transform {
+        Some(t) => format!("{OPEN}{label}|{t}{CLOSE}"),
+        None => format!("{OPEN}{label}{CLOSE}"),
+    }
+}
+
+/// Text that may hold secret marks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(pub String);
+
+impl Sealed {
+    /// The text as shown to people: every secret is `(sensitive)`.
+    pub fn masked(&self) -> String {
+        self.replace_marks(|_, _| Ok::<_, SecretError>(MASK.to_owned()))
+            .unwrap_or_else(|_| MASK.to_owned())
+    }
+
+    pub fn has_secrets(&self) -> bool {
+        self.0.contains(OPEN)
+    }
+
+    /// The text with the real values, for the host only.
+    pub fn reveal(&self, secrets: &Secrets) -> Result<String, SecretError> {
+        self.replace_marks(|label, transform| {
+            let value = secrets.get(label)?;
+            Ok(apply_transform(value.expose(), transform))
+        })
+    }
+
+    fn replace_marks<E>(
+        &self,
+        mut f: impl FnMut(&str, Option<&str>) -> Result<String, E>,
+    ) -> Result<String, E> {
+        let mut out = String::with_capacity(self.0.len());
+        let mut rest = self.0.as_str();
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len()..];
+            let Some(end) = after.find(CLOSE) else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let inner = &after[..end];
+            let (label, transform) = match inner.split_once('|') {
+                Some((l, t)) => (l, Some(t)),
+                None => (inner, None),
+            };
+            out.push_str(&f(label, transform)?);
+            rest = &after[end + CLOSE.len_utf8()..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// Escaping a secret needs where it goes: `.pgpass` fields escape `:` and `\`; SQL literals
+/// double `'`.
+fn apply_transform(value: &str, transform: Option<&str>) -> String {
+    match transform {
+        Some("pgpass") => value.replace('\\', "\\\\").replace(':', "\\:"),
+        Some("sql") => format!("'{}'", value.replace('\'', "''")),
+        // A fresh SCRAM verifier as an SQL literal: the password itself never leaves pgha.
+        Some("scram_sql") => format!("'{}'", crate::steps::scram::new_verifier(value)),
+        _ => value.to_owned(),
+    }
+}
+
+/// Resolved secrets by label (`replication.password`, `users[app].password`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: std::collections::BTreeMap<String, Secret>,
+}
+
+impl Secrets {
+    pub fn insert(&mut self, label: &str, secret: Secret) {
+        self.values.insert(label.to_owned(), secret);
+    }
+
+    pub fn get(&self, label: &str) -> Result<&Secret, SecretError> {
+        self.values
+            .get(label)
+            .ok_or_else(|| SecretError::Unresolved {
+                label: label.to_owned(),
+            })
+    }
+
+    /// Replace every known secret value in text that came from a host (a file's current
+    /// content, a command's output), so it can be shown.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in self.values.values() {
+            let v = secret.expose();
+            // One- and two-character values would mask unrelated text; such passwords are
+            // refused when resolved.
+            if v.len() >= 3 {
+                out = out.replace(v, MASK);
+                let escaped = apply_transform(v, Some("pgpass"));
+                if escaped != v {
+                    out = out.replace(&escaped, MASK);
+                }
+            }
+        }
+        out
+    }
 }

@@ -1,1 +1,69 @@
-//! (being written)
+//! The plan is data: what apply will do, per host, with before/after and the reason.
+//! Printed by the views, saved as JSON, applied later (refused when the facts moved on).
+
+use serde::{Deserialize, Serialize};
+
+use crate::transport::RemoteCommand;
+
+/// The closed set of things a change can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Install,
+    Create,
+    Update,
+    Start,
+    Stop,
+    Enable,
+    Reload,
+    Restart,
+    Clone,
+    Run,
+}
+
+impl Action {
+    /// The sign a human view puts in front of the change.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Install | Action::Create | Action::Clone => "+",
+            Action::Update => "~",
+            Action::Start
+            | Action::Stop
+            | Action::Enable
+            | Action::Reload
+            | Action::Restart
+            | Action::Run => ">",
+        }
+    }
+}
+
+/// One change on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub host: String,
+    /// The playbook step's name.
+    pub step: String,
+    /// The step kind (`template`, `pg_role`, ...).
+    pub kind: String,
+    pub action: Action,
+    /// What is changed: a path, a role, a service, a package list.
+    pub target: String,
+    /// Why this change is needed, in a user's words ("pg_hba.conf differs", "shared_buffers
+    /// needs a restart (context postmaster)").
+    pub reason: String,
+    /// Unified diff for files, secrets masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// The commands apply runs for it, in order. Secrets appear as marks only.
+    pub commands: Vec<RemoteCommand>,
+}
+
+/// What a step's check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Nothing to do; the reason says why (shown with -v).
+    InSync(String),
+    Changes(Vec<Change>),
+    /// The step must not go ahead (it would destroy data, or its input is wrong).
+    Refused(String),
+}

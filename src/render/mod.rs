@@ -1,1 +1,200 @@
-//! (being written)
+//! Templates and playbooks: embedded in the binary, overridable from a folder, rendered with
+//! minijinja in strict mode (an undefined variable is an error, never an empty string).
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+use crate::model::secret::mark;
+
+/// Every template shipped with pgha, by name.
+pub const TEMPLATES: [(&str, &str); 5] = [
+    (
+        "postgresql/createcluster.conf.j2",
+        include_str!("../../templates/postgresql/createcluster.conf.j2"),
+    ),
+    (
+        "postgresql/pg_hba.conf.j2",
+        include_str!("../../templates/postgresql/pg_hba.conf.j2"),
+    ),
+    (
+        "postgresql/pgha.conf.j2",
+        include_str!("../../templates/postgresql/pgha.conf.j2"),
+    ),
+    (
+        "postgresql/pgpass.j2",
+        include_str!("../../templates/postgresql/pgpass.j2"),
+    ),
+    (
+        "postgresql/standby.conf.j2",
+        include_str!("../../templates/postgresql/standby.conf.j2"),
+    ),
+];
+
+/// Every playbook shipped with pgha, by flavour.
+pub const PLAYBOOKS: [(&str, &str); 1] =
+    [("streaming", include_str!("../../playbooks/streaming.yml"))];
+
+pub const MANAGED_HEADER: &str =
+    "Managed by pgha: local edits are shown by `pgha plan` and overwritten by `pgha apply`.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template folder {dir}: {reason}")]
+    Overrides { dir: PathBuf, reason: String },
+    #[error("template {name}: {reason}")]
+    Template { name: String, reason: String },
+}
+
+/// The template set: embedded ones, each replaced by a file of the same name under the
+/// override folder when there is one.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .trim_blocks(true)
+            .build()
+            .map_err(|e| RenderError::Template {
+                name: "(syntax)".to_owned(),
+                reason: describe(&e),
+            })?;
+        env.set_syntax(syntax);
+        env.add_filter("pg_value", pg_value);
+        env.add_filter("pgpass", pgpass);
+        env.add_global("managed_header", MANAGED_HEADER);
+        for (name, text) in TEMPLATES {
+            let source = match overrides {
+                Some(dir) => read_override(dir, name)?.unwrap_or_else(|| text.to_owned()),
+                None => text.to_owned(),
+            };
+            env.add_template_owned(name.to_owned(), source)
+                .map_err(|e| RenderError::Template {
+                    name: name.to_owned(),
+                    reason: describe(&e),
+                })?;
+        }
+        // A template the user added (not overriding one of ours) is available too.
+        if let Some(dir) = overrides {
+            for name in extra_templates(dir)? {
+                if env.get_template(&name).is_err() {
+                    let source = read_override(dir, &name)?.unwrap_or_default();
+                    env.add_template_owned(name.clone(), source).map_err(|e| {
+                        RenderError::Template {
+                            name,
+                            reason: describe(&e),
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(Templates { env })
+    }
+
+    pub fn render(&self, name: &str, context: &Value) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError::Template {
+                name: name.to_owned(),
+                reason: describe(&e),
+            })?;
+        template.render(context).map_err(|e| RenderError::Template {
+            name: name.to_owned(),
+            reason: describe(&e),
+        })
+    }
+
+    /// Render a string argument of a step (`"{{ pg.conf_dir }}/pg_hba.conf"`).
+    pub fn render_str(&self, text: &str, context: &Value) -> Result<String, Error> {
+        self.env.render_str(text, context)
+    }
+
+    /// Evaluate an expression (`when`, `loop`, a whole-argument `{{ x }}`) to a value.
+    pub fn eval(&self, expression: &str, context: &Value) -> Result<Value, Error> {
+        self.env.compile_expression(expression)?.eval(context)
+    }
+}
+
+fn read_override(dir: &Path, name: &str) -> Result<Option<String>, RenderError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| RenderError::Overrides {
+            dir: dir.to_path_buf(),
+            reason: format!("{}: {e}", path.display()),
+        })
+}
+
+fn extra_templates(dir: &Path) -> Result<Vec<String>, RenderError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let entries = std::fs::read_dir(&at).map_err(|e| RenderError::Overrides {
+            dir: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "j2") {
+                if let Ok(rel) = path.strip_prefix(dir) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// minijinja's error with its line and the chain of causes.
+pub fn describe(e: &Error) -> String {
+    let mut text = e.to_string();
+    if let Some(line) = e.line() {
+        if !text.contains("line") {
+            text.push_str(&format!(" (line {line})"));
+        }
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A value for postgresql.conf: always single-quoted, which the server accepts for every type
+/// and which keeps lists (`'pg_stat_statements,repmgr'`) and units intact.
+fn pg_value(value: Value) -> String {
+    let text = value.to_string();
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A field for `.pgpass`: `:` and `\` escaped. On a secret mark, the escaping is deferred to
+/// the moment the real value replaces the mark.
+fn pgpass(value: Value) -> Result<String, Error> {
+    let Some(text) = value.as_str() else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "pgpass takes a string",
+        ));
+    };
+    if let Some(label) = text
+        .strip_prefix('\u{27e6}')
+        .and_then(|t| t.strip_prefix("secret:"))
+        .and_then(|t| t.strip_suffix('\u{27e7}'))
+    {
+        return Ok(mark(label, Some("pgpass")));
+    }
+    Ok(text.replace('\\', "\\\\").replace(':', "\\:"))
+}

@@ -1,0 +1,46 @@
+//! `pgha validate`: everything that can be checked without a host.
+
+use clap::Args;
+
+use crate::cli::{CliError, SourceArgs};
+use crate::exit::ExitStatus;
+use crate::project::Project;
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Also resolve every secret reference (environment variables set, files readable).
+    #[arg(long)]
+    pub secrets: bool,
+}
+
+pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
+    let project = Project::load(
+        &args.source.inventory,
+        args.source.playbooks.as_deref(),
+        args.source.templates.as_deref(),
+    )
+    .map_err(CliError::new)?;
+    // Expanding every host renders every template and types every step: what `plan` would do
+    // before it connects anywhere.
+    project.expand_declared().map_err(CliError::new)?;
+    if args.secrets {
+        project.resolve_secrets().map_err(CliError::new)?;
+    }
+    let c = &project.cluster;
+    println!(
+        "{}: valid: cluster `{}`, flavour {}, {} host{}{}",
+        args.source.inventory.display(),
+        c.name,
+        c.flavour.name(),
+        c.hosts.len(),
+        if c.hosts.len() == 1 { "" } else { "s" },
+        if args.secrets {
+            ", every secret resolved"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitStatus::Success)
+}

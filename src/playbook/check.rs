@@ -1,0 +1,82 @@
+//! Checking a host's steps against its facts: the planned changes, what is already in place
+//! (with the reason) and what was refused. Handlers are checked only when a step that
+//! notifies them has changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::HostFacts;
+use crate::model::Secrets;
+use crate::plan::{Change, Check};
+use crate::playbook::Step;
+use crate::steps::StepContext;
+
+/// One step's outcome in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub step: String,
+    pub kind: String,
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    InSync {
+        reason: String,
+    },
+    Changes {
+        changes: Vec<Change>,
+    },
+    Refused {
+        reason: String,
+    },
+    /// A handler nobody notified.
+    NotNotified,
+}
+
+/// Check every step of one host.
+pub fn check_host(
+    host: &str,
+    steps: &[Step],
+    facts: &HostFacts,
+    cluster_facts: &BTreeMap<String, HostFacts>,
+    secrets: &Secrets,
+) -> Vec<StepOutcome> {
+    let mut notified = BTreeSet::new();
+    let mut out = Vec::new();
+    for step in steps {
+        let module = step.kind.module();
+        if step.handler && !notified.contains(&step.name) {
+            out.push(StepOutcome {
+                step: step.name.clone(),
+                kind: module.kind().to_owned(),
+                status: Status::NotNotified,
+            });
+            continue;
+        }
+        let cx = StepContext {
+            host,
+            step: &step.name,
+            facts,
+            cluster_facts,
+            secrets,
+        };
+        let status = match module.check(&cx) {
+            Check::InSync(reason) => Status::InSync { reason },
+            Check::Refused(reason) => Status::Refused { reason },
+            Check::Changes(changes) => {
+                notified.extend(step.notify.iter().cloned());
+                Status::Changes { changes }
+            }
+        };
+        out.push(StepOutcome {
+            step: step.name.clone(),
+            kind: module.kind().to_owned(),
+            status,
+        });
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! Expanding a playbook for one host: evaluate `when`, unroll `loop`, render the arguments,
+//! and type them. The result is the host's ordered list of typed steps.
+
+use serde_json::{Map, Value as Json};
+
+use crate::inventory::node::{Node, Value as Yaml};
+use crate::model::{Cluster, Host, Sealed, Topology};
+use crate::playbook::load::{strip_braces, After, Playbook, StepDecl};
+use crate::playbook::vars::host_vars_json;
+use crate::render::{describe, Templates};
+use crate::steps::StepKind;
+
+/// One step for one host, ready to be checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub notify: Vec<String>,
+    /// Resolved: wait until `step` has finished on this host.
+    pub after: Option<(String, String)>,
+    /// Handlers run only when notified, after the steps.
+    pub handler: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{host}: step `{step}`: {reason}")]
+pub struct ExpandError {
+    pub host: String,
+    pub step: String,
+    pub reason: String,
+}
+
+/// The ordered steps (then handlers) of `host`.
+pub fn expand(
+    playbook: &Playbook,
+    templates: &Templates,
+    cluster: &Cluster,
+    topology: &Topology,
+    host: &Host,
+) -> Result<Vec<Step>, ExpandError> {
+    let vars = host_vars_json(cluster, topology, host);
+    let mut out = Vec::new();
+    let declared = playbook.steps.iter().map(|s| (s, false));
+    let handlers = playbook.handlers.iter().map(|s| (s, true));
+    for (decl, handler) in declared.chain(handlers) {
+        let fail = |reason: String| ExpandError {
+            host: host.name.clone(),
+            step: decl.name.clone(),
+            reason,
+        };
+        let items: Vec<Option<Json>> = match &decl.loop_over {
+            None => vec![None],
+            Some(expr) => {
+                let value = templates
+                    .eval(
+                        expr,
+                        &minijinja::Value::from(minijinja::value::Serde(&vars)),
+                    )
+                    .map_err(|e| fail(format!("loop `{expr}`: {}", describe(&e))))?;
+                let json = serde_json::to_value(&value).map_err(|e| fail(e.to_string()))?;
+                match json {
+                    Json::Array(items) => items.into_iter().map(Some).collect(),
+                    Json::Null => Vec::new(),
+                    other => return Err(fail(format!("loop `{expr}` gave {other}, not a list"))),
+                }
+            }
+        };
+        for item in items {
+            let context = with_item(&vars, item);
+            let context = minijinja::Value::from(minijinja::value::Serde(&context));
+            if let Some(expr) = &decl.when {
+                let value = templates
+                    .eval(expr, &context)
+                    .map_err(|e| fail(format!("when `{expr}`: {}", describe(&e))))?;
+                if !value.is_true() {
+                    continue;
+                }
+            }
+            let kind = typed(decl, templates, &context).map_err(fail)?;
+            let after = decl
+                .after
+                .as_ref()
+                .and_then(|a| resolve_after(a, topology, host));
+            out.push(Step {
+                name: decl.name.clone(),
+                kind,
+                notify: decl.notify.clone(),
+                after,
+                handler,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn with_item(vars: &Json, item: Option<Json>) -> Json {
+    let mut context = vars.clone();
+    if let (Json::Object(map), Some(item)) = (&mut context, item) {
+        map.insert("item".to_owned(), item);
+    }
+    context
+}
+
+fn resolve_after(after: &After, topology: &Topology, host: &Host) -> Option<(String, String)> {
+    let target = match after.host.as_str() {
+        "upstream" => topology.upstream.get(&host.name).cloned(),
+        _ => Some(topology.primary.clone()),
+    }?;
+    (target != host.name).then(|| (target, after.step.clone()))
+}
+
+/// Render the arguments and read them into the kind's typed struct.
+fn typed(
+    decl: &StepDecl,
+    templates: &Templates,
+    context: &minijinja::Value,
+) -> Result<StepKind, String> {
+    let mut args = render_node(&decl.args, templates, context)?;
+    let kind = if decl.kind == "template" {
+        args = template_to_file(args, templates, context)?;
+        "file"
+    } else {
+        decl.kind.as_str()
+    };
+    let mut wrapper = Map::new();
+    wrapper.insert(kind.to_owned(), args);
+    serde_json::from_value(Json::Object(wrapper)).map_err(|e| format!("arguments of `{kind}`: {e}"))
+}
+
+fn template_to_file(
+    args: Json,
+    templates: &Templates,
+    context: &minijinja::Value,
+) -> Result<Json, String> {
+    let Json::Object(mut map) = args else {
+        return Err("the arguments of `template` must be a mapping".to_owned());
+    };
+    let Some(Json::String(src)) = map.remove("src") else {
+        return Err("`template` needs `src`, the template's name".to_owned());
+    };
+    let content = templates.render(&src, context).map_err(|e| e.to_string())?;
+    map.insert(
+        "content".to_owned(),
+        serde_json::to_value(Sealed(content)).map_err(|e| e.to_string())?,
+    );
+    Ok(Json::Object(map))
+}
+
+/// YAML arguments to JSON with every string rendered. A string that is one whole `{{ expr }}`
+/// keeps the expression's type (a list, a number, null), as in Ansible.
+fn render_node(
+    node: &Node,
+    templates: &Templates,
+    context: &minijinja::Value,
+) -> Result<Json, String> {
+    Ok(match &node.value {
+        Yaml::Null => Json::Null,
+        Yaml::Bool(b) => Json::Bool(*b),
+        Yaml::Int(i) => Json::from(*i),
+        Yaml::Float(f) => Json::from(*f),
+        Yaml::Str(s) => render_string(s, templates, context)?,
+        Yaml::Seq(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| render_node(i, templates, context))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.name.clone(), render_node(v, templates, context)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+fn render_string(
+    text: &str,
+    templates: &Templates,
+    context: &minijinja::Value,
+) -> Result<Json, String> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(Json::String(text.to_owned()));
+    }
+    let inner = strip_braces(text);
+    if inner != text.trim() {
+        let value = templates
+            .eval(inner, context)
+            .map_err(|e| format!("`{text}`: {}", describe(&e)))?;
+        return serde_json::to_value(&value).map_err(|e| e.to_string());
+    }
+    templates
+        .render_str(text, context)
+        .map(Json::String)
+        .map_err(|e| format!("`{text}`: {}", describe(&e)))
+}

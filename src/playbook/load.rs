@@ -1,0 +1,262 @@
+//! Read a playbook (ordered steps + handlers) and check it before any host is involved:
+//! unknown keys, unknown step kinds and arguments, bad `when`/`loop` expressions and
+//! `notify` names that match no handler are reported with their line.
+
+use std::path::Path;
+
+use crate::diag::{did_you_mean, Diagnostics};
+use crate::inventory::decode::{self, MapReader};
+use crate::inventory::node::{self, Node, Pos};
+use crate::steps::fields;
+
+/// A step as written: its arguments stay raw until they are rendered for a host.
+#[derive(Debug, Clone)]
+pub struct StepDecl {
+    pub name: String,
+    pub pos: Pos,
+    pub when: Option<String>,
+    pub loop_over: Option<String>,
+    pub notify: Vec<String>,
+    /// Run on this host only after `step` has finished on the host named by `host`
+    /// (`upstream`): a cascaded standby clones after its upstream made its slot.
+    pub after: Option<After>,
+    pub kind: String,
+    pub args: Node,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub host: String,
+    pub step: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub steps: Vec<StepDecl>,
+    pub handlers: Vec<StepDecl>,
+}
+
+const STEP_KEYS: [&str; 5] = ["name", "when", "loop", "notify", "after"];
+
+pub fn load_str(path: &Path, source: &str) -> Result<Playbook, Diagnostics> {
+    let mut d = Diagnostics::new(path, source);
+    let root = match node::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            d.error(e.pos, "", format!("invalid YAML: {}", e.message));
+            return Err(d);
+        }
+    };
+    let playbook = read(&mut d, &root);
+    match playbook {
+        Some(p) if d.is_empty() => Ok(p),
+        _ => Err(d),
+    }
+}
+
+fn read(d: &mut Diagnostics, root: &Node) -> Option<Playbook> {
+    let mut top = MapReader::new(d, root, "")?;
+    let steps = top.require(d, "steps").map(|n| step_list(d, n, "steps"));
+    let handlers = top.take("handlers").map(|n| step_list(d, n, "handlers"));
+    top.finish(d);
+    let playbook = Playbook {
+        steps: steps?,
+        handlers: handlers.unwrap_or_default(),
+    };
+    for step in &playbook.steps {
+        for name in &step.notify {
+            if !playbook.handlers.iter().any(|h| &h.name == name) {
+                let message = format!(
+                    "step `{}` notifies `{name}`, which is not a handler",
+                    step.name
+                );
+                match did_you_mean(name, playbook.handlers.iter().map(|h| h.name.as_str())) {
+                    Some(s) => d.error_with_help(
+                        step.pos,
+                        "notify",
+                        message,
+                        format!("did you mean `{s}`?"),
+                    ),
+                    None => d.error(step.pos, "notify", message),
+                }
+            }
+        }
+        if let Some(after) = &step.after {
+            if !playbook.steps.iter().any(|s| s.name == after.step) {
+                d.error(
+                    step.pos,
+                    "after.step",
+                    format!(
+                        "step `{}` waits for `{}`, which is not a step",
+                        step.name, after.step
+                    ),
+                );
+            }
+        }
+    }
+    Some(playbook)
+}
+
+fn step_list(d: &mut Diagnostics, node: &Node, path: &str) -> Vec<StepDecl> {
+    let Some(items) = decode::list(d, node, path) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| step(d, item, &format!("{path}[{i}]")))
+        .collect()
+}
+
+fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
+    let mut m = MapReader::new(d, node, path)?;
+    let name = m
+        .require(d, "name")
+        .and_then(|n| decode::string(d, n, &m.child("name")));
+    let when = m
+        .take("when")
+        .and_then(|n| expression(d, n, &m.child("when")));
+    let loop_over = m
+        .take("loop")
+        .and_then(|n| expression(d, n, &m.child("loop")));
+    let notify = match m.take("notify") {
+        Some(n) => decode::string_list(d, n, &m.child("notify")),
+        None => Vec::new(),
+    };
+    let after = m.take("after").and_then(|n| {
+        let mut a = MapReader::new(d, n, &m.child("after"))?;
+        let host = a
+            .require(d, "host")
+            .and_then(|h| decode::choice(d, h, &a.child("host"), &["upstream", "primary"]));
+        let step = a
+            .require(d, "step")
+            .and_then(|s| decode::string(d, s, &a.child("step")));
+        a.finish(d);
+        Some(After {
+            host: host?.to_owned(),
+            step: step?,
+        })
+    });
+    // The one key that is not a step keyword names the kind.
+    let kinds: Vec<_> = m
+        .entries()
+        .iter()
+        .filter(|(k, _)| !STEP_KEYS.contains(&k.name.as_str()))
+        .collect();
+    let kind = match kinds.as_slice() {
+        [(key, args)] => {
+            if let Some(known) = fields::arguments(&key.name) {
+                check_arguments(d, &key.name, args, &format!("{path}.{}", key.name), known);
+                Some((key.name.clone(), args.clone()))
+            } else {
+                let message = format!("unknown step kind `{}`", key.name);
+                match did_you_mean(&key.name, fields::KINDS.iter().copied().chain(STEP_KEYS)) {
+                    Some(s) => d.error_with_help(
+                        key.pos,
+                        &format!("{path}.{}", key.name),
+                        message,
+                        format!("did you mean `{s}`?"),
+                    ),
+                    None => d.error_with_help(
+                        key.pos,
+                        &format!("{path}.{}", key.name),
+                        message,
+                        format!("step kinds: {}", fields::KINDS.join(", ")),
+                    ),
+                }
+                None
+            }
+        }
+        [] => {
+            d.error(
+                node.pos,
+                path,
+                format!(
+                    "step `{path}` names no step kind (one of {})",
+                    fields::KINDS.join(", ")
+                ),
+            );
+            None
+        }
+        [_, (second, _), ..] => {
+            d.error(
+                second.pos,
+                &format!("{path}.{}", second.name),
+                format!("a step has one kind; `{}` is a second one", second.name),
+            );
+            None
+        }
+    };
+    let (kind, args) = kind?;
+    Some(StepDecl {
+        name: name?,
+        pos: node.pos,
+        when,
+        loop_over,
+        notify,
+        after,
+        kind,
+        args,
+    })
+}
+
+fn check_arguments(
+    d: &mut Diagnostics,
+    kind: &str,
+    args: &Node,
+    path: &str,
+    known: &'static [&'static str],
+) {
+    let crate::inventory::node::Value::Map(entries) = &args.value else {
+        d.error(
+            args.pos,
+            path,
+            format!("the arguments of `{kind}` must be a mapping"),
+        );
+        return;
+    };
+    for (key, _) in entries {
+        if !known.contains(&key.name.as_str()) {
+            let message = format!("unknown argument `{}` for step kind `{kind}`", key.name);
+            match did_you_mean(&key.name, known.iter().copied()) {
+                Some(s) => d.error_with_help(
+                    key.pos,
+                    &format!("{path}.{}", key.name),
+                    message,
+                    format!("did you mean `{s}`?"),
+                ),
+                None => d.error_with_help(
+                    key.pos,
+                    &format!("{path}.{}", key.name),
+                    message,
+                    format!("arguments: {}", known.join(", ")),
+                ),
+            }
+        }
+    }
+}
+
+/// A `when`/`loop` expression, compiled once here so a syntax error names its line.
+fn expression(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
+    let text = decode::string(d, node, path)?;
+    let inner = strip_braces(&text).to_owned();
+    let env = minijinja::Environment::new();
+    if let Err(e) = env.compile_expression(&inner) {
+        d.error(
+            node.pos,
+            path,
+            format!("`{text}` is not a valid expression: {e}"),
+        );
+        return None;
+    }
+    Some(inner)
+}
+
+/// `"{{ users }}"` and `users` mean the same in `when` and `loop`.
+pub fn strip_braces(text: &str) -> &str {
+    let t = text.trim();
+    match t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+        Some(inner) if !inner.contains("{{") => inner.trim(),
+        _ => t,
+    }
+}

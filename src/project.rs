@@ -1,0 +1,86 @@
+//! A loaded project: the checked inventory with its playbook and templates, the input every
+//! command starts from.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::inventory::{self, LoadError};
+use crate::model::secret::SecretError;
+use crate::model::{Cluster, Secrets, Topology};
+use crate::playbook::{self, expand::ExpandError, Playbook, PlaybookError, Step};
+use crate::render::{RenderError, Templates};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Inventory(#[from] LoadError),
+    #[error(transparent)]
+    Playbook(#[from] PlaybookError),
+    #[error(transparent)]
+    Templates(#[from] RenderError),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    #[error("secrets could not be resolved (nothing was changed on any host):\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Secrets(Vec<SecretError>),
+}
+
+pub struct Project {
+    pub cluster: Cluster,
+    pub playbook: Playbook,
+    pub templates: Templates,
+}
+
+impl Project {
+    pub fn load(
+        inventory: &Path,
+        playbooks: Option<&Path>,
+        templates: Option<&Path>,
+    ) -> Result<Self, ProjectError> {
+        let cluster = inventory::load(inventory)?;
+        let playbook = playbook::for_flavour(cluster.flavour, playbooks)?;
+        let templates = Templates::new(templates)?;
+        Ok(Project {
+            cluster,
+            playbook,
+            templates,
+        })
+    }
+
+    /// Every host's steps for a given topology.
+    pub fn expand(&self, topology: &Topology) -> Result<BTreeMap<String, Vec<Step>>, ProjectError> {
+        let mut out = BTreeMap::new();
+        for host in &self.cluster.hosts {
+            let steps = playbook::expand(
+                &self.playbook,
+                &self.templates,
+                &self.cluster,
+                topology,
+                host,
+            )?;
+            out.insert(host.name.clone(), steps);
+        }
+        Ok(out)
+    }
+
+    /// Every host's steps for the topology the inventory declares.
+    pub fn expand_declared(&self) -> Result<BTreeMap<String, Vec<Step>>, ProjectError> {
+        self.expand(&Topology::declared(&self.cluster))
+    }
+
+    /// Resolve every secret the inventory references; all failures at once.
+    pub fn resolve_secrets(&self) -> Result<Secrets, ProjectError> {
+        let mut secrets = Secrets::default();
+        let mut errors = Vec::new();
+        for (label, reference) in self.cluster.secrets() {
+            match reference.resolve(&label) {
+                Ok(s) => secrets.insert(&label, s),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(secrets)
+        } else {
+            Err(ProjectError::Secrets(errors))
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! A managed file: content (rendered from a template or given inline), owner, group, mode.
+//!
+//! Written atomically: the new content goes to `DEST.pgha-new`, is checked by the optional
+//! `validate` command, and only then renamed over DEST; the previous version is kept as
+//! `DEST.pgha-prev`, so a bad file can be rolled back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Sealed;
+use crate::plan::{Action, Check};
+use crate::steps::{Module, StepContext};
+use crate::transport::RemoteCommand;
+
+/// Arguments of `template`: like `file`, with `src` (a template name) instead of `content`.
+pub const TEMPLATE_ARGS: [&str; 6] = ["src", "dest", "owner", "group", "mode", "validate"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub dest: String,
+    pub content: Sealed,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal, e.g. "0640".
+    pub mode: String,
+    /// A command that checks the new file before it replaces the old one; `%s` is its path.
+    #[serde(default)]
+    pub validate: Option<String>,
+}
+
+fn root() -> String {
+    "root".to_owned()
+}
+
+impl File {
+    fn write_commands(&self) -> Vec<RemoteCommand> {
+        let dest = shell_words::quote(&self.dest).into_owned();
+        let new = shell_words::quote(&format!("{}.pgha-new", self.dest)).into_owned();
+        let prev = shell_words::quote(&format!("{}.pgha-prev", self.dest)).into_owned();
+        let validate = self
+            .validate
+            .as_ref()
+            .map(|v| format!("{} || {{ rm -f {new}; exit 3; }}; ", v.replace("%s", &new)))
+            .unwrap_or_default();
+        let script = format!(
+            "set -e; umask 077; mkdir -p \"$(dirname {dest})\"; \
+             install -m {mode} -o {owner} -g {group} /dev/stdin {new}; \
+             {validate}\
+             if [ -e {dest} ]; then cp -p {dest} {prev}; fi; \
+             mv -f {new} {dest}",
+            mode = shell_words::quote(&self.mode),
+            owner = shell_words::quote(&self.owner),
+            group = shell_words::quote(&self.group),
+        );
+        vec![RemoteCommand::script(script).with_stdin(self.content.0.clone())]
+    }
+}
+
+impl Module for File {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let wanted = match self.content.reveal(cx.secrets) {
+            Ok(text) => text,
+            Err(e) => return Check::Refused(e.to_string()),
+        };
+        let Some(current) = cx.facts.files.get(&self.dest) else {
+            let mut change = cx.change(
+                self.kind(),
+                Action::Create,
+                &self.dest,
+                "does not exist",
+                self.write_commands(),
+            );
+            change.diff = Some(unified_diff("", &self.content.masked(), &self.dest));
+            return Check::Changes(vec![change]);
+        };
+        if current.content != wanted {
+            let before = cx.secrets.mask(&current.content);
+            let mut change = cx.change(
+                self.kind(),
+                Action::Update,
+                &self.dest,
+                "content differs",
+                self.write_commands(),
+            );
+            change.diff = Some(unified_diff(&before, &self.content.masked(), &self.dest));
+            return Check::Changes(vec![change]);
+        }
+        let mut fixes = Vec::new();
+        if current.owner != self.owner || current.group != self.group {
+            fixes.push(format!(
+                "owner {}:{} (is {}:{})",
+                self.owner, self.group, current.owner, current.group
+            ));
+        }
+        if normalize_mode(&current.mode) != normalize_mode(&self.mode) {
+            fixes.push(format!("mode {} (is {})", self.mode, current.mode));
+        }
+        if fixes.is_empty() {
+            return Check::InSync("content, owner and mode match".to_owned());
+        }
+        let command = RemoteCommand::new([
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "chown {}:{} {d} && chmod {} {d}",
+                shell_words::quote(&self.owner),
+                shell_words::quote(&self.group),
+                shell_words::quote(&self.mode),
+                d = shell_words::quote(&self.dest)
+            ),
+        ]);
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Update,
+            &self.dest,
+            fixes.join(", "),
+            vec![command],
+        )])
+    }
+}
+
+fn normalize_mode(mode: &str) -> u32 {
+    u32::from_str_radix(mode, 8).unwrap_or(u32::MAX)
+}
+
+/// A unified diff with three lines of context, headed by the path.
+pub fn unified_diff(before: &str, after: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{path} (on host)"), &format!("{path} (planned)"))
+        .to_string()
+}

@@ -1,0 +1,133 @@
+//! A standby's data directory cloned from its upstream with `pg_basebackup`.
+//!
+//! Runs only when the host is not already a replica of this cluster. It never replaces a data
+//! directory holding another cluster's data unless the host has `allow_wipe`; a directory only
+//! initdb has touched (Debian makes one when the package is installed) is replaced freely.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, Check};
+use crate::steps::{Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgClone {
+    /// Host name of the upstream (for its facts) and the address to connect to.
+    pub upstream: String,
+    pub upstream_address: String,
+    pub port: u16,
+    /// The primary's host name: a standby must hold the primary's system identifier.
+    pub primary: String,
+    pub user: String,
+    #[serde(default)]
+    pub slot: Option<String>,
+    pub data_dir: String,
+    /// The systemd unit of the instance (`postgresql@15-main`).
+    pub service: String,
+    #[serde(default)]
+    pub allow_wipe: bool,
+}
+
+impl PgClone {
+    fn commands(&self) -> Vec<RemoteCommand> {
+        let data = shell_words::quote(&self.data_dir).into_owned();
+        let slot = self
+            .slot
+            .as_ref()
+            .map(|s| format!(" -S {}", shell_words::quote(s)))
+            .unwrap_or_default();
+        vec![
+            RemoteCommand::new(["systemctl", "stop", &self.service]),
+            // Keep the directory itself (its mode and owner); replace what is inside.
+            RemoteCommand::script(format!(
+                "set -e; install -d -m 0700 -o postgres -g postgres {data}; find {data} -mindepth 1 -delete"
+            )),
+            RemoteCommand::new([
+                "pg_basebackup".to_owned(),
+                "-h".to_owned(),
+                self.upstream_address.clone(),
+                "-p".to_owned(),
+                self.port.to_string(),
+                "-U".to_owned(),
+                self.user.clone(),
+                "-D".to_owned(),
+                self.data_dir.clone(),
+                "-X".to_owned(),
+                "stream".to_owned(),
+                "--checkpoint=fast".to_owned(),
+                "-w".to_owned(),
+            ])
+            .as_user("postgres")
+            .map_slot(&slot),
+            RemoteCommand::script(format!("set -e; touch {data}/standby.signal; chown postgres:postgres {data}/standby.signal"))
+                .as_user("postgres"),
+        ]
+    }
+}
+
+trait SlotArg {
+    fn map_slot(self, slot: &str) -> Self;
+}
+
+impl SlotArg for RemoteCommand {
+    fn map_slot(mut self, slot: &str) -> Self {
+        for part in shell_words::split(slot).unwrap_or_default() {
+            self.argv.push(crate::model::Sealed(part));
+        }
+        self
+    }
+}
+
+impl Module for PgClone {
+    fn kind(&self) -> &'static str {
+        "pg_clone"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let primary_id = cx
+            .cluster_facts
+            .get(&self.primary)
+            .and_then(|f| f.postgres.as_ref())
+            .map(|pg| pg.system_identifier.clone())
+            .filter(|id| !id.is_empty());
+        let here = cx.facts.postgres.as_ref();
+        if let Some(pg) = here.filter(|pg| pg.initialized) {
+            let same_cluster = primary_id.as_deref() == Some(pg.system_identifier.as_str());
+            if same_cluster && pg.in_recovery {
+                return Check::InSync(format!(
+                    "already a replica of this cluster (system identifier {})",
+                    pg.system_identifier
+                ));
+            }
+            if same_cluster && !pg.in_recovery && pg.running {
+                return Check::Refused(format!(
+                    "{} holds this cluster but is not in recovery: a second primary. Re-clone it only after deciding which primary is real",
+                    cx.host
+                ));
+            }
+            if !same_cluster && !pg.pristine && !self.allow_wipe {
+                return Check::Refused(format!(
+                    "{} holds a different cluster with data (system identifier {}) in {}; pgha will not wipe it. Set `allow_wipe: true` on this host to replace it",
+                    cx.host, pg.system_identifier, self.data_dir
+                ));
+            }
+        }
+        let reason = match here {
+            Some(pg) if pg.initialized && pg.pristine => {
+                "only initdb's empty cluster is here".to_owned()
+            }
+            Some(pg) if pg.initialized => {
+                "holds a different cluster and allow_wipe is set".to_owned()
+            }
+            _ => "no data directory yet".to_owned(),
+        };
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Clone,
+            format!("{} from {}", self.data_dir, self.upstream),
+            reason,
+            self.commands(),
+        )])
+    }
+}

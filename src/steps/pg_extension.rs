@@ -1,0 +1,48 @@
+//! An extension created in a database.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, Check};
+use crate::steps::{pg_role::default_port, sql, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgExtension {
+    pub name: String,
+    pub database: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+impl Module for PgExtension {
+    fn kind(&self) -> &'static str {
+        "pg_extension"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let present = cx
+            .facts
+            .postgres
+            .as_ref()
+            .and_then(|pg| pg.databases.get(&self.database))
+            .is_some_and(|db| db.extensions.contains(&self.name));
+        if present {
+            return Check::InSync(format!("created in {}", self.database));
+        }
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Create,
+            format!("{} in {}", self.name, self.database),
+            "extension not created",
+            vec![RemoteCommand::sql(
+                self.port,
+                &self.database,
+                format!(
+                    "CREATE EXTENSION IF NOT EXISTS {};\n",
+                    sql::ident(&self.name)
+                ),
+            )],
+        )])
+    }
+}

@@ -1,0 +1,115 @@
+//! The handler after configuration changes: reload, or restart when a changed parameter has
+//! context `postmaster` (or the server already reports `pending_restart`).
+//!
+//! Before either, the server is asked whether the files it would read parse
+//! (`pg_file_settings.error`); if not, the previous versions of the files are put back and the
+//! step fails, so a typo never reaches a running server.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::pg_params::{self, Context};
+use crate::plan::{Action, Check};
+use crate::steps::{Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgReloadOrRestart {
+    /// The systemd unit of the instance.
+    pub service: String,
+    pub port: u16,
+    /// Parameters as pgha writes them, to see which ones change and how.
+    pub parameters: BTreeMap<String, String>,
+    /// Files whose `.pgha-prev` copy is restored when the server refuses the new ones.
+    pub files: Vec<String>,
+}
+
+impl PgReloadOrRestart {
+    fn guard(&self) -> RemoteCommand {
+        let restore: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| {
+                let q = shell_words::quote(f);
+                let prev = format!("{f}.pgha-prev");
+                let p = shell_words::quote(&prev);
+                format!("if [ -e {p} ]; then cp -p {p} {q}; fi")
+            })
+            .collect();
+        RemoteCommand::script(format!(
+            "errors=$(runuser -u postgres -- psql -X -At -p {port} -d postgres -c \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL\") || exit 1; \
+             if [ -n \"$errors\" ]; then echo \"configuration refused by the server, previous files restored: $errors\" >&2; {restore}; exit 4; fi",
+            port = self.port,
+            restore = if restore.is_empty() { ":".to_owned() } else { restore.join("; ") },
+        ))
+    }
+}
+
+impl Module for PgReloadOrRestart {
+    fn kind(&self) -> &'static str {
+        "pg_reload_or_restart"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let Some(pg) = cx.facts.postgres.as_ref().filter(|pg| pg.running) else {
+            return Check::InSync(
+                "server not running: it reads the files when it starts".to_owned(),
+            );
+        };
+        let mut restart_for = Vec::new();
+        let mut reload_for = Vec::new();
+        for (name, value) in &self.parameters {
+            let Some(param) = pg_params::lookup(name) else {
+                continue;
+            };
+            let current = pg.settings.get(name);
+            let same = current.is_some_and(|s| pg_params::same_value(param, &s.value, value));
+            if same {
+                continue;
+            }
+            let was = current.map(|s| s.value.as_str()).unwrap_or("unset");
+            let line = format!("{name}: {was} -> {value}");
+            if param.context == Context::Postmaster {
+                restart_for.push(format!("{line} (context postmaster)"));
+            } else {
+                reload_for.push(line);
+            }
+        }
+        let pending: Vec<String> = pg
+            .settings
+            .iter()
+            .filter(|(_, s)| s.pending_restart)
+            .map(|(n, _)| format!("{n} is pending a restart"))
+            .collect();
+        restart_for.extend(pending);
+        if !restart_for.is_empty() {
+            return Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Restart,
+                &self.service,
+                format!("restart needed: {}", restart_for.join("; ")),
+                vec![
+                    self.guard(),
+                    RemoteCommand::new(["systemctl", "restart", &self.service]),
+                ],
+            )]);
+        }
+        let why = if reload_for.is_empty() {
+            "configuration files changed".to_owned()
+        } else {
+            reload_for.join("; ")
+        };
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Reload,
+            &self.service,
+            format!("reload: {why}"),
+            vec![
+                self.guard(),
+                RemoteCommand::new(["systemctl", "reload", &self.service]),
+            ],
+        )])
+    }
+}

@@ -1,0 +1,155 @@
+//! A PostgreSQL role with its attributes and password (by secret label).
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::RoleFact;
+use crate::model::secret::mark;
+use crate::plan::{Action, Check};
+use crate::steps::{scram, sql, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRole {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub login: bool,
+    #[serde(default)]
+    pub superuser: bool,
+    #[serde(default)]
+    pub createdb: bool,
+    #[serde(default)]
+    pub createrole: bool,
+    #[serde(default)]
+    pub replication: bool,
+    #[serde(default = "no_limit")]
+    pub connection_limit: i32,
+    /// Label of the secret holding the password (`replication.password`); none: no password.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn yes() -> bool {
+    true
+}
+fn no_limit() -> i32 {
+    -1
+}
+pub(crate) fn default_port() -> u16 {
+    5432
+}
+
+impl PgRole {
+    fn attributes(&self) -> String {
+        let flag = |on: bool, name: &str| {
+            if on {
+                name.to_owned()
+            } else {
+                format!("NO{name}")
+            }
+        };
+        [
+            flag(self.login, "LOGIN"),
+            flag(self.superuser, "SUPERUSER"),
+            flag(self.createdb, "CREATEDB"),
+            flag(self.createrole, "CREATEROLE"),
+            flag(self.replication, "REPLICATION"),
+            format!("CONNECTION LIMIT {}", self.connection_limit),
+        ]
+        .join(" ")
+    }
+
+    fn password_clause(&self) -> String {
+        match &self.password {
+            Some(label) => format!(" PASSWORD {}", mark(label, Some("scram_sql"))),
+            None => String::new(),
+        }
+    }
+
+    fn differences(&self, current: &RoleFact) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let pairs = [
+            (self.login, current.login, "login"),
+            (self.superuser, current.superuser, "superuser"),
+            (self.createdb, current.createdb, "createdb"),
+            (self.createrole, current.createrole, "createrole"),
+            (self.replication, current.replication, "replication"),
+        ];
+        for (want, is, name) in pairs {
+            if want != is {
+                out.push(name);
+            }
+        }
+        if self.connection_limit != current.connection_limit {
+            out.push("connection limit");
+        }
+        out
+    }
+}
+
+impl Module for PgRole {
+    fn kind(&self) -> &'static str {
+        "pg_role"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let current = cx
+            .facts
+            .postgres
+            .as_ref()
+            .and_then(|pg| pg.roles.get(&self.name));
+        let Some(current) = current else {
+            // Created idempotently: a re-run after an interrupted apply finds it and alters it.
+            let statement = format!(
+                "SELECT format('CREATE ROLE %I', {lit}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit})\\gexec\nALTER ROLE {id} {attrs}{pw};\n",
+                lit = sql::literal(&self.name),
+                id = sql::ident(&self.name),
+                attrs = self.attributes(),
+                pw = self.password_clause(),
+            );
+            return Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Create,
+                &self.name,
+                "role does not exist",
+                vec![RemoteCommand::sql(self.port, "postgres", statement)],
+            )]);
+        };
+        let mut reasons: Vec<String> = self
+            .differences(current)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        if let Some(label) = &self.password {
+            let password_ok = match (cx.secrets.get(label), &current.password_verifier) {
+                (Ok(secret), Some(stored)) => scram::matches(stored, secret.expose()),
+                _ => false,
+            };
+            if !password_ok {
+                reasons.push("password".to_owned());
+            }
+        }
+        if reasons.is_empty() {
+            return Check::InSync("attributes and password match".to_owned());
+        }
+        let statement = format!(
+            "ALTER ROLE {} {}{};\n",
+            sql::ident(&self.name),
+            self.attributes(),
+            if reasons.iter().any(|r| r == "password") {
+                self.password_clause()
+            } else {
+                String::new()
+            }
+        );
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Update,
+            &self.name,
+            format!("differs: {}", reasons.join(", ")),
+            vec![RemoteCommand::sql(self.port, "postgres", statement)],
+        )])
+    }
+}

@@ -1,0 +1,43 @@
+//! A physical replication slot for a downstream standby.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, Check};
+use crate::steps::{pg_role::default_port, sql, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgSlot {
+    pub name: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+impl Module for PgSlot {
+    fn kind(&self) -> &'static str {
+        "pg_slot"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let exists = cx
+            .facts
+            .postgres
+            .as_ref()
+            .is_some_and(|pg| pg.slots.contains_key(&self.name));
+        if exists {
+            return Check::InSync("slot exists".to_owned());
+        }
+        let statement = format!(
+            "SELECT pg_create_physical_replication_slot({n}) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {n});\n",
+            n = sql::literal(&self.name)
+        );
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Create,
+            &self.name,
+            "physical replication slot missing",
+            vec![RemoteCommand::sql(self.port, "postgres", statement)],
+        )])
+    }
+}
