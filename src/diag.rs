@@ -17,6 +17,8 @@ pub struct Diagnostic {
     pub key: String,
     pub message: String,
     pub help: Option<String>,
+    /// The value under the caret is a secret: the snippet shows `(sensitive)` instead.
+    pub redact: bool,
 }
 
 /// All findings about one file, collected so the user sees every mistake in one run.
@@ -42,6 +44,7 @@ impl Diagnostics {
             key: key.to_owned(),
             message: message.into(),
             help: None,
+            redact: false,
         });
     }
 
@@ -57,7 +60,16 @@ impl Diagnostics {
             key: key.to_owned(),
             message: message.into(),
             help: Some(help.into()),
+            redact: false,
         });
+    }
+
+    /// An error about a value that is a secret: the snippet never shows it.
+    pub fn secret_error(&mut self, pos: Pos, key: &str, message: impl Into<String>, help: impl Into<String>) {
+        self.error_with_help(pos, key, message, help);
+        if let Some(last) = self.items.last_mut() {
+            last.redact = true;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,7 +115,8 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic) {
             key
         );
         let line_index = usize::try_from(d.pos.line - 1).unwrap_or(usize::MAX);
-        if let Some(text) = source.lines().nth(line_index) {
+        if let Some(text) = source.lines().nth(line_index).map(|l| redact(l, d)) {
+            let text = text.as_str();
             let number = d.pos.line.to_string();
             let pad = " ".repeat(number.len());
             let column = usize::try_from(d.pos.column.max(1) - 1).unwrap_or(0);
@@ -122,6 +135,16 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic) {
         let _ = writeln!(out, "  = help: {help}");
     }
     out.push('\n');
+}
+
+/// The source line, with the value at the diagnostic's column replaced when it is a secret.
+fn redact(line: &str, d: &Diagnostic) -> String {
+    if !d.redact {
+        return line.to_owned();
+    }
+    let column = usize::try_from(d.pos.column.max(1) - 1).unwrap_or(0);
+    let head: String = line.chars().take(column).collect();
+    format!("{head}{}", crate::model::secret::MASK)
 }
 
 /// The closest candidate to a misspelt name, if it is close enough to be a typo.

@@ -589,7 +589,7 @@ impl Reader<'_> {
 
     fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
         if let Value::Str(_) = node.value {
-            self.d.error_with_help(
+            self.d.secret_error(
                 node.pos,
                 path,
                 format!("`{path}` is a literal secret: secrets are given by reference, never written in the inventory"),

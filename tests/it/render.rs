@@ -1,0 +1,132 @@
+//! `pgha render`: every managed file of every host, deterministic, secrets masked unless
+//! asked for. Snapshots hold the exact text.
+
+use std::path::Path;
+
+use crate::support::{root, Test};
+
+fn render(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let mut test = Test::new().args(["render", "-i"]).arg_path(&root().join("inventory.example")).args(["--out"]).arg_path(out).args(extra);
+    for (k, v) in env {
+        test = test.env(k, v);
+    }
+    test.stdout_has("Rendered 14 files for 3 hosts").run().stdout
+}
+
+fn read(out: &Path, host: &str, path: &str) -> String {
+    std::fs::read_to_string(out.join(host).join(path)).unwrap_or_else(|e| panic!("{host}/{path}: {e}"))
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("read_dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).expect("prefix").display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn renders_every_file_of_every_host() {
+    let out = tempfile::tempdir().expect("tempdir");
+    render(out.path(), &[], &[]);
+    insta::assert_snapshot!("file_list", files(out.path()).join("\n"));
+    for (host, path) in [
+        ("pg1", "etc/postgresql/15/main/conf.d/pgha.conf"),
+        ("pg1", "etc/postgresql/15/main/pg_hba.conf"),
+        ("pg1", "var/lib/postgresql/.pgpass"),
+        ("pg1", "etc/postgresql-common/createcluster.conf"),
+        ("pg3", "etc/postgresql/15/main/conf.d/pgha-standby.conf"),
+    ] {
+        let name = format!("{host}_{}", path.replace('/', "_"));
+        insta::assert_snapshot!(name, read(out.path(), host, path));
+    }
+}
+
+#[test]
+fn every_file_carries_the_managed_header() {
+    let out = tempfile::tempdir().expect("tempdir");
+    render(out.path(), &[], &[]);
+    for f in files(out.path()) {
+        let text = std::fs::read_to_string(out.path().join(&f)).expect("read");
+        assert!(text.starts_with("# Managed by pgha"), "{f} lacks the header:\n{text}");
+    }
+}
+
+#[test]
+fn output_is_byte_for_byte_deterministic() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    render(a.path(), &[], &[]);
+    render(b.path(), &[], &[]);
+    let list = files(a.path());
+    assert_eq!(list, files(b.path()));
+    for f in list {
+        assert_eq!(std::fs::read(a.path().join(&f)).expect("a"), std::fs::read(b.path().join(&f)).expect("b"), "{f}");
+    }
+}
+
+#[test]
+fn secrets_are_masked_unless_asked_for() {
+    let masked = tempfile::tempdir().expect("tempdir");
+    render(masked.path(), &[], &[]);
+    let pgpass = read(masked.path(), "pg2", "var/lib/postgresql/.pgpass");
+    assert!(pgpass.contains("replicator:(sensitive)"), "{pgpass}");
+
+    let shown = tempfile::tempdir().expect("tempdir");
+    let secrets = [
+        ("PGHA_REPLICATION_PASSWORD", "repl:pass\\word-42"),
+        ("PGHA_SUPERUSER_PASSWORD", "super-secret-42"),
+        ("PGHA_APP_PASSWORD", "app-secret-42"),
+    ];
+    let stdout = render(shown.path(), &["--show-secrets"], &secrets);
+    assert!(!stdout.contains("repl:pass"), "stdout must not show secrets: {stdout}");
+    let pgpass = read(shown.path(), "pg2", "var/lib/postgresql/.pgpass");
+    // `.pgpass` escapes `:` and `\` inside a field.
+    assert!(pgpass.contains("10.77.0.11:5432:replication:replicator:repl\\:pass\\\\word-42"), "{pgpass}");
+}
+
+#[test]
+fn show_secrets_without_the_secrets_fails_and_writes_nothing() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let target = out.path().join("rendered");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .args(["--show-secrets", "--out"])
+        .arg_path(&target)
+        .env("PGHA_REPLICATION_PASSWORD", "")
+        .status(1)
+        .stderr_has("PGHA_APP_PASSWORD is not set")
+        .run();
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_template_override_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates/postgresql");
+    std::fs::create_dir_all(&templates).expect("mkdir");
+    std::fs::write(templates.join("pgha.conf.j2"), "# {{ managed_header }}\n# site override for {{ host.name }}\nshared_buffers = '1GB'\n").expect("write");
+    let out = dir.path().join("out");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .args(["--templates"])
+        .arg_path(&dir.path().join("templates"))
+        .args(["--out"])
+        .arg_path(&out)
+        .run();
+    assert_eq!(
+        read(&out, "pg2", "etc/postgresql/15/main/conf.d/pgha.conf"),
+        "# Managed by pgha: local edits are shown by `pgha plan` and overwritten by `pgha apply`.\n# site override for pg2\nshared_buffers = '1GB'\n"
+    );
+}

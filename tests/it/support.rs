@@ -1,0 +1,110 @@
+//! A small builder for running the `pgha` binary: arguments, environment, expected status and
+//! output, checked with `#[track_caller]` so failures point at the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Test {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    status: i32,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    stderr_absent: Vec<String>,
+}
+
+pub struct Ran {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Test {
+            args: Vec::new(),
+            env: Vec::new(),
+            dir: None,
+            status: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stderr_absent: Vec::new(),
+        }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn arg_path(mut self, path: &Path) -> Self {
+        self.args.push(path.display().to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn status(mut self, status: i32) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn stdout_has(mut self, text: &str) -> Self {
+        self.stdout.push(text.to_owned());
+        self
+    }
+
+    pub fn stderr_has(mut self, text: &str) -> Self {
+        self.stderr.push(text.to_owned());
+        self
+    }
+
+    pub fn stderr_lacks(mut self, text: &str) -> Self {
+        self.stderr_absent.push(text.to_owned());
+        self
+    }
+
+    #[track_caller]
+    pub fn run(self) -> Ran {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pgha"));
+        command.args(&self.args).env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let output = command.output().expect("pgha runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let shown = format!("pgha {}\n--- stdout\n{stdout}--- stderr\n{stderr}", self.args.join(" "));
+        assert_eq!(output.status.code(), Some(self.status), "exit status\n{shown}");
+        for text in &self.stdout {
+            assert!(stdout.contains(text.as_str()), "stdout lacks {text:?}\n{shown}");
+        }
+        for text in &self.stderr {
+            assert!(stderr.contains(text.as_str()), "stderr lacks {text:?}\n{shown}");
+        }
+        for text in &self.stderr_absent {
+            assert!(!stderr.contains(text.as_str()), "stderr has {text:?}\n{shown}");
+        }
+        Ran { stdout, stderr }
+    }
+}
+
+/// The repository's root, where `inventory.example` lives.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

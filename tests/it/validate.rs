@@ -1,0 +1,423 @@
+//! `pgha validate`: the example passes; every kind of bad input fails with exit 1, a message
+//! and the file:line:column of the offending key.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{root, Test};
+
+const BASE: &str = "\
+cluster:
+  name: demo
+  flavour: streaming
+postgres:
+  version: 15
+  port: 5432
+  parameters:
+    shared_buffers: 256MB
+    max_connections: 100
+  hba:
+    - {type: host, database: app, user: app, address: 10.0.0.0/24, method: scram-sha-256}
+replication:
+  user: replicator
+  password: {env: PGHA_REPLICATION_PASSWORD}
+users:
+  - name: app
+    password: {env: PGHA_APP_PASSWORD}
+databases:
+  - name: app
+    owner: app
+ssh:
+  user: root
+  host_key_policy: strict
+hosts:
+  - name: pg1
+    address: 10.0.0.11
+    role: primary
+  - name: pg2
+    address: 10.0.0.12
+    role: standby
+  - name: pg3
+    address: 10.0.0.13
+    role: standby
+";
+
+fn write_inventory(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("inventory.yml");
+    std::fs::write(&path, text).expect("write inventory");
+    (dir, path)
+}
+
+/// Replace `from` (which must occur once) in the base inventory.
+fn variant(from: &str, to: &str) -> String {
+    assert_eq!(BASE.matches(from).count(), 1, "{from:?} must occur once in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+/// Validate `text`, expect exit 1 and an error with `message` at `line:column`.
+#[track_caller]
+fn rejects(text: &str, location: &str, message: &str) -> String {
+    let (_dir, path) = write_inventory(text);
+    let ran = Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has(message)
+        .stderr_has(&format!("{}:{location}", path.display()))
+        .stderr_has("nothing was changed on any host")
+        .run();
+    // The location line must belong to this message: the error is printed right before it.
+    let at = ran.stderr.find(message).expect("message");
+    let rest = &ran.stderr[at..];
+    let first_location = rest.find("  --> ").map(|i| &rest[i..]).unwrap_or("");
+    assert!(
+        first_location.starts_with(&format!("  --> {}:{location}", path.display())),
+        "the first location after {message:?} is not {location}:\n{}",
+        ran.stderr
+    );
+    ran.stderr
+}
+
+#[test]
+fn the_base_inventory_is_valid() {
+    let (_dir, path) = write_inventory(BASE);
+    Test::new().args(["validate", "-i"]).arg_path(&path).stdout_has("valid: cluster `demo`, flavour streaming, 3 hosts").run();
+}
+
+#[test]
+fn inventory_example_is_valid_without_secrets() {
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .stdout_has("valid: cluster `demo`")
+        .run();
+}
+
+#[test]
+fn validate_secrets_names_every_missing_secret() {
+    let (_dir, path) = write_inventory(BASE);
+    Test::new()
+        .args(["validate", "--secrets", "-i"])
+        .arg_path(&path)
+        .env("PGHA_REPLICATION_PASSWORD", "")
+        .status(1)
+        .stderr_has("replication.password")
+        .stderr_has("users[app].password: environment variable PGHA_APP_PASSWORD is not set")
+        .run();
+}
+
+#[test]
+fn validate_secrets_passes_when_all_resolve() {
+    let (dir, path) = write_inventory(&variant("{env: PGHA_APP_PASSWORD}", "{file: app.pw}"));
+    std::fs::write(dir.path().join("app.pw"), "app-password-1\n").expect("write");
+    Test::new()
+        .args(["validate", "--secrets", "-i"])
+        .arg_path(&path)
+        .env("PGHA_REPLICATION_PASSWORD", "repl-password-1")
+        .stdout_has("every secret resolved")
+        .run();
+}
+
+#[test]
+fn yaml_syntax_error() {
+    rejects(&variant("  name: demo", "  name: [demo"), "3:", "invalid YAML");
+}
+
+#[test]
+fn duplicate_key() {
+    rejects(&variant("  port: 5432\n", "  port: 5432\n  port: 5433\n"), "7:3", "invalid YAML");
+}
+
+#[test]
+fn unknown_top_level_key_with_suggestion() {
+    let err = rejects(&variant("ssh:\n", "shh:\n"), "21:1", "unknown key `shh`");
+    assert!(err.contains("did you mean `ssh`?"), "{err}");
+}
+
+#[test]
+fn unknown_nested_key_with_suggestion() {
+    let err = rejects(&variant("  port: 5432", "  prot: 5432"), "6:3", "unknown key `prot` in `postgres`");
+    assert!(err.contains("did you mean `port`?"), "{err}");
+}
+
+#[test]
+fn wrong_type() {
+    rejects(&variant("  port: 5432", "  port: abc"), "6:9", "`postgres.port` must be an integer, found a string");
+}
+
+#[test]
+fn port_out_of_range() {
+    rejects(&variant("  port: 5432", "  port: 70000"), "6:9", "`postgres.port` is 70000, outside 1 .. 65535");
+}
+
+#[test]
+fn no_primary() {
+    rejects(&variant("    role: primary", "    role: standby"), "25:3", "no host has `role: primary`");
+}
+
+#[test]
+fn two_primaries() {
+    rejects(
+        &variant("    address: 10.0.0.12\n    role: standby", "    address: 10.0.0.12\n    role: primary"),
+        "30:11",
+        "`pg2` is a second primary",
+    );
+}
+
+#[test]
+fn duplicate_host_name() {
+    rejects(&variant("  - name: pg3", "  - name: pg2"), "31:11", "host name `pg2` is used twice");
+}
+
+#[test]
+fn duplicate_address() {
+    rejects(&variant("10.0.0.13", "10.0.0.12"), "32:14", "address `10.0.0.12` is used twice");
+}
+
+#[test]
+fn invalid_address() {
+    rejects(&variant("10.0.0.13", "10.0.0.999"), "32:14", "`10.0.0.999` is not an IP address or a host name");
+}
+
+#[test]
+fn invalid_hba_cidr() {
+    rejects(&variant("10.0.0.0/24", "10.0.0.0/33"), "11:55", "`10.0.0.0/33` is not a CIDR address");
+}
+
+#[test]
+fn upstream_names_no_host() {
+    let text = format!("{BASE}    upstream: pgx\n");
+    rejects(&text, "34:15", "upstream `pgx` is not a host of this inventory");
+}
+
+#[test]
+fn upstream_cycle() {
+    let text = variant(
+        "    address: 10.0.0.12\n    role: standby\n",
+        "    address: 10.0.0.12\n    role: standby\n    upstream: pg3\n",
+    );
+    let text = format!("{text}    upstream: pg2\n");
+    rejects(&text, "31:15", "runs in a cycle");
+}
+
+#[test]
+fn upstream_is_itself() {
+    let text = format!("{BASE}    upstream: pg3\n");
+    rejects(&text, "34:15", "`pg3` cannot stream from itself");
+}
+
+#[test]
+fn primary_with_upstream() {
+    rejects(&variant("    role: primary\n", "    role: primary\n    upstream: pg2\n"), "28:15", "the primary `pg1` cannot have an upstream");
+}
+
+#[test]
+fn literal_secret_is_refused() {
+    let err = rejects(
+        &variant("  password: {env: PGHA_REPLICATION_PASSWORD}", "  password: hunter2hunter2"),
+        "14:13",
+        "`replication.password` is a literal secret",
+    );
+    assert!(!err.contains("hunter2hunter2"), "the literal must not be echoed back:\n{err}");
+}
+
+#[test]
+fn unknown_secret_source() {
+    let err = rejects(
+        &variant("{env: PGHA_REPLICATION_PASSWORD}", "{vault: secret/repl}"),
+        "14:14",
+        "unknown key `vault` in `replication.password`",
+    );
+    assert!(err.contains("must name exactly one of env, file or command"), "{err}");
+}
+
+#[test]
+fn invalid_environment_variable_name() {
+    rejects(&variant("{env: PGHA_APP_PASSWORD}", "{env: 1-BAD}"), "17:21", "`1-BAD` is not a valid environment variable name");
+}
+
+#[test]
+fn unknown_server_parameter_with_suggestion() {
+    let err = rejects(&variant("    shared_buffers:", "    shared_bufers:"), "8:5", "`shared_bufers` is not a PostgreSQL 15 server parameter");
+    assert!(err.contains("did you mean `shared_buffers`?"), "{err}");
+}
+
+#[test]
+fn parameter_value_of_the_wrong_kind() {
+    rejects(&variant("max_connections: 100", "max_connections: lots"), "9:22", "`max_connections` takes an integer, not `lots`");
+}
+
+#[test]
+fn parameter_out_of_range() {
+    rejects(&variant("max_connections: 100", "max_connections: 0"), "9:22", "`0` is out of range for `max_connections`");
+}
+
+#[test]
+fn memory_unit_unknown() {
+    rejects(&variant("256MB", "256XB"), "8:21", "`XB` is not a unit of `shared_buffers`");
+}
+
+#[test]
+fn enum_parameter_value() {
+    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    wal_level: archive\n"), "10:16", "`archive` is not a value of `wal_level`");
+}
+
+#[test]
+fn boolean_parameter_value() {
+    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    hot_standby: maybe\n"), "10:18", "`hot_standby` is a boolean");
+}
+
+#[test]
+fn wal_level_minimal_breaks_standbys() {
+    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    wal_level: minimal\n"), "10:16", "`wal_level = minimal` cannot feed standbys");
+}
+
+#[test]
+fn read_only_parameter() {
+    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    block_size: 16384\n"), "10:5", "`block_size` is read-only");
+}
+
+#[test]
+fn parameter_managed_by_another_key() {
+    let err = rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    max_wal_senders: 5\n"), "10:5", "`max_wal_senders` is set by pgha from `replication.max_wal_senders`");
+    assert!(err.contains("set `replication.max_wal_senders` instead"), "{err}");
+}
+
+#[test]
+fn network_trust_needs_opt_in() {
+    let err = rejects(&variant("method: scram-sha-256}", "method: trust}"), "11:76", "`trust` from the network (10.0.0.0/24)");
+    assert!(err.contains("allow_network_trust: true"), "{err}");
+}
+
+#[test]
+fn network_trust_with_opt_in_is_accepted() {
+    let text = variant("method: scram-sha-256}", "method: trust}").replacen("  hba:\n", "  allow_network_trust: true\n  hba:\n", 1);
+    let (_dir, path) = write_inventory(&text);
+    Test::new().args(["validate", "-i"]).arg_path(&path).run();
+}
+
+#[test]
+fn peer_over_the_network() {
+    rejects(&variant("method: scram-sha-256}", "method: peer}"), "11:76", "`peer` works only for `local` rules");
+}
+
+#[test]
+fn unknown_hba_method_with_suggestion() {
+    let err = rejects(&variant("method: scram-sha-256}", "method: scram-sha256}"), "11:76", "`scram-sha256` is not a valid `postgres.hba[0].method`");
+    assert!(err.contains("did you mean `scram-sha-256`?"), "{err}");
+}
+
+#[test]
+fn flavour_typo() {
+    let err = rejects(&variant("flavour: streaming", "flavour: streamin"), "3:12", "`streamin` is not a valid `cluster.flavour`");
+    assert!(err.contains("did you mean `streaming`?"), "{err}");
+}
+
+#[test]
+fn unsupported_version() {
+    rejects(&variant("version: 15", "version: 14"), "5:12", "PostgreSQL 14 is not supported");
+}
+
+#[test]
+fn missing_required_key() {
+    rejects(&variant("  user: replicator\n", ""), "13:3", "missing required key `replication.user`");
+}
+
+#[test]
+fn database_owner_not_declared() {
+    rejects(&variant("    owner: app", "    owner: bob"), "20:12", "owner `bob` is not a role of this inventory");
+}
+
+#[test]
+fn invalid_cluster_name() {
+    rejects(&variant("name: demo", "name: Demo!"), "2:9", "`Demo!` is not a valid name for `cluster.name`");
+}
+
+#[test]
+fn invalid_host_key_policy() {
+    rejects(&variant("host_key_policy: strict", "host_key_policy: yolo"), "23:20", "`yolo` is not a valid `ssh.host_key_policy`");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = variant("  port: 5432", "  prot: 5432").replacen("10.0.0.13", "10.0.0.999", 1).replacen("256MB", "256XB", 1);
+    let err = rejects(&text, "6:3", "unknown key `prot`");
+    assert!(err.contains("is not an IP address"), "{err}");
+    assert!(err.contains("is not a unit of `shared_buffers`"), "{err}");
+    assert!(err.contains("3 errors found"), "{err}");
+}
+
+#[test]
+fn missing_inventory_file() {
+    Test::new()
+        .args(["validate", "-i", "/nonexistent/inventory.yml"])
+        .status(1)
+        .stderr_has("cannot read inventory /nonexistent/inventory.yml")
+        .run();
+}
+
+fn playbook_override(dir: &Path, text: &str) -> PathBuf {
+    let playbooks = dir.join("playbooks");
+    std::fs::create_dir_all(&playbooks).expect("mkdir");
+    std::fs::write(playbooks.join("streaming.yml"), text).expect("write playbook");
+    playbooks
+}
+
+#[track_caller]
+fn rejects_playbook(text: &str, location: &str, message: &str) -> String {
+    let (dir, path) = write_inventory(BASE);
+    let playbooks = playbook_override(dir.path(), text);
+    let ran = Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .args(["--playbooks"])
+        .arg_path(&playbooks)
+        .status(1)
+        .stderr_has(message)
+        .stderr_has(&format!("{}:{location}", playbooks.join("streaming.yml").display()))
+        .run();
+    ran.stderr
+}
+
+#[test]
+fn playbook_unknown_step_kind() {
+    let err = rejects_playbook("steps:\n  - name: packages\n    pakage: {names: [postgresql-15]}\n", "3:5", "unknown step kind `pakage`");
+    assert!(err.contains("did you mean `package`?"), "{err}");
+}
+
+#[test]
+fn playbook_unknown_argument() {
+    let err = rejects_playbook("steps:\n  - name: packages\n    package: {nmes: [postgresql-15]}\n", "3:15", "unknown argument `nmes` for step kind `package`");
+    assert!(err.contains("did you mean `names`?"), "{err}");
+}
+
+#[test]
+fn playbook_notify_without_handler() {
+    rejects_playbook(
+        "steps:\n  - name: packages\n    package: {names: [postgresql-15]}\n    notify: [restart]\n",
+        "2:5",
+        "step `packages` notifies `restart`, which is not a handler",
+    );
+}
+
+#[test]
+fn playbook_bad_when_expression() {
+    rejects_playbook("steps:\n  - name: packages\n    when: \"host.role ==\"\n    package: {names: [postgresql-15]}\n", "3:11", "is not a valid expression");
+}
+
+#[test]
+fn template_with_undefined_variable_is_refused() {
+    let (dir, path) = write_inventory(BASE);
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("postgresql")).expect("mkdir");
+    std::fs::write(templates.join("postgresql/pg_hba.conf.j2"), "# {{ managed_header }}\n{{ no_such_variable }}\n").expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .args(["--templates"])
+        .arg_path(&templates)
+        .status(1)
+        .stderr_has("template postgresql/pg_hba.conf.j2")
+        .stderr_has("undefined")
+        .run();
+}
