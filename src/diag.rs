@@ -65,7 +65,13 @@ impl Diagnostics {
     }
 
     /// An error about a value that is a secret: the snippet never shows it.
-    pub fn secret_error(&mut self, pos: Pos, key: &str, message: impl Into<String>, help: impl Into<String>) {
+    pub fn secret_error(
+        &mut self,
+        pos: Pos,
+        key: &str,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.error_with_help(pos, key, message, help);
         if let Some(last) = self.items.last_mut() {
             last.redact = true;

@@ -435,10 +435,9 @@ impl Reader<'_> {
             let s = decode::string(self.d, n, &m.child("name"))?;
             checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Role).then_some(s)
         });
-        let password = match m.take("password") {
-            Some(n) => Some(self.secret(n, &m.child("password"))),
-            None => None,
-        };
+        let password = m
+            .take("password")
+            .map(|n| self.secret(n, &m.child("password")));
         let mut flag = |m: &mut MapReader, key: &'static str, default: bool| match m.take(key) {
             Some(n) => decode::boolean(self.d, n, &m.child(key)),
             None => Some(default),

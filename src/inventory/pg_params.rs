@@ -234,6 +234,51 @@ fn unit_hint(unit: &str) -> String {
     }
 }
 
+/// Whether two spellings of a value mean the same to the server: `256MB` and `32768` (8kB
+/// pages) for shared_buffers, `on` and `true`, `Replica` and `replica`.
+pub fn same_value(param: &Param, a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match param.kind {
+        Kind::Bool => parse_bool(a).is_some() && parse_bool(a) == parse_bool(b),
+        Kind::Enum => a.eq_ignore_ascii_case(b),
+        Kind::Integer | Kind::Real => match (in_base_units(param, a), in_base_units(param, b)) {
+            (Some(x), Some(y)) => (x - y).abs() < 1e-9 * x.abs().max(1.0),
+            _ => false,
+        },
+        Kind::String => a.trim_matches('\'') == b.trim_matches('\''),
+    }
+}
+
+/// A numeric value converted to the parameter's base unit.
+fn in_base_units(param: &Param, value: &str) -> Option<f64> {
+    let (number, unit) = split_unit(value);
+    let number = number.parse::<f64>().ok()?;
+    if unit.is_empty() {
+        return Some(number);
+    }
+    let (is_memory, base) = base_unit(param.unit)?;
+    let table: &[(&str, f64)] = if is_memory {
+        &MEMORY_UNITS
+    } else {
+        &TIME_UNITS
+    };
+    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
+    Some(number * factor / base)
+}
+
+/// `"256 MB"` -> (`"256"`, `"MB"`).
+fn split_unit(value: &str) -> (&str, &str) {
+    let text = value.trim();
+    let split = text
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '-' || *c == '+') && *i == 0)))
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    (&text[..split], text[split..].trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{check_value, lookup, Context};
@@ -288,49 +333,4 @@ mod tests {
             assert!(check(name, value).is_err(), "{name} = {value}");
         }
     }
-}
-
-/// Whether two spellings of a value mean the same to the server: `256MB` and `32768` (8kB
-/// pages) for shared_buffers, `on` and `true`, `Replica` and `replica`.
-pub fn same_value(param: &Param, a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    match param.kind {
-        Kind::Bool => parse_bool(a).is_some() && parse_bool(a) == parse_bool(b),
-        Kind::Enum => a.eq_ignore_ascii_case(b),
-        Kind::Integer | Kind::Real => match (in_base_units(param, a), in_base_units(param, b)) {
-            (Some(x), Some(y)) => (x - y).abs() < 1e-9 * x.abs().max(1.0),
-            _ => false,
-        },
-        Kind::String => a.trim_matches('\'') == b.trim_matches('\''),
-    }
-}
-
-/// A numeric value converted to the parameter's base unit.
-fn in_base_units(param: &Param, value: &str) -> Option<f64> {
-    let (number, unit) = split_unit(value);
-    let number = number.parse::<f64>().ok()?;
-    if unit.is_empty() {
-        return Some(number);
-    }
-    let (is_memory, base) = base_unit(param.unit)?;
-    let table: &[(&str, f64)] = if is_memory {
-        &MEMORY_UNITS
-    } else {
-        &TIME_UNITS
-    };
-    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
-    Some(number * factor / base)
-}
-
-/// `"256 MB"` -> (`"256"`, `"MB"`).
-fn split_unit(value: &str) -> (&str, &str) {
-    let text = value.trim();
-    let split = text
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || ((*c == '-' || *c == '+') && *i == 0)))
-        .map(|(i, _)| i)
-        .unwrap_or(text.len());
-    (&text[..split], text[split..].trim())
 }

@@ -86,7 +86,10 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 ";
 /// Flags every host container needs for systemd as PID 1 (`--privileged` fails here).
+/// SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (`docker import` cannot set it).
 pub(crate) const SYSTEMD_RUN_FLAGS: &[&str] = &[
+    "--stop-signal",
+    "SIGRTMIN+3",
     "--cap-add",
     "SYS_ADMIN",
     "--cap-add",
@@ -413,8 +416,6 @@ fn import(root: &Path) -> Result<(), SandboxError> {
         "--change",
         "ENV container=docker",
         "--change",
-        "STOPSIGNAL SIGRTMIN+3",
-        "--change",
         r#"CMD ["/lib/systemd/systemd"]"#,
         "--change",
         &label,
@@ -425,20 +426,32 @@ fn import(root: &Path) -> Result<(), SandboxError> {
     let Some(tar_out) = tar_child.stdout.take() else {
         return Err(SandboxError::Conflict("tar gave no output pipe".into()));
     };
-    let out = imp
+    let imp_child = imp
         .stdin(Stdio::from(tar_out))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| SandboxError::Spawn {
-            command: imp_cmd.clone(),
-            source,
-        })?;
-    let tar_status = tar_child.wait().map_err(|source| SandboxError::Spawn {
-        command: tar_cmd.clone(),
-        source,
-    })?;
+        .spawn()
+        .map_err(|source| SandboxError::Spawn { command: imp_cmd.clone(), source });
+    // The Command keeps its copy of tar's stdout: drop it, or tar never sees the reader go
+    // away when import fails, and blocks forever.
+    drop(imp);
+    let out = match imp_child.and_then(|c| {
+        c.wait_with_output()
+            .map_err(|source| SandboxError::Spawn { command: imp_cmd.clone(), source })
+    }) {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = tar_child.kill();
+            let _ = tar_child.wait();
+            return Err(e);
+        }
+    };
+    let tar_status = tar_child
+        .wait()
+        .map_err(|source| SandboxError::Spawn { command: tar_cmd.clone(), source })?;
     let tar_stderr = tar_err.and_then(|h| h.join().ok()).unwrap_or_default();
+    // The import's error says more than tar's broken pipe.
+    cmd::check(imp_cmd, &out)?;
     if !tar_status.success() {
         return Err(SandboxError::Command {
             command: tar_cmd,
@@ -446,7 +459,7 @@ fn import(root: &Path) -> Result<(), SandboxError> {
             stderr: cmd::tail(&tar_stderr, 2000),
         });
     }
-    cmd::check(imp_cmd, &out)
+    Ok(())
 }
 
 /// Base + the flavours' packages, installed in a temporary container and committed.

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::secret::MASK;
 use crate::model::Sealed;
 use crate::plan::{Action, Check};
 use crate::steps::{Module, StepContext};
@@ -80,7 +81,7 @@ impl Module for File {
             return Check::Changes(vec![change]);
         };
         if current.content != wanted {
-            let before = cx.secrets.mask(&current.content);
+            let before = mask_host_text(&self.content, &current.content, cx.secrets);
             let mut change = cx.change(
                 self.kind(),
                 Action::Update,
@@ -88,7 +89,15 @@ impl Module for File {
                 "content differs",
                 self.write_commands(),
             );
-            change.diff = Some(unified_diff(&before, &self.content.masked(), &self.dest));
+            let after = self.content.masked();
+            change.diff = Some(if before == after {
+                format!(
+                    "{} (on host) -> (planned): a secret value differs {MASK}\n",
+                    self.dest
+                )
+            } else {
+                unified_diff(&before, &after, &self.dest)
+            });
             return Check::Changes(vec![change]);
         }
         let mut fixes = Vec::new();
@@ -123,6 +132,40 @@ impl Module for File {
             vec![command],
         )])
     }
+}
+
+/// The host's version of a file, fit to show. Known secret values are masked; in a file that
+/// holds secrets, a line shaped like one of our secret lines has its secret part masked (the
+/// host may hold an *old* password pgha does not know), and any other line we did not write
+/// is withheld, since it may hold a secret in a shape we cannot recognise.
+fn mask_host_text(planned: &Sealed, host_text: &str, secrets: &crate::model::Secrets) -> String {
+    if !planned.has_secrets() {
+        return secrets.mask(host_text);
+    }
+    let masked_plan = planned.masked();
+    let plain_lines: std::collections::BTreeSet<&str> =
+        masked_plan.lines().filter(|l| !l.contains(MASK)).collect();
+    let shapes: Vec<(&str, &str)> = masked_plan
+        .lines()
+        .filter_map(|l| {
+            let start = l.find(MASK)?;
+            let end = l.rfind(MASK)? + MASK.len();
+            Some((&l[..start], &l[end..]))
+        })
+        .collect();
+    let mut out = String::new();
+    for line in host_text.lines() {
+        let shaped = shapes.iter().find(|(pre, post)| {
+            line.len() >= pre.len() + post.len() && line.starts_with(pre) && line.ends_with(post)
+        });
+        match shaped {
+            Some((pre, post)) => out.push_str(&format!("{pre}{MASK}{post}")),
+            None if plain_lines.contains(line) => out.push_str(line),
+            None => out.push_str("(sensitive: a line pgha did not write is not shown)"),
+        }
+        out.push('\n');
+    }
+    secrets.mask(&out)
 }
 
 fn normalize_mode(mode: &str) -> u32 {

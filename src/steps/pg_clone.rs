@@ -32,50 +32,34 @@ pub struct PgClone {
 impl PgClone {
     fn commands(&self) -> Vec<RemoteCommand> {
         let data = shell_words::quote(&self.data_dir).into_owned();
-        let slot = self
-            .slot
-            .as_ref()
-            .map(|s| format!(" -S {}", shell_words::quote(s)))
-            .unwrap_or_default();
+        let mut basebackup = vec![
+            "pg_basebackup".to_owned(),
+            "-h".to_owned(),
+            self.upstream_address.clone(),
+            "-p".to_owned(),
+            self.port.to_string(),
+            "-U".to_owned(),
+            self.user.clone(),
+            "-D".to_owned(),
+            self.data_dir.clone(),
+            "-X".to_owned(),
+            "stream".to_owned(),
+            "--checkpoint=fast".to_owned(),
+            // Never prompt: the password comes from ~postgres/.pgpass.
+            "-w".to_owned(),
+        ];
+        if let Some(slot) = &self.slot {
+            basebackup.extend(["-S".to_owned(), slot.clone()]);
+        }
         vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),
             // Keep the directory itself (its mode and owner); replace what is inside.
             RemoteCommand::script(format!(
                 "set -e; install -d -m 0700 -o postgres -g postgres {data}; find {data} -mindepth 1 -delete"
             )),
-            RemoteCommand::new([
-                "pg_basebackup".to_owned(),
-                "-h".to_owned(),
-                self.upstream_address.clone(),
-                "-p".to_owned(),
-                self.port.to_string(),
-                "-U".to_owned(),
-                self.user.clone(),
-                "-D".to_owned(),
-                self.data_dir.clone(),
-                "-X".to_owned(),
-                "stream".to_owned(),
-                "--checkpoint=fast".to_owned(),
-                "-w".to_owned(),
-            ])
-            .as_user("postgres")
-            .map_slot(&slot),
-            RemoteCommand::script(format!("set -e; touch {data}/standby.signal; chown postgres:postgres {data}/standby.signal"))
-                .as_user("postgres"),
+            RemoteCommand::new(basebackup).as_user("postgres"),
+            RemoteCommand::new(["touch".to_owned(), format!("{}/standby.signal", self.data_dir)]).as_user("postgres"),
         ]
-    }
-}
-
-trait SlotArg {
-    fn map_slot(self, slot: &str) -> Self;
-}
-
-impl SlotArg for RemoteCommand {
-    fn map_slot(mut self, slot: &str) -> Self {
-        for part in shell_words::split(slot).unwrap_or_default() {
-            self.argv.push(crate::model::Sealed(part));
-        }
-        self
     }
 }
 

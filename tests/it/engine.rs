@@ -1,1 +1,546 @@
-//! placeholder
+//! The engine with fixture facts, pyinfra style: facts in, planned changes and the commands
+//! that make them out (through the fake transport), for every step kind, including the no-op
+//! case; then whole playbooks: a bare host, a converged host (no change at all) and handler
+//! triggering.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use pgha::facts::{FileFact, HostFacts, PgFacts, RoleFact, ServiceFact, Setting, SlotFact};
+use pgha::model::{Secret, Secrets, Topology};
+use pgha::plan::{Change, Check};
+use pgha::playbook::check::{check_host, Status};
+use pgha::project::Project;
+use pgha::steps::{scram, StepContext, StepKind};
+use pgha::transport::fake::FakeTransport;
+use pgha::transport::Transport;
+
+use crate::support::root;
+
+/// `VERIFIER(pw)` in fixture facts stands for the SCRAM verifier of `pw`.
+fn with_verifiers(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if let Some(pw) = s
+                .strip_prefix("VERIFIER(")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                *s = scram::verifier(pw, b"fixture-salt-123", 4096);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_verifiers),
+        Value::Object(map) => map.values_mut().for_each(with_verifiers),
+        _ => {}
+    }
+}
+
+fn facts_of(value: Option<&Value>) -> HostFacts {
+    let mut v = value.cloned().unwrap_or(Value::Object(Default::default()));
+    with_verifiers(&mut v);
+    serde_json::from_value(v).expect("fixture facts parse")
+}
+
+fn secrets_of(value: Option<&Value>) -> Secrets {
+    let mut secrets = Secrets::default();
+    if let Some(Value::Object(map)) = value {
+        for (k, v) in map {
+            secrets.insert(k, Secret::new(v.as_str().expect("secret string")));
+        }
+    }
+    secrets
+}
+
+fn run_commands(changes: &[Change]) -> Vec<String> {
+    let transport = FakeTransport::new("fixture");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for change in changes {
+            for command in &change.commands {
+                let out = transport.run(command).await.expect("fake run");
+                assert!(out.success());
+            }
+        }
+    });
+    transport.commands()
+}
+
+fn strings(expect: &Value, key: &str) -> Vec<String> {
+    expect
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_fixture(file: &Path, case: &Value) {
+    let name = format!(
+        "{} / {}",
+        file.display(),
+        case["name"].as_str().unwrap_or("?")
+    );
+    let kind: StepKind = serde_json::from_value(case["step"].clone())
+        .unwrap_or_else(|e| panic!("{name}: step: {e}"));
+    let facts = facts_of(case.get("facts"));
+    let cluster_facts: BTreeMap<String, HostFacts> = case
+        .get("cluster_facts")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), facts_of(Some(v))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let secrets = secrets_of(case.get("secrets"));
+    let cx = StepContext {
+        host: "fixture",
+        step: "fixture step",
+        facts: &facts,
+        cluster_facts: &cluster_facts,
+        secrets: &secrets,
+    };
+    let expect = &case["expect"];
+    let check = kind.module().check(&cx);
+    let (status, reason, changes) = match &check {
+        Check::InSync(r) => ("in_sync", r.clone(), Vec::new()),
+        Check::Refused(r) => ("refused", r.clone(), Vec::new()),
+        Check::Changes(c) => (
+            "changes",
+            c.iter()
+                .map(|c| c.reason.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            c.clone(),
+        ),
+    };
+    assert_eq!(
+        status,
+        expect["status"].as_str().expect("status"),
+        "{name}: {check:?}"
+    );
+    if let Some(r) = expect.get("reason").and_then(Value::as_str) {
+        assert!(reason.contains(r), "{name}: reason {reason:?} lacks {r:?}");
+    }
+    let actions: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                serde_json::to_value(c.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                c.target
+            )
+        })
+        .collect();
+    let expected_actions = strings(expect, "actions");
+    if !expected_actions.is_empty() || status == "changes" {
+        assert_eq!(actions, expected_actions, "{name}");
+    }
+    let ran = run_commands(&changes);
+    for needle in strings(expect, "commands") {
+        assert!(
+            ran.iter().any(|c| c.contains(&needle)),
+            "{name}: no command has {needle:?}:\n{}",
+            ran.join("\n")
+        );
+    }
+    let stdin: Vec<String> = changes
+        .iter()
+        .flat_map(|c| {
+            c.commands
+                .iter()
+                .filter_map(|cmd| cmd.stdin.as_ref().map(|s| s.masked()))
+        })
+        .collect();
+    for needle in strings(expect, "stdin") {
+        assert!(
+            stdin.iter().any(|s| s.contains(&needle)),
+            "{name}: no stdin has {needle:?}:\n{}",
+            stdin.join("\n---\n")
+        );
+    }
+    let diffs: String = changes.iter().filter_map(|c| c.diff.clone()).collect();
+    if let Some(d) = expect.get("diff").and_then(Value::as_str) {
+        assert!(diffs.contains(d), "{name}: diff lacks {d:?}:\n{diffs}");
+    }
+    let everything = format!(
+        "{}\n{}\n{}\n{reason}",
+        serde_json::to_string(&changes).expect("json"),
+        ran.join("\n"),
+        stdin.join("\n")
+    );
+    for secret in strings(expect, "absent") {
+        assert!(
+            !everything.contains(&secret),
+            "{name}: {secret:?} is shown:\n{everything}"
+        );
+    }
+}
+
+#[test]
+fn every_step_kind_against_fixture_facts() {
+    let dir = root().join("tests/fixtures/steps");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut cases = 0;
+    let mut kinds = std::collections::BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read fixture");
+        let list: Vec<Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for case in &list {
+            run_fixture(file, case);
+            if let Some(k) = case["step"].as_object().and_then(|m| m.keys().next()) {
+                kinds.insert(k.clone());
+            }
+            cases += 1;
+        }
+    }
+    // Every step kind has fixtures, and at least one no-op case each.
+    let all: std::collections::BTreeSet<String> = pgha::steps::fields::KINDS
+        .iter()
+        .filter(|k| **k != "template")
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(kinds, all, "step kinds without fixtures");
+    assert!(cases >= 30, "only {cases} fixture cases ran");
+}
+
+// ---- whole playbooks ---------------------------------------------------------------------
+
+fn project() -> Project {
+    Project::load(&root().join("inventory.example"), None, None).expect("example loads")
+}
+
+fn secrets() -> Secrets {
+    let mut s = Secrets::default();
+    s.insert("replication.password", Secret::new("repl-secret-value"));
+    s.insert(
+        "postgres.superuser_password",
+        Secret::new("super-secret-value"),
+    );
+    s.insert("users[app].password", Secret::new("app-secret-value"));
+    s
+}
+
+/// Facts of a host on which everything the playbook wants is already in place.
+fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
+    let steps = project
+        .expand_declared()
+        .expect("expand")
+        .remove(host)
+        .expect("host");
+    let mut facts = HostFacts::default();
+    let primary = project.cluster.primary().name == host;
+    let mut pg = PgFacts {
+        initialized: true,
+        running: true,
+        in_recovery: !primary,
+        system_identifier: "7300000000000000001".into(),
+        timeline: 1,
+        ..PgFacts::default()
+    };
+    for step in &steps {
+        match &step.kind {
+            StepKind::Package(p) => {
+                for n in &p.names {
+                    facts.packages.insert(n.clone(), "1".into());
+                }
+            }
+            StepKind::File(f) => {
+                let content = f.content.reveal(secrets).expect("reveal");
+                facts.files.insert(
+                    f.dest.clone(),
+                    FileFact {
+                        content,
+                        owner: f.owner.clone(),
+                        group: f.group.clone(),
+                        mode: f.mode.clone(),
+                    },
+                );
+            }
+            StepKind::Service(s) => {
+                facts.services.insert(
+                    s.name.clone(),
+                    ServiceFact {
+                        active: true,
+                        enabled: true,
+                    },
+                );
+            }
+            StepKind::PgRole(r) => {
+                let verifier = r.password.as_ref().map(|l| {
+                    scram::verifier(
+                        secrets.get(l).expect("secret").expose(),
+                        b"salt-for-tests!!",
+                        4096,
+                    )
+                });
+                pg.roles.insert(
+                    r.name.clone(),
+                    RoleFact {
+                        login: r.login,
+                        superuser: r.superuser,
+                        createdb: r.createdb,
+                        createrole: r.createrole,
+                        replication: r.replication,
+                        connection_limit: r.connection_limit,
+                        password_verifier: verifier,
+                    },
+                );
+            }
+            StepKind::PgDatabase(d) => {
+                pg.databases.entry(d.name.clone()).or_default().owner = d.owner.clone();
+            }
+            StepKind::PgExtension(e) => {
+                pg.databases
+                    .entry(e.database.clone())
+                    .or_default()
+                    .extensions
+                    .push(e.name.clone());
+            }
+            StepKind::PgSlot(s) => {
+                pg.slots.insert(
+                    s.name.clone(),
+                    SlotFact {
+                        active: true,
+                        physical: true,
+                    },
+                );
+            }
+            StepKind::PgReloadOrRestart(h) => {
+                for (k, v) in &h.parameters {
+                    pg.settings.insert(
+                        k.clone(),
+                        Setting {
+                            value: v.clone(),
+                            context: "sighup".into(),
+                            pending_restart: false,
+                        },
+                    );
+                }
+            }
+            StepKind::PgClone(_) | StepKind::Command(_) | StepKind::WaitFor(_) => {}
+        }
+    }
+    facts.postgres = Some(pg);
+    facts
+}
+
+fn plan_all(
+    project: &Project,
+    facts: &BTreeMap<String, HostFacts>,
+    secrets: &Secrets,
+) -> BTreeMap<String, Vec<pgha::playbook::check::StepOutcome>> {
+    let steps = project
+        .expand(&Topology::declared(&project.cluster))
+        .expect("expand");
+    steps
+        .iter()
+        .map(|(host, steps)| {
+            (
+                host.clone(),
+                check_host(host, steps, &facts[host], facts, secrets),
+            )
+        })
+        .collect()
+}
+
+fn changes_of(outcomes: &[pgha::playbook::check::StepOutcome]) -> Vec<Change> {
+    outcomes
+        .iter()
+        .flat_map(|o| match &o.status {
+            Status::Changes { changes } => changes.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_converged_cluster_plans_no_change() {
+    let project = project();
+    let secrets = secrets();
+    let facts: BTreeMap<String, HostFacts> = project
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), converged(&project, &h.name, &secrets)))
+        .collect();
+    let plan = plan_all(&project, &facts, &secrets);
+    for (host, outcomes) in &plan {
+        let changes = changes_of(outcomes);
+        assert!(
+            changes.is_empty(),
+            "{host} plans changes on a converged host: {changes:#?}"
+        );
+        let in_sync = outcomes
+            .iter()
+            .filter(|o| matches!(o.status, Status::InSync { .. }))
+            .count();
+        assert!(in_sync >= 8, "{host}: only {in_sync} steps checked");
+        assert!(
+            outcomes.iter().any(|o| o.status == Status::NotNotified),
+            "{host}: the handler must not run"
+        );
+    }
+}
+
+#[test]
+fn a_bare_cluster_plans_the_whole_bootstrap_in_order() {
+    let project = project();
+    let secrets = secrets();
+    let facts: BTreeMap<String, HostFacts> = project
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), HostFacts::default()))
+        .collect();
+    let plan = plan_all(&project, &facts, &secrets);
+    let summary = |host: &str| -> Vec<String> {
+        changes_of(&plan[host])
+            .iter()
+            .map(|c| format!("{} {:?} {}", c.kind, c.action, c.target))
+            .collect()
+    };
+    let pg1 = summary("pg1");
+    let expected_pg1 = [
+        "file Create /etc/postgresql-common/createcluster.conf",
+        "package Install postgresql-15 postgresql-client-15",
+        "file Create /etc/postgresql/15/main/conf.d/pgha.conf",
+        "file Create /etc/postgresql/15/main/pg_hba.conf",
+        "file Create /var/lib/postgresql/.pgpass",
+        "service Start postgresql@15-main",
+        "service Enable postgresql@15-main",
+        "wait_for Run port 5432",
+        "pg_role Create replicator",
+        "pg_role Create postgres",
+        "pg_role Create app",
+        "pg_database Create appdb",
+        "pg_extension Create pg_stat_statements in appdb",
+        "pg_slot Create pgha_pg2",
+    ];
+    assert_eq!(pg1, expected_pg1);
+    let pg2 = summary("pg2");
+    assert!(
+        pg2.contains(&"pg_clone Clone /var/lib/postgresql/15/main from pg1".to_owned()),
+        "{pg2:#?}"
+    );
+    assert!(
+        pg2.contains(&"pg_slot Create pgha_pg3".to_owned()),
+        "pg2 feeds the cascaded pg3: {pg2:#?}"
+    );
+    let pg3 = summary("pg3");
+    assert!(
+        pg3.contains(&"pg_clone Clone /var/lib/postgresql/15/main from pg2".to_owned()),
+        "{pg3:#?}"
+    );
+    assert!(
+        !pg3.iter().any(|c| c.starts_with("pg_role")),
+        "roles are made on the primary only: {pg3:#?}"
+    );
+    // The cascaded standby's clone waits for its upstream's slot.
+    let steps = project.expand_declared().expect("expand");
+    let clone = steps["pg3"]
+        .iter()
+        .find(|s| matches!(s.kind, StepKind::PgClone(_)))
+        .expect("clone step");
+    assert_eq!(
+        clone.after,
+        Some(("pg2".to_owned(), "replication slots".to_owned()))
+    );
+    // No secret value anywhere in the plan.
+    let text = serde_json::to_string(
+        &plan
+            .values()
+            .flat_map(|o| changes_of(o))
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    for s in [
+        "repl-secret-value",
+        "super-secret-value",
+        "app-secret-value",
+    ] {
+        assert!(!text.contains(s), "{s} in the plan");
+    }
+}
+
+#[test]
+fn a_changed_file_notifies_the_handler_which_decides_reload_or_restart() {
+    let project = project();
+    let secrets = secrets();
+    let mut facts: BTreeMap<String, HostFacts> = project
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), converged(&project, &h.name, &secrets)))
+        .collect();
+    // A hand edit of pg_hba.conf on pg2: the file is rewritten and the server reloaded.
+    let hba = "/etc/postgresql/15/main/pg_hba.conf";
+    let pg2 = facts.get_mut("pg2").expect("pg2");
+    pg2.files
+        .get_mut(hba)
+        .expect("hba")
+        .content
+        .push_str("host all all 0.0.0.0/0 trust\n");
+    let plan = plan_all(&project, &facts, &secrets);
+    let changes = changes_of(&plan["pg2"]);
+    let summary: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {:?} {}", c.kind, c.action, c.target))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            format!("file Update {hba}"),
+            "pg_reload_or_restart Reload postgresql@15-main".to_owned()
+        ]
+    );
+    assert!(changes[0]
+        .diff
+        .as_deref()
+        .unwrap_or("")
+        .contains("-host all all 0.0.0.0/0 trust"));
+    assert!(changes_of(&plan["pg1"]).is_empty() && changes_of(&plan["pg3"]).is_empty());
+
+    // shared_buffers running with another value on pg1: restart, and the plan says why.
+    let pg1 = facts.get_mut("pg1").expect("pg1");
+    pg1.files
+        .get_mut("/etc/postgresql/15/main/conf.d/pgha.conf")
+        .expect("conf")
+        .content = "# old\n".into();
+    pg1.postgres.as_mut().expect("pg").settings.insert(
+        "shared_buffers".into(),
+        Setting {
+            value: "128MB".into(),
+            context: "postmaster".into(),
+            pending_restart: false,
+        },
+    );
+    let plan = plan_all(&project, &facts, &secrets);
+    let restart = changes_of(&plan["pg1"])
+        .into_iter()
+        .find(|c| c.kind == "pg_reload_or_restart")
+        .expect("handler");
+    assert_eq!(format!("{:?}", restart.action), "Restart");
+    assert!(
+        restart
+            .reason
+            .contains("shared_buffers: 128MB -> 256MB (context postmaster)"),
+        "{}",
+        restart.reason
+    );
+}

@@ -6,15 +6,23 @@ use std::path::Path;
 use crate::support::{root, Test};
 
 fn render(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
-    let mut test = Test::new().args(["render", "-i"]).arg_path(&root().join("inventory.example")).args(["--out"]).arg_path(out).args(extra);
+    let mut test = Test::new()
+        .args(["render", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .args(["--out"])
+        .arg_path(out)
+        .args(extra);
     for (k, v) in env {
         test = test.env(k, v);
     }
-    test.stdout_has("Rendered 14 files for 3 hosts").run().stdout
+    test.stdout_has("Rendered 14 files for 3 hosts")
+        .run()
+        .stdout
 }
 
 fn read(out: &Path, host: &str, path: &str) -> String {
-    std::fs::read_to_string(out.join(host).join(path)).unwrap_or_else(|e| panic!("{host}/{path}: {e}"))
+    std::fs::read_to_string(out.join(host).join(path))
+        .unwrap_or_else(|e| panic!("{host}/{path}: {e}"))
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -57,7 +65,10 @@ fn every_file_carries_the_managed_header() {
     render(out.path(), &[], &[]);
     for f in files(out.path()) {
         let text = std::fs::read_to_string(out.path().join(&f)).expect("read");
-        assert!(text.starts_with("# Managed by pgha"), "{f} lacks the header:\n{text}");
+        assert!(
+            text.starts_with("# Managed by pgha"),
+            "{f} lacks the header:\n{text}"
+        );
     }
 }
 
@@ -70,7 +81,11 @@ fn output_is_byte_for_byte_deterministic() {
     let list = files(a.path());
     assert_eq!(list, files(b.path()));
     for f in list {
-        assert_eq!(std::fs::read(a.path().join(&f)).expect("a"), std::fs::read(b.path().join(&f)).expect("b"), "{f}");
+        assert_eq!(
+            std::fs::read(a.path().join(&f)).expect("a"),
+            std::fs::read(b.path().join(&f)).expect("b"),
+            "{f}"
+        );
     }
 }
 
@@ -88,10 +103,16 @@ fn secrets_are_masked_unless_asked_for() {
         ("PGHA_APP_PASSWORD", "app-secret-42"),
     ];
     let stdout = render(shown.path(), &["--show-secrets"], &secrets);
-    assert!(!stdout.contains("repl:pass"), "stdout must not show secrets: {stdout}");
+    assert!(
+        !stdout.contains("repl:pass"),
+        "stdout must not show secrets: {stdout}"
+    );
     let pgpass = read(shown.path(), "pg2", "var/lib/postgresql/.pgpass");
     // `.pgpass` escapes `:` and `\` inside a field.
-    assert!(pgpass.contains("10.77.0.11:5432:replication:replicator:repl\\:pass\\\\word-42"), "{pgpass}");
+    assert!(
+        pgpass.contains("10.77.0.11:5432:replication:replicator:repl\\:pass\\\\word-42"),
+        "{pgpass}"
+    );
 }
 
 #[test]
@@ -115,7 +136,11 @@ fn a_template_override_replaces_the_built_in_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let templates = dir.path().join("templates/postgresql");
     std::fs::create_dir_all(&templates).expect("mkdir");
-    std::fs::write(templates.join("pgha.conf.j2"), "# {{ managed_header }}\n# site override for {{ host.name }}\nshared_buffers = '1GB'\n").expect("write");
+    std::fs::write(
+        templates.join("pgha.conf.j2"),
+        "# {{ managed_header }}\n# site override for {{ host.name }}\nshared_buffers = '1GB'\n",
+    )
+    .expect("write");
     let out = dir.path().join("out");
     Test::new()
         .args(["render", "-i"])

@@ -50,7 +50,11 @@ fn write_inventory(text: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// Replace `from` (which must occur once) in the base inventory.
 fn variant(from: &str, to: &str) -> String {
-    assert_eq!(BASE.matches(from).count(), 1, "{from:?} must occur once in BASE");
+    assert_eq!(
+        BASE.matches(from).count(),
+        1,
+        "{from:?} must occur once in BASE"
+    );
     BASE.replacen(from, to, 1)
 }
 
@@ -81,7 +85,11 @@ fn rejects(text: &str, location: &str, message: &str) -> String {
 #[test]
 fn the_base_inventory_is_valid() {
     let (_dir, path) = write_inventory(BASE);
-    Test::new().args(["validate", "-i"]).arg_path(&path).stdout_has("valid: cluster `demo`, flavour streaming, 3 hosts").run();
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .stdout_has("valid: cluster `demo`, flavour streaming, 3 hosts")
+        .run();
 }
 
 #[test]
@@ -120,12 +128,20 @@ fn validate_secrets_passes_when_all_resolve() {
 
 #[test]
 fn yaml_syntax_error() {
-    rejects(&variant("  name: demo", "  name: [demo"), "3:", "invalid YAML");
+    rejects(
+        &variant("  name: demo", "  name: [demo"),
+        "3:",
+        "invalid YAML",
+    );
 }
 
 #[test]
 fn duplicate_key() {
-    rejects(&variant("  port: 5432\n", "  port: 5432\n  port: 5433\n"), "7:3", "invalid YAML");
+    rejects(
+        &variant("  port: 5432\n", "  port: 5432\n  port: 5433\n"),
+        "7:3",
+        "invalid YAML",
+    );
 }
 
 #[test]
@@ -136,29 +152,48 @@ fn unknown_top_level_key_with_suggestion() {
 
 #[test]
 fn unknown_nested_key_with_suggestion() {
-    let err = rejects(&variant("  port: 5432", "  prot: 5432"), "6:3", "unknown key `prot` in `postgres`");
+    let err = rejects(
+        &variant("  port: 5432", "  prot: 5432"),
+        "6:3",
+        "unknown key `prot` in `postgres`",
+    );
     assert!(err.contains("did you mean `port`?"), "{err}");
 }
 
 #[test]
 fn wrong_type() {
-    rejects(&variant("  port: 5432", "  port: abc"), "6:9", "`postgres.port` must be an integer, found a string");
+    rejects(
+        &variant("  port: 5432", "  port: abc"),
+        "6:9",
+        "`postgres.port` must be an integer, found a string",
+    );
 }
 
 #[test]
 fn port_out_of_range() {
-    rejects(&variant("  port: 5432", "  port: 70000"), "6:9", "`postgres.port` is 70000, outside 1 .. 65535");
+    rejects(
+        &variant("  port: 5432", "  port: 70000"),
+        "6:9",
+        "`postgres.port` is 70000, outside 1 .. 65535",
+    );
 }
 
 #[test]
 fn no_primary() {
-    rejects(&variant("    role: primary", "    role: standby"), "25:3", "no host has `role: primary`");
+    rejects(
+        &variant("    role: primary", "    role: standby"),
+        "25:3",
+        "no host has `role: primary`",
+    );
 }
 
 #[test]
 fn two_primaries() {
     rejects(
-        &variant("    address: 10.0.0.12\n    role: standby", "    address: 10.0.0.12\n    role: primary"),
+        &variant(
+            "    address: 10.0.0.12\n    role: standby",
+            "    address: 10.0.0.12\n    role: primary",
+        ),
         "30:11",
         "`pg2` is a second primary",
     );
@@ -166,28 +201,48 @@ fn two_primaries() {
 
 #[test]
 fn duplicate_host_name() {
-    rejects(&variant("  - name: pg3", "  - name: pg2"), "31:11", "host name `pg2` is used twice");
+    rejects(
+        &variant("  - name: pg3", "  - name: pg2"),
+        "31:11",
+        "host name `pg2` is used twice",
+    );
 }
 
 #[test]
 fn duplicate_address() {
-    rejects(&variant("10.0.0.13", "10.0.0.12"), "32:14", "address `10.0.0.12` is used twice");
+    rejects(
+        &variant("10.0.0.13", "10.0.0.12"),
+        "32:14",
+        "address `10.0.0.12` is used twice",
+    );
 }
 
 #[test]
 fn invalid_address() {
-    rejects(&variant("10.0.0.13", "10.0.0.999"), "32:14", "`10.0.0.999` is not an IP address or a host name");
+    rejects(
+        &variant("10.0.0.13", "10.0.0.999"),
+        "32:14",
+        "`10.0.0.999` is not an IP address or a host name",
+    );
 }
 
 #[test]
 fn invalid_hba_cidr() {
-    rejects(&variant("10.0.0.0/24", "10.0.0.0/33"), "11:55", "`10.0.0.0/33` is not a CIDR address");
+    rejects(
+        &variant("10.0.0.0/24", "10.0.0.0/33"),
+        "11:55",
+        "`10.0.0.0/33` is not a CIDR address",
+    );
 }
 
 #[test]
 fn upstream_names_no_host() {
     let text = format!("{BASE}    upstream: pgx\n");
-    rejects(&text, "34:15", "upstream `pgx` is not a host of this inventory");
+    rejects(
+        &text,
+        "34:15",
+        "upstream `pgx` is not a host of this inventory",
+    );
 }
 
 #[test]
@@ -208,17 +263,30 @@ fn upstream_is_itself() {
 
 #[test]
 fn primary_with_upstream() {
-    rejects(&variant("    role: primary\n", "    role: primary\n    upstream: pg2\n"), "28:15", "the primary `pg1` cannot have an upstream");
+    rejects(
+        &variant(
+            "    role: primary\n",
+            "    role: primary\n    upstream: pg2\n",
+        ),
+        "28:15",
+        "the primary `pg1` cannot have an upstream",
+    );
 }
 
 #[test]
 fn literal_secret_is_refused() {
     let err = rejects(
-        &variant("  password: {env: PGHA_REPLICATION_PASSWORD}", "  password: hunter2hunter2"),
+        &variant(
+            "  password: {env: PGHA_REPLICATION_PASSWORD}",
+            "  password: hunter2hunter2",
+        ),
         "14:13",
         "`replication.password` is a literal secret",
     );
-    assert!(!err.contains("hunter2hunter2"), "the literal must not be echoed back:\n{err}");
+    assert!(
+        !err.contains("hunter2hunter2"),
+        "the literal must not be echoed back:\n{err}"
+    );
 }
 
 #[test]
@@ -228,119 +296,222 @@ fn unknown_secret_source() {
         "14:14",
         "unknown key `vault` in `replication.password`",
     );
-    assert!(err.contains("must name exactly one of env, file or command"), "{err}");
+    assert!(
+        err.contains("must name exactly one of env, file or command"),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_environment_variable_name() {
-    rejects(&variant("{env: PGHA_APP_PASSWORD}", "{env: 1-BAD}"), "17:21", "`1-BAD` is not a valid environment variable name");
+    rejects(
+        &variant("{env: PGHA_APP_PASSWORD}", "{env: 1-BAD}"),
+        "17:21",
+        "`1-BAD` is not a valid environment variable name",
+    );
 }
 
 #[test]
 fn unknown_server_parameter_with_suggestion() {
-    let err = rejects(&variant("    shared_buffers:", "    shared_bufers:"), "8:5", "`shared_bufers` is not a PostgreSQL 15 server parameter");
+    let err = rejects(
+        &variant("    shared_buffers:", "    shared_bufers:"),
+        "8:5",
+        "`shared_bufers` is not a PostgreSQL 15 server parameter",
+    );
     assert!(err.contains("did you mean `shared_buffers`?"), "{err}");
 }
 
 #[test]
 fn parameter_value_of_the_wrong_kind() {
-    rejects(&variant("max_connections: 100", "max_connections: lots"), "9:22", "`max_connections` takes an integer, not `lots`");
+    rejects(
+        &variant("max_connections: 100", "max_connections: lots"),
+        "9:22",
+        "`max_connections` takes an integer, not `lots`",
+    );
 }
 
 #[test]
 fn parameter_out_of_range() {
-    rejects(&variant("max_connections: 100", "max_connections: 0"), "9:22", "`0` is out of range for `max_connections`");
+    rejects(
+        &variant("max_connections: 100", "max_connections: 0"),
+        "9:22",
+        "`0` is out of range for `max_connections`",
+    );
 }
 
 #[test]
 fn memory_unit_unknown() {
-    rejects(&variant("256MB", "256XB"), "8:21", "`XB` is not a unit of `shared_buffers`");
+    rejects(
+        &variant("256MB", "256XB"),
+        "8:21",
+        "`XB` is not a unit of `shared_buffers`",
+    );
 }
 
 #[test]
 fn enum_parameter_value() {
-    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    wal_level: archive\n"), "10:16", "`archive` is not a value of `wal_level`");
+    rejects(
+        &variant(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    wal_level: archive\n",
+        ),
+        "10:16",
+        "`archive` is not a value of `wal_level`",
+    );
 }
 
 #[test]
 fn boolean_parameter_value() {
-    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    hot_standby: maybe\n"), "10:18", "`hot_standby` is a boolean");
+    rejects(
+        &variant(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    hot_standby: maybe\n",
+        ),
+        "10:18",
+        "`hot_standby` is a boolean",
+    );
 }
 
 #[test]
 fn wal_level_minimal_breaks_standbys() {
-    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    wal_level: minimal\n"), "10:16", "`wal_level = minimal` cannot feed standbys");
+    rejects(
+        &variant(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    wal_level: minimal\n",
+        ),
+        "10:16",
+        "`wal_level = minimal` cannot feed standbys",
+    );
 }
 
 #[test]
 fn read_only_parameter() {
-    rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    block_size: 16384\n"), "10:5", "`block_size` is read-only");
+    rejects(
+        &variant(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    block_size: 16384\n",
+        ),
+        "10:5",
+        "`block_size` is read-only",
+    );
 }
 
 #[test]
 fn parameter_managed_by_another_key() {
-    let err = rejects(&variant("    max_connections: 100\n", "    max_connections: 100\n    max_wal_senders: 5\n"), "10:5", "`max_wal_senders` is set by pgha from `replication.max_wal_senders`");
-    assert!(err.contains("set `replication.max_wal_senders` instead"), "{err}");
+    let err = rejects(
+        &variant(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    max_wal_senders: 5\n",
+        ),
+        "10:5",
+        "`max_wal_senders` is set by pgha from `replication.max_wal_senders`",
+    );
+    assert!(
+        err.contains("set `replication.max_wal_senders` instead"),
+        "{err}"
+    );
 }
 
 #[test]
 fn network_trust_needs_opt_in() {
-    let err = rejects(&variant("method: scram-sha-256}", "method: trust}"), "11:76", "`trust` from the network (10.0.0.0/24)");
+    let err = rejects(
+        &variant("method: scram-sha-256}", "method: trust}"),
+        "11:76",
+        "`trust` from the network (10.0.0.0/24)",
+    );
     assert!(err.contains("allow_network_trust: true"), "{err}");
 }
 
 #[test]
 fn network_trust_with_opt_in_is_accepted() {
-    let text = variant("method: scram-sha-256}", "method: trust}").replacen("  hba:\n", "  allow_network_trust: true\n  hba:\n", 1);
+    let text = variant("method: scram-sha-256}", "method: trust}").replacen(
+        "  hba:\n",
+        "  allow_network_trust: true\n  hba:\n",
+        1,
+    );
     let (_dir, path) = write_inventory(&text);
     Test::new().args(["validate", "-i"]).arg_path(&path).run();
 }
 
 #[test]
 fn peer_over_the_network() {
-    rejects(&variant("method: scram-sha-256}", "method: peer}"), "11:76", "`peer` works only for `local` rules");
+    rejects(
+        &variant("method: scram-sha-256}", "method: peer}"),
+        "11:76",
+        "`peer` works only for `local` rules",
+    );
 }
 
 #[test]
 fn unknown_hba_method_with_suggestion() {
-    let err = rejects(&variant("method: scram-sha-256}", "method: scram-sha256}"), "11:76", "`scram-sha256` is not a valid `postgres.hba[0].method`");
+    let err = rejects(
+        &variant("method: scram-sha-256}", "method: scram-sha256}"),
+        "11:76",
+        "`scram-sha256` is not a valid `postgres.hba[0].method`",
+    );
     assert!(err.contains("did you mean `scram-sha-256`?"), "{err}");
 }
 
 #[test]
 fn flavour_typo() {
-    let err = rejects(&variant("flavour: streaming", "flavour: streamin"), "3:12", "`streamin` is not a valid `cluster.flavour`");
+    let err = rejects(
+        &variant("flavour: streaming", "flavour: streamin"),
+        "3:12",
+        "`streamin` is not a valid `cluster.flavour`",
+    );
     assert!(err.contains("did you mean `streaming`?"), "{err}");
 }
 
 #[test]
 fn unsupported_version() {
-    rejects(&variant("version: 15", "version: 14"), "5:12", "PostgreSQL 14 is not supported");
+    rejects(
+        &variant("version: 15", "version: 14"),
+        "5:12",
+        "PostgreSQL 14 is not supported",
+    );
 }
 
 #[test]
 fn missing_required_key() {
-    rejects(&variant("  user: replicator\n", ""), "13:3", "missing required key `replication.user`");
+    rejects(
+        &variant("  user: replicator\n", ""),
+        "13:3",
+        "missing required key `replication.user`",
+    );
 }
 
 #[test]
 fn database_owner_not_declared() {
-    rejects(&variant("    owner: app", "    owner: bob"), "20:12", "owner `bob` is not a role of this inventory");
+    rejects(
+        &variant("    owner: app", "    owner: bob"),
+        "20:12",
+        "owner `bob` is not a role of this inventory",
+    );
 }
 
 #[test]
 fn invalid_cluster_name() {
-    rejects(&variant("name: demo", "name: Demo!"), "2:9", "`Demo!` is not a valid name for `cluster.name`");
+    rejects(
+        &variant("name: demo", "name: Demo!"),
+        "2:9",
+        "`Demo!` is not a valid name for `cluster.name`",
+    );
 }
 
 #[test]
 fn invalid_host_key_policy() {
-    rejects(&variant("host_key_policy: strict", "host_key_policy: yolo"), "23:20", "`yolo` is not a valid `ssh.host_key_policy`");
+    rejects(
+        &variant("host_key_policy: strict", "host_key_policy: yolo"),
+        "23:20",
+        "`yolo` is not a valid `ssh.host_key_policy`",
+    );
 }
 
 #[test]
 fn every_error_is_reported_at_once() {
-    let text = variant("  port: 5432", "  prot: 5432").replacen("10.0.0.13", "10.0.0.999", 1).replacen("256MB", "256XB", 1);
+    let text = variant("  port: 5432", "  prot: 5432")
+        .replacen("10.0.0.13", "10.0.0.999", 1)
+        .replacen("256MB", "256XB", 1);
     let err = rejects(&text, "6:3", "unknown key `prot`");
     assert!(err.contains("is not an IP address"), "{err}");
     assert!(err.contains("is not a unit of `shared_buffers`"), "{err}");
@@ -374,20 +545,31 @@ fn rejects_playbook(text: &str, location: &str, message: &str) -> String {
         .arg_path(&playbooks)
         .status(1)
         .stderr_has(message)
-        .stderr_has(&format!("{}:{location}", playbooks.join("streaming.yml").display()))
+        .stderr_has(&format!(
+            "{}:{location}",
+            playbooks.join("streaming.yml").display()
+        ))
         .run();
     ran.stderr
 }
 
 #[test]
 fn playbook_unknown_step_kind() {
-    let err = rejects_playbook("steps:\n  - name: packages\n    pakage: {names: [postgresql-15]}\n", "3:5", "unknown step kind `pakage`");
+    let err = rejects_playbook(
+        "steps:\n  - name: packages\n    pakage: {names: [postgresql-15]}\n",
+        "3:5",
+        "unknown step kind `pakage`",
+    );
     assert!(err.contains("did you mean `package`?"), "{err}");
 }
 
 #[test]
 fn playbook_unknown_argument() {
-    let err = rejects_playbook("steps:\n  - name: packages\n    package: {nmes: [postgresql-15]}\n", "3:15", "unknown argument `nmes` for step kind `package`");
+    let err = rejects_playbook(
+        "steps:\n  - name: packages\n    package: {nmes: [postgresql-15]}\n",
+        "3:15",
+        "unknown argument `nmes` for step kind `package`",
+    );
     assert!(err.contains("did you mean `names`?"), "{err}");
 }
 
@@ -410,7 +592,11 @@ fn template_with_undefined_variable_is_refused() {
     let (dir, path) = write_inventory(BASE);
     let templates = dir.path().join("templates");
     std::fs::create_dir_all(templates.join("postgresql")).expect("mkdir");
-    std::fs::write(templates.join("postgresql/pg_hba.conf.j2"), "# {{ managed_header }}\n{{ no_such_variable }}\n").expect("write");
+    std::fs::write(
+        templates.join("postgresql/pg_hba.conf.j2"),
+        "# {{ managed_header }}\n{{ no_such_variable }}\n",
+    )
+    .expect("write");
     Test::new()
         .args(["validate", "-i"])
         .arg_path(&path)
