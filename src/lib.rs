@@ -18,6 +18,7 @@ pub mod playbook;
 pub mod project;
 pub mod render;
 pub mod sandbox;
+pub mod session;
 pub mod steps;
 pub mod transport;
 pub mod verify;

@@ -1,1 +1,220 @@
-//! (being written)
+//! Apply: take the lock, then run every host's steps (hosts in parallel), re-checking each step
+//! against fresh facts right before it runs, so nothing acts on stale facts and an interrupted
+//! apply simply continues on the next run.
+//!
+//! Order across hosts: a step with `after` waits for that step on another host (a cascaded
+//! standby clones after its upstream made its slot); the primary's handlers wait for the
+//! standbys' (restart standbys first, the primary last).
+
+pub mod lock;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::facts::HostFacts;
+use crate::model::Topology;
+use crate::plan::{Change, Check};
+use crate::playbook::Step;
+use crate::session::{Session, SessionError};
+use crate::steps::StepContext;
+use crate::transport::Transport;
+
+/// What apply tells the outside world; the view decides how to show it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    StepStarted { host: String, step: String, index: usize, total: usize },
+    Changed { host: String, change: Change },
+    InSync { host: String, step: String },
+    Failed { host: String, step: String, reason: String },
+    Waiting { host: String, step: String, on: String },
+}
+
+pub trait Observer: Sync {
+    fn event(&self, event: Event);
+}
+
+/// Per host: what happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recap {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+struct Shared {
+    facts: Mutex<BTreeMap<String, HostFacts>>,
+    done: Mutex<BTreeSet<(String, String)>>,
+    finished: Mutex<BTreeSet<String>>,
+    progress: Notify,
+}
+
+impl Shared {
+    fn mark_done(&self, host: &str, key: &str) {
+        if let Ok(mut d) = self.done.lock() {
+            d.insert((host.to_owned(), key.to_owned()));
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn finish(&self, host: &str) {
+        if let Ok(mut f) = self.finished.lock() {
+            f.insert(host.to_owned());
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn passed(&self, host: &str, key: &str, steps_of: &BTreeMap<String, Vec<Step>>) -> bool {
+        let has_step = steps_of.get(host).is_some_and(|s| s.iter().any(|st| st.key == key));
+        let done = self.done.lock().map(|d| d.contains(&(host.to_owned(), key.to_owned()))).unwrap_or(true);
+        let finished = self.finished.lock().map(|f| f.contains(host)).unwrap_or(true);
+        !has_step || done || finished
+    }
+
+    /// Wait until every `(host, step key)` has passed.
+    async fn wait(&self, needs: &[(String, String)], steps_of: &BTreeMap<String, Vec<Step>>) {
+        loop {
+            let notified = self.progress.notified();
+            if needs.iter().all(|(h, k)| self.passed(h, k, steps_of)) {
+                return;
+            }
+            // Bounded wait: a missed notification costs at most this long.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), notified).await;
+        }
+    }
+}
+
+/// Run every host's steps. Returns each host's recap.
+pub async fn run(session: &mut Session, topology: &Topology, observer: &dyn Observer) -> Result<BTreeMap<String, Recap>, ApplyError> {
+    let steps_of = session.project.expand(topology).map_err(SessionError::from)?;
+    let hosts: Vec<String> = steps_of
+        .keys()
+        .filter(|h| session.limit.as_ref().is_none_or(|l| l.contains(h)))
+        .cloned()
+        .collect();
+    let shared = Shared {
+        facts: Mutex::new(session.facts.clone()),
+        done: Mutex::new(BTreeSet::new()),
+        finished: Mutex::new(BTreeSet::new()),
+        progress: Notify::new(),
+    };
+    // Hosts outside --limit count as finished: nobody waits for them.
+    for h in steps_of.keys().filter(|h| !hosts.contains(h)) {
+        shared.finish(h);
+    }
+    let session_ref: &Session = session;
+    let tasks = hosts.iter().map(|host| run_host(session_ref, topology, host, &steps_of, &shared, observer));
+    let recaps: BTreeMap<String, Recap> = futures::future::join_all(tasks).await.into_iter().collect();
+    let facts = shared.facts.into_inner().unwrap_or_default();
+    session.facts = facts;
+    Ok(recaps)
+}
+
+async fn run_host(
+    session: &Session,
+    topology: &Topology,
+    host: &str,
+    steps_of: &BTreeMap<String, Vec<Step>>,
+    shared: &Shared,
+    observer: &dyn Observer,
+) -> (String, Recap) {
+    let mut recap = Recap::default();
+    let Some(transport) = session.transports.get(host) else {
+        recap.failed = Some("no connection".into());
+        shared.finish(host);
+        return (host.to_owned(), recap);
+    };
+    let steps = &steps_of[host];
+    let mut notified: BTreeSet<String> = BTreeSet::new();
+    let is_primary = topology.primary == host;
+    for (index, step) in steps.iter().enumerate() {
+        let mut needs = Vec::new();
+        if let Some((other, name)) = &step.after {
+            if let Some(s) = steps_of.get(other).and_then(|s| s.iter().find(|s| &s.name == name)) {
+                needs.push((other.clone(), s.key.clone()));
+            }
+        }
+        if step.handler && is_primary {
+            for other in steps_of.keys().filter(|h| *h != host) {
+                needs.push((other.clone(), step.key.clone()));
+            }
+        }
+        if !needs.is_empty() && !needs.iter().all(|(h, k)| shared.passed(h, k, steps_of)) {
+            let on: Vec<String> = needs.iter().map(|(h, _)| h.clone()).collect();
+            observer.event(Event::Waiting { host: host.to_owned(), step: step.name.clone(), on: on.join(", ") });
+            shared.wait(&needs, steps_of).await;
+        }
+        if step.handler && !notified.remove(&step.name) {
+            shared.mark_done(host, &step.key);
+            continue;
+        }
+        observer.event(Event::StepStarted { host: host.to_owned(), step: step.name.clone(), index: index + 1, total: steps.len() });
+        let facts = shared.facts.lock().map(|f| f.clone()).unwrap_or_default();
+        let Some(host_facts) = facts.get(host) else { break };
+        let cx = StepContext { host, step: &step.name, facts: host_facts, cluster_facts: &facts, secrets: &session.secrets };
+        let result = match step.kind.module().check(&cx) {
+            Check::InSync(_) => {
+                observer.event(Event::InSync { host: host.to_owned(), step: step.name.clone() });
+                recap.ok += 1;
+                Ok(())
+            }
+            Check::Refused(reason) => Err(reason),
+            Check::Changes(changes) => {
+                let mut outcome = Ok(());
+                'changes: for change in changes {
+                    for command in &change.commands {
+                        match transport.run(command).await {
+                            Ok(out) if out.success() => {}
+                            Ok(out) => {
+                                let detail = if out.stderr.trim().is_empty() { out.stdout.trim().to_owned() } else { out.stderr.trim().to_owned() };
+                                outcome = Err(format!("`{}` exited {}: {}", command.display(transport.login_is_root()), out.status, tail(&detail)));
+                                break 'changes;
+                            }
+                            Err(e) => {
+                                outcome = Err(e.to_string());
+                                break 'changes;
+                            }
+                        }
+                    }
+                    recap.changed += 1;
+                    observer.event(Event::Changed { host: host.to_owned(), change });
+                }
+                if outcome.is_ok() {
+                    notified.extend(step.notify.iter().cloned());
+                }
+                // Whatever happened, the host changed: read it again before the next step.
+                match crate::facts::collect::gather_one(transport, &session.queries[host]).await {
+                    Ok(f) => {
+                        if let Ok(mut all) = shared.facts.lock() {
+                            all.insert(host.to_owned(), f);
+                        }
+                    }
+                    Err(e) => outcome = outcome.and(Err(e.to_string())),
+                }
+                outcome
+            }
+        };
+        if let Err(reason) = result {
+            observer.event(Event::Failed { host: host.to_owned(), step: step.name.clone(), reason: reason.clone() });
+            recap.failed = Some(format!("{}: {reason}", step.name));
+            break;
+        }
+        shared.mark_done(host, &step.key);
+    }
+    shared.finish(host);
+    (host.to_owned(), recap)
+}
+
+/// The last lines of a long error output.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(6);
+    lines[start..].join(" | ")
+}

@@ -8,8 +8,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exit::ExitStatus;
 
+mod apply;
+mod force_unlock;
+mod plan;
 mod render;
 mod validate;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +38,14 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Write every managed file for every host into a folder. No network; secrets masked.
     Render(render::RenderArgs),
+    /// Read the hosts and show what apply would do (diffs, restarts and why). Writes nothing.
+    Plan(plan::PlanArgs),
+    /// Plan, confirm, execute (hosts in parallel, under the cluster lock), verify.
+    Apply(apply::ApplyArgs),
+    /// Prove the cluster works: roles, streaming, slots, a marker row on every standby.
+    Verify(verify::VerifyArgs),
+    /// Remove the cluster lock left by an apply that died.
+    ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Local test hosts (containers with systemd and sshd) and a ready inventory.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -63,8 +75,25 @@ impl CliError {
     }
 }
 
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(CliError::new)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 | 1 => "warn",
+        _ => "pgha=debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PGHA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
     if cli.no_color {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
@@ -72,6 +101,10 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
+        Command::Plan(args) => plan::run(args, cli.verbose),
+        Command::Apply(args) => apply::run(args, cli.verbose),
+        Command::Verify(args) => verify::run(args),
+        Command::ForceUnlock(args) => force_unlock::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

@@ -3,6 +3,9 @@
 //! The types here are what plan reads. Gathering (a shell script whose sections are parsed by
 //! pure functions) lives beside them; tests feed fixture facts straight in.
 
+pub mod collect;
+pub mod gather;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -207,7 +207,7 @@ impl Cluster {
 /// Who is primary and who streams from whom. At bootstrap this is the inventory's word; once
 /// the cluster runs, pgha reads it from the hosts (a switchover changes it) and plans with
 /// that, never "correcting" the cluster back to the inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Topology {
     pub primary: String,
     /// Standby -> its upstream.

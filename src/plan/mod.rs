@@ -1,6 +1,9 @@
 //! The plan is data: what apply will do, per host, with before/after and the reason.
 //! Printed by the views, saved as JSON, applied later (refused when the facts moved on).
 
+pub mod build;
+pub mod topology;
+
 use serde::{Deserialize, Serialize};
 
 use crate::transport::RemoteCommand;

@@ -49,7 +49,8 @@ pub fn check_host(
     let mut out = Vec::new();
     for step in steps {
         let module = step.kind.module();
-        if step.handler && !notified.contains(&step.name) {
+        // A handler runs once per notification: where it runs, the notification is used up.
+        if step.handler && !notified.remove(&step.name) {
             out.push(StepOutcome {
                 step: step.name.clone(),
                 kind: module.kind().to_owned(),

@@ -5,7 +5,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::inventory::node::{Node, Value as Yaml};
 use crate::model::{Cluster, Host, Sealed, Topology};
-use crate::playbook::load::{strip_braces, After, Playbook, StepDecl};
+use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::host_vars_json;
 use crate::render::{describe, Templates};
 use crate::steps::StepKind;
@@ -13,6 +13,9 @@ use crate::steps::StepKind;
 /// One step for one host, ready to be checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// Unique within the playbook: `<index>:<name>`, the same on every host, so one host can
+    /// wait for another's step.
+    pub key: String,
     pub name: String,
     pub kind: StepKind,
     pub notify: Vec<String>,
@@ -40,9 +43,21 @@ pub fn expand(
 ) -> Result<Vec<Step>, ExpandError> {
     let vars = host_vars_json(cluster, topology, host);
     let mut out = Vec::new();
-    let declared = playbook.steps.iter().map(|s| (s, false));
-    let handlers = playbook.handlers.iter().map(|s| (s, true));
-    for (decl, handler) in declared.chain(handlers) {
+    // Handlers run where a `flush_handlers` step stands, and once more at the end.
+    let mut sequence: Vec<(String, &StepDecl, bool)> = Vec::new();
+    for (i, decl) in playbook.steps.iter().enumerate() {
+        if decl.kind == FLUSH_HANDLERS {
+            for h in &playbook.handlers {
+                sequence.push((format!("{i}:{}", h.name), h, true));
+            }
+        } else {
+            sequence.push((format!("{i}:{}", decl.name), decl, false));
+        }
+    }
+    for h in &playbook.handlers {
+        sequence.push((format!("end:{}", h.name), h, true));
+    }
+    for (key, decl, handler) in sequence {
         let fail = |reason: String| ExpandError {
             host: host.name.clone(),
             step: decl.name.clone(),
@@ -82,6 +97,7 @@ pub fn expand(
                 .as_ref()
                 .and_then(|a| resolve_after(a, topology, host));
             out.push(Step {
+                key: key.clone(),
                 name: decl.name.clone(),
                 kind,
                 notify: decl.notify.clone(),

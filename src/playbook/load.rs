@@ -38,6 +38,10 @@ pub struct Playbook {
 
 const STEP_KEYS: [&str; 5] = ["name", "when", "loop", "notify", "after"];
 
+/// The step kind that runs the handlers notified so far, at that point (Ansible's
+/// `meta: flush_handlers`): the configuration must be live before standbys connect.
+pub const FLUSH_HANDLERS: &str = "flush_handlers";
+
 pub fn load_str(path: &Path, source: &str) -> Result<Playbook, Diagnostics> {
     let mut d = Diagnostics::new(path, source);
     let root = match node::parse(source) {
@@ -145,12 +149,21 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
         .collect();
     let kind = match kinds.as_slice() {
         [(key, args)] => {
-            if let Some(known) = fields::arguments(&key.name) {
+            if key.name == FLUSH_HANDLERS {
+                Some((key.name.clone(), args.clone()))
+            } else if let Some(known) = fields::arguments(&key.name) {
                 check_arguments(d, &key.name, args, &format!("{path}.{}", key.name), known);
                 Some((key.name.clone(), args.clone()))
             } else {
                 let message = format!("unknown step kind `{}`", key.name);
-                match did_you_mean(&key.name, fields::KINDS.iter().copied().chain(STEP_KEYS)) {
+                match did_you_mean(
+                    &key.name,
+                    fields::KINDS
+                        .iter()
+                        .copied()
+                        .chain(STEP_KEYS)
+                        .chain([FLUSH_HANDLERS]),
+                ) {
                     Some(s) => d.error_with_help(
                         key.pos,
                         &format!("{path}.{}", key.name),

@@ -173,9 +173,25 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a process with this pid exists and runs `comm` (guards against pid reuse).
+/// Whether a live process with this pid runs `comm` (guards against pid reuse). A zombie
+/// does not count: where PID 1 does not reap orphans, a killed dockerd stays one for a while.
 pub(crate) fn process_is(pid: u32, comm: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| stat_is_live(&s, comm))
+}
+
+/// `/proc/PID/stat` is "pid (comm) state ...": comm may hold spaces and parentheses.
+fn stat_is_live(stat: &str, comm: &str) -> bool {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = stat.get(open + 1..close).unwrap_or_default();
+    let state = stat
+        .get(close + 1..)
+        .unwrap_or_default()
+        .trim_start()
+        .chars()
+        .next();
+    name == comm && !matches!(state, Some('Z' | 'X' | 'x') | None)
 }
 
 #[cfg(test)]
@@ -200,6 +216,22 @@ mod tests {
         assert!(matches!(
             run(&mut Command::new("/nonexistent/x")),
             Err(SandboxError::Spawn { .. })
+        ));
+    }
+
+    #[test]
+    fn zombies_are_not_running() {
+        assert!(stat_is_live("11469 (dockerd) S 1 11469 ...", "dockerd"));
+        assert!(!stat_is_live("11469 (dockerd) Z 1 11469 ...", "dockerd"));
+        assert!(!stat_is_live("11469 (containerd) S 1", "dockerd"));
+        assert!(stat_is_live("7 (a (b)) R 1", "a (b)"));
+        assert!(!stat_is_live("garbage", "dockerd"));
+        assert!(process_is(
+            std::process::id(),
+            &std::fs::read_to_string("/proc/self/comm")
+                .unwrap_or_default()
+                .trim()
+                .to_string()
         ));
     }
 

@@ -250,7 +250,8 @@ fn list(sandbox: &str, network: &str) -> Result<Vec<Existing>, SandboxError> {
     }
     let format = format!(
         "{{{{.Name}}}}|{{{{index .Config.Labels \"pgha.host\"}}}}|{{{{.State.Running}}}}|{{{{.Config.Image}}}}|\
-         {{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}"
+         {{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}},\
+         {{{{with .IPAMConfig}}}}{{{{.IPv4Address}}}}{{{{end}}}}{{{{end}}}}"
     );
     let mut inspect = docker();
     inspect.args(["inspect", "--format", &format]).args(&ids);
@@ -268,7 +269,8 @@ fn parse_inspect_line(line: &str) -> Option<Existing> {
         host: f[1].to_string(),
         running: f[2] == "true",
         image: f[3].to_string(),
-        ip: f[4].parse().ok(),
+        // A stopped container has no IPAddress; its static address is still in IPAMConfig.
+        ip: f[4].split(',').find_map(|a| a.parse().ok()),
     })
 }
 
@@ -314,10 +316,13 @@ mod tests {
 
     #[test]
     fn parses_inspect() {
-        let e = parse_inspect_line("/s-pg1|pg1|true|pgha-base:bookworm|10.77.3.11").expect("line");
+        let e = parse_inspect_line("/s-pg1|pg1|true|pgha-base:bookworm|10.77.3.11,10.77.3.11")
+            .expect("line");
         assert_eq!(e.container, "s-pg1");
         assert_eq!(e.ip, Some(Ipv4Addr::new(10, 77, 3, 11)));
         assert!(e.running);
+        let e = parse_inspect_line("/s-pg2|pg2|false|img|,10.77.3.12").expect("line");
+        assert_eq!(e.ip, Some(Ipv4Addr::new(10, 77, 3, 12)));
         let e = parse_inspect_line("/s-pg2|pg2|false|img|").expect("line");
         assert_eq!(e.ip, None);
         assert!(parse_inspect_line("garbage").is_none());

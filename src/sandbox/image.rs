@@ -140,11 +140,16 @@ fn is_current(image: &str) -> bool {
     cmd::run(&mut c).is_ok_and(|label| label == RECIPE)
 }
 
-/// A half-built root file system or build container from a killed run.
+/// Half-built root file systems and build containers of killed runs (their pid is gone).
 fn clean_stale_builds() {
+    let dead = |pid: &str| {
+        pid.parse::<u32>()
+            .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+    };
     if let Ok(entries) = fs::read_dir(std::env::temp_dir()) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("pgha-rootfs.") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.strip_prefix("pgha-rootfs.").is_some_and(dead) {
                 note(format!(
                     "removing half-built root file system {}",
                     e.path().display()
@@ -154,12 +159,22 @@ fn clean_stale_builds() {
         }
     }
     let mut ps = docker();
-    ps.args(["ps", "-aq", "--filter", "label=pgha.imagebuild"]);
-    if let Ok(ids) = cmd::run(&mut ps) {
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            note("removing a build container left by a killed run");
-            let _ = cmd::run(docker().args(["rm", "-f"]).args(&ids));
+    ps.args([
+        "ps",
+        "-a",
+        "--filter",
+        "label=pgha.imagebuild",
+        "--format",
+        "{{.Names}} {{.Label \"pgha.imagebuild\"}}",
+    ]);
+    if let Ok(list) = cmd::run(&mut ps) {
+        for (name, pid) in list.lines().filter_map(|l| l.split_once(' ')) {
+            if dead(pid) {
+                note(format!(
+                    "removing build container {name} left by a killed run"
+                ));
+                let _ = cmd::run(docker().args(["rm", "-f", name]));
+            }
         }
     }
 }
@@ -431,13 +446,18 @@ fn import(root: &Path) -> Result<(), SandboxError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| SandboxError::Spawn { command: imp_cmd.clone(), source });
+        .map_err(|source| SandboxError::Spawn {
+            command: imp_cmd.clone(),
+            source,
+        });
     // The Command keeps its copy of tar's stdout: drop it, or tar never sees the reader go
     // away when import fails, and blocks forever.
     drop(imp);
     let out = match imp_child.and_then(|c| {
-        c.wait_with_output()
-            .map_err(|source| SandboxError::Spawn { command: imp_cmd.clone(), source })
+        c.wait_with_output().map_err(|source| SandboxError::Spawn {
+            command: imp_cmd.clone(),
+            source,
+        })
     }) {
         Ok(out) => out,
         Err(e) => {
@@ -446,9 +466,10 @@ fn import(root: &Path) -> Result<(), SandboxError> {
             return Err(e);
         }
     };
-    let tar_status = tar_child
-        .wait()
-        .map_err(|source| SandboxError::Spawn { command: tar_cmd.clone(), source })?;
+    let tar_status = tar_child.wait().map_err(|source| SandboxError::Spawn {
+        command: tar_cmd.clone(),
+        source,
+    })?;
     let tar_stderr = tar_err.and_then(|h| h.join().ok()).unwrap_or_default();
     // The import's error says more than tar's broken pipe.
     cmd::check(imp_cmd, &out)?;
@@ -481,7 +502,8 @@ fn build_pg() -> Result<(), SandboxError> {
         }
     }
     let mut run = docker();
-    run.args(["run", "-d", "--name", &name, "--label", "pgha.imagebuild=1"])
+    let label = format!("pgha.imagebuild={}", std::process::id());
+    run.args(["run", "-d", "--name", &name, "--label", &label])
         .args(SYSTEMD_RUN_FLAGS)
         .args([BASE_IMAGE, "/lib/systemd/systemd"]);
     cmd::run(&mut run)?;

@@ -16,9 +16,9 @@ pub(crate) struct FileLock {
     child: Child,
 }
 
-/// `/tmp/<file>` (the temp dir is the one place every user of the machine shares).
+/// `/tmp/<file>`: fixed, not `$TMPDIR`, so every pgha on the machine sees the same lock.
 pub(crate) fn lock_path(file: &str) -> PathBuf {
-    std::env::temp_dir().join(file)
+    Path::new("/tmp").join(file)
 }
 
 impl FileLock {

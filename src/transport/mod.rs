@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod fake;
+pub mod ssh;
 
 pub use command::RemoteCommand;
 

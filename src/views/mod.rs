@@ -1,1 +1,5 @@
-//! (being written)
+//! How results are shown: a human view (colours on a terminal, plain otherwise) and JSON.
+//! The engine never prints; commands hand their data to a view.
+
+pub mod plan;
+pub mod verify;

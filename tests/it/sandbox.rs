@@ -252,7 +252,13 @@ fn two_sandboxes_side_by_side_and_recovery_from_a_killed_host() {
         );
     }
 
-    // A killed host is started again by the next `up`, with a working SSH.
+    // A killed host is started again (not recreated: its data stays) by the next `up`.
+    ssh_ok(
+        &infos[0],
+        &infos[0].hosts[0].ip.to_string(),
+        "root",
+        "touch /var/tmp/marker",
+    );
     let killed = Command::new("docker")
         .args(["kill", &infos[0].hosts[0].container])
         .output()
@@ -266,10 +272,50 @@ fn two_sandboxes_side_by_side_and_recovery_from_a_killed_host() {
         ssh_ok(&again, &again.hosts[0].ip.to_string(), "root", "hostname"),
         "pg1"
     );
+    ssh_ok(
+        &again,
+        &again.hosts[0].ip.to_string(),
+        "root",
+        "test -f /var/tmp/marker",
+    );
 
     for (n, d) in names.iter().zip(&dirs) {
         sandbox::down(n, d).unwrap_or_else(|e| panic!("down failed: {e}"));
         assert!(labelled(&["ps", "-a"], n).is_empty());
         assert!(labelled(&["network", "ls"], n).is_empty());
     }
+}
+
+#[test]
+fn sandbox_with_packages_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("state");
+    let name = unique_name("pkg");
+    let _guard = Teardown {
+        name: name.clone(),
+        dir: dir.clone(),
+    };
+    let mut opts = UpOptions::new(&name, &dir);
+    opts.hosts = 1;
+    opts.image_with_packages = true;
+    let t = Instant::now();
+    let info = sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
+    eprintln!(
+        "sandbox up with packages (1 host): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(info.image, sandbox::PG_IMAGE);
+    let ip = info.hosts[0].ip.to_string();
+    let installed = ssh_ok(
+        &info,
+        &ip,
+        "root",
+        "dpkg-query -W -f '${Package}\\n' postgresql-15 postgresql-15-repmgr patroni etcd-server \
+         etcd-client keepalived haproxy",
+    );
+    assert_eq!(installed.lines().count(), 7, "{installed}");
+    // As a fresh install leaves it: the Debian cluster 15/main exists.
+    let clusters = ssh_ok(&info, &ip, "root", "pg_lsclusters -h");
+    assert!(clusters.starts_with("15 main 5432"), "{clusters}");
+    sandbox::down(&name, &dir).unwrap_or_else(|e| panic!("down failed: {e}"));
 }

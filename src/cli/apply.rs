@@ -1,0 +1,149 @@
+//! `pgha apply [PLANFILE]`: plan (or load a saved plan and refuse it when stale), confirm, lock,
+//! execute, verify.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::apply::{self, lock, Event, Observer};
+use crate::cli::{runtime, CliError, SourceArgs};
+use crate::exit::ExitStatus;
+use crate::plan::build::{digest, Plan};
+use crate::session::Session;
+use crate::views;
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// A plan saved with `plan --out`: applied without asking, refused when the hosts moved on.
+    pub planfile: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub auto_approve: bool,
+    /// Only these hosts.
+    #[arg(short, long, value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// Skip the verification at the end.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+struct Lines;
+
+impl Observer for Lines {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Changed { host, change } => {
+                let action = serde_json::to_value(change.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                eprintln!("{host}: {}: {action} {} — {}", change.step, change.target, change.reason);
+            }
+            Event::Failed { host, step, reason } => eprintln!("{host}: {step}: FAILED: {reason}"),
+            Event::Waiting { host, step, on } => eprintln!("{host}: {step}: waiting for {on}"),
+            Event::StepStarted { .. } | Event::InSync { .. } => {}
+        }
+    }
+}
+
+pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
+    let started = Instant::now();
+    runtime()?.block_on(async {
+        let saved: Option<Plan> = match &args.planfile {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+                Some(serde_json::from_str(&text).map_err(|e| CliError(format!("{} is not a pgha plan: {e}", path.display())))?)
+            }
+            None => None,
+        };
+        let mut session = Session::open(&args.source.inventory, args.source.playbooks.as_deref(), args.source.templates.as_deref(), &args.limit)
+            .await
+            .map_err(CliError::new)?;
+        let result = apply_with(&mut session, args, saved, verbose, started).await;
+        session.close().await;
+        result
+    })
+}
+
+async fn apply_with(session: &mut Session, args: &ApplyArgs, saved: Option<Plan>, verbose: u8, started: Instant) -> Result<ExitStatus, CliError> {
+    let plan = match saved {
+        Some(plan) => {
+            let stale: Vec<String> = plan
+                .digests
+                .iter()
+                .filter(|(h, d)| session.facts.get(*h).map(digest).as_ref() != Some(*d))
+                .map(|(h, _)| h.clone())
+                .collect();
+            if !stale.is_empty() || plan.cluster != session.project.cluster.name {
+                return Err(CliError(format!(
+                    "the saved plan {} is stale: {} changed since it was made. Run `pgha plan` again",
+                    plan.id,
+                    if stale.is_empty() { "the cluster".to_owned() } else { stale.join(", ") }
+                )));
+            }
+            plan
+        }
+        None => session.plan().map_err(CliError::new)?,
+    };
+    print!("{}", views::plan::human(&plan, verbose));
+    if !plan.refusals().is_empty() {
+        return Err(CliError("refused steps in the plan: nothing was applied".into()));
+    }
+    if plan.change_count() == 0 {
+        println!("Nothing to apply.");
+        return verify_at_end(session, args, &plan).await;
+    }
+    if args.planfile.is_none() && !args.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError("apply needs confirmation: run it on a terminal, or pass -y / --auto-approve".into()));
+        }
+        eprint!("Apply these {} changes? Only 'yes' is accepted: ", plan.change_count());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(CliError::new)?;
+        if answer.trim() != "yes" {
+            return Err(CliError("apply cancelled".into()));
+        }
+    }
+    let info = lock::LockInfo::new(&plan.id, "apply");
+    let inventory = args.source.inventory.display().to_string();
+    lock::take_all(&session.transports, &info, &inventory).await.map_err(CliError::new)?;
+    let recaps = apply::run(session, &plan.topology, &Lines).await;
+    lock::release_all(&session.transports, &plan.id).await;
+    let recaps = recaps.map_err(CliError::new)?;
+    println!("\nRecap:");
+    let mut failed = false;
+    let mut changed = 0;
+    for (host, r) in &recaps {
+        changed += r.changed;
+        match &r.failed {
+            Some(why) => {
+                failed = true;
+                println!("  {host}: ok={} changed={} failed: {why}", r.ok, r.changed);
+            }
+            None => println!("  {host}: ok={} changed={} failed=0", r.ok, r.changed),
+        }
+    }
+    if failed {
+        return Err(CliError(format!(
+            "apply failed after {changed} changes; fix the cause and run `pgha apply -i {}` again: it continues from where the hosts are",
+            args.source.inventory.display()
+        )));
+    }
+    println!("Applied {changed} changes in {:.1} s.", started.elapsed().as_secs_f64());
+    verify_at_end(session, args, &plan).await
+}
+
+async fn verify_at_end(session: &mut Session, args: &ApplyArgs, plan: &Plan) -> Result<ExitStatus, CliError> {
+    if args.no_verify || !args.limit.is_empty() {
+        return Ok(ExitStatus::Success);
+    }
+    let (topology, _) = session.topology().map_err(CliError::new)?;
+    let _ = plan;
+    let results = crate::verify::run(session, &topology, Duration::from_secs(30)).await;
+    print!("{}", views::verify::table(&results));
+    if results.is_empty() || results.iter().any(|r| !r.ok) {
+        return Err(CliError("verify failed".into()));
+    }
+    Ok(ExitStatus::Success)
+}

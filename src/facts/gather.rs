@@ -1,0 +1,214 @@
+//! The one command that gathers a host's facts, and the pure parser of its output.
+//!
+//! One round trip: a POSIX shell script prints sections headed `@@pgha KIND ARG`; file
+//! contents travel base64-encoded, PostgreSQL's state as one JSON object from one query.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::facts::{FileFact, HostFacts, PgFacts, ServiceFact};
+use crate::transport::RemoteCommand;
+
+/// What to ask a host about.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub files: Vec<String>,
+    pub present: Vec<String>,
+    pub services: Vec<String>,
+    pub port: u16,
+    pub version: u32,
+    pub data_dir: String,
+}
+
+/// The state of the local PostgreSQL in one JSON object. Values of `pg_settings.setting` are
+/// in the parameter's base unit, which `pg_params::same_value` understands.
+const PG_STATE_SQL: &str = r#"SELECT json_build_object(
+ 'in_recovery', pg_is_in_recovery(),
+ 'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
+ 'timeline', (SELECT timeline_id FROM pg_control_checkpoint()),
+ 'settings', (SELECT coalesce(json_object_agg(name, json_build_object('value', setting, 'context', context, 'pending_restart', pending_restart)), '{}') FROM pg_settings),
+ 'file_errors', (SELECT coalesce(json_agg(coalesce(sourcefile, '?') || ':' || coalesce(sourceline, 0) || ': ' || error), '[]') FROM pg_file_settings WHERE error IS NOT NULL),
+ 'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword)), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),
+ 'databases', (SELECT coalesce(json_object_agg(datname, json_build_object('owner', pg_get_userbyid(datdba))), '{}') FROM pg_database WHERE datallowconn),
+ 'slots', (SELECT coalesce(json_object_agg(slot_name, json_build_object('active', active, 'physical', slot_type = 'physical')), '{}') FROM pg_replication_slots),
+ 'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''))), '[]') FROM pg_stat_replication),
+ 'wal_receiver', (SELECT json_build_object('status', status, 'sender_host', coalesce(sender_host, ''), 'slot_name', coalesce(slot_name, '')) FROM pg_stat_wal_receiver LIMIT 1),
+ 'pristine', NOT EXISTS (SELECT 1 FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1'))
+     AND NOT EXISTS (SELECT 1 FROM pg_authid WHERE oid >= 16384)
+     AND NOT EXISTS (SELECT 1 FROM pg_class WHERE oid >= 16384)
+)"#;
+
+impl Query {
+    /// The gathering script. Runs as root (files owned by postgres are read too).
+    pub fn command(&self) -> RemoteCommand {
+        let q = |s: &str| shell_words::quote(s).into_owned();
+        let mut s = String::from("export LC_ALL=C; ");
+        s.push_str("echo '@@pgha packages'; dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' 2>/dev/null | awk -F'\\t' '$1 ~ /^ii/ {print $2 \"\\t\" $3}'; ");
+        for f in &self.files {
+            s.push_str(&format!(
+                "if [ -f {p} ]; then echo '@@pgha file {f}'; stat -c '%U %G %a' {p}; base64 -w0 {p}; echo; fi; ",
+                p = q(f),
+                f = f.replace('\'', "")
+            ));
+        }
+        for p in &self.present {
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo '@@pgha present {}'; fi; ",
+                q(p),
+                p.replace('\'', "")
+            ));
+        }
+        for svc in &self.services {
+            s.push_str(&format!(
+                "echo '@@pgha service {n}'; systemctl is-active {u} 2>/dev/null; systemctl is-enabled {u} 2>/dev/null; ",
+                n = svc.replace('\'', ""),
+                u = q(svc)
+            ));
+        }
+        let data = q(&self.data_dir);
+        let psql = format!(
+            "runuser -u postgres -- psql -X -At -p {} -d postgres",
+            self.port
+        );
+        s.push_str(&format!(
+            "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
+               if {psql} -c 'SELECT 1' >/dev/null 2>&1; then \
+                 echo '@@pgha pg_state'; {psql} -c {sql}; \
+                 for db in $({psql} -c \"SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'\"); do \
+                   echo \"@@pgha extensions $db\"; runuser -u postgres -- psql -X -At -p {port} -d \"$db\" -c \"SELECT coalesce(json_agg(extname), '[]') FROM pg_extension\"; \
+                 done; \
+               else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
+             fi; echo '@@pgha end'",
+            sql = q(PG_STATE_SQL),
+            port = self.port,
+            v = self.version,
+        ));
+        RemoteCommand::script(s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the facts of {host}: {reason}")]
+pub struct ParseError {
+    pub host: String,
+    pub reason: String,
+}
+
+/// Parse the script's output. Pure: tested with fixture output.
+pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
+    let fail = |reason: String| ParseError {
+        host: host.to_owned(),
+        reason,
+    };
+    let mut facts = HostFacts::default();
+    let mut sections: Vec<(String, String, Vec<&str>)> = Vec::new();
+    for line in output.lines() {
+        if let Some(head) = line.strip_prefix("@@pgha ") {
+            let (kind, arg) = head.split_once(' ').unwrap_or((head, ""));
+            sections.push((kind.to_owned(), arg.to_owned(), Vec::new()));
+        } else if let Some(last) = sections.last_mut() {
+            last.2.push(line);
+        }
+    }
+    if sections.last().map(|s| s.0.as_str()) != Some("end") {
+        return Err(fail("the output ended early".into()));
+    }
+    let mut pg: Option<PgFacts> = None;
+    let mut extensions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (kind, arg, lines) in sections {
+        match kind.as_str() {
+            "packages" => {
+                for l in lines {
+                    if let Some((name, version)) = l.split_once('\t') {
+                        facts.packages.insert(name.to_owned(), version.to_owned());
+                    }
+                }
+            }
+            "file" => {
+                let meta: Vec<&str> = lines
+                    .first()
+                    .map(|l| l.split(' ').collect())
+                    .unwrap_or_default();
+                let [owner, group, mode] = meta.as_slice() else {
+                    return Err(fail(format!("file {arg}: no owner/mode line")));
+                };
+                let body = lines.get(1).copied().unwrap_or("");
+                let bytes = STANDARD
+                    .decode(body.trim())
+                    .map_err(|e| fail(format!("file {arg}: {e}")))?;
+                facts.files.insert(
+                    arg,
+                    FileFact {
+                        content: String::from_utf8_lossy(&bytes).into_owned(),
+                        owner: (*owner).to_owned(),
+                        group: (*group).to_owned(),
+                        mode: format!("{:0>4}", mode),
+                    },
+                );
+            }
+            "present" => facts.present.push(arg),
+            "service" => {
+                let active = lines.first().map(|l| l.trim()) == Some("active");
+                let enabled = matches!(
+                    lines.get(1).map(|l| l.trim()),
+                    Some(
+                        "enabled"
+                            | "enabled-runtime"
+                            | "static"
+                            | "generated"
+                            | "alias"
+                            | "indirect"
+                    )
+                );
+                facts.services.insert(arg, ServiceFact { active, enabled });
+            }
+            "pg_initialized" => {
+                pg = Some(PgFacts {
+                    initialized: true,
+                    ..PgFacts::default()
+                });
+            }
+            "pg_state" => {
+                let json = lines.join("\n");
+                let mut state: PgFacts = serde_json::from_str(&json)
+                    .map_err(|e| fail(format!("PostgreSQL state: {e}")))?;
+                state.initialized = true;
+                state.running = true;
+                pg = Some(state);
+            }
+            "pg_control" => {
+                let p = pg.get_or_insert_with(PgFacts::default);
+                p.initialized = true;
+                for l in lines {
+                    if let Some((key, value)) = l.split_once(':') {
+                        let value = value.trim();
+                        match key.trim() {
+                            "Database system identifier" => p.system_identifier = value.to_owned(),
+                            "Latest checkpoint's TimeLineID" => {
+                                p.timeline = value.parse().unwrap_or(0)
+                            }
+                            "Database cluster state" => p.in_recovery = value.contains("recovery"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            "extensions" => {
+                let list: Vec<String> =
+                    serde_json::from_str(lines.first().copied().unwrap_or("[]"))
+                        .map_err(|e| fail(format!("extensions of {arg}: {e}")))?;
+                extensions.insert(arg, list);
+            }
+            _ => {}
+        }
+    }
+    if let Some(p) = pg.as_mut() {
+        for (db, list) in extensions {
+            p.databases.entry(db).or_default().extensions = list;
+        }
+    }
+    facts.postgres = pg;
+    Ok(facts)
+}

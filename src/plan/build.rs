@@ -1,0 +1,120 @@
+//! Building a plan: the hosts' facts, the real topology, every host's steps checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::facts::HostFacts;
+use crate::model::{Secrets, Topology};
+use crate::plan::Change;
+use crate::playbook::check::{check_host, Status, StepOutcome};
+use crate::project::{Project, ProjectError};
+
+/// A plan: printed, saved, applied. Holds no secret: commands carry marks only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub id: String,
+    pub cluster: String,
+    pub inventory: PathBuf,
+    pub topology: Topology,
+    /// Where the hosts differ from the inventory's word (a switchover happened, ...).
+    pub notes: Vec<String>,
+    pub warnings: Vec<String>,
+    pub hosts: BTreeMap<String, Vec<StepOutcome>>,
+    /// SHA-256 of each host's facts at planning time: a saved plan whose hosts moved on is stale.
+    pub digests: BTreeMap<String, String>,
+}
+
+impl Plan {
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.hosts.values().flatten().flat_map(|o| match &o.status {
+            Status::Changes { changes } => changes.as_slice(),
+            _ => &[],
+        })
+    }
+
+    pub fn change_count(&self) -> usize {
+        self.changes().count()
+    }
+
+    pub fn refusals(&self) -> Vec<(String, String, String)> {
+        self.hosts
+            .iter()
+            .flat_map(|(h, outcomes)| {
+                outcomes.iter().filter_map(move |o| match &o.status {
+                    Status::Refused { reason } => Some((h.clone(), o.step.clone(), reason.clone())),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+}
+
+pub fn digest(facts: &HostFacts) -> String {
+    // Replication progress moves all the time and is no reason to call a plan stale.
+    let mut stable = facts.clone();
+    if let Some(pg) = stable.postgres.as_mut() {
+        for slot in pg.slots.values_mut() {
+            slot.active = false;
+        }
+        pg.replication.clear();
+        pg.wal_receiver = None;
+    }
+    let json = serde_json::to_vec(&stable).unwrap_or_default();
+    format!("{:x}", Sha256::digest(&json))
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn build(
+    project: &Project,
+    topology: Topology,
+    notes: Vec<String>,
+    facts: &BTreeMap<String, HostFacts>,
+    secrets: &Secrets,
+    limit: Option<&[String]>,
+) -> Result<Plan, ProjectError> {
+    let steps = project.expand(&topology)?;
+    let mut hosts = BTreeMap::new();
+    for (host, steps) in &steps {
+        if limit.is_some_and(|l| !l.contains(host)) {
+            continue;
+        }
+        let Some(host_facts) = facts.get(host) else {
+            continue;
+        };
+        hosts.insert(
+            host.clone(),
+            check_host(host, steps, host_facts, facts, secrets),
+        );
+    }
+    let mut warnings = Vec::new();
+    for rule in &project.cluster.postgres.hba {
+        if rule.method == "trust" && rule.kind != "local" {
+            warnings.push(format!(
+                "pg_hba allows `trust` from {} for user {} to database {}: no password is asked (allow_network_trust is set)",
+                rule.address.as_deref().unwrap_or("?"),
+                rule.user,
+                rule.database
+            ));
+        }
+    }
+    Ok(Plan {
+        format_version: 1,
+        id: new_id(),
+        cluster: project.cluster.name.clone(),
+        inventory: project.cluster.source.clone(),
+        topology,
+        notes,
+        warnings,
+        digests: facts.iter().map(|(h, f)| (h.clone(), digest(f))).collect(),
+        hosts,
+    })
+}

@@ -1,0 +1,120 @@
+//! A working session with a cluster: the project, its secrets, one SSH connection per host and
+//! the hosts' current facts. Shared by plan, apply, verify, status and switchover.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::facts::collect::{self, FactsError};
+use crate::facts::gather::Query;
+use crate::facts::HostFacts;
+use crate::model::{Role, Secrets, Topology};
+use crate::plan::build::{self, Plan};
+use crate::plan::topology::{self, TopologyError};
+use crate::project::{Project, ProjectError};
+use crate::transport::ssh::SshTransport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("--limit {0}: no host of the inventory has that name")]
+    Limit(String),
+}
+
+pub struct Session {
+    pub project: Project,
+    pub secrets: Secrets,
+    pub transports: BTreeMap<String, SshTransport>,
+    pub queries: BTreeMap<String, Query>,
+    pub facts: BTreeMap<String, HostFacts>,
+    pub limit: Option<Vec<String>>,
+}
+
+impl Session {
+    /// Load, resolve every secret (before any connection), connect to every host, read facts.
+    pub async fn open(
+        inventory: &Path,
+        playbooks: Option<&Path>,
+        templates: Option<&Path>,
+        limit: &[String],
+    ) -> Result<Self, SessionError> {
+        let project = Project::load(inventory, playbooks, templates)?;
+        for name in limit {
+            if project.cluster.host(name).is_none() {
+                return Err(SessionError::Limit(name.clone()));
+            }
+        }
+        let secrets = project.resolve_secrets()?;
+        // The query covers every role a host could have: expand once as declared and once
+        // with each host as primary would be costly; the declared expansion plus the
+        // standby-only files of the primary suffice because every host gets asked about
+        // every path any host manages.
+        let declared = project.expand_declared()?;
+        let mut queries = collect::query_for(&project.cluster, &[&declared]);
+        let all_files: Vec<String> = queries.values().flat_map(|q| q.files.clone()).collect();
+        for q in queries.values_mut() {
+            q.files.extend(all_files.iter().cloned());
+            q.files.sort();
+            q.files.dedup();
+        }
+        let names: Vec<String> = project
+            .cluster
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        let transports = collect::connect_all(&project.cluster, &names, &secrets).await?;
+        let facts = collect::gather_all(&transports, &queries).await?;
+        Ok(Session {
+            project,
+            secrets,
+            transports,
+            queries,
+            facts,
+            limit: (!limit.is_empty()).then(|| limit.to_vec()),
+        })
+    }
+
+    pub fn topology(&self) -> Result<(Topology, Vec<String>), SessionError> {
+        Ok(topology::observe(&self.project.cluster, &self.facts)?)
+    }
+
+    pub fn plan(&self) -> Result<Plan, SessionError> {
+        let (topology, notes) = self.topology()?;
+        Ok(build::build(
+            &self.project,
+            topology,
+            notes,
+            &self.facts,
+            &self.secrets,
+            self.limit.as_deref(),
+        )?)
+    }
+
+    /// Read one host's facts again (after a change there).
+    pub async fn refresh(&mut self, host: &str) -> Result<(), SessionError> {
+        if let (Some(t), Some(q)) = (self.transports.get(host), self.queries.get(host)) {
+            let f = collect::gather_one(t, q).await?;
+            self.facts.insert(host.to_owned(), f);
+        }
+        Ok(())
+    }
+
+    pub fn role_of(&self, topology: &Topology, host: &str) -> Role {
+        self.project
+            .cluster
+            .host(host)
+            .map(|h| topology.role(h))
+            .unwrap_or(Role::Standby)
+    }
+
+    pub async fn close(self) {
+        for (_, t) in self.transports {
+            t.close().await;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! SSH transport: one multiplexed OpenSSH master connection per host (the openssh crate with
+//! native-mux), host keys checked as the inventory says, `sudo -n` when not root.
+
+use std::time::{Duration, Instant};
+
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+
+use crate::model::{HostKeyPolicy, Secrets};
+use crate::transport::{Output, RemoteCommand, Transport, TransportError};
+
+pub struct SshTransport {
+    host: String,
+    session: Session,
+    login_is_root: bool,
+    secrets: Secrets,
+    /// Every command's masked form and duration, for `-vv` and round-trip counts.
+    log: std::sync::Mutex<Vec<(String, Duration)>>,
+}
+
+impl SshTransport {
+    /// Open the master connection.
+    pub async fn connect(
+        host: &crate::model::Host,
+        secrets: Secrets,
+    ) -> Result<Self, TransportError> {
+        let ssh = &host.ssh;
+        let mut builder = SessionBuilder::default();
+        builder
+            .user(ssh.user.clone())
+            .port(ssh.port)
+            .connect_timeout(Duration::from_secs(u64::from(ssh.connect_timeout)))
+            .server_alive_interval(Duration::from_secs(15))
+            .known_hosts_check(match ssh.host_key_policy {
+                HostKeyPolicy::Strict => KnownHosts::Strict,
+                HostKeyPolicy::AcceptNew => KnownHosts::Add,
+            })
+            // The crate's default puts control sockets in the working directory.
+            .control_directory(std::env::temp_dir());
+        if let Some(key) = &ssh.identity_file {
+            builder.keyfile(key);
+        }
+        if let Some(known) = &ssh.known_hosts {
+            builder.user_known_hosts_file(known);
+        }
+        let session =
+            builder
+                .connect_mux(&host.address)
+                .await
+                .map_err(|e| TransportError::Unreachable {
+                    host: host.name.clone(),
+                    reason: format!(
+                        "ssh {}@{}:{}: {}",
+                        ssh.user,
+                        host.address,
+                        ssh.port,
+                        describe(&e)
+                    ),
+                })?;
+        Ok(SshTransport {
+            host: host.name.clone(),
+            session,
+            login_is_root: !ssh.needs_sudo(),
+            secrets,
+            log: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn login_is_root(&self) -> bool {
+        self.login_is_root
+    }
+
+    /// How many commands ran over this connection.
+    pub fn round_trips(&self) -> usize {
+        self.log.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+fn describe(e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn run(&self, command: &RemoteCommand) -> Result<Output, TransportError> {
+        let line = command.shell_line(self.login_is_root, &self.secrets)?;
+        let shown = command.display(self.login_is_root);
+        tracing::debug!(host = %self.host, command = %shown, "run");
+        let started = Instant::now();
+        let fail = |e: openssh::Error| TransportError::Failed {
+            host: self.host.clone(),
+            reason: format!("{shown}: {}", describe(&e)),
+        };
+        let mut remote = self.session.raw_command(line);
+        remote.stdout(Stdio::piped()).stderr(Stdio::piped());
+        remote.stdin(if command.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = remote.spawn().await.map_err(fail)?;
+        if let Some(stdin) = &command.stdin {
+            let bytes = stdin.reveal(&self.secrets)?;
+            if let Some(mut pipe) = child.stdin().take() {
+                pipe.write_all(bytes.as_bytes())
+                    .await
+                    .map_err(|e| TransportError::Failed {
+                        host: self.host.clone(),
+                        reason: format!("{shown}: writing stdin: {e}"),
+                    })?;
+                pipe.shutdown().await.ok();
+            }
+        }
+        let out = child.wait_with_output().await.map_err(fail)?;
+        if let Ok(mut log) = self.log.lock() {
+            log.push((shown.clone(), started.elapsed()));
+        }
+        let output = Output {
+            status: out.status.code().unwrap_or(255),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: self.secrets.mask(&String::from_utf8_lossy(&out.stderr)),
+        };
+        tracing::debug!(host = %self.host, status = output.status, elapsed_ms = started.elapsed().as_millis() as u64, "done");
+        Ok(output)
+    }
+}

@@ -1,0 +1,125 @@
+//! The plan for people: per host, in order, each change with its reason and diff; a summary.
+//! Reads the same `Plan` that `--json` prints.
+
+use std::fmt::Write as _;
+
+use console::style;
+
+use crate::model::Role;
+use crate::plan::build::Plan;
+use crate::playbook::check::Status;
+
+pub fn human(plan: &Plan, verbose: u8) -> String {
+    let mut out = String::new();
+    for note in &plan.notes {
+        let _ = writeln!(out, "{} {note}", style("note:").cyan().bold());
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "{} {warning}", style("warning:").yellow().bold());
+    }
+    for (host, outcomes) in &plan.hosts {
+        let role = if *host == plan.topology.primary {
+            "primary".to_owned()
+        } else if let Some(up) = plan.topology.upstream.get(host) {
+            format!("standby of {up}")
+        } else {
+            format!("{:?}", Role::Witness).to_lowercase()
+        };
+        let _ = writeln!(out, "\n{} ({role})", style(host).bold());
+        let mut shown = 0;
+        for o in outcomes {
+            match &o.status {
+                Status::Changes { changes } => {
+                    for c in changes {
+                        shown += 1;
+                        let sign = match c.action.symbol() {
+                            "+" => style("+").green().to_string(),
+                            "~" => style("~").yellow().to_string(),
+                            s => style(s).cyan().to_string(),
+                        };
+                        let action = serde_json::to_value(c.action)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        let _ = writeln!(
+                            out,
+                            "  {sign} {action} {} ({}) — {}",
+                            c.target, o.step, c.reason
+                        );
+                        if let Some(diff) = &c.diff {
+                            for line in diff.lines() {
+                                let line = match line.chars().next() {
+                                    Some('+') if !line.starts_with("+++") => {
+                                        style(line).green().to_string()
+                                    }
+                                    Some('-') if !line.starts_with("---") => {
+                                        style(line).red().to_string()
+                                    }
+                                    _ => line.to_owned(),
+                                };
+                                let _ = writeln!(out, "      {line}");
+                            }
+                        }
+                        if verbose >= 2 {
+                            for cmd in &c.commands {
+                                let _ = writeln!(out, "      $ {}", cmd.display(true));
+                            }
+                        }
+                    }
+                }
+                Status::Refused { reason } => {
+                    shown += 1;
+                    let _ = writeln!(
+                        out,
+                        "  {} {} — {reason}",
+                        style("! refused").red().bold(),
+                        o.step
+                    );
+                }
+                Status::InSync { reason } if verbose >= 1 => {
+                    let _ = writeln!(out, "  {} {} — {reason}", style("=").dim(), o.step);
+                }
+                _ => {}
+            }
+        }
+        if shown == 0 && verbose == 0 {
+            let _ = writeln!(out, "  (in sync)");
+        }
+    }
+    out.push('\n');
+    let refusals = plan.refusals().len();
+    let count = plan.change_count();
+    if count == 0 && refusals == 0 {
+        out.push_str("No changes. The cluster matches the inventory.\n");
+    } else {
+        let per_host: Vec<String> = plan
+            .hosts
+            .iter()
+            .map(|(h, o)| {
+                let n: usize = o
+                    .iter()
+                    .map(|o| match &o.status {
+                        Status::Changes { changes } => changes.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                format!("{h}: {n}")
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "Plan: {count} change{} ({}).",
+            if count == 1 { "" } else { "s" },
+            per_host.join(", ")
+        );
+        if refusals > 0 {
+            let _ = writeln!(
+                out,
+                "{} {refusals} step{} refused: apply will not run until that is resolved.",
+                style("error:").red().bold(),
+                if refusals == 1 { "" } else { "s" }
+            );
+        }
+    }
+    out
+}
