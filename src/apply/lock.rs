@@ -21,8 +21,12 @@ pub struct LockInfo {
 
 impl LockInfo {
     pub fn new(id: &str, operation: &str) -> Self {
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
         let since = std::process::Command::new("date")
             .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
             .output()
@@ -42,7 +46,11 @@ impl LockInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the cluster is locked by {} {} ({}, since {}) on {host}. If that run is no longer running, remove the lock with:\n  pgha force-unlock {} -i {inventory}\nthen run the same command again: apply continues from where the hosts are", .holder.operation, .holder.id, .holder.who, .holder.since, .holder.id)]
-    Held { host: String, holder: LockInfo, inventory: String },
+    Held {
+        host: String,
+        holder: LockInfo,
+        inventory: String,
+    },
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("{host}: cannot take the lock: {reason}")]
@@ -58,7 +66,11 @@ fn take_command(info: &LockInfo) -> RemoteCommand {
 }
 
 /// Take the lock on every host, or none: on any refusal, what was taken is given back.
-pub async fn take_all(transports: &BTreeMap<String, SshTransport>, info: &LockInfo, inventory: &str) -> Result<(), LockError> {
+pub async fn take_all(
+    transports: &BTreeMap<String, SshTransport>,
+    info: &LockInfo,
+    inventory: &str,
+) -> Result<(), LockError> {
     let command = take_command(info);
     let results = futures::future::join_all(transports.values().map(|t| {
         let command = command.clone();
@@ -80,10 +92,22 @@ pub async fn take_all(transports: &BTreeMap<String, SshTransport>, info: &LockIn
                 .lines()
                 .nth(1)
                 .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or(LockInfo { id: "?".into(), who: "?".into(), operation: "?".into(), since: "?".into() });
-            error.get_or_insert(LockError::Held { host, holder, inventory: inventory.to_owned() });
+                .unwrap_or(LockInfo {
+                    id: "?".into(),
+                    who: "?".into(),
+                    operation: "?".into(),
+                    since: "?".into(),
+                });
+            error.get_or_insert(LockError::Held {
+                host,
+                holder,
+                inventory: inventory.to_owned(),
+            });
         } else if !out.success() {
-            error.get_or_insert(LockError::Failed { host, reason: out.stderr.trim().to_owned() });
+            error.get_or_insert(LockError::Failed {
+                host,
+                reason: out.stderr.trim().to_owned(),
+            });
         }
     }
     match error {

@@ -24,11 +24,30 @@ use crate::transport::Transport;
 /// What apply tells the outside world; the view decides how to show it.
 #[derive(Debug, Clone)]
 pub enum Event {
-    StepStarted { host: String, step: String, index: usize, total: usize },
-    Changed { host: String, change: Change },
-    InSync { host: String, step: String },
-    Failed { host: String, step: String, reason: String },
-    Waiting { host: String, step: String, on: String },
+    StepStarted {
+        host: String,
+        step: String,
+        index: usize,
+        total: usize,
+    },
+    Changed {
+        host: String,
+        change: Change,
+    },
+    InSync {
+        host: String,
+        step: String,
+    },
+    Failed {
+        host: String,
+        step: String,
+        reason: String,
+    },
+    Waiting {
+        host: String,
+        step: String,
+        on: String,
+    },
 }
 
 pub trait Observer: Sync {
@@ -72,9 +91,19 @@ impl Shared {
     }
 
     fn passed(&self, host: &str, key: &str, steps_of: &BTreeMap<String, Vec<Step>>) -> bool {
-        let has_step = steps_of.get(host).is_some_and(|s| s.iter().any(|st| st.key == key));
-        let done = self.done.lock().map(|d| d.contains(&(host.to_owned(), key.to_owned()))).unwrap_or(true);
-        let finished = self.finished.lock().map(|f| f.contains(host)).unwrap_or(true);
+        let has_step = steps_of
+            .get(host)
+            .is_some_and(|s| s.iter().any(|st| st.key == key));
+        let done = self
+            .done
+            .lock()
+            .map(|d| d.contains(&(host.to_owned(), key.to_owned())))
+            .unwrap_or(true);
+        let finished = self
+            .finished
+            .lock()
+            .map(|f| f.contains(host))
+            .unwrap_or(true);
         !has_step || done || finished
     }
 
@@ -92,8 +121,15 @@ impl Shared {
 }
 
 /// Run every host's steps. Returns each host's recap.
-pub async fn run(session: &mut Session, topology: &Topology, observer: &dyn Observer) -> Result<BTreeMap<String, Recap>, ApplyError> {
-    let steps_of = session.project.expand(topology).map_err(SessionError::from)?;
+pub async fn run(
+    session: &mut Session,
+    topology: &Topology,
+    observer: &dyn Observer,
+) -> Result<BTreeMap<String, Recap>, ApplyError> {
+    let steps_of = session
+        .project
+        .expand(topology)
+        .map_err(SessionError::from)?;
     let hosts: Vec<String> = steps_of
         .keys()
         .filter(|h| session.limit.as_ref().is_none_or(|l| l.contains(h)))
@@ -110,8 +146,11 @@ pub async fn run(session: &mut Session, topology: &Topology, observer: &dyn Obse
         shared.finish(h);
     }
     let session_ref: &Session = session;
-    let tasks = hosts.iter().map(|host| run_host(session_ref, topology, host, &steps_of, &shared, observer));
-    let recaps: BTreeMap<String, Recap> = futures::future::join_all(tasks).await.into_iter().collect();
+    let tasks = hosts
+        .iter()
+        .map(|host| run_host(session_ref, topology, host, &steps_of, &shared, observer));
+    let recaps: BTreeMap<String, Recap> =
+        futures::future::join_all(tasks).await.into_iter().collect();
     let facts = shared.facts.into_inner().unwrap_or_default();
     session.facts = facts;
     Ok(recaps)
@@ -137,7 +176,10 @@ async fn run_host(
     for (index, step) in steps.iter().enumerate() {
         let mut needs = Vec::new();
         if let Some((other, name)) = &step.after {
-            if let Some(s) = steps_of.get(other).and_then(|s| s.iter().find(|s| &s.name == name)) {
+            if let Some(s) = steps_of
+                .get(other)
+                .and_then(|s| s.iter().find(|s| &s.name == name))
+            {
                 needs.push((other.clone(), s.key.clone()));
             }
         }
@@ -148,20 +190,40 @@ async fn run_host(
         }
         if !needs.is_empty() && !needs.iter().all(|(h, k)| shared.passed(h, k, steps_of)) {
             let on: Vec<String> = needs.iter().map(|(h, _)| h.clone()).collect();
-            observer.event(Event::Waiting { host: host.to_owned(), step: step.name.clone(), on: on.join(", ") });
+            observer.event(Event::Waiting {
+                host: host.to_owned(),
+                step: step.name.clone(),
+                on: on.join(", "),
+            });
             shared.wait(&needs, steps_of).await;
         }
         if step.handler && !notified.remove(&step.name) {
             shared.mark_done(host, &step.key);
             continue;
         }
-        observer.event(Event::StepStarted { host: host.to_owned(), step: step.name.clone(), index: index + 1, total: steps.len() });
+        observer.event(Event::StepStarted {
+            host: host.to_owned(),
+            step: step.name.clone(),
+            index: index + 1,
+            total: steps.len(),
+        });
         let facts = shared.facts.lock().map(|f| f.clone()).unwrap_or_default();
-        let Some(host_facts) = facts.get(host) else { break };
-        let cx = StepContext { host, step: &step.name, facts: host_facts, cluster_facts: &facts, secrets: &session.secrets };
+        let Some(host_facts) = facts.get(host) else {
+            break;
+        };
+        let cx = StepContext {
+            host,
+            step: &step.name,
+            facts: host_facts,
+            cluster_facts: &facts,
+            secrets: &session.secrets,
+        };
         let result = match step.kind.module().check(&cx) {
             Check::InSync(_) => {
-                observer.event(Event::InSync { host: host.to_owned(), step: step.name.clone() });
+                observer.event(Event::InSync {
+                    host: host.to_owned(),
+                    step: step.name.clone(),
+                });
                 recap.ok += 1;
                 Ok(())
             }
@@ -173,8 +235,17 @@ async fn run_host(
                         match transport.run(command).await {
                             Ok(out) if out.success() => {}
                             Ok(out) => {
-                                let detail = if out.stderr.trim().is_empty() { out.stdout.trim().to_owned() } else { out.stderr.trim().to_owned() };
-                                outcome = Err(format!("`{}` exited {}: {}", command.display(transport.login_is_root()), out.status, tail(&detail)));
+                                let detail = if out.stderr.trim().is_empty() {
+                                    out.stdout.trim().to_owned()
+                                } else {
+                                    out.stderr.trim().to_owned()
+                                };
+                                outcome = Err(format!(
+                                    "`{}` exited {}: {}",
+                                    command.display(transport.login_is_root()),
+                                    out.status,
+                                    tail(&detail)
+                                ));
                                 break 'changes;
                             }
                             Err(e) => {
@@ -184,7 +255,10 @@ async fn run_host(
                         }
                     }
                     recap.changed += 1;
-                    observer.event(Event::Changed { host: host.to_owned(), change });
+                    observer.event(Event::Changed {
+                        host: host.to_owned(),
+                        change,
+                    });
                 }
                 if outcome.is_ok() {
                     notified.extend(step.notify.iter().cloned());
@@ -202,7 +276,11 @@ async fn run_host(
             }
         };
         if let Err(reason) = result {
-            observer.event(Event::Failed { host: host.to_owned(), step: step.name.clone(), reason: reason.clone() });
+            observer.event(Event::Failed {
+                host: host.to_owned(),
+                step: step.name.clone(),
+                reason: reason.clone(),
+            });
             recap.failed = Some(format!("{}: {reason}", step.name));
             break;
         }

@@ -37,8 +37,14 @@ impl Observer for Lines {
     fn event(&self, event: Event) {
         match event {
             Event::Changed { host, change } => {
-                let action = serde_json::to_value(change.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                eprintln!("{host}: {}: {action} {} — {}", change.step, change.target, change.reason);
+                let action = serde_json::to_value(change.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{host}: {}: {action} {} — {}",
+                    change.step, change.target, change.reason
+                );
             }
             Event::Failed { host, step, reason } => eprintln!("{host}: {step}: FAILED: {reason}"),
             Event::Waiting { host, step, on } => eprintln!("{host}: {step}: waiting for {on}"),
@@ -50,23 +56,38 @@ impl Observer for Lines {
 pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     let started = Instant::now();
     runtime()?.block_on(async {
-        let saved: Option<Plan> = match &args.planfile {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
-                Some(serde_json::from_str(&text).map_err(|e| CliError(format!("{} is not a pgha plan: {e}", path.display())))?)
-            }
-            None => None,
-        };
-        let mut session = Session::open(&args.source.inventory, args.source.playbooks.as_deref(), args.source.templates.as_deref(), &args.limit)
-            .await
-            .map_err(CliError::new)?;
+        let saved: Option<Plan> =
+            match &args.planfile {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+                    Some(serde_json::from_str(&text).map_err(|e| {
+                        CliError(format!("{} is not a pgha plan: {e}", path.display()))
+                    })?)
+                }
+                None => None,
+            };
+        let mut session = Session::open(
+            &args.source.inventory,
+            args.source.playbooks.as_deref(),
+            args.source.templates.as_deref(),
+            &args.limit,
+        )
+        .await
+        .map_err(CliError::new)?;
         let result = apply_with(&mut session, args, saved, verbose, started).await;
         session.close().await;
         result
     })
 }
 
-async fn apply_with(session: &mut Session, args: &ApplyArgs, saved: Option<Plan>, verbose: u8, started: Instant) -> Result<ExitStatus, CliError> {
+async fn apply_with(
+    session: &mut Session,
+    args: &ApplyArgs,
+    saved: Option<Plan>,
+    verbose: u8,
+    started: Instant,
+) -> Result<ExitStatus, CliError> {
     let plan = match saved {
         Some(plan) => {
             let stale: Vec<String> = plan
@@ -88,7 +109,9 @@ async fn apply_with(session: &mut Session, args: &ApplyArgs, saved: Option<Plan>
     };
     print!("{}", views::plan::human(&plan, verbose));
     if !plan.refusals().is_empty() {
-        return Err(CliError("refused steps in the plan: nothing was applied".into()));
+        return Err(CliError(
+            "refused steps in the plan: nothing was applied".into(),
+        ));
     }
     if plan.change_count() == 0 {
         println!("Nothing to apply.");
@@ -96,18 +119,28 @@ async fn apply_with(session: &mut Session, args: &ApplyArgs, saved: Option<Plan>
     }
     if args.planfile.is_none() && !args.auto_approve {
         if !std::io::stdin().is_terminal() {
-            return Err(CliError("apply needs confirmation: run it on a terminal, or pass -y / --auto-approve".into()));
+            return Err(CliError(
+                "apply needs confirmation: run it on a terminal, or pass -y / --auto-approve"
+                    .into(),
+            ));
         }
-        eprint!("Apply these {} changes? Only 'yes' is accepted: ", plan.change_count());
+        eprint!(
+            "Apply these {} changes? Only 'yes' is accepted: ",
+            plan.change_count()
+        );
         let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).map_err(CliError::new)?;
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(CliError::new)?;
         if answer.trim() != "yes" {
             return Err(CliError("apply cancelled".into()));
         }
     }
     let info = lock::LockInfo::new(&plan.id, "apply");
     let inventory = args.source.inventory.display().to_string();
-    lock::take_all(&session.transports, &info, &inventory).await.map_err(CliError::new)?;
+    lock::take_all(&session.transports, &info, &inventory)
+        .await
+        .map_err(CliError::new)?;
     let recaps = apply::run(session, &plan.topology, &Lines).await;
     lock::release_all(&session.transports, &plan.id).await;
     let recaps = recaps.map_err(CliError::new)?;
@@ -130,11 +163,18 @@ async fn apply_with(session: &mut Session, args: &ApplyArgs, saved: Option<Plan>
             args.source.inventory.display()
         )));
     }
-    println!("Applied {changed} changes in {:.1} s.", started.elapsed().as_secs_f64());
+    println!(
+        "Applied {changed} changes in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
     verify_at_end(session, args, &plan).await
 }
 
-async fn verify_at_end(session: &mut Session, args: &ApplyArgs, plan: &Plan) -> Result<ExitStatus, CliError> {
+async fn verify_at_end(
+    session: &mut Session,
+    args: &ApplyArgs,
+    plan: &Plan,
+) -> Result<ExitStatus, CliError> {
     if args.no_verify || !args.limit.is_empty() {
         return Ok(ExitStatus::Success);
     }

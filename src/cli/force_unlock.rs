@@ -17,9 +17,22 @@ pub struct ForceUnlockArgs {
 
 pub fn run(args: &ForceUnlockArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let project = crate::project::Project::load(&args.source.inventory, args.source.playbooks.as_deref(), args.source.templates.as_deref()).map_err(CliError::new)?;
-        let names: Vec<String> = project.cluster.hosts.iter().map(|h| h.name.clone()).collect();
-        let transports = collect::connect_all(&project.cluster, &names, &crate::model::Secrets::default()).await.map_err(CliError::new)?;
+        let project = crate::project::Project::load(
+            &args.source.inventory,
+            args.source.playbooks.as_deref(),
+            args.source.templates.as_deref(),
+        )
+        .map_err(CliError::new)?;
+        let names: Vec<String> = project
+            .cluster
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        let transports =
+            collect::connect_all(&project.cluster, &names, &crate::model::Secrets::default())
+                .await
+                .map_err(CliError::new)?;
         let released = lock::release_all(&transports, &args.id).await;
         for (_, t) in transports {
             t.close().await;

@@ -29,25 +29,43 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = Session::open(&args.source.inventory, args.source.playbooks.as_deref(), args.source.templates.as_deref(), &args.limit)
-            .await
-            .map_err(CliError::new)?;
+        let session = Session::open(
+            &args.source.inventory,
+            args.source.playbooks.as_deref(),
+            args.source.templates.as_deref(),
+            &args.limit,
+        )
+        .await
+        .map_err(CliError::new)?;
         let plan = session.plan().map_err(CliError::new);
         session.close().await;
         let plan = plan?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan).map_err(CliError::new)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).map_err(CliError::new)?
+            );
         } else {
             print!("{}", views::plan::human(&plan, verbose));
         }
         if let Some(path) = &args.out {
             let json = serde_json::to_string_pretty(&plan).map_err(CliError::new)?;
-            std::fs::write(path, json).map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
-            eprintln!("Saved the plan to {}. Apply exactly this with: pgha apply -i {} {}", path.display(), args.source.inventory.display(), path.display());
+            std::fs::write(path, json)
+                .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "Saved the plan to {}. Apply exactly this with: pgha apply -i {} {}",
+                path.display(),
+                args.source.inventory.display(),
+                path.display()
+            );
         }
         if !plan.refusals().is_empty() {
             return Ok(ExitStatus::Failure);
         }
-        Ok(if args.detailed_exitcode && plan.change_count() > 0 { ExitStatus::ChangesPending } else { ExitStatus::Success })
+        Ok(if args.detailed_exitcode && plan.change_count() > 0 {
+            ExitStatus::ChangesPending
+        } else {
+            ExitStatus::Success
+        })
     })
 }

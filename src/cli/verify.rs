@@ -20,12 +20,19 @@ pub struct VerifyArgs {
 
 pub fn run(args: &VerifyArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = Session::open(&args.source.inventory, args.source.playbooks.as_deref(), args.source.templates.as_deref(), &[])
-            .await
-            .map_err(CliError::new)?;
+        let mut session = Session::open(
+            &args.source.inventory,
+            args.source.playbooks.as_deref(),
+            args.source.templates.as_deref(),
+            &[],
+        )
+        .await
+        .map_err(CliError::new)?;
         let topology = session.topology().map_err(CliError::new);
         let results = match topology {
-            Ok((t, _)) => Ok(crate::verify::run(&mut session, &t, Duration::from_secs(args.timeout)).await),
+            Ok((t, _)) => {
+                Ok(crate::verify::run(&mut session, &t, Duration::from_secs(args.timeout)).await)
+            }
             Err(e) => Err(e),
         };
         session.close().await;

@@ -212,3 +212,81 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     facts.postgres = pg;
     Ok(facts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn parses_a_running_primary() {
+        let text = include_str!("../../tests/fixtures/facts_converged_primary.txt");
+        let f = parse("pg1", text).expect("parses");
+        assert_eq!(
+            f.packages.get("postgresql-15").map(String::as_str),
+            Some("15.14-0+deb12u1")
+        );
+        let hba = &f.files["/etc/postgresql/15/main/pg_hba.conf"];
+        assert_eq!(
+            (hba.content.as_str(), hba.owner.as_str(), hba.mode.as_str()),
+            ("local all all peer\n", "postgres", "0640")
+        );
+        assert_eq!(f.present, ["/etc/postgresql/15/main/postgresql.conf"]);
+        let svc = &f.services["postgresql@15-main"];
+        assert!(
+            svc.active && svc.enabled,
+            "enabled-runtime counts as enabled"
+        );
+        let pg = f.postgres.expect("postgres");
+        assert!(pg.running && pg.initialized && !pg.in_recovery && !pg.pristine);
+        assert_eq!(pg.system_identifier, "7441234567890123456");
+        assert_eq!(pg.settings["shared_buffers"].context, "postmaster");
+        assert_eq!(
+            pg.roles["replicator"].password_verifier.as_deref(),
+            Some("SCRAM-SHA-256$4096:c2FsdA==$a:b")
+        );
+        assert_eq!(
+            pg.databases["appdb"].extensions,
+            ["plpgsql", "pg_stat_statements"]
+        );
+        assert_eq!(pg.databases["appdb"].owner, "app");
+        assert!(pg.slots["pgha_pg2"].active);
+        assert_eq!(pg.replication[0].state, "streaming");
+        assert!(pg.wal_receiver.is_none());
+    }
+
+    #[test]
+    fn parses_a_stopped_standby_from_pg_controldata() {
+        let f = parse(
+            "pg2",
+            include_str!("../../tests/fixtures/facts_stopped_standby.txt"),
+        )
+        .expect("parses");
+        assert!(!f.services["postgresql@15-main"].active);
+        let pg = f.postgres.expect("postgres");
+        assert!(pg.initialized && !pg.running && pg.in_recovery && !pg.pristine);
+        assert_eq!(
+            (pg.system_identifier.as_str(), pg.timeline),
+            ("7441234567890123456", 2)
+        );
+        assert!(f.files.is_empty());
+    }
+
+    #[test]
+    fn a_truncated_output_is_an_error() {
+        let err = parse("pg3", "@@pgha packages\npostgresql-15\t1\n").expect_err("truncated");
+        assert!(
+            err.to_string().contains("pg3") && err.to_string().contains("ended early"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bare_host_has_no_postgres() {
+        let f = parse(
+            "pg1",
+            "@@pgha packages\n@@pgha service postgresql@15-main\ninactive\nnot-found\n@@pgha end\n",
+        )
+        .expect("parses");
+        assert!(f.postgres.is_none() && f.packages.is_empty());
+    }
+}

@@ -226,13 +226,8 @@ mod tests {
         assert!(!stat_is_live("11469 (containerd) S 1", "dockerd"));
         assert!(stat_is_live("7 (a (b)) R 1", "a (b)"));
         assert!(!stat_is_live("garbage", "dockerd"));
-        assert!(process_is(
-            std::process::id(),
-            &std::fs::read_to_string("/proc/self/comm")
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        ));
+        let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+        assert!(process_is(std::process::id(), me.trim()));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use super::{note, SandboxError};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PID_FILE: &str = "/var/run/docker.pid";
+/// dockerd reuses "its" containerd when this pid is alive, and a zombie counts as alive for
+/// it: it then waits forever on a socket nobody serves.
+const CONTAINERD_PID_FILE: &str = "/var/run/docker/containerd/containerd.pid";
 const LOG: &str = "/var/log/pgha-dockerd.log";
 
 /// Whether `docker info` reaches a running engine.
@@ -81,25 +84,37 @@ pub(crate) fn ensure_engine() -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// A live dockerd, if any. Removes a pid file left by a dead one (it would stop a new start).
+/// A live dockerd, if any. Removes pid files left by a dead dockerd or containerd (they would
+/// stop or hang a new start).
 fn running_dockerd() -> Option<u32> {
-    if let Ok(text) = std::fs::read_to_string(PID_FILE) {
-        match text.trim().parse::<u32>() {
-            Ok(pid) if process_is(pid, "dockerd") => return Some(pid),
-            _ => {
-                note(format!(
-                    "removing stale {PID_FILE} (pid {} is not a running dockerd)",
-                    text.trim()
-                ));
-                let _ = std::fs::remove_file(PID_FILE);
-            }
-        }
+    if let Some(pid) = live_pid_or_clear(PID_FILE, "dockerd") {
+        return Some(pid);
     }
     // A dockerd started with another pid file: starting a second one would fail.
     let procs = std::fs::read_dir("/proc").ok()?;
-    procs
+    let other = procs
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| process_is(*pid, "dockerd"))
+        .find(|pid| process_is(*pid, "dockerd"));
+    if other.is_none() {
+        live_pid_or_clear(CONTAINERD_PID_FILE, "containerd");
+    }
+    other
+}
+
+/// The pid in `file` if it is a live `comm`; otherwise the file is removed.
+fn live_pid_or_clear(file: &str, comm: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    match text.trim().parse::<u32>() {
+        Ok(pid) if process_is(pid, comm) => Some(pid),
+        _ => {
+            note(format!(
+                "removing stale {file} (pid {} is not a running {comm})",
+                text.trim()
+            ));
+            let _ = std::fs::remove_file(file);
+            None
+        }
+    }
 }
 
 /// Start dockerd detached (own session, output to a log) so it outlives this process.

@@ -73,9 +73,7 @@ pub(crate) fn ensure_hosts(spec: &HostsSpec<'_>) -> Result<Vec<ReadyHost>, Sandb
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(SandboxError::Conflict(
-                        "a host setup thread panicked".into(),
-                    ))
+                    Err(SandboxError::Failed("a host setup thread panicked".into()))
                 })
             })
             .collect()
@@ -97,7 +95,7 @@ fn ensure_host(
                 note(format!("starting stopped {container}"));
                 if cmd::run(docker().args(["start", &container])).is_err() {
                     note(format!("{container} does not start; recreating it"));
-                    recreate(spec, k, &container, &host, ip)?;
+                    recreate(spec, &container, &host, ip)?;
                 }
             }
         }
@@ -107,7 +105,7 @@ fn ensure_host(
                 e.ip.map(|i| i.to_string()),
                 e.image
             ));
-            recreate(spec, k, &container, &host, ip)?;
+            recreate(spec, &container, &host, ip)?;
         }
         None => create(spec, &container, &host, ip)?,
     }
@@ -127,7 +125,6 @@ fn ensure_host(
 
 fn recreate(
     spec: &HostsSpec<'_>,
-    _k: usize,
     container: &str,
     host: &str,
     ip: Ipv4Addr,
@@ -175,7 +172,7 @@ fn wait_sshd(container: &str, ip: Ipv4Addr) -> Result<(), SandboxError> {
         }
         rounds += 1;
         if rounds % 8 == 0 && !is_running(container) {
-            return Err(SandboxError::Conflict(format!(
+            return Err(SandboxError::Failed(format!(
                 "container {container} stopped while booting; its log:\n{}",
                 logs(container)
             )));

@@ -439,7 +439,7 @@ fn import(root: &Path) -> Result<(), SandboxError> {
     ]);
     let imp_cmd = cmd::describe(&imp);
     let Some(tar_out) = tar_child.stdout.take() else {
-        return Err(SandboxError::Conflict("tar gave no output pipe".into()));
+        return Err(SandboxError::Failed("tar gave no output pipe".into()));
     };
     let imp_child = imp
         .stdin(Stdio::from(tar_out))

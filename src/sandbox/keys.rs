@@ -114,7 +114,7 @@ pub(crate) fn host_key(container: &str) -> Result<String, SandboxError> {
     let mut words = line.split_whitespace();
     match (words.next(), words.next()) {
         (Some(t @ "ssh-ed25519"), Some(k)) => Ok(format!("{t} {k}")),
-        _ => Err(SandboxError::Conflict(format!(
+        _ => Err(SandboxError::Failed(format!(
             "{container}: unexpected /etc/ssh/ssh_host_ed25519_key.pub: {line:?}"
         ))),
     }

@@ -256,8 +256,12 @@ pub enum SandboxError {
         #[source]
         source: serde_json::Error,
     },
+    /// Something already there is in the way (a foreign network, another subnet).
     #[error("{0}")]
     Conflict(String),
+    /// A host or step did not behave (container died while booting, odd host key...).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl SandboxError {

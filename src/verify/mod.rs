@@ -18,12 +18,27 @@ pub struct CheckResult {
 }
 
 fn result(host: &str, check: &str, ok: bool, detail: impl Into<String>) -> CheckResult {
-    CheckResult { host: host.to_owned(), check: check.to_owned(), ok, detail: detail.into() }
+    CheckResult {
+        host: host.to_owned(),
+        check: check.to_owned(),
+        ok,
+        detail: detail.into(),
+    }
 }
 
 /// Run every check. `timeout` bounds how long the marker row may take to arrive.
-pub async fn run(session: &mut Session, topology: &Topology, timeout: Duration) -> Vec<CheckResult> {
-    let names: Vec<String> = session.project.cluster.hosts.iter().map(|h| h.name.clone()).collect();
+pub async fn run(
+    session: &mut Session,
+    topology: &Topology,
+    timeout: Duration,
+) -> Vec<CheckResult> {
+    let names: Vec<String> = session
+        .project
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
     for h in &names {
         if let Err(e) = session.refresh(h).await {
             return vec![result(h, "facts", false, e.to_string())];
@@ -36,37 +51,96 @@ pub async fn run(session: &mut Session, topology: &Topology, timeout: Duration) 
     out
 }
 
-fn roles_and_streams(cluster: &Cluster, topology: &Topology, session: &Session, out: &mut Vec<CheckResult>) {
+fn roles_and_streams(
+    cluster: &Cluster,
+    topology: &Topology,
+    session: &Session,
+    out: &mut Vec<CheckResult>,
+) {
     for h in &cluster.hosts {
         let pg = session.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
         let Some(pg) = pg.filter(|pg| pg.running) else {
-            out.push(result(&h.name, "running", false, "PostgreSQL is not running"));
+            out.push(result(
+                &h.name,
+                "running",
+                false,
+                "PostgreSQL is not running",
+            ));
             continue;
         };
         if topology.primary == h.name {
-            out.push(result(&h.name, "role", !pg.in_recovery, if pg.in_recovery { "in recovery, expected primary" } else { "primary (not in recovery)" }));
+            out.push(result(
+                &h.name,
+                "role",
+                !pg.in_recovery,
+                if pg.in_recovery {
+                    "in recovery, expected primary"
+                } else {
+                    "primary (not in recovery)"
+                },
+            ));
         } else {
-            out.push(result(&h.name, "role", pg.in_recovery, if pg.in_recovery { "standby (in recovery)" } else { "not in recovery, expected standby" }));
+            out.push(result(
+                &h.name,
+                "role",
+                pg.in_recovery,
+                if pg.in_recovery {
+                    "standby (in recovery)"
+                } else {
+                    "not in recovery, expected standby"
+                },
+            ));
         }
         for d in topology.downstreams(cluster, &h.name) {
-            let streaming = pg.replication.iter().any(|r| r.application_name == d.name && r.state == "streaming");
-            out.push(result(&h.name, &format!("streams to {}", d.name), streaming, if streaming { "pg_stat_replication: streaming".to_owned() } else { format!("{} is not streaming from here", d.name) }));
+            let streaming = pg
+                .replication
+                .iter()
+                .any(|r| r.application_name == d.name && r.state == "streaming");
+            out.push(result(
+                &h.name,
+                &format!("streams to {}", d.name),
+                streaming,
+                if streaming {
+                    "pg_stat_replication: streaming".to_owned()
+                } else {
+                    format!("{} is not streaming from here", d.name)
+                },
+            ));
             if cluster.replication.slots {
                 let slot = Cluster::slot_name(&d.name);
                 let active = pg.slots.get(&slot).is_some_and(|s| s.active);
-                out.push(result(&h.name, &format!("slot {slot}"), active, if active { "active" } else { "missing or inactive" }));
+                out.push(result(
+                    &h.name,
+                    &format!("slot {slot}"),
+                    active,
+                    if active {
+                        "active"
+                    } else {
+                        "missing or inactive"
+                    },
+                ));
             }
         }
     }
 }
 
-async fn marker(session: &Session, topology: &Topology, timeout: Duration, out: &mut Vec<CheckResult>) {
+async fn marker(
+    session: &Session,
+    topology: &Topology,
+    timeout: Duration,
+    out: &mut Vec<CheckResult>,
+) {
     let port = session.project.cluster.postgres.port;
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let Some(primary) = session.transports.get(&topology.primary) else {
-        out.push(result(&topology.primary, "marker row", false, "no connection to the primary"));
+        out.push(result(
+            &topology.primary,
+            "marker row",
+            false,
+            "no connection to the primary",
+        ));
         return;
     };
     let write = RemoteCommand::sql(
@@ -77,17 +151,36 @@ async fn marker(session: &Session, topology: &Topology, timeout: Duration, out: 
         ),
     );
     match primary.run(&write).await {
-        Ok(o) if o.success() => out.push(result(&topology.primary, "marker row written", true, format!("token {token}"))),
+        Ok(o) if o.success() => out.push(result(
+            &topology.primary,
+            "marker row written",
+            true,
+            format!("token {token}"),
+        )),
         Ok(o) => {
-            out.push(result(&topology.primary, "marker row written", false, o.stderr.trim().to_owned()));
+            out.push(result(
+                &topology.primary,
+                "marker row written",
+                false,
+                o.stderr.trim().to_owned(),
+            ));
             return;
         }
         Err(e) => {
-            out.push(result(&topology.primary, "marker row written", false, e.to_string()));
+            out.push(result(
+                &topology.primary,
+                "marker row written",
+                false,
+                e.to_string(),
+            ));
             return;
         }
     }
-    let read = RemoteCommand::sql(port, "postgres", format!("SELECT count(*) FROM pgha.verify_marker WHERE token = '{token}';\n"));
+    let read = RemoteCommand::sql(
+        port,
+        "postgres",
+        format!("SELECT count(*) FROM pgha.verify_marker WHERE token = '{token}';\n"),
+    );
     let standbys: Vec<&String> = topology.upstream.keys().collect();
     let checks = standbys.iter().map(|name| {
         let read = read.clone();
@@ -99,11 +192,21 @@ async fn marker(session: &Session, topology: &Topology, timeout: Duration, out: 
             loop {
                 if let Ok(o) = t.run(&read).await {
                     if o.success() && o.stdout.trim() == "1" {
-                        return result(name, "marker row read", true, format!("arrived in {} ms", started.elapsed().as_millis()));
+                        return result(
+                            name,
+                            "marker row read",
+                            true,
+                            format!("arrived in {} ms", started.elapsed().as_millis()),
+                        );
                     }
                 }
                 if started.elapsed() > timeout {
-                    return result(name, "marker row read", false, format!("not replicated within {} s", timeout.as_secs()));
+                    return result(
+                        name,
+                        "marker row read",
+                        false,
+                        format!("not replicated within {} s", timeout.as_secs()),
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
