@@ -21,8 +21,10 @@ use super::{engine, hosts, note, SandboxError};
 
 pub const BASE_IMAGE: &str = "pgha-base:bookworm";
 pub const PG_IMAGE: &str = "pgha-pg:bookworm";
-/// Bump when anything below changes what goes into an image.
-const RECIPE: &str = "1";
+/// Bump when anything below changes what goes into the base image.
+const BASE_RECIPE: &str = "1";
+/// Bump when the packages image changes (2: no baked-in machine-id and SSH host keys).
+const PG_RECIPE: &str = "2";
 const SUITE: &str = "bookworm";
 /// Small, but enough to act like a server pgha provisions: systemd as init, sshd, sudo for a
 /// deploy user, `ip`/`arping` for virtual IPs, python3 for Patroni, gnupg/ca-certificates for
@@ -108,7 +110,14 @@ pub(crate) const SYSTEMD_RUN_FLAGS: &[&str] = &[
 /// its reference.
 pub(crate) fn ensure_image(with_packages: bool) -> Result<&'static str, SandboxError> {
     let wanted = if with_packages { PG_IMAGE } else { BASE_IMAGE };
-    if is_current(wanted) {
+    let recipe = |image: &str| {
+        if image == PG_IMAGE {
+            PG_RECIPE
+        } else {
+            BASE_RECIPE
+        }
+    };
+    if is_current(wanted, recipe(wanted)) {
         return Ok(wanted);
     }
     let _lock = FileLock::acquire(
@@ -118,17 +127,35 @@ pub(crate) fn ensure_image(with_packages: bool) -> Result<&'static str, SandboxE
     )?;
     // Leftovers of a killed build: nobody else builds while we hold the lock.
     clean_stale_builds();
-    if !is_current(BASE_IMAGE) {
-        build_base()?;
+    if !is_current(BASE_IMAGE, BASE_RECIPE) {
+        replacing(BASE_IMAGE, build_base)?;
     }
-    if with_packages && !is_current(PG_IMAGE) {
-        build_pg()?;
+    if with_packages && !is_current(PG_IMAGE, PG_RECIPE) {
+        replacing(PG_IMAGE, build_pg)?;
     }
     Ok(wanted)
 }
 
+/// Build `image`, then remove the older image the tag pointed at (from an older recipe), so
+/// rebuilds do not pile up; one still used by containers stays (Docker refuses, we ignore).
+fn replacing(image: &str, build: fn() -> Result<(), SandboxError>) -> Result<(), SandboxError> {
+    let id =
+        |img: &str| cmd::run(docker().args(["image", "inspect", "--format", "{{.Id}}", img])).ok();
+    let old = id(image);
+    build()?;
+    if let Some(old) = old.filter(|o| id(image).as_ref() != Some(o)) {
+        // Only an image no tag names any more: `rmi <id>` would also untag other names.
+        let mut tags = docker();
+        tags.args(["image", "inspect", "--format", "{{len .RepoTags}}", &old]);
+        if cmd::run(&mut tags).is_ok_and(|n| n == "0") {
+            let _ = cmd::run(docker().args(["rmi", &old]));
+        }
+    }
+    Ok(())
+}
+
 /// The image exists and was built by this recipe.
-fn is_current(image: &str) -> bool {
+fn is_current(image: &str, recipe: &str) -> bool {
     let mut c = docker();
     c.args([
         "image",
@@ -137,7 +164,7 @@ fn is_current(image: &str) -> bool {
         "{{index .Config.Labels \"pgha.recipe\"}}",
         image,
     ]);
-    cmd::run(&mut c).is_ok_and(|label| label == RECIPE)
+    cmd::run(&mut c).is_ok_and(|label| label == recipe)
 }
 
 /// Half-built root file systems and build containers of killed runs (their pid is gone).
@@ -424,7 +451,7 @@ fn import(root: &Path) -> Result<(), SandboxError> {
             s
         })
     });
-    let label = format!("LABEL pgha.recipe={RECIPE} pgha.image=base");
+    let label = format!("LABEL pgha.recipe={BASE_RECIPE} pgha.image=base");
     let mut imp = docker();
     imp.args([
         "import",
@@ -488,6 +515,10 @@ fn import(root: &Path) -> Result<(), SandboxError> {
 /// Package defaults are kept exactly as a fresh install leaves them (the Debian cluster
 /// 15/main exists, postgresql/etcd/haproxy enabled); the services are only stopped cleanly
 /// before the commit, so hosts from this image look like a fresh install after a reboot.
+///
+/// Unlike separate real installs, all hosts from this image share what the packages
+/// generated once: the 15/main cluster's database system identifier and the ssl-cert
+/// snakeoil key. Tests that depend on those differing per host should use the base image.
 fn build_pg() -> Result<(), SandboxError> {
     let t = Instant::now();
     let name = format!("pgha-imagebuild-{}", std::process::id());
@@ -528,12 +559,14 @@ fn build_pg() -> Result<(), SandboxError> {
     apt(&install)?;
     apt(&["clean"])?;
     // Stop what the packages started, so the committed data directories are clean.
+    // The build container's machine-id and SSH host keys must not end up in every host:
+    // empty machine-id and no keys make each container generate its own at first start.
     let stop = "for u in patroni.service 'postgresql@*.service' postgresql.service etcd.service \
                 haproxy.service keepalived.service; do systemctl stop \"$u\" 2>/dev/null || true; done; \
-                rm -rf /var/lib/apt/lists/*";
+                rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*; : > /etc/machine-id";
     cmd::run(docker().args(["exec", &name, "sh", "-c", stop]))?;
     cmd::run(docker().args(["stop", "-t", "60", &name]))?;
-    let label = format!("LABEL pgha.recipe={RECIPE} pgha.image=pg");
+    let label = format!("LABEL pgha.recipe={PG_RECIPE} pgha.image=pg");
     cmd::run(docker().args(["commit", "--change", &label, &name, PG_IMAGE]))?;
     note(format!(
         "built {PG_IMAGE} in {:.1} s",

@@ -296,12 +296,12 @@ fn sandbox_with_packages_image() {
         dir: dir.clone(),
     };
     let mut opts = UpOptions::new(&name, &dir);
-    opts.hosts = 1;
+    opts.hosts = 2;
     opts.image_with_packages = true;
     let t = Instant::now();
     let info = sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
     eprintln!(
-        "sandbox up with packages (1 host): {:.1} s",
+        "sandbox up with packages (2 hosts): {:.1} s",
         t.elapsed().as_secs_f64()
     );
     assert_eq!(info.image, sandbox::PG_IMAGE);
@@ -317,5 +317,18 @@ fn sandbox_with_packages_image() {
     // As a fresh install leaves it: the Debian cluster 15/main exists.
     let clusters = ssh_ok(&info, &ip, "root", "pg_lsclusters -h");
     assert!(clusters.starts_with("15 main 5432"), "{clusters}");
+    // The image carries no identity of the container it was built in.
+    let ids: std::collections::HashSet<String> = info
+        .hosts
+        .iter()
+        .map(|h| ssh_ok(&info, &h.ip.to_string(), "root", "cat /etc/machine-id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "machine-ids must differ: {ids:?}");
+    let known_hosts = std::fs::read_to_string(&info.known_hosts).expect("known_hosts");
+    let keys: std::collections::HashSet<&str> = known_hosts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(keys.len(), 2, "host keys must differ:\n{known_hosts}");
     sandbox::down(&name, &dir).unwrap_or_else(|e| panic!("down failed: {e}"));
 }
