@@ -72,6 +72,7 @@ struct Shared {
     facts: Mutex<BTreeMap<String, HostFacts>>,
     done: Mutex<BTreeSet<(String, String)>>,
     finished: Mutex<BTreeSet<String>>,
+    failed: Mutex<BTreeSet<String>>,
     progress: Notify,
 }
 
@@ -139,6 +140,7 @@ pub async fn run(
         facts: Mutex::new(session.facts.clone()),
         done: Mutex::new(BTreeSet::new()),
         finished: Mutex::new(BTreeSet::new()),
+        failed: Mutex::new(BTreeSet::new()),
         progress: Notify::new(),
     };
     // Hosts outside --limit count as finished: nobody waits for them.
@@ -197,6 +199,27 @@ async fn run_host(
             });
             shared.wait(&needs, steps_of).await;
         }
+        let failed_before: Vec<String> = {
+            let failed = shared.failed.lock().map(|f| f.clone()).unwrap_or_default();
+            needs
+                .iter()
+                .filter(|(h, _)| failed.contains(h))
+                .map(|(h, _)| h.clone())
+                .collect()
+        };
+        if !failed_before.is_empty() && !step.handler {
+            let reason = format!(
+                "not run: it needs {}, which failed",
+                failed_before.join(", ")
+            );
+            observer.event(Event::Failed {
+                host: host.to_owned(),
+                step: step.name.clone(),
+                reason: reason.clone(),
+            });
+            recap.failed = Some(format!("{}: {reason}", step.name));
+            break;
+        }
         if step.handler && !notified.remove(&step.name) {
             shared.mark_done(host, &step.key);
             continue;
@@ -240,9 +263,11 @@ async fn run_host(
                                 } else {
                                     out.stderr.trim().to_owned()
                                 };
+                                tracing::debug!(host, command = %command.display(transport.login_is_root()), "failed");
+                                let program =
+                                    command.argv.first().map(|a| a.masked()).unwrap_or_default();
                                 outcome = Err(format!(
-                                    "`{}` exited {}: {}",
-                                    command.display(transport.login_is_root()),
+                                    "{program} exited {}: {}",
                                     out.status,
                                     tail(&detail)
                                 ));
@@ -282,6 +307,9 @@ async fn run_host(
                 reason: reason.clone(),
             });
             recap.failed = Some(format!("{}: {reason}", step.name));
+            if let Ok(mut f) = shared.failed.lock() {
+                f.insert(host.to_owned());
+            }
             break;
         }
         shared.mark_done(host, &step.key);

@@ -47,6 +47,8 @@ pub fn check_host(
 ) -> Vec<StepOutcome> {
     let mut notified = BTreeSet::new();
     let mut out = Vec::new();
+    // One reload or restart planned applies every setting; a later one would only repeat it.
+    let mut server_reload_planned = false;
     for step in steps {
         let module = step.kind.module();
         // A handler runs once per notification: where it runs, the notification is used up.
@@ -65,10 +67,15 @@ pub fn check_host(
             cluster_facts,
             secrets,
         };
+        let is_reload = matches!(step.kind, crate::steps::StepKind::PgReloadOrRestart(_));
         let status = match module.check(&cx) {
             Check::InSync(reason) => Status::InSync { reason },
             Check::Refused(reason) => Status::Refused { reason },
+            Check::Changes(_) if is_reload && server_reload_planned => Status::InSync {
+                reason: "the reload or restart planned above applies these settings".to_owned(),
+            },
             Check::Changes(changes) => {
+                server_reload_planned |= is_reload;
                 notified.extend(step.notify.iter().cloned());
                 Status::Changes { changes }
             }

@@ -7,28 +7,21 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 use crate::model::secret::mark;
 
+/// `(name, text)` of files under the repository's `templates/`, embedded at build time.
+macro_rules! embedded_templates {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
 /// Every template shipped with pgha, by name.
-pub const TEMPLATES: [(&str, &str); 5] = [
-    (
-        "postgresql/createcluster.conf.j2",
-        include_str!("../../templates/postgresql/createcluster.conf.j2"),
-    ),
-    (
-        "postgresql/pg_hba.conf.j2",
-        include_str!("../../templates/postgresql/pg_hba.conf.j2"),
-    ),
-    (
-        "postgresql/pgha.conf.j2",
-        include_str!("../../templates/postgresql/pgha.conf.j2"),
-    ),
-    (
-        "postgresql/pgpass.j2",
-        include_str!("../../templates/postgresql/pgpass.j2"),
-    ),
-    (
-        "postgresql/standby.conf.j2",
-        include_str!("../../templates/postgresql/standby.conf.j2"),
-    ),
+pub const TEMPLATES: [(&str, &str); 6] = embedded_templates![
+    "postgresql/createcluster.conf.j2",
+    "postgresql/pg_hba.conf.j2",
+    "postgresql/pgha.conf.j2",
+    "postgresql/pgpass.j2",
+    "postgresql/postgresql.conf.j2",
+    "postgresql/standby.conf.j2",
 ];
 
 /// Every playbook shipped with pgha, by flavour.

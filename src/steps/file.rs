@@ -45,8 +45,10 @@ impl File {
             .as_ref()
             .map(|v| format!("{} || {{ rm -f {new}; exit 3; }}; ", v.replace("%s", &new)))
             .unwrap_or_default();
+        // A missing parent (conf.d/) is made with the file's owner, readable: the server must
+        // be able to list it.
         let script = format!(
-            "set -e; umask 077; mkdir -p \"$(dirname {dest})\"; \
+            "set -e; parent=\"$(dirname {dest})\"; [ -d \"$parent\" ] || install -d -m 0755 -o {owner} -g {group} \"$parent\"; \
              install -m {mode} -o {owner} -g {group} /dev/stdin {new}; \
              {validate}\
              if [ -e {dest} ]; then cp -p {dest} {prev}; fi; \

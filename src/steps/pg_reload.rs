@@ -24,9 +24,15 @@ pub struct PgReloadOrRestart {
     pub parameters: BTreeMap<String, String>,
     /// Files whose `.pgha-prev` copy is restored when the server refuses the new ones.
     pub files: Vec<String>,
+    /// As a step (not a handler): act only when the running settings differ from the wanted
+    /// ones or a restart is pending. This is how plan sees settings drift that no file shows.
+    #[serde(default)]
+    pub only_if_settings_differ: bool,
 }
 
 impl PgReloadOrRestart {
+    /// `setting could not be applied` only means "needs a restart", which is what comes next;
+    /// every other error is a file the server would refuse.
     fn guard(&self) -> RemoteCommand {
         let restore: Vec<String> = self
             .files
@@ -39,7 +45,7 @@ impl PgReloadOrRestart {
             })
             .collect();
         RemoteCommand::script(format!(
-            "errors=$(runuser -u postgres -- psql -X -At -p {port} -d postgres -c \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL\") || exit 1; \
+            "errors=$(runuser -u postgres -- psql -X -At -p {port} -d postgres -c \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'\") || exit 1; \
              if [ -n \"$errors\" ]; then echo \"configuration refused by the server, previous files restored: $errors\" >&2; {restore}; exit 4; fi",
             port = self.port,
             restore = if restore.is_empty() { ":".to_owned() } else { restore.join("; ") },
@@ -95,6 +101,9 @@ impl Module for PgReloadOrRestart {
                     RemoteCommand::new(["systemctl", "restart", &self.service]),
                 ],
             )]);
+        }
+        if reload_for.is_empty() && self.only_if_settings_differ {
+            return Check::InSync("the running settings match".to_owned());
         }
         let why = if reload_for.is_empty() {
             "configuration files changed".to_owned()

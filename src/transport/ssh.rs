@@ -96,7 +96,11 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, command: &RemoteCommand) -> Result<Output, TransportError> {
-        let line = command.shell_line(self.login_is_root, &self.secrets)?;
+        // From `/`: a command run as postgres must not start in a home it cannot enter.
+        let line = format!(
+            "cd / && {}",
+            command.shell_line(self.login_is_root, &self.secrets)?
+        );
         let shown = command.display(self.login_is_root);
         tracing::debug!(host = %self.host, command = %shown, "run");
         let started = Instant::now();

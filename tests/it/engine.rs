@@ -419,6 +419,7 @@ fn a_bare_cluster_plans_the_whole_bootstrap_in_order() {
     let expected_pg1 = [
         "file Create /etc/postgresql-common/createcluster.conf",
         "package Install postgresql-15 postgresql-client-15",
+        "file Create /etc/postgresql/15/main/postgresql.conf",
         "file Create /etc/postgresql/15/main/conf.d/pgha.conf",
         "file Create /etc/postgresql/15/main/pg_hba.conf",
         "file Create /var/lib/postgresql/.pgpass",

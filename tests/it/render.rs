@@ -15,7 +15,7 @@ fn render(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
     for (k, v) in env {
         test = test.env(k, v);
     }
-    test.stdout_has("Rendered 14 files for 3 hosts")
+    test.stdout_has("Rendered 17 files for 3 hosts")
         .run()
         .stdout
 }
@@ -50,6 +50,7 @@ fn renders_every_file_of_every_host() {
     for (host, path) in [
         ("pg1", "etc/postgresql/15/main/conf.d/pgha.conf"),
         ("pg1", "etc/postgresql/15/main/pg_hba.conf"),
+        ("pg1", "etc/postgresql/15/main/postgresql.conf"),
         ("pg1", "var/lib/postgresql/.pgpass"),
         ("pg1", "etc/postgresql-common/createcluster.conf"),
         ("pg3", "etc/postgresql/15/main/conf.d/pgha-standby.conf"),
