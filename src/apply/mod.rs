@@ -7,6 +7,7 @@
 //! standbys' (restart standbys first, the primary last).
 
 pub mod lock;
+pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -184,6 +185,10 @@ async fn run_host(
             {
                 needs.push((other.clone(), s.key.clone()));
             }
+        }
+        if step.handler && !notified.contains(&step.name) {
+            shared.mark_done(host, &step.key);
+            continue;
         }
         if step.handler && is_primary {
             for other in steps_of.keys().filter(|h| *h != host) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::apply::{self, lock, Event, Observer};
+use crate::apply::{self, lock};
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::plan::build::{digest, Plan};
@@ -29,28 +29,6 @@ pub struct ApplyArgs {
     /// Skip the verification at the end.
     #[arg(long)]
     pub no_verify: bool,
-}
-
-struct Lines;
-
-impl Observer for Lines {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Changed { host, change } => {
-                let action = serde_json::to_value(change.action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                eprintln!(
-                    "{host}: {}: {action} {} — {}",
-                    change.step, change.target, change.reason
-                );
-            }
-            Event::Failed { host, step, reason } => eprintln!("{host}: {step}: FAILED: {reason}"),
-            Event::Waiting { host, step, on } => eprintln!("{host}: {step}: waiting for {on}"),
-            Event::StepStarted { .. } | Event::InSync { .. } => {}
-        }
-    }
 }
 
 pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
@@ -118,30 +96,20 @@ async fn apply_with(
         return verify_at_end(session, args, &plan).await;
     }
     if args.planfile.is_none() && !args.auto_approve {
-        if !std::io::stdin().is_terminal() {
-            return Err(CliError(
-                "apply needs confirmation: run it on a terminal, or pass -y / --auto-approve"
-                    .into(),
-            ));
-        }
-        eprint!(
-            "Apply these {} changes? Only 'yes' is accepted: ",
-            plan.change_count()
-        );
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(CliError::new)?;
-        if answer.trim() != "yes" {
-            return Err(CliError("apply cancelled".into()));
-        }
+        confirm(&format!("Apply these {} changes?", plan.change_count()))?;
     }
     let info = lock::LockInfo::new(&plan.id, "apply");
     let inventory = args.source.inventory.display().to_string();
     lock::take_all(&session.transports, &info, &inventory)
         .await
         .map_err(CliError::new)?;
-    let recaps = apply::run(session, &plan.topology, &Lines).await;
+    let recaps = apply::run(
+        session,
+        &plan.topology,
+        crate::views::progress::observer(&session.transports.keys().cloned().collect::<Vec<_>>())
+            .as_ref(),
+    )
+    .await;
     lock::release_all(&session.transports, &plan.id).await;
     let recaps = recaps.map_err(CliError::new)?;
     println!("\nRecap:");
@@ -186,4 +154,22 @@ async fn verify_at_end(
         return Err(CliError("verify failed".into()));
     }
     Ok(ExitStatus::Success)
+}
+
+/// Ask on a terminal; without one, refuse (a script must say -y).
+pub(crate) fn confirm(question: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError(format!(
+            "{question} needs confirmation: run it on a terminal, or pass -y / --auto-approve"
+        )));
+    }
+    eprint!("{question} Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(CliError::new)?;
+    if answer.trim() != "yes" {
+        return Err(CliError("cancelled".into()));
+    }
+    Ok(())
 }

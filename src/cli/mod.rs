@@ -12,6 +12,8 @@ mod apply;
 mod force_unlock;
 mod plan;
 mod render;
+mod status;
+mod switchover;
 mod validate;
 mod verify;
 
@@ -44,6 +46,10 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Prove the cluster works: roles, streaming, slots, a marker row on every standby.
     Verify(verify::VerifyArgs),
+    /// The cluster table: member, host, role, state, timeline, lag, upstream.
+    Status(status::StatusArgs),
+    /// Hand the primary role to a standby without losing a commit, then verify.
+    Switchover(switchover::SwitchoverArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Local test hosts (containers with systemd and sshd) and a ready inventory.
@@ -108,6 +114,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args, cli.verbose),
         Command::Verify(args) => verify::run(args),
         Command::ForceUnlock(args) => force_unlock::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Switchover(args) => switchover::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

@@ -50,6 +50,8 @@ pub fn query_for(
                 }
             }
         }
+        q.present
+            .push(crate::steps::pg_clone::CLONE_MARKER.to_owned());
         // Files of other roles too: a standby-only file left on a promoted node is news.
         q.files.sort();
         q.files.dedup();

@@ -33,7 +33,8 @@ const PG_STATE_SQL: &str = r#"SELECT json_build_object(
  'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword)), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),
  'databases', (SELECT coalesce(json_object_agg(datname, json_build_object('owner', pg_get_userbyid(datdba))), '{}') FROM pg_database WHERE datallowconn),
  'slots', (SELECT coalesce(json_object_agg(slot_name, json_build_object('active', active, 'physical', slot_type = 'physical')), '{}') FROM pg_replication_slots),
- 'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''))), '[]') FROM pg_stat_replication),
+ 'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''), 'lag_bytes', coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0)::bigint, 'lag_seconds', coalesce(extract(epoch FROM replay_lag), 0))), '[]') FROM pg_stat_replication),
+ 'lsn', (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
  'wal_receiver', (SELECT json_build_object('status', status, 'sender_host', coalesce(sender_host, ''), 'slot_name', coalesce(slot_name, '')) FROM pg_stat_wal_receiver LIMIT 1),
  'pristine', NOT EXISTS (SELECT 1 FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1'))
      AND NOT EXISTS (SELECT 1 FROM pg_authid WHERE oid >= 16384)
@@ -74,6 +75,7 @@ impl Query {
         );
         s.push_str(&format!(
             "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
+               if [ -f {data}/standby.signal ]; then echo '@@pgha standby_signal'; fi; \
                if {psql} -c 'SELECT 1' >/dev/null 2>&1; then \
                  echo '@@pgha pg_state'; {psql} -c {sql}; \
                  for db in $({psql} -c \"SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'\"); do \
@@ -117,6 +119,7 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     }
     let mut pg: Option<PgFacts> = None;
     let mut extensions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut standby_signal = false;
     for (kind, arg, lines) in sections {
         match kind.as_str() {
             "packages" => {
@@ -170,6 +173,7 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                     ..PgFacts::default()
                 });
             }
+            "standby_signal" => standby_signal = true,
             "pg_state" => {
                 let json = lines.join("\n");
                 let mut state: PgFacts = serde_json::from_str(&json)
@@ -205,6 +209,7 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
         }
     }
     if let Some(p) = pg.as_mut() {
+        p.standby_signal = standby_signal;
         for (db, list) in extensions {
             p.databases.entry(db).or_default().extensions = list;
         }

@@ -51,6 +51,8 @@ pub struct PgFacts {
     /// The server answers queries.
     pub running: bool,
     pub in_recovery: bool,
+    /// `standby.signal` exists: a stopped server that will start as a standby.
+    pub standby_signal: bool,
     /// Only what initdb made: no user database, role or table. Safe to replace by a clone.
     pub pristine: bool,
     pub system_identifier: String,
@@ -67,6 +69,15 @@ pub struct PgFacts {
     pub replication: Vec<ReplicationFact>,
     /// `pg_stat_wal_receiver`: what this node streams from.
     pub wal_receiver: Option<WalReceiverFact>,
+    /// Last WAL position written (primary) or replayed (standby).
+    pub lsn: String,
+}
+
+impl PgFacts {
+    /// A standby now, or one once started.
+    pub fn is_replica(&self) -> bool {
+        self.in_recovery || (!self.running && self.standby_signal)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -112,6 +123,10 @@ pub struct ReplicationFact {
     pub application_name: String,
     pub client_addr: String,
     pub state: String,
+    /// WAL the downstream has not replayed yet.
+    pub lag_bytes: i64,
+    /// `replay_lag` in seconds (0 when idle: PostgreSQL reports no lag without traffic).
+    pub lag_seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

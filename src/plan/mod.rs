@@ -25,6 +25,22 @@ pub enum Action {
 }
 
 impl Action {
+    /// The word users read: `install`, `create`, `restart`...
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Install => "install",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Enable => "enable",
+            Action::Reload => "reload",
+            Action::Restart => "restart",
+            Action::Clone => "clone",
+            Action::Run => "run",
+        }
+    }
+
     /// The sign a human view puts in front of the change.
     pub fn symbol(self) -> &'static str {
         match self {

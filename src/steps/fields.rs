@@ -8,7 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::steps::{
     command, file, package, pg_clone, pg_database, pg_extension, pg_reload, pg_role, pg_slot,
-    service, wait_for,
+    pg_slots_prune, service, wait_for,
 };
 
 #[derive(Debug)]
@@ -54,7 +54,7 @@ fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 }
 
 /// The step kinds a playbook may name (plus `template`, which expands into `file`).
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "package",
     "template",
     "file",
@@ -63,6 +63,7 @@ pub const KINDS: [&str; 12] = [
     "pg_database",
     "pg_extension",
     "pg_slot",
+    "pg_slots_prune",
     "pg_clone",
     "pg_reload_or_restart",
     "command",
@@ -80,6 +81,7 @@ pub fn arguments(kind: &str) -> Option<&'static [&'static str]> {
         "pg_database" => fields_of::<pg_database::PgDatabase>(),
         "pg_extension" => fields_of::<pg_extension::PgExtension>(),
         "pg_slot" => fields_of::<pg_slot::PgSlot>(),
+        "pg_slots_prune" => fields_of::<pg_slots_prune::PgSlotsPrune>(),
         "pg_clone" => fields_of::<pg_clone::PgClone>(),
         "pg_reload_or_restart" => fields_of::<pg_reload::PgReloadOrRestart>(),
         "command" => fields_of::<command::Command>(),

@@ -24,6 +24,7 @@ pub mod pg_extension;
 pub mod pg_reload;
 pub mod pg_role;
 pub mod pg_slot;
+pub mod pg_slots_prune;
 pub mod scram;
 pub mod service;
 pub mod sql;
@@ -83,6 +84,7 @@ pub enum StepKind {
     PgDatabase(pg_database::PgDatabase),
     PgExtension(pg_extension::PgExtension),
     PgSlot(pg_slot::PgSlot),
+    PgSlotsPrune(pg_slots_prune::PgSlotsPrune),
     PgClone(pg_clone::PgClone),
     PgReloadOrRestart(pg_reload::PgReloadOrRestart),
     Command(command::Command),
@@ -99,6 +101,7 @@ impl StepKind {
             StepKind::PgDatabase(m) => m,
             StepKind::PgExtension(m) => m,
             StepKind::PgSlot(m) => m,
+            StepKind::PgSlotsPrune(m) => m,
             StepKind::PgClone(m) => m,
             StepKind::PgReloadOrRestart(m) => m,
             StepKind::Command(m) => m,

@@ -10,6 +10,9 @@ use crate::plan::{Action, Check};
 use crate::steps::{Module, StepContext};
 use crate::transport::RemoteCommand;
 
+/// Present while a clone runs; left behind when one was interrupted.
+pub const CLONE_MARKER: &str = "/var/lib/pgha/clone-in-progress";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PgClone {
@@ -53,12 +56,22 @@ impl PgClone {
         }
         vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),
-            // Keep the directory itself (its mode and owner); replace what is inside.
+            // The marker says "this directory is pgha's unfinished clone": a run that was
+            // killed mid-copy is replaced by the next one, never mistaken for data. A copy
+            // still running from that killed run is stopped first (killing pgha does not stop
+            // it on the host).
             RemoteCommand::script(format!(
-                "set -e; install -d -m 0700 -o postgres -g postgres {data}; find {data} -mindepth 1 -delete"
+                "set -e; mkdir -p /var/lib/pgha; touch {CLONE_MARKER}; \
+                 pkill -x pg_basebackup && sleep 1 || true; \
+                 install -d -m 0700 -o postgres -g postgres {data}; find {data} -mindepth 1 -delete"
             )),
             RemoteCommand::new(basebackup).as_user("postgres"),
-            RemoteCommand::new(["touch".to_owned(), format!("{}/standby.signal", self.data_dir)]).as_user("postgres"),
+            RemoteCommand::new([
+                "touch".to_owned(),
+                format!("{}/standby.signal", self.data_dir),
+            ])
+            .as_user("postgres"),
+            RemoteCommand::new(["rm", "-f", CLONE_MARKER]),
         ]
     }
 }
@@ -75,16 +88,19 @@ impl Module for PgClone {
             .and_then(|f| f.postgres.as_ref())
             .map(|pg| pg.system_identifier.clone())
             .filter(|id| !id.is_empty());
-        let here = cx.facts.postgres.as_ref();
-        if let Some(pg) = here.filter(|pg| pg.initialized) {
+        let interrupted = cx.facts.present.iter().any(|p| p == CLONE_MARKER);
+        let here = cx.facts.postgres.as_ref().filter(|_| !interrupted);
+        // initdb's empty cluster holds nothing to lose, whatever its identifier (hosts built
+        // from one image even share it).
+        if let Some(pg) = here.filter(|pg| pg.initialized && !pg.pristine) {
             let same_cluster = primary_id.as_deref() == Some(pg.system_identifier.as_str());
-            if same_cluster && pg.in_recovery {
+            if same_cluster && pg.is_replica() {
                 return Check::InSync(format!(
                     "already a replica of this cluster (system identifier {})",
                     pg.system_identifier
                 ));
             }
-            if same_cluster && !pg.in_recovery && pg.running {
+            if same_cluster && !pg.is_replica() && pg.running {
                 return Check::Refused(format!(
                     "{} holds this cluster but is not in recovery: a second primary. Re-clone it only after deciding which primary is real",
                     cx.host
@@ -98,6 +114,7 @@ impl Module for PgClone {
             }
         }
         let reason = match here {
+            _ if interrupted => "an interrupted clone is replaced".to_owned(),
             Some(pg) if pg.initialized && pg.pristine => {
                 "only initdb's empty cluster is here".to_owned()
             }

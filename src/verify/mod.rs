@@ -44,9 +44,23 @@ pub async fn run(
             return vec![result(h, "facts", false, e.to_string())];
         }
     }
-    let cluster = &session.project.cluster;
+    // Standbys reconnect a few seconds after their upstream restarts: poll until every
+    // role and stream check passes, or the timeout says they will not.
+    let started = Instant::now();
     let mut out = Vec::new();
-    roles_and_streams(cluster, topology, session, &mut out);
+    loop {
+        out.clear();
+        roles_and_streams(&session.project.cluster, topology, session, &mut out);
+        if out.iter().all(|r| r.ok) || started.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for h in &names {
+            if let Err(e) = session.refresh(h).await {
+                return vec![result(h, "facts", false, e.to_string())];
+            }
+        }
+    }
     marker(session, topology, timeout, &mut out).await;
     out
 }

@@ -2,4 +2,6 @@
 //! The engine never prints; commands hand their data to a view.
 
 pub mod plan;
+pub mod progress;
+pub mod status;
 pub mod verify;

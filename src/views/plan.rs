@@ -37,10 +37,7 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
                             "~" => style("~").yellow().to_string(),
                             s => style(s).cyan().to_string(),
                         };
-                        let action = serde_json::to_value(c.action)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
+                        let action = c.action.name();
                         let _ = writeln!(
                             out,
                             "  {sign} {action} {} ({}) — {}",

@@ -130,16 +130,7 @@ fn run_fixture(file: &Path, case: &Value) {
     }
     let actions: Vec<String> = changes
         .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                serde_json::to_value(c.action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                c.target
-            )
-        })
+        .map(|c| format!("{} {}", c.action.name(), c.target))
         .collect();
     let expected_actions = strings(expect, "actions");
     if !expected_actions.is_empty() || status == "changes" {
@@ -333,7 +324,10 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
                     );
                 }
             }
-            StepKind::PgClone(_) | StepKind::Command(_) | StepKind::WaitFor(_) => {}
+            StepKind::PgClone(_)
+            | StepKind::PgSlotsPrune(_)
+            | StepKind::Command(_)
+            | StepKind::WaitFor(_) => {}
         }
     }
     facts.postgres = Some(pg);

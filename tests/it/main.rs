@@ -1,7 +1,9 @@
 //! The one integration-test binary: the CLI end to end, and the engine with fixture facts.
 
+mod cluster;
 mod engine;
 mod render;
 mod sandbox;
+mod streaming;
 mod support;
 mod validate;

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Benchmark of the streaming flavour on local sandbox hosts (see bench/README.md):
+#   1. bare hosts -> verified 3-node cluster: `pgha apply -y` wall time (sandbox up apart);
+#   2. `pgha plan` on the converged cluster: median wall time, SSH connections and commands
+#      per host;
+#   3. the same no-op check by Ansible (bench/ansible/noop.yml, `--check`), and the ratio.
+# Writes bench/out/report.txt. Tears its sandbox down on exit, also on failure.
+#
+# Environment: BENCH_NAME (sandbox name, must start with "bench"; default benchstream),
+# PLAN_RUNS (10), ANSIBLE_RUNS (3), BENCH_STRICT=1 (exit 3 when a goal is missed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/bench/out
+NAME=${BENCH_NAME:-benchstream}
+DIR=$OUT/$NAME
+PLAN_RUNS=${PLAN_RUNS:-10}
+ANSIBLE_RUNS=${ANSIBLE_RUNS:-3}
+FORKS=5
+LOGS=$OUT/logs
+REPORT=$OUT/report.txt
+RENDER=$OUT/$NAME-render              # holds passwords (--show-secrets): removed on exit
+AINV=$OUT/ansible/inventory.yml
+PLAYBOOK=$ROOT/bench/ansible/noop.yml
+export ANSIBLE_SSH_CONTROL_PATH_DIR=$OUT/ansible-cp   # only to find and close our masters
+PGHA=$OUT/pgha                        # a copy: others rebuild target/ while we measure
+
+case $NAME in bench*) ;; *) echo "BENCH_NAME must start with bench" >&2; exit 1 ;; esac
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+now_ns() { date +%s%N; }
+secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  if [ -d "$ANSIBLE_SSH_CONTROL_PATH_DIR" ]; then
+    for s in "$ANSIBLE_SSH_CONTROL_PATH_DIR"/*; do
+      [ -S "$s" ] && ssh -o ControlPath="$s" -O exit bench-master >/dev/null 2>&1
+    done
+  fi
+  if [ -e "$DIR/state.json" ] || docker ps -aq --filter "name=^$NAME-" | grep -q .; then
+    log "tearing down sandbox $NAME"
+    "$PGHA" sandbox down --name "$NAME" --dir "$DIR" >"$LOGS/sandbox-down.log" 2>&1 ||
+      log "sandbox down failed: see $LOGS/sandbox-down.log"
+  fi
+  rm -rf "$RENDER"
+  [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
+  exit $rc
+}
+
+mkdir -p "$OUT" "$LOGS" "$OUT/ansible"
+rm -f "$LOGS"/*
+
+# ---------------------------------------------------------------- tools and build
+need=()
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v ansible-playbook >/dev/null || need+=(ansible)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >"$LOGS/apt.log" 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >"$LOGS/apt.log" 2>&1; } ||
+    die "apt-get install ${need[*]}"
+fi
+if ! ansible-galaxy collection list community.postgresql 2>/dev/null | grep -q '^community.postgresql'; then
+  die "the community.postgresql collection is missing (Debian's ansible package ships it); bench/ansible/noop.yml needs it"
+fi
+
+log "cargo build --release"
+for attempt in 1 2 3 4 5; do
+  if cargo build --release >"$LOGS/build.log" 2>&1; then break; fi
+  [ $attempt -lt 5 ] || die "cargo build --release failed 5 times: $LOGS/build.log"
+  log "build failed (others may be editing src/); retrying in 60 s"
+  sleep 60
+done
+cp target/release/pgha "$PGHA.tmp" && mv "$PGHA.tmp" "$PGHA"
+REV=$(git rev-parse --short HEAD)
+if [ -n "$(git status --porcelain --untracked-files=no -- src templates playbooks Cargo.toml Cargo.lock)" ]; then
+  REV="$REV + uncommitted changes in the working tree"
+fi
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A sandbox left by an interrupted run would make `up` repair rather than create.
+if docker ps -aq --filter "name=^$NAME-" | grep -q .; then
+  log "removing a leftover sandbox $NAME"
+  "$PGHA" sandbox down --name "$NAME" --dir "$DIR" >"$LOGS/sandbox-down-old.log" 2>&1 || true
+fi
+
+# ---------------------------------------------------------------- 1. bare -> verified
+LOAD_START=$(loadavg)
+log "sandbox up $NAME"
+t0=$(now_ns)
+"$PGHA" sandbox up --name "$NAME" --dir "$DIR" --hosts 3 >"$LOGS/sandbox-up.log" 2>&1 ||
+  die "sandbox up: $LOGS/sandbox-up.log"
+T_UP=$(( $(now_ns) - t0 ))
+INV=$DIR/inventory.yml
+# shellcheck disable=SC1091
+source "$DIR/env.sh"
+mapfile -t HOSTS < <(python3 -c 'import sys, yaml
+for h in yaml.safe_load(open(sys.argv[1]))["hosts"]: print(h["name"], h["address"])' "$INV")
+SSH=(ssh -i "$DIR/id_ed25519" -o UserKnownHostsFile="$DIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+
+log "pgha apply -y (bare hosts, apt included)"
+t0=$(now_ns)
+"$PGHA" apply -y -i "$INV" >"$LOGS/apply.out" 2>"$LOGS/apply.err" || die "pgha apply: $LOGS/apply.out"
+T_APPLY=$(( $(now_ns) - t0 ))
+APPLIED=$(grep -oE 'Applied [0-9]+ changes? in [0-9.]+ s' "$LOGS/apply.out" || true)
+VERIFIED=$(grep -oE '[0-9]+ checks run, [0-9]+ passed, [0-9]+ failed' "$LOGS/apply.out" || true)
+[ -n "$VERIFIED" ] || die "apply printed no verify summary: $LOGS/apply.out"
+
+# Not timed: what Ansible's modules need on the hosts (apt in check mode, psycopg2).
+log "installing python3-apt python3-psycopg2 on the hosts (not timed)"
+pids=()
+for h in "${HOSTS[@]}"; do
+  addr=${h#* }
+  "${SSH[@]}" "root@$addr" 'export DEBIAN_FRONTEND=noninteractive;
+    apt-get install -y -qq python3-apt python3-psycopg2 >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq python3-apt python3-psycopg2 >/dev/null; }' \
+    >"$LOGS/pydeps-${h%% *}.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || die "installing python3-apt python3-psycopg2: $LOGS/pydeps-*.log"; done
+
+# ---------------------------------------------------------------- 2. pgha plan, converged
+"$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/plan.out" 2>&1 ||
+  die "plan on the converged cluster is not clean (exit $?): $LOGS/plan.out"
+grep -q '^No changes\.' "$LOGS/plan.out" || die "plan did not say \"No changes.\": $LOGS/plan.out"
+
+# SSH connections (sshd's journal on each host) and commands (`-vv` debug lines) of one plan.
+# The debug log is colourised even into a file with --no-color: NO_COLOR=1 and strip ANSI.
+log "pgha -vv plan: SSH round trips per host"
+t0=$(date +%s.%N)
+NO_COLOR=1 "$PGHA" -vv plan --detailed-exitcode -i "$INV" >"$LOGS/plan-vv.out" 2>"$LOGS/plan-vv.raw" ||
+  die "-vv plan: $LOGS/plan-vv.raw"
+t1=$(date +%s.%N)
+sed 's/\x1b\[[0-9;]*m//g' "$LOGS/plan-vv.raw" >"$LOGS/plan-vv.err"
+# A `run` event is one line starting with the level and target; the command it shows may span
+# many lines, which never start that way. `done` closes each run.
+count_events() {  # EVENT HOST
+  grep -cE "^ *DEBUG +pgha::transport::ssh: +$1 +host=$2( |\$)" "$LOGS/plan-vv.err" || true
+}
+RT_LINES=()
+RT_GOAL=met
+for h in "${HOSTS[@]}"; do
+  name=${h%% *} addr=${h#* }
+  runs=$(count_events run "$name")
+  dones=$(count_events done "$name")
+  conns=$("${SSH[@]}" "root@$addr" "journalctl --no-pager -q -t sshd --since @$t0 --until @$t1 | grep -c 'Accepted publickey'" || true)
+  ms=$(grep -E "^ *DEBUG +pgha::transport::ssh: +done +host=$name " "$LOGS/plan-vv.err" |
+       grep -oE 'elapsed_ms=[0-9]+' | cut -d= -f2 | paste -sd+ -)
+  [ "$runs" = "$dones" ] || die "$name: $runs run lines but $dones done lines in $LOGS/plan-vv.err"
+  [ "$runs" -ge 1 ] || die "$name: no run lines in $LOGS/plan-vv.err: did the -vv format change?"
+  { [ "$runs" -le 2 ] && [ "$conns" = 1 ]; } || RT_GOAL="NOT met"
+  RT_LINES+=("$(printf '    %-4s %s SSH connection(s) + %s command(s) (remote time %s ms)' "$name" "$conns" "$runs" "$ms")")
+done
+TOTAL_RUNS=$(grep -cE '^ *DEBUG +pgha::transport::ssh: +run +host=' "$LOGS/plan-vv.err" || true)
+
+log "pgha plan x $PLAN_RUNS (hyperfine)"
+LOAD_PLAN=$(loadavg)
+hyperfine -N --warmup 1 --runs "$PLAN_RUNS" --export-json "$LOGS/plan.json" \
+  "$PGHA plan --detailed-exitcode -i $INV" >"$LOGS/plan-hyperfine.txt" 2>&1 ||
+  die "timed plans: $LOGS/plan-hyperfine.txt"
+
+# ---------------------------------------------------------------- 3. the same check, Ansible
+log "pgha render --show-secrets; Ansible inventory"
+rm -rf "$RENDER"
+(umask 077 && "$PGHA" render --show-secrets -i "$INV" --out "$RENDER" >"$LOGS/render.log" 2>&1) ||
+  die "render: $LOGS/render.log"
+python3 "$ROOT/bench/ansible/inventory_from_pgha.py" "$INV" "$RENDER" "$AINV"
+mkdir -p "$ANSIBLE_SSH_CONTROL_PATH_DIR"
+ANSIBLE=(ansible-playbook -f "$FORKS" -i "$AINV" "$PLAYBOOK")
+
+recap_clean() {  # LOG: every host changed=0 failed=0 unreachable=0
+  local n
+  n=$(grep -cE '^[^ ]+ +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0 ' "$1" || true)
+  [ "$n" = "${#HOSTS[@]}" ]
+}
+log "ansible-playbook, real run (must change nothing)"
+"${ANSIBLE[@]}" >"$LOGS/ansible-run.log" 2>&1 || die "ansible-playbook: $LOGS/ansible-run.log"
+recap_clean "$LOGS/ansible-run.log" ||
+  die "Ansible reports changes or failures on the converged cluster: $LOGS/ansible-run.log"
+log "ansible-playbook --check -vvv (changed=0, SSH round trips)"
+"${ANSIBLE[@]}" --check -vvv >"$LOGS/ansible-check-vvv.log" 2>&1 || die "check: $LOGS/ansible-check-vvv.log"
+recap_clean "$LOGS/ansible-check-vvv.log" || die "check run not clean: $LOGS/ansible-check-vvv.log"
+A_LINES=()
+for h in "${HOSTS[@]}"; do
+  name=${h%% *} addr=${h#* }
+  ssh_n=$(grep -cE "^<$addr> SSH: EXEC ssh " "$LOGS/ansible-check-vvv.log" || true)
+  sftp_n=$(grep -cE "^<$addr> SSH: EXEC (sftp|scp) " "$LOGS/ansible-check-vvv.log" || true)
+  A_LINES+=("$(printf '    %-4s %s ssh commands + %s sftp transfers' "$name" "$ssh_n" "$sftp_n")")
+done
+
+log "ansible-playbook --check x $ANSIBLE_RUNS (hyperfine)"
+LOAD_ANSIBLE=$(loadavg)
+hyperfine -N --runs "$ANSIBLE_RUNS" --export-json "$LOGS/ansible.json" \
+  "ansible-playbook --check -f $FORKS -i $AINV $PLAYBOOK" >"$LOGS/ansible-hyperfine.txt" 2>&1 ||
+  die "timed checks: $LOGS/ansible-hyperfine.txt"
+
+# Both tools still agree that nothing is to do.
+"$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/plan-after.out" 2>&1 ||
+  die "plan after the Ansible runs is not clean: $LOGS/plan-after.out"
+LOAD_END=$(loadavg)
+
+# ---------------------------------------------------------------- report
+stat_of() {  # JSON FIELD
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]; print("%.2f" % r[sys.argv[2]])' "$1" "$2"
+}
+P_MED=$(stat_of "$LOGS/plan.json" median); P_MIN=$(stat_of "$LOGS/plan.json" min); P_MAX=$(stat_of "$LOGS/plan.json" max)
+A_MED=$(stat_of "$LOGS/ansible.json" median); A_MIN=$(stat_of "$LOGS/ansible.json" min); A_MAX=$(stat_of "$LOGS/ansible.json" max)
+RATIO=$(awk -v a="$A_MED" -v p="$P_MED" 'BEGIN { printf "%.1f", a / p }')
+RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
+
+{
+  echo "pgha streaming benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "machine:   $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GiB memory, kernel $(uname -r)"
+  echo "load avg:  start $LOAD_START | plan timing $LOAD_PLAN | ansible timing $LOAD_ANSIBLE | end $LOAD_END"
+  echo "           (the machine is shared: other sandboxes and tests may run meanwhile)"
+  echo "versions:  pgha $REV; $(ansible --version | head -1); community.postgresql $(ansible-galaxy collection list community.postgresql 2>/dev/null | awk '/^community.postgresql/ { print $2 }'); $(hyperfine --version)"
+  echo "hosts:     3 sandbox containers (Debian 12, systemd, sshd), PostgreSQL 15 from Debian"
+  echo
+  echo "1. bare hosts -> verified 3-node cluster"
+  echo "   sandbox up (not counted):           $(secs "$T_UP") s"
+  echo "   pgha apply -y (apt included):       $(secs "$T_APPLY") s   [pgha: \"$APPLIED\"; verify: $VERIFIED]"
+  echo
+  echo "2. pgha plan on the converged cluster (\"No changes.\", exit 0 with --detailed-exitcode)"
+  echo "   wall time, median of $PLAN_RUNS:           $P_MED s   (min $P_MIN, max $P_MAX)"
+  echo "   SSH per host (journal of sshd; -vv \`run\` lines):"
+  printf '%s\n' "${RT_LINES[@]}"
+  echo "   total commands: $TOTAL_RUNS; goal one connection + at most 2 commands per host: $RT_GOAL"
+  echo
+  echo "3. the same no-op check by Ansible (bench/ansible/noop.yml --check, changed=0 on every host)"
+  echo "   wall time, median of $ANSIBLE_RUNS:            $A_MED s   (min $A_MIN, max $A_MAX)"
+  echo "   SSH per host (-vvv \`SSH: EXEC\` lines, one check run):"
+  printf '%s\n' "${A_LINES[@]}"
+  echo "   settings: -f $FORKS; otherwise Ansible defaults, no ansible.cfg: fact gathering on,"
+  echo "   pipelining off, ssh -C -o ControlMaster=auto -o ControlPersist=60s (masters stay warm"
+  echo "   between the timed runs; pgha opens new connections on every run), strategy linear."
+  echo "   The first (real) run also reported changed=0."
+  echo
+  echo "ratio Ansible / pgha (median no-op check): ${RATIO}x   (goal >= 20x: $RATIO_GOAL)"
+} >"$REPORT"
+cat "$REPORT"
+log "report saved to $REPORT"
+
+if [ "${BENCH_STRICT:-0}" = 1 ] && { [ "$RT_GOAL" != met ] || [ "$RATIO_GOAL" != met ]; }; then
+  exit 3
+fi

@@ -1,0 +1,38 @@
+//! `pgha status`: who is primary, who streams from whom, how far behind.
+
+use clap::Args;
+
+use crate::cli::{runtime, CliError, SourceArgs};
+use crate::exit::ExitStatus;
+use crate::session::Session;
+use crate::views;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
+    runtime()?.block_on(async {
+        let session = Session::open(
+            &args.source.inventory,
+            args.source.playbooks.as_deref(),
+            args.source.templates.as_deref(),
+            &[],
+        )
+        .await
+        .map_err(CliError::new)?;
+        let topology = session.topology().map_err(CliError::new);
+        let text = topology.map(|(t, notes)| {
+            let mut text = views::status::table(&session.project.cluster, &t, &session.facts);
+            for n in notes {
+                text.push_str(&format!("note: {n}\n"));
+            }
+            text
+        });
+        session.close().await;
+        print!("{}", text?);
+        Ok(ExitStatus::Success)
+    })
+}

@@ -1,0 +1,97 @@
+//! Apply's progress: a bar per host on a terminal, plain lines otherwise (CI logs, pipes).
+//! Changes and failures are printed as lines in both, so the log of an apply reads the same.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::apply::{Event, Observer};
+
+pub fn observer(hosts: &[String]) -> Box<dyn Observer> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Bars::new(hosts))
+    } else {
+        Box::new(Lines)
+    }
+}
+
+fn line(event: &Event) -> Option<String> {
+    match event {
+        Event::Changed { host, change } => Some(format!(
+            "{host}: {}: {} {} — {}",
+            change.step,
+            change.action.name(),
+            change.target,
+            change.reason
+        )),
+        Event::Failed { host, step, reason } => Some(format!("{host}: {step}: FAILED: {reason}")),
+        Event::Waiting { host, step, on } => Some(format!("{host}: {step}: waiting for {on}")),
+        Event::StepStarted { .. } | Event::InSync { .. } => None,
+    }
+}
+
+pub struct Lines;
+
+impl Observer for Lines {
+    fn event(&self, event: Event) {
+        if let Some(l) = line(&event) {
+            eprintln!("{l}");
+        }
+    }
+}
+
+pub struct Bars {
+    multi: MultiProgress,
+    bars: BTreeMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn new(hosts: &[String]) -> Self {
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:>8} [{bar:24}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bars = hosts
+            .iter()
+            .map(|h| {
+                let bar = multi.add(
+                    ProgressBar::new(0)
+                        .with_style(style.clone())
+                        .with_prefix(h.clone()),
+                );
+                (h.clone(), bar)
+            })
+            .collect();
+        Bars { multi, bars }
+    }
+}
+
+impl Observer for Bars {
+    fn event(&self, event: Event) {
+        if let Event::StepStarted {
+            host,
+            step,
+            index,
+            total,
+        } = &event
+        {
+            if let Some(bar) = self.bars.get(host) {
+                bar.set_length(*total as u64);
+                bar.set_position(*index as u64);
+                bar.set_message(step.clone());
+            }
+        }
+        if let Some(l) = line(&event) {
+            let _ = self.multi.println(l);
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! A sandbox for end-to-end tests: real containers with systemd, sshd and Debian's packages,
+//! torn down when the value is dropped (also when an assertion fails).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgha::sandbox::{self, SandboxInfo, UpOptions};
+
+use crate::support::Test;
+
+pub struct Sandbox {
+    pub info: SandboxInfo,
+    pub env: Vec<(String, String)>,
+    /// Keeps the state folder alive as long as the sandbox.
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(e) = sandbox::down(&self.info.name, &self.info.dir) {
+            eprintln!("teardown of sandbox {} failed: {e}", self.info.name);
+        }
+    }
+}
+
+pub struct Options {
+    pub hosts: usize,
+    pub ssh_user: Option<&'static str>,
+    /// Hosts with PostgreSQL and friends already installed (not for tests about installing).
+    pub packages: bool,
+}
+
+impl Sandbox {
+    /// Fails (never skips) when the test ground cannot be made.
+    pub fn up(tag: &str, options: Options) -> Sandbox {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("e2e-{tag}-{}", nanos % 100_000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = UpOptions::new(name, dir.path().join("sandbox"));
+        opts.hosts = options.hosts;
+        opts.ssh_user = options.ssh_user.map(str::to_owned);
+        opts.image_with_packages = options.packages;
+        let info = sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
+        let env = read_env(&info.env_file);
+        Sandbox {
+            info,
+            env,
+            _dir: dir,
+        }
+    }
+
+    pub fn inventory(&self) -> &Path {
+        &self.info.inventory
+    }
+
+    /// `pgha ARGS -i INVENTORY` with the sandbox's passwords in the environment.
+    pub fn pgha<I, S>(&self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut test = Test::new()
+            .args(args)
+            .args(["-i"])
+            .arg_path(self.inventory());
+        for (k, v) in &self.env {
+            test = test.env(k, v);
+        }
+        test
+    }
+
+    pub fn secrets(&self) -> Vec<String> {
+        self.env.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn ip(&self, host: &str) -> String {
+        self.info
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .map(|h| h.ip.to_string())
+            .unwrap_or_else(|| panic!("no host {host}"))
+    }
+
+    /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
+    #[track_caller]
+    pub fn sh(&self, host: &str, script: &str) -> String {
+        let container = self
+            .info
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .map(|h| h.container.clone())
+            .expect("host");
+        let out = Command::new("docker")
+            .args(["exec", &container, "sh", "-c", script])
+            .output()
+            .expect("docker exec");
+        assert!(
+            out.status.success(),
+            "{host}: {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A query on a host's local server, as postgres.
+    #[track_caller]
+    pub fn psql(&self, host: &str, sql: &str) -> String {
+        let script = format!(
+            "cd / && runuser -u postgres -- psql -X -At -d postgres -c \"{}\"",
+            sql.replace('"', "\\\"")
+        );
+        self.sh(host, &script).trim().to_owned()
+    }
+
+    /// Replace text in the inventory (the change must apply exactly once).
+    #[track_caller]
+    pub fn edit_inventory(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.inventory()).expect("read inventory");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{from:?} must occur once in the inventory:\n{text}"
+        );
+        std::fs::write(self.inventory(), text.replacen(from, to, 1)).expect("write inventory");
+    }
+
+    pub fn inventory_text(&self) -> String {
+        std::fs::read_to_string(self.inventory()).expect("read inventory")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.info.dir.clone()
+    }
+}
+
+fn read_env(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).expect("env.sh");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+/// No secret value anywhere in the texts.
+#[track_caller]
+pub fn assert_no_secret(sandbox: &Sandbox, texts: &[&str]) {
+    for secret in sandbox.secrets() {
+        for t in texts {
+            assert!(!t.contains(&secret), "a secret value is shown:\n{t}");
+        }
+    }
+}
