@@ -112,6 +112,53 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
         .stdout_has("No changes.")
         .run();
 
+    // A file the server refuses never reaches it: the previous version is put back.
+    let overrides = sb.state_dir().join("templates/postgresql");
+    std::fs::create_dir_all(&overrides).expect("mkdir");
+    std::fs::write(
+        overrides.join("pgha.conf.j2"),
+        "# {{ managed_header }}\nshared_buffers = 'lots'\n",
+    )
+    .expect("write");
+    let before = sb.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgha.conf");
+    let templates = sb.state_dir().join("templates");
+    sb.pgha(["apply", "-y", "--templates"])
+        .arg_path(&templates)
+        .status(1)
+        .stderr_has("configuration refused by the server, previous files restored")
+        .stderr_has("shared_buffers")
+        .run();
+    assert_eq!(
+        sb.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgha.conf"),
+        before,
+        "the bad file was rolled back"
+    );
+    assert_eq!(
+        sb.psql("pg2", "SHOW shared_buffers"),
+        "160MB",
+        "the server never saw it"
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+
+    // --limit plans one host; a name that matches nothing is an error.
+    let limited = sb.pgha(["plan", "-l", "pg2"]).run();
+    assert!(
+        limited.stdout.contains("pg2 (") && !limited.stdout.contains("pg1 ("),
+        "{}",
+        limited.stdout
+    );
+    sb.pgha(["plan", "-l", "pg7"])
+        .status(1)
+        .stderr_has("--limit pg7: no host of the inventory has that name")
+        .run();
+    // --json is the same plan, as data.
+    let json = sb.pgha(["plan", "--json"]).run();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan --json is JSON");
+    assert_eq!(value["topology"]["primary"], "pg1");
+    outputs.push(json.stdout);
+
     // A hand edit of a managed file is drift: exit 2 and the diff.
     sb.sh(
         "pg2",

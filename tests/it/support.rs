@@ -77,6 +77,15 @@ impl Test {
             "pgha {}\n--- stdout\n{stdout}--- stderr\n{stderr}",
             self.args.join(" ")
         );
+        // Whatever a test runs: no password it passed in may come back out.
+        for (key, value) in &self.env {
+            if key.starts_with("PGHA_") && value.len() >= 8 {
+                assert!(
+                    !stdout.contains(value.as_str()) && !stderr.contains(value.as_str()),
+                    "the value of {key} is shown:\n{shown}"
+                );
+            }
+        }
         assert_eq!(
             output.status.code(),
             Some(self.status),
