@@ -57,7 +57,6 @@ rm -f "$LOGS"/*
 
 # ---------------------------------------------------------------- tools and build
 need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
 command -v ansible-playbook >/dev/null || need+=(ansible)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian's packages"
@@ -160,12 +159,6 @@ for h in "${HOSTS[@]}"; do
 done
 TOTAL_RUNS=$(grep -cE '^ *DEBUG +pgha::transport::ssh: +run +host=' "$LOGS/plan-vv.err" || true)
 
-log "pgha plan x $PLAN_RUNS (hyperfine)"
-LOAD_PLAN=$(loadavg)
-hyperfine -N --warmup 1 --runs "$PLAN_RUNS" --export-json "$LOGS/plan.json" \
-  "$PGHA plan --detailed-exitcode -i $INV" >"$LOGS/plan-hyperfine.txt" 2>&1 ||
-  die "timed plans: $LOGS/plan-hyperfine.txt"
-
 # ---------------------------------------------------------------- 3. the same check, Ansible
 log "pgha render --show-secrets; Ansible inventory"
 rm -rf "$RENDER"
@@ -195,11 +188,28 @@ for h in "${HOSTS[@]}"; do
   A_LINES+=("$(printf '    %-4s %s ssh commands + %s sftp transfers' "$name" "$ssh_n" "$sftp_n")")
 done
 
-log "ansible-playbook --check x $ANSIBLE_RUNS (hyperfine)"
-LOAD_ANSIBLE=$(loadavg)
-hyperfine -N --runs "$ANSIBLE_RUNS" --export-json "$LOGS/ansible.json" \
-  "ansible-playbook --check -f $FORKS -i $AINV $PLAYBOOK" >"$LOGS/ansible-hyperfine.txt" 2>&1 ||
-  die "timed checks: $LOGS/ansible-hyperfine.txt"
+# ---------------------------------------------------------------- timing, interleaved
+# The machine is shared and its load drifts: the Ansible runs are spread among the pgha runs
+# so that both tools see the same conditions. Every timed run must report no changes.
+log "timing: $PLAN_RUNS x pgha plan, $ANSIBLE_RUNS x ansible-playbook --check, interleaved"
+P_TIMES=() A_TIMES=() LOADS=()
+every=$(( PLAN_RUNS / ANSIBLE_RUNS )); [ "$every" -ge 1 ] || every=1
+for (( i = 0; i < PLAN_RUNS || ${#A_TIMES[@]} < ANSIBLE_RUNS; i++ )); do
+  if [ "$i" -lt "$PLAN_RUNS" ]; then
+    t0=$(now_ns)
+    "$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/timed-plan.out" 2>&1 ||
+      die "timed plan $((i + 1)) exit $?: $LOGS/timed-plan.out"
+    P_TIMES+=($(( $(now_ns) - t0 )))
+  fi
+  if [ ${#A_TIMES[@]} -lt "$ANSIBLE_RUNS" ] && { [ $(( i % every )) = 0 ] || [ "$i" -ge "$PLAN_RUNS" ]; }; then
+    LOADS+=("$(loadavg | cut -d' ' -f1)")
+    t0=$(now_ns)
+    "${ANSIBLE[@]}" --check >"$LOGS/timed-ansible.log" 2>&1 ||
+      die "timed check $(( ${#A_TIMES[@]} + 1 )): $LOGS/timed-ansible.log"
+    A_TIMES+=($(( $(now_ns) - t0 )))
+    recap_clean "$LOGS/timed-ansible.log" || die "timed check not clean: $LOGS/timed-ansible.log"
+  fi
+done
 
 # Both tools still agree that nothing is to do.
 "$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/plan-after.out" 2>&1 ||
@@ -207,21 +217,25 @@ hyperfine -N --runs "$ANSIBLE_RUNS" --export-json "$LOGS/ansible.json" \
 LOAD_END=$(loadavg)
 
 # ---------------------------------------------------------------- report
-stat_of() {  # JSON FIELD
-  python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]; print("%.2f" % r[sys.argv[2]])' "$1" "$2"
+stats() {  # NANOSECONDS...: "median min max all" in seconds
+  printf '%s\n' "$@" | sort -n | awk '{ t[NR] = $1 / 1e9 } END {
+    m = NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+    all = ""; for (i = 1; i <= NR; i++) all = all sprintf("%s%.2f", i > 1 ? " " : "", t[i])
+    printf "%.2f %.2f %.2f %s\n", m, t[1], t[NR], all }'
 }
-P_MED=$(stat_of "$LOGS/plan.json" median); P_MIN=$(stat_of "$LOGS/plan.json" min); P_MAX=$(stat_of "$LOGS/plan.json" max)
-A_MED=$(stat_of "$LOGS/ansible.json" median); A_MIN=$(stat_of "$LOGS/ansible.json" min); A_MAX=$(stat_of "$LOGS/ansible.json" max)
+read -r P_MED P_MIN P_MAX P_ALL < <(stats "${P_TIMES[@]}")
+read -r A_MED A_MIN A_MAX A_ALL < <(stats "${A_TIMES[@]}")
 RATIO=$(awk -v a="$A_MED" -v p="$P_MED" 'BEGIN { printf "%.1f", a / p }')
+RATIO_MIN=$(awk -v a="$A_MIN" -v p="$P_MIN" 'BEGIN { printf "%.1f", a / p }')
 RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
 
 {
   echo "pgha streaming benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "machine:   $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GiB memory, kernel $(uname -r)"
-  echo "load avg:  start $LOAD_START | plan timing $LOAD_PLAN | ansible timing $LOAD_ANSIBLE | end $LOAD_END"
+  echo "load avg:  start $LOAD_START | end $LOAD_END | 1-min at each timed Ansible run: ${LOADS[*]}"
   echo "           (the machine is shared: other sandboxes and tests may run meanwhile)"
-  echo "versions:  pgha $REV; $(ansible --version | head -1); community.postgresql $(ansible-galaxy collection list community.postgresql 2>/dev/null | awk '/^community.postgresql/ { print $2 }'); $(hyperfine --version)"
+  echo "versions:  pgha $REV; $(ansible --version | head -1); community.postgresql $(ansible-galaxy collection list community.postgresql 2>/dev/null | awk '/^community.postgresql/ { print $2 }')"
   echo "hosts:     3 sandbox containers (Debian 12, systemd, sshd), PostgreSQL 15 from Debian"
   echo
   echo "1. bare hosts -> verified 3-node cluster"
@@ -230,12 +244,14 @@ RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
   echo
   echo "2. pgha plan on the converged cluster (\"No changes.\", exit 0 with --detailed-exitcode)"
   echo "   wall time, median of $PLAN_RUNS:           $P_MED s   (min $P_MIN, max $P_MAX)"
+  echo "   sorted: $P_ALL"
   echo "   SSH per host (journal of sshd; -vv \`run\` lines):"
   printf '%s\n' "${RT_LINES[@]}"
   echo "   total commands: $TOTAL_RUNS; goal one connection + at most 2 commands per host: $RT_GOAL"
   echo
   echo "3. the same no-op check by Ansible (bench/ansible/noop.yml --check, changed=0 on every host)"
   echo "   wall time, median of $ANSIBLE_RUNS:            $A_MED s   (min $A_MIN, max $A_MAX)"
+  echo "   sorted: $A_ALL   (each run checked: changed=0 on every host)"
   echo "   SSH per host (-vvv \`SSH: EXEC\` lines, one check run):"
   printf '%s\n' "${A_LINES[@]}"
   echo "   settings: -f $FORKS; otherwise Ansible defaults, no ansible.cfg: fact gathering on,"
@@ -243,7 +259,8 @@ RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
   echo "   between the timed runs; pgha opens new connections on every run), strategy linear."
   echo "   The first (real) run also reported changed=0."
   echo
-  echo "ratio Ansible / pgha (median no-op check): ${RATIO}x   (goal >= 20x: $RATIO_GOAL)"
+  echo "ratio Ansible / pgha (median no-op check): ${RATIO}x   (goal >= 20x: $RATIO_GOAL; min/min ${RATIO_MIN}x)"
+  echo "timed runs interleaved (an Ansible run after every $every pgha plans) so both see the same load"
 } >"$REPORT"
 cat "$REPORT"
 log "report saved to $REPORT"

@@ -24,6 +24,10 @@ pub struct PgReloadOrRestart {
     pub parameters: BTreeMap<String, String>,
     /// Files whose `.pgha-prev` copy is restored when the server refuses the new ones.
     pub files: Vec<String>,
+    /// `postgres -C` parses the configuration files with these, exactly as a start would.
+    pub bin_dir: String,
+    pub data_dir: String,
+    pub config_file: String,
     /// As a step (not a handler): act only when the running settings differ from the wanted
     /// ones or a restart is pending. This is how plan sees settings drift that no file shows.
     #[serde(default)]
@@ -31,8 +35,13 @@ pub struct PgReloadOrRestart {
 }
 
 impl PgReloadOrRestart {
-    /// `setting could not be applied` only means "needs a restart", which is what comes next;
-    /// every other error is a file the server would refuse.
+    /// Three checks before a reload or restart, each of which puts the previous files back
+    /// and stops when it fails:
+    /// - `postgres -C` parses every configuration file as a start would; it is the only check
+    ///   of restart-level values (`pg_file_settings` does not parse those while the server
+    ///   runs: it reports only "setting could not be applied");
+    /// - `pg_file_settings` for everything else the running server would refuse;
+    /// - `pg_hba_file_rules` for pg_hba.conf, which a reload would otherwise skip silently.
     fn guard(&self) -> RemoteCommand {
         let restore: Vec<String> = self
             .files
@@ -44,10 +53,20 @@ impl PgReloadOrRestart {
                 format!("if [ -e {p} ]; then cp -p {p} {q}; fi")
             })
             .collect();
+        let psql = format!(
+            "runuser -u postgres -- psql -X -At -p {} -d postgres -c",
+            self.port
+        );
         RemoteCommand::script(format!(
-            "errors=$(runuser -u postgres -- psql -X -At -p {port} -d postgres -c \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'\") || exit 1; \
-             if [ -n \"$errors\" ]; then echo \"configuration refused by the server, previous files restored: $errors\" >&2; {restore}; exit 4; fi",
-            port = self.port,
+            "refuse() {{ echo \"configuration refused by the server, previous files restored: $1\" >&2; {restore}; exit 4; }}; \
+             out=$(runuser -u postgres -- {bin}/postgres -D {data} -c config_file={conf} -C data_directory 2>&1 >/dev/null) || refuse \"$out\"; \
+             errors=$({psql} \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'\") || exit 1; \
+             [ -z \"$errors\" ] || refuse \"$errors\"; \
+             errors=$({psql} \"SELECT file_name || ':' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL\") || exit 1; \
+             [ -z \"$errors\" ] || refuse \"$errors\"",
+            bin = shell_words::quote(&self.bin_dir),
+            data = shell_words::quote(&self.data_dir),
+            conf = shell_words::quote(&self.config_file),
             restore = if restore.is_empty() { ":".to_owned() } else { restore.join("; ") },
         ))
     }

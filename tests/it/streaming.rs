@@ -122,7 +122,8 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
     .expect("write");
     let before = sb.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgha.conf");
     let templates = sb.state_dir().join("templates");
-    sb.pgha(["apply", "-y", "--templates"])
+    sb.pgha(["apply", "-y"])
+        .args(["--templates"])
         .arg_path(&templates)
         .status(1)
         .stderr_has("configuration refused by the server, previous files restored")
