@@ -317,7 +317,7 @@ pub fn topology(
                 &path,
                 format!("the primary `{}` cannot have an upstream", h.name),
             ),
-            (Role::Witness, Some(_)) => d.error(
+            (Role::Witness | Role::Etcd, Some(_)) => d.error(
                 at,
                 &path,
                 "a witness does not replicate: it has no upstream",
@@ -335,7 +335,7 @@ pub fn topology(
                         None => d.error(at, &path, message),
                     }
                 }
-                Some(Role::Witness) => d.error(
+                Some(Role::Witness | Role::Etcd) => d.error(
                     at,
                     &path,
                     format!("upstream `{up}` is a witness, which holds no data to stream"),
@@ -343,7 +343,7 @@ pub fn topology(
                 Some(_) => {}
             },
             (Role::Standby, None) => h.upstream = Some(primary_name.clone()),
-            (Role::Primary | Role::Witness, None) => {}
+            (Role::Primary | Role::Witness | Role::Etcd, None) => {}
         }
     }
     if d.items.len() != before {

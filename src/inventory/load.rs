@@ -47,8 +47,8 @@ pub fn load_str(path: &Path, source: &str) -> Result<Cluster, LoadError> {
     }
 }
 
-struct Reader<'d> {
-    d: &'d mut Diagnostics,
+pub(super) struct Reader<'d> {
+    pub(super) d: &'d mut Diagnostics,
     /// Folder of the inventory: relative paths are taken from here.
     base: PathBuf,
 }
@@ -83,6 +83,19 @@ impl Reader<'_> {
             (Some(n), Some(ssh)) => self.hosts(n, ssh),
             _ => None,
         };
+        let patroni_node = top.take("patroni");
+        let patroni = match (flavour, patroni_node, &hosts) {
+            (Some(Flavour::Patroni), Some(n), Some(hosts)) => self.patroni(n, hosts, postgres.as_ref()).map(Some),
+            (Some(Flavour::Patroni), None, _) => {
+                self.d.error(root.pos, "patroni", "flavour `patroni` needs a `patroni:` section (at least `rewind.password` and `etcd.members`)");
+                None
+            }
+            (Some(f), Some(n), _) if f != Flavour::Patroni => {
+                self.d.error(n.pos, "patroni", format!("a `patroni:` section needs `cluster.flavour: patroni` (it is {})", f.name()));
+                None
+            }
+            (_, _, _) => Some(None),
+        };
         top.finish(self.d);
 
         let cluster = Cluster {
@@ -93,6 +106,7 @@ impl Reader<'_> {
             users: users?,
             databases: databases?,
             packages,
+            patroni: patroni?,
             hosts: hosts?,
             source: source.to_path_buf(),
         };
@@ -117,7 +131,7 @@ impl Reader<'_> {
                 "patroni" => Flavour::Patroni,
                 _ => Flavour::Repmgr,
             };
-            if f != Flavour::Streaming {
+            if f == Flavour::Repmgr {
                 self.d.error_with_help(
                     n.pos,
                     "cluster.flavour",
@@ -125,7 +139,7 @@ impl Reader<'_> {
                         "flavour `{}` has no playbook in this version of pgha",
                         f.name()
                     ),
-                    "use `streaming`; patroni and repmgr are being built",
+                    "use `streaming` or `patroni`; repmgr is being built",
                 );
                 return None;
             }
@@ -586,7 +600,7 @@ impl Reader<'_> {
         }
     }
 
-    fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
+    pub(super) fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
         if let Value::Str(_) = node.value {
             self.d.secret_error(
                 node.pos,
@@ -706,7 +720,8 @@ impl Reader<'_> {
             decode::choice(self.d, n, &m.child("role"), &Role::NAMES).map(|r| match r {
                 "primary" => Role::Primary,
                 "standby" => Role::Standby,
-                _ => Role::Witness,
+                "witness" => Role::Witness,
+                _ => Role::Etcd,
             })
         });
         let upstream_node = m.take("upstream");
@@ -721,6 +736,10 @@ impl Reader<'_> {
         let allow_wipe = match m.take("allow_wipe") {
             Some(n) => decode::boolean(self.d, n, &m.child("allow_wipe")),
             None => Some(false),
+        };
+        let tags = match m.take("tags") {
+            Some(n) => self.tags(n, &m.child("tags")),
+            None => Some(Default::default()),
         };
         m.finish(self.d);
         let positions = checks::HostPositions {
@@ -739,6 +758,7 @@ impl Reader<'_> {
                 upstream: upstream?,
                 ssh: host_ssh?,
                 allow_wipe: allow_wipe?,
+                tags: tags?,
             },
             positions,
         ))

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod decode;
 pub mod load;
 pub mod node;
+pub mod patroni;
 pub mod pg_params;
 
 pub use load::{load, load_str, LoadError};

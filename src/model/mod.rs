@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub mod patroni;
 pub mod secret;
 
 pub use secret::{Sealed, Secret, SecretRef, Secrets};
@@ -22,6 +23,8 @@ pub struct Cluster {
     pub users: Vec<User>,
     pub databases: Vec<Database>,
     pub packages: Vec<String>,
+    /// Set when the flavour is `patroni`.
+    pub patroni: Option<patroni::Patroni>,
     pub hosts: Vec<Host>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,
@@ -135,10 +138,17 @@ pub enum Role {
     Standby,
     /// repmgr witness: its own instance, never on the primary's host.
     Witness,
+    /// A dedicated etcd member (Patroni's DCS), no PostgreSQL.
+    Etcd,
 }
 
 impl Role {
-    pub const NAMES: [&'static str; 3] = ["primary", "standby", "witness"];
+    pub const NAMES: [&'static str; 4] = ["primary", "standby", "witness", "etcd"];
+
+    /// Whether the host runs PostgreSQL.
+    pub fn has_postgres(self) -> bool {
+        matches!(self, Role::Primary | Role::Standby | Role::Witness)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +162,7 @@ pub struct Host {
     pub upstream: Option<String>,
     pub ssh: Ssh,
     pub allow_wipe: bool,
+    pub tags: patroni::Tags,
 }
 
 impl Host {
@@ -195,6 +206,9 @@ impl Cluster {
         if let Some(s) = &self.postgres.superuser_password {
             out.push(("postgres.superuser_password".to_owned(), s));
         }
+        if let Some(p) = &self.patroni {
+            out.push(("patroni.rewind.password".to_owned(), &p.rewind_password));
+        }
         for u in &self.users {
             if let Some(s) = &u.password {
                 out.push((format!("users[{}].password", u.name), s));
@@ -229,8 +243,8 @@ impl Topology {
     pub fn role(&self, host: &Host) -> Role {
         if host.name == self.primary {
             Role::Primary
-        } else if host.role == Role::Witness {
-            Role::Witness
+        } else if matches!(host.role, Role::Witness | Role::Etcd) {
+            host.role
         } else {
             Role::Standby
         }

@@ -62,7 +62,7 @@ impl PgReloadOrRestart {
              out=$(runuser -u postgres -- {bin}/postgres -D {data} -c config_file={conf} -C data_directory 2>&1 >/dev/null) || refuse \"$out\"; \
              errors=$({psql} \"SELECT sourcefile || ':' || sourceline || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'\") || exit 1; \
              [ -z \"$errors\" ] || refuse \"$errors\"; \
-             errors=$({psql} \"SELECT file_name || ':' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL\") || exit 1; \
+             errors=$({psql} \"SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL\") || exit 1; \
              [ -z \"$errors\" ] || refuse \"$errors\"",
             bin = shell_words::quote(&self.bin_dir),
             data = shell_words::quote(&self.data_dir),

@@ -1,0 +1,245 @@
+//! The `patroni:` section and host `tags:`, checked against Patroni's own rules.
+
+use crate::inventory::decode::{self, MapReader};
+use crate::inventory::load::Reader;
+use crate::inventory::node::Node;
+use crate::model::patroni::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
+use crate::model::{Host, Postgres, Role};
+
+/// Defaults chosen for the shortest write gap on a crashed leader that Patroni's rules allow
+/// (ttl 20 is Patroni's minimum; loop_wait + 2 * retry_timeout must not exceed it): the
+/// leader key expires 14..20 s after the crash, replicas watching the key react at once.
+/// The field guide's ttl 30 / loop_wait 10 measured 31 s.
+const TTL: i64 = 20;
+const LOOP_WAIT: i64 = 6;
+const RETRY_TIMEOUT: i64 = 7;
+
+impl Reader<'_> {
+    pub(super) fn patroni(&mut self, node: &Node, hosts: &[Host], postgres: Option<&Postgres>) -> Option<Patroni> {
+        let mut m = MapReader::new(self.d, node, "patroni")?;
+        let int = |r: &mut Self, m: &mut MapReader, key: &'static str, default: i64, min: i64, max: i64| -> Option<i64> {
+            match m.take(key) {
+                Some(n) => decode::integer(r.d, n, &m.child(key), min, max),
+                None => Some(default),
+            }
+        };
+        let flag = |r: &mut Self, m: &mut MapReader, key: &'static str, default: bool| -> Option<bool> {
+            match m.take(key) {
+                Some(n) => decode::boolean(r.d, n, &m.child(key)),
+                None => Some(default),
+            }
+        };
+        let namespace = match m.take("namespace") {
+            Some(n) => decode::string(self.d, n, "patroni.namespace").filter(|s| {
+                let ok = s.starts_with('/') && !s.contains(char::is_whitespace);
+                if !ok {
+                    self.d.error(n.pos, "patroni.namespace", format!("`{s}` must be a path such as /service"));
+                }
+                ok
+            }),
+            None => Some("/service".to_owned()),
+        };
+        let data_dir = match m.take("data_dir") {
+            Some(n) => decode::string(self.d, n, "patroni.data_dir").filter(|s| {
+                let ok = s.starts_with('/') && !s.contains("..");
+                if !ok {
+                    self.d.error(n.pos, "patroni.data_dir", format!("`{s}` must be an absolute path without `..`"));
+                }
+                ok
+            }),
+            None => Some(format!("/var/lib/postgresql/{}/patroni", postgres.map(|p| p.version).unwrap_or(15))),
+        };
+        if let (Some(dir), Some(pg)) = (&data_dir, postgres) {
+            if *dir == pg.data_dir {
+                self.d.error(node.pos, "patroni.data_dir", "Patroni's data directory must not be the Debian cluster's (postgres.data_dir): pgha never reuses it by accident");
+            }
+        }
+        let restapi_port = match m.take("restapi_port") {
+            Some(n) => decode::port(self.d, n, "patroni.restapi_port"),
+            None => Some(8008),
+        };
+        let ttl_node = m.take("ttl");
+        let ttl = match ttl_node {
+            Some(n) => decode::integer(self.d, n, "patroni.ttl", 1, 3600),
+            None => Some(TTL),
+        };
+        let loop_wait = int(self, &mut m, "loop_wait", LOOP_WAIT, 1, 3600);
+        let retry_timeout = int(self, &mut m, "retry_timeout", RETRY_TIMEOUT, 1, 3600);
+        if let (Some(ttl), Some(lw), Some(rt)) = (ttl, loop_wait, retry_timeout) {
+            let at = ttl_node.map(|n| n.pos).unwrap_or(m.pos());
+            if ttl < 20 {
+                self.d.error(at, "patroni.ttl", format!("ttl {ttl} is below 20, Patroni's minimum"));
+            } else if lw + 2 * rt > ttl {
+                self.d.error_with_help(
+                    at,
+                    "patroni.ttl",
+                    format!("loop_wait + 2 * retry_timeout = {} exceeds ttl {ttl}: a leader could lose its key while still working", lw + 2 * rt),
+                    "raise ttl or lower loop_wait / retry_timeout",
+                );
+            }
+        }
+        let primary_start_timeout = int(self, &mut m, "primary_start_timeout", 30, 0, 3600);
+        let maximum_lag_on_failover = int(self, &mut m, "maximum_lag_on_failover", 1_048_576, 0, i64::MAX);
+        let use_pg_rewind = flag(self, &mut m, "use_pg_rewind", true);
+        let use_slots = flag(self, &mut m, "use_slots", true);
+        let synchronous_mode = flag(self, &mut m, "synchronous_mode", false);
+        let synchronous_mode_strict = flag(self, &mut m, "synchronous_mode_strict", false);
+        let sync_node = m.take("synchronous_node_count");
+        let synchronous_node_count = match sync_node {
+            Some(n) => decode::integer(self.d, n, "patroni.synchronous_node_count", 1, 16),
+            None => Some(1),
+        };
+        let pg_hosts = hosts.iter().filter(|h| h.role.has_postgres()).count() as i64;
+        if let (Some(count), Some(n)) = (synchronous_node_count, sync_node) {
+            if count >= pg_hosts {
+                self.d.error(n.pos, "patroni.synchronous_node_count", format!("{count} synchronous standbys need at least {} PostgreSQL hosts; there are {pg_hosts}", count + 1));
+            }
+        }
+        let watchdog = match m.take("watchdog") {
+            Some(n) => self.watchdog(n),
+            None => Some(Watchdog { mode: "off".into(), device: "/dev/watchdog".into(), safety_margin: 5, load_softdog: false }),
+        };
+        let (rewind_user, rewind_password) = match m.require(self.d, "rewind") {
+            Some(n) => self.rewind(n),
+            None => (None, None),
+        };
+        let etcd = match m.require(self.d, "etcd") {
+            Some(n) => self.etcd(n, hosts),
+            None => None,
+        };
+        let standby_cluster = match m.take("standby_cluster") {
+            Some(n) => self.standby_cluster(n).map(Some),
+            None => Some(None),
+        };
+        m.finish(self.d);
+        if postgres.is_some_and(|p| p.superuser_password.is_none()) {
+            self.d.error(node.pos, "postgres.superuser_password", "Patroni needs `postgres.superuser_password`: it connects as the superuser to manage the server");
+        }
+        let u32_of = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+        Some(Patroni {
+            data_dir: data_dir?,
+            namespace: namespace?,
+            restapi_port: restapi_port?,
+            ttl: u32_of(ttl)?,
+            loop_wait: u32_of(loop_wait)?,
+            retry_timeout: u32_of(retry_timeout)?,
+            primary_start_timeout: u32_of(primary_start_timeout)?,
+            maximum_lag_on_failover: maximum_lag_on_failover.and_then(|v| u64::try_from(v).ok())?,
+            use_pg_rewind: use_pg_rewind?,
+            use_slots: use_slots?,
+            synchronous_mode: synchronous_mode?,
+            synchronous_mode_strict: synchronous_mode_strict?,
+            synchronous_node_count: u32_of(synchronous_node_count)?,
+            watchdog: watchdog?,
+            rewind_user: rewind_user?,
+            rewind_password: rewind_password?,
+            etcd: etcd?,
+            standby_cluster: standby_cluster?,
+        })
+    }
+
+    fn watchdog(&mut self, node: &Node) -> Option<Watchdog> {
+        let mut m = MapReader::new(self.d, node, "patroni.watchdog")?;
+        let mode = match m.take("mode") {
+            Some(n) => decode::choice(self.d, n, "patroni.watchdog.mode", &["off", "automatic", "required"]).map(str::to_owned),
+            None => Some("off".to_owned()),
+        };
+        let device = match m.take("device") {
+            Some(n) => decode::string(self.d, n, "patroni.watchdog.device"),
+            None => Some("/dev/watchdog".to_owned()),
+        };
+        let safety_margin = match m.take("safety_margin") {
+            Some(n) => decode::integer(self.d, n, "patroni.watchdog.safety_margin", -1, 3600).and_then(|v| u32::try_from(v.max(0)).ok()),
+            None => Some(5),
+        };
+        let load_softdog = match m.take("load_softdog") {
+            Some(n) => decode::boolean(self.d, n, "patroni.watchdog.load_softdog"),
+            None => Some(false),
+        };
+        m.finish(self.d);
+        Some(Watchdog { mode: mode?, device: device?, safety_margin: safety_margin?, load_softdog: load_softdog? })
+    }
+
+    fn rewind(&mut self, node: &Node) -> (Option<String>, Option<crate::model::SecretRef>) {
+        let Some(mut m) = MapReader::new(self.d, node, "patroni.rewind") else {
+            return (None, None);
+        };
+        let user = match m.take("user") {
+            Some(n) => decode::string(self.d, n, "patroni.rewind.user"),
+            None => Some("rewind".to_owned()),
+        };
+        let password = m.require(self.d, "password").and_then(|n| self.secret(n, "patroni.rewind.password"));
+        m.finish(self.d);
+        (user, password)
+    }
+
+    fn etcd(&mut self, node: &Node, hosts: &[Host]) -> Option<Etcd> {
+        let mut m = MapReader::new(self.d, node, "patroni.etcd")?;
+        let members_node = m.require(self.d, "members");
+        let members = members_node.map(|n| decode::string_list(self.d, n, "patroni.etcd.members"));
+        let client_port = match m.take("client_port") {
+            Some(n) => decode::port(self.d, n, "patroni.etcd.client_port"),
+            None => Some(2379),
+        };
+        let peer_port = match m.take("peer_port") {
+            Some(n) => decode::port(self.d, n, "patroni.etcd.peer_port"),
+            None => Some(2380),
+        };
+        m.finish(self.d);
+        let members = members?;
+        let at = members_node.map(|n| n.pos).unwrap_or(m_pos(node));
+        if members.is_empty() || members.len() % 2 == 0 {
+            self.d.error_with_help(at, "patroni.etcd.members", format!("{} etcd members: a quorum needs an odd number", members.len()), "use 1 (no fault tolerance) or 3 (survives the loss of one)");
+            return None;
+        }
+        for name in &members {
+            if !hosts.iter().any(|h| &h.name == name) {
+                self.d.error(at, "patroni.etcd.members", format!("etcd member `{name}` is not a host of this inventory"));
+                return None;
+            }
+        }
+        for h in hosts.iter().filter(|h| h.role == Role::Etcd) {
+            if !members.contains(&h.name) {
+                self.d.error(at, "patroni.etcd.members", format!("host `{}` has `role: etcd` but is not an etcd member", h.name));
+                return None;
+            }
+        }
+        Some(Etcd { members, client_port: client_port?, peer_port: peer_port? })
+    }
+
+    fn standby_cluster(&mut self, node: &Node) -> Option<StandbyCluster> {
+        let mut m = MapReader::new(self.d, node, "patroni.standby_cluster")?;
+        let host = m.require(self.d, "host").and_then(|n| {
+            let s = decode::string(self.d, n, "patroni.standby_cluster.host")?;
+            crate::inventory::checks::address(self.d, n, "patroni.standby_cluster.host", &s).then_some(s)
+        });
+        let port = match m.take("port") {
+            Some(n) => decode::port(self.d, n, "patroni.standby_cluster.port"),
+            None => Some(5432),
+        };
+        let primary_slot_name = match m.take("primary_slot_name") {
+            Some(n) => decode::string(self.d, n, "patroni.standby_cluster.primary_slot_name").map(Some),
+            None => Some(None),
+        };
+        m.finish(self.d);
+        Some(StandbyCluster { host: host?, port: port?, primary_slot_name: primary_slot_name? })
+    }
+
+    pub(super) fn tags(&mut self, node: &Node, path: &str) -> Option<Tags> {
+        let mut m = MapReader::new(self.d, node, path)?;
+        let mut read = |r: &mut Self, m: &mut MapReader, key: &'static str| match m.take(key) {
+            Some(n) => decode::boolean(r.d, n, &m.child(key)),
+            None => Some(false),
+        };
+        let nofailover = read(self, &mut m, "nofailover");
+        let noloadbalance = read(self, &mut m, "noloadbalance");
+        let clonefrom = read(self, &mut m, "clonefrom");
+        let nosync = read(self, &mut m, "nosync");
+        m.finish(self.d);
+        Some(Tags { nofailover: nofailover?, noloadbalance: noloadbalance?, clonefrom: clonefrom?, nosync: nosync? })
+    }
+}
+
+fn m_pos(node: &Node) -> crate::inventory::node::Pos {
+    node.pos
+}
