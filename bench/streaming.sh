@@ -200,6 +200,7 @@ for (( i = 0; i < PLAN_RUNS || ${#A_TIMES[@]} < ANSIBLE_RUNS; i++ )); do
     "$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/timed-plan.out" 2>&1 ||
       die "timed plan $((i + 1)) exit $?: $LOGS/timed-plan.out"
     P_TIMES+=($(( $(now_ns) - t0 )))
+    echo "pgha plan $(secs "${P_TIMES[-1]}") s  load $(loadavg)" >>"$LOGS/timings.txt"
   fi
   if [ ${#A_TIMES[@]} -lt "$ANSIBLE_RUNS" ] && { [ $(( i % every )) = 0 ] || [ "$i" -ge "$PLAN_RUNS" ]; }; then
     LOADS+=("$(loadavg | cut -d' ' -f1)")
@@ -207,6 +208,7 @@ for (( i = 0; i < PLAN_RUNS || ${#A_TIMES[@]} < ANSIBLE_RUNS; i++ )); do
     "${ANSIBLE[@]}" --check >"$LOGS/timed-ansible.log" 2>&1 ||
       die "timed check $(( ${#A_TIMES[@]} + 1 )): $LOGS/timed-ansible.log"
     A_TIMES+=($(( $(now_ns) - t0 )))
+    echo "ansible --check $(secs "${A_TIMES[-1]}") s  load $(loadavg)" >>"$LOGS/timings.txt"
     recap_clean "$LOGS/timed-ansible.log" || die "timed check not clean: $LOGS/timed-ansible.log"
   fi
 done
@@ -235,7 +237,7 @@ RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
   echo "machine:   $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GiB memory, kernel $(uname -r)"
   echo "load avg:  start $LOAD_START | end $LOAD_END | 1-min at each timed Ansible run: ${LOADS[*]}"
   echo "           (the machine is shared: other sandboxes and tests may run meanwhile)"
-  echo "versions:  pgha $REV; $(ansible --version | head -1); community.postgresql $(ansible-galaxy collection list community.postgresql 2>/dev/null | awk '/^community.postgresql/ { print $2 }')"
+  echo "versions:  pgha $REV; $(ansible --version 2>/dev/null | sed -n 1p); community.postgresql $(ansible-galaxy collection list community.postgresql 2>/dev/null | awk '/^community.postgresql/ { print $2 }')"
   echo "hosts:     3 sandbox containers (Debian 12, systemd, sshd), PostgreSQL 15 from Debian"
   echo
   echo "1. bare hosts -> verified 3-node cluster"
@@ -260,7 +262,8 @@ RATIO_GOAL=$(awk -v r="$RATIO" 'BEGIN { print (r >= 20 ? "met" : "NOT met") }')
   echo "   The first (real) run also reported changed=0."
   echo
   echo "ratio Ansible / pgha (median no-op check): ${RATIO}x   (goal >= 20x: $RATIO_GOAL; min/min ${RATIO_MIN}x)"
-  echo "timed runs interleaved (an Ansible run after every $every pgha plans) so both see the same load"
+  echo "timed runs interleaved (an Ansible run after every $every pgha plans) so both see the same load;"
+  echo "in order with the load average: bench/out/logs/timings.txt"
 } >"$REPORT"
 cat "$REPORT"
 log "report saved to $REPORT"

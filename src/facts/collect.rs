@@ -34,10 +34,19 @@ pub fn query_for(
 ) -> BTreeMap<String, Query> {
     let mut out = BTreeMap::new();
     for host in &cluster.hosts {
+        let patroni = cluster.patroni.as_ref();
         let mut q = Query {
             port: cluster.postgres.port,
             version: cluster.postgres.version,
-            data_dir: cluster.postgres.data_dir.clone(),
+            data_dir: patroni
+                .map(|p| p.data_dir.clone())
+                .unwrap_or_else(|| cluster.postgres.data_dir.clone()),
+            etcd_endpoint: patroni
+                .filter(|p| p.etcd.members.contains(&host.name))
+                .map(|p| format!("http://127.0.0.1:{}", p.etcd.client_port)),
+            patroni_url: patroni
+                .filter(|_| host.role.has_postgres())
+                .map(|p| format!("http://{}:{}", host.address, p.restapi_port)),
             ..Query::default()
         };
         for steps in expansions.iter().filter_map(|e| e.get(&host.name)) {

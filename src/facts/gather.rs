@@ -20,7 +20,23 @@ pub struct Query {
     pub port: u16,
     pub version: u32,
     pub data_dir: String,
+    /// Ask the local etcd member for its health.
+    pub etcd_endpoint: Option<String>,
+    /// Ask the local Patroni (its REST API) for itself and the DCS configuration.
+    pub patroni_url: Option<String>,
 }
+
+/// GET /patroni and /config; a member that is down answers `{}`.
+const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
+for path in ('/patroni', '/config'):
+    try:
+        body = urllib.request.urlopen(sys.argv[1] + path, timeout=2).read()
+    except urllib.error.HTTPError as e:
+        body = e.read()
+    except Exception:
+        body = b'{}'
+    print(body.decode().replace('\\n', ' '))
+";
 
 /// The state of the local PostgreSQL in one JSON object. Values of `pg_settings.setting` are
 /// in the parameter's base unit, which `pg_params::same_value` understands.
@@ -33,7 +49,7 @@ const PG_STATE_SQL: &str = r#"SELECT json_build_object(
  'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword)), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),
  'databases', (SELECT coalesce(json_object_agg(datname, json_build_object('owner', pg_get_userbyid(datdba))), '{}') FROM pg_database WHERE datallowconn),
  'slots', (SELECT coalesce(json_object_agg(slot_name, json_build_object('active', active, 'physical', slot_type = 'physical')), '{}') FROM pg_replication_slots),
- 'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''), 'lag_bytes', coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0)::bigint, 'lag_seconds', coalesce(extract(epoch FROM replay_lag), 0))), '[]') FROM pg_stat_replication),
+ 'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''), 'sync_state', coalesce(sync_state, ''), 'lag_bytes', coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0)::bigint, 'lag_seconds', coalesce(extract(epoch FROM replay_lag), 0))), '[]') FROM pg_stat_replication),
  'lsn', (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text,
  'wal_receiver', (SELECT json_build_object('status', status, 'sender_host', coalesce(sender_host, ''), 'slot_name', coalesce(slot_name, '')) FROM pg_stat_wal_receiver LIMIT 1),
  'pristine', NOT EXISTS (SELECT 1 FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1'))
@@ -66,6 +82,19 @@ impl Query {
                 "echo '@@pgha service {n}'; systemctl is-active {u} 2>/dev/null; systemctl is-enabled {u} 2>/dev/null; ",
                 n = svc.replace('\'', ""),
                 u = q(svc)
+            ));
+        }
+        if let Some(url) = &self.etcd_endpoint {
+            s.push_str(&format!(
+                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
+                q(url)
+            ));
+        }
+        if let Some(url) = &self.patroni_url {
+            s.push_str(&format!(
+                "echo '@@pgha patroni'; python3 -c {} {}; ",
+                q(PATRONI_PROBE),
+                q(url)
             ));
         }
         let data = q(&self.data_dir);
@@ -174,6 +203,13 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                 });
             }
             "standby_signal" => standby_signal = true,
+            "etcd" => facts.etcd_healthy = Some(arg == "healthy"),
+            "patroni" => {
+                facts.patroni = parse_patroni(
+                    lines.first().copied().unwrap_or("{}"),
+                    lines.get(1).copied().unwrap_or("{}"),
+                )
+            }
             "pg_state" => {
                 let json = lines.join("\n");
                 let mut state: PgFacts = serde_json::from_str(&json)
@@ -216,6 +252,32 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     }
     facts.postgres = pg;
     Ok(facts)
+}
+
+/// Patroni's own answer, or None when it does not run.
+fn parse_patroni(member: &str, config: &str) -> Option<crate::facts::PatroniFact> {
+    let m: serde_json::Value = serde_json::from_str(member).ok()?;
+    let state = m.get("state")?.as_str()?.to_owned();
+    Some(crate::facts::PatroniFact {
+        state,
+        role: m
+            .get("role")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        timeline: m
+            .get("timeline")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        pending_restart: m
+            .get("pending_restart")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        dcs: serde_json::from_str::<serde_json::Value>(config)
+            .ok()
+            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
+    })
 }
 
 #[cfg(test)]

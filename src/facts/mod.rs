@@ -24,6 +24,30 @@ pub struct HostFacts {
     pub present: Vec<String>,
     /// The local PostgreSQL instance, when its data directory exists.
     pub postgres: Option<PgFacts>,
+    /// The local etcd member answers `endpoint health` (None: not asked).
+    pub etcd_healthy: Option<bool>,
+    /// The local Patroni member, when its REST API answers.
+    pub patroni: Option<PatroniFact>,
+}
+
+/// What a Patroni member says of itself (`GET /patroni`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatroniFact {
+    /// `running`, `starting`, `stopped`, ...
+    pub state: String,
+    /// `master`/`primary`, `replica`, `standby_leader`.
+    pub role: String,
+    pub timeline: u32,
+    pub pending_restart: bool,
+    /// The live dynamic configuration (`GET /config`), as Patroni holds it in the DCS.
+    pub dcs: Option<serde_json::Value>,
+}
+
+impl PatroniFact {
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role.as_str(), "master" | "primary" | "standby_leader")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +147,8 @@ pub struct ReplicationFact {
     pub application_name: String,
     pub client_addr: String,
     pub state: String,
+    /// `async`, `sync`, `potential`, `quorum`.
+    pub sync_state: String,
     /// WAL the downstream has not replayed yet.
     pub lag_bytes: i64,
     /// `replay_lag` in seconds (0 when idle: PostgreSQL reports no lag without traffic).

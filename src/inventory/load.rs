@@ -85,13 +85,22 @@ impl Reader<'_> {
         };
         let patroni_node = top.take("patroni");
         let patroni = match (flavour, patroni_node, &hosts) {
-            (Some(Flavour::Patroni), Some(n), Some(hosts)) => self.patroni(n, hosts, postgres.as_ref()).map(Some),
+            (Some(Flavour::Patroni), Some(n), Some(hosts)) => {
+                self.patroni(n, hosts, postgres.as_ref()).map(Some)
+            }
             (Some(Flavour::Patroni), None, _) => {
                 self.d.error(root.pos, "patroni", "flavour `patroni` needs a `patroni:` section (at least `rewind.password` and `etcd.members`)");
                 None
             }
             (Some(f), Some(n), _) if f != Flavour::Patroni => {
-                self.d.error(n.pos, "patroni", format!("a `patroni:` section needs `cluster.flavour: patroni` (it is {})", f.name()));
+                self.d.error(
+                    n.pos,
+                    "patroni",
+                    format!(
+                        "a `patroni:` section needs `cluster.flavour: patroni` (it is {})",
+                        f.name()
+                    ),
+                );
                 None
             }
             (_, _, _) => Some(None),

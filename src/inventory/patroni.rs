@@ -15,25 +15,41 @@ const LOOP_WAIT: i64 = 6;
 const RETRY_TIMEOUT: i64 = 7;
 
 impl Reader<'_> {
-    pub(super) fn patroni(&mut self, node: &Node, hosts: &[Host], postgres: Option<&Postgres>) -> Option<Patroni> {
+    pub(super) fn patroni(
+        &mut self,
+        node: &Node,
+        hosts: &[Host],
+        postgres: Option<&Postgres>,
+    ) -> Option<Patroni> {
         let mut m = MapReader::new(self.d, node, "patroni")?;
-        let int = |r: &mut Self, m: &mut MapReader, key: &'static str, default: i64, min: i64, max: i64| -> Option<i64> {
+        let int = |r: &mut Self,
+                   m: &mut MapReader,
+                   key: &'static str,
+                   default: i64,
+                   min: i64,
+                   max: i64|
+         -> Option<i64> {
             match m.take(key) {
                 Some(n) => decode::integer(r.d, n, &m.child(key), min, max),
                 None => Some(default),
             }
         };
-        let flag = |r: &mut Self, m: &mut MapReader, key: &'static str, default: bool| -> Option<bool> {
-            match m.take(key) {
-                Some(n) => decode::boolean(r.d, n, &m.child(key)),
-                None => Some(default),
-            }
-        };
+        let flag =
+            |r: &mut Self, m: &mut MapReader, key: &'static str, default: bool| -> Option<bool> {
+                match m.take(key) {
+                    Some(n) => decode::boolean(r.d, n, &m.child(key)),
+                    None => Some(default),
+                }
+            };
         let namespace = match m.take("namespace") {
             Some(n) => decode::string(self.d, n, "patroni.namespace").filter(|s| {
                 let ok = s.starts_with('/') && !s.contains(char::is_whitespace);
                 if !ok {
-                    self.d.error(n.pos, "patroni.namespace", format!("`{s}` must be a path such as /service"));
+                    self.d.error(
+                        n.pos,
+                        "patroni.namespace",
+                        format!("`{s}` must be a path such as /service"),
+                    );
                 }
                 ok
             }),
@@ -43,11 +59,18 @@ impl Reader<'_> {
             Some(n) => decode::string(self.d, n, "patroni.data_dir").filter(|s| {
                 let ok = s.starts_with('/') && !s.contains("..");
                 if !ok {
-                    self.d.error(n.pos, "patroni.data_dir", format!("`{s}` must be an absolute path without `..`"));
+                    self.d.error(
+                        n.pos,
+                        "patroni.data_dir",
+                        format!("`{s}` must be an absolute path without `..`"),
+                    );
                 }
                 ok
             }),
-            None => Some(format!("/var/lib/postgresql/{}/patroni", postgres.map(|p| p.version).unwrap_or(15))),
+            None => Some(format!(
+                "/var/lib/postgresql/{}/patroni",
+                postgres.map(|p| p.version).unwrap_or(15)
+            )),
         };
         if let (Some(dir), Some(pg)) = (&data_dir, postgres) {
             if *dir == pg.data_dir {
@@ -68,7 +91,11 @@ impl Reader<'_> {
         if let (Some(ttl), Some(lw), Some(rt)) = (ttl, loop_wait, retry_timeout) {
             let at = ttl_node.map(|n| n.pos).unwrap_or(m.pos());
             if ttl < 20 {
-                self.d.error(at, "patroni.ttl", format!("ttl {ttl} is below 20, Patroni's minimum"));
+                self.d.error(
+                    at,
+                    "patroni.ttl",
+                    format!("ttl {ttl} is below 20, Patroni's minimum"),
+                );
             } else if lw + 2 * rt > ttl {
                 self.d.error_with_help(
                     at,
@@ -79,7 +106,14 @@ impl Reader<'_> {
             }
         }
         let primary_start_timeout = int(self, &mut m, "primary_start_timeout", 30, 0, 3600);
-        let maximum_lag_on_failover = int(self, &mut m, "maximum_lag_on_failover", 1_048_576, 0, i64::MAX);
+        let maximum_lag_on_failover = int(
+            self,
+            &mut m,
+            "maximum_lag_on_failover",
+            1_048_576,
+            0,
+            i64::MAX,
+        );
         let use_pg_rewind = flag(self, &mut m, "use_pg_rewind", true);
         let use_slots = flag(self, &mut m, "use_slots", true);
         let synchronous_mode = flag(self, &mut m, "synchronous_mode", false);
@@ -97,7 +131,12 @@ impl Reader<'_> {
         }
         let watchdog = match m.take("watchdog") {
             Some(n) => self.watchdog(n),
-            None => Some(Watchdog { mode: "off".into(), device: "/dev/watchdog".into(), safety_margin: 5, load_softdog: false }),
+            None => Some(Watchdog {
+                mode: "off".into(),
+                device: "/dev/watchdog".into(),
+                safety_margin: 5,
+                load_softdog: false,
+            }),
         };
         let (rewind_user, rewind_password) = match m.require(self.d, "rewind") {
             Some(n) => self.rewind(n),
@@ -141,7 +180,13 @@ impl Reader<'_> {
     fn watchdog(&mut self, node: &Node) -> Option<Watchdog> {
         let mut m = MapReader::new(self.d, node, "patroni.watchdog")?;
         let mode = match m.take("mode") {
-            Some(n) => decode::choice(self.d, n, "patroni.watchdog.mode", &["off", "automatic", "required"]).map(str::to_owned),
+            Some(n) => decode::choice(
+                self.d,
+                n,
+                "patroni.watchdog.mode",
+                &["off", "automatic", "required"],
+            )
+            .map(str::to_owned),
             None => Some("off".to_owned()),
         };
         let device = match m.take("device") {
@@ -149,7 +194,8 @@ impl Reader<'_> {
             None => Some("/dev/watchdog".to_owned()),
         };
         let safety_margin = match m.take("safety_margin") {
-            Some(n) => decode::integer(self.d, n, "patroni.watchdog.safety_margin", -1, 3600).and_then(|v| u32::try_from(v.max(0)).ok()),
+            Some(n) => decode::integer(self.d, n, "patroni.watchdog.safety_margin", -1, 3600)
+                .and_then(|v| u32::try_from(v.max(0)).ok()),
             None => Some(5),
         };
         let load_softdog = match m.take("load_softdog") {
@@ -157,7 +203,12 @@ impl Reader<'_> {
             None => Some(false),
         };
         m.finish(self.d);
-        Some(Watchdog { mode: mode?, device: device?, safety_margin: safety_margin?, load_softdog: load_softdog? })
+        Some(Watchdog {
+            mode: mode?,
+            device: device?,
+            safety_margin: safety_margin?,
+            load_softdog: load_softdog?,
+        })
     }
 
     fn rewind(&mut self, node: &Node) -> (Option<String>, Option<crate::model::SecretRef>) {
@@ -168,7 +219,9 @@ impl Reader<'_> {
             Some(n) => decode::string(self.d, n, "patroni.rewind.user"),
             None => Some("rewind".to_owned()),
         };
-        let password = m.require(self.d, "password").and_then(|n| self.secret(n, "patroni.rewind.password"));
+        let password = m
+            .require(self.d, "password")
+            .and_then(|n| self.secret(n, "patroni.rewind.password"));
         m.finish(self.d);
         (user, password)
     }
@@ -189,45 +242,75 @@ impl Reader<'_> {
         let members = members?;
         let at = members_node.map(|n| n.pos).unwrap_or(m_pos(node));
         if members.is_empty() || members.len() % 2 == 0 {
-            self.d.error_with_help(at, "patroni.etcd.members", format!("{} etcd members: a quorum needs an odd number", members.len()), "use 1 (no fault tolerance) or 3 (survives the loss of one)");
+            self.d.error_with_help(
+                at,
+                "patroni.etcd.members",
+                format!(
+                    "{} etcd members: a quorum needs an odd number",
+                    members.len()
+                ),
+                "use 1 (no fault tolerance) or 3 (survives the loss of one)",
+            );
             return None;
         }
         for name in &members {
             if !hosts.iter().any(|h| &h.name == name) {
-                self.d.error(at, "patroni.etcd.members", format!("etcd member `{name}` is not a host of this inventory"));
+                self.d.error(
+                    at,
+                    "patroni.etcd.members",
+                    format!("etcd member `{name}` is not a host of this inventory"),
+                );
                 return None;
             }
         }
         for h in hosts.iter().filter(|h| h.role == Role::Etcd) {
             if !members.contains(&h.name) {
-                self.d.error(at, "patroni.etcd.members", format!("host `{}` has `role: etcd` but is not an etcd member", h.name));
+                self.d.error(
+                    at,
+                    "patroni.etcd.members",
+                    format!(
+                        "host `{}` has `role: etcd` but is not an etcd member",
+                        h.name
+                    ),
+                );
                 return None;
             }
         }
-        Some(Etcd { members, client_port: client_port?, peer_port: peer_port? })
+        Some(Etcd {
+            members,
+            client_port: client_port?,
+            peer_port: peer_port?,
+        })
     }
 
     fn standby_cluster(&mut self, node: &Node) -> Option<StandbyCluster> {
         let mut m = MapReader::new(self.d, node, "patroni.standby_cluster")?;
         let host = m.require(self.d, "host").and_then(|n| {
             let s = decode::string(self.d, n, "patroni.standby_cluster.host")?;
-            crate::inventory::checks::address(self.d, n, "patroni.standby_cluster.host", &s).then_some(s)
+            crate::inventory::checks::address(self.d, n, "patroni.standby_cluster.host", &s)
+                .then_some(s)
         });
         let port = match m.take("port") {
             Some(n) => decode::port(self.d, n, "patroni.standby_cluster.port"),
             None => Some(5432),
         };
         let primary_slot_name = match m.take("primary_slot_name") {
-            Some(n) => decode::string(self.d, n, "patroni.standby_cluster.primary_slot_name").map(Some),
+            Some(n) => {
+                decode::string(self.d, n, "patroni.standby_cluster.primary_slot_name").map(Some)
+            }
             None => Some(None),
         };
         m.finish(self.d);
-        Some(StandbyCluster { host: host?, port: port?, primary_slot_name: primary_slot_name? })
+        Some(StandbyCluster {
+            host: host?,
+            port: port?,
+            primary_slot_name: primary_slot_name?,
+        })
     }
 
     pub(super) fn tags(&mut self, node: &Node, path: &str) -> Option<Tags> {
         let mut m = MapReader::new(self.d, node, path)?;
-        let mut read = |r: &mut Self, m: &mut MapReader, key: &'static str| match m.take(key) {
+        let read = |r: &mut Self, m: &mut MapReader, key: &'static str| match m.take(key) {
             Some(n) => decode::boolean(r.d, n, &m.child(key)),
             None => Some(false),
         };
@@ -236,7 +319,12 @@ impl Reader<'_> {
         let clonefrom = read(self, &mut m, "clonefrom");
         let nosync = read(self, &mut m, "nosync");
         m.finish(self.d);
-        Some(Tags { nofailover: nofailover?, noloadbalance: noloadbalance?, clonefrom: clonefrom?, nosync: nosync? })
+        Some(Tags {
+            nofailover: nofailover?,
+            noloadbalance: noloadbalance?,
+            clonefrom: clonefrom?,
+            nosync: nosync?,
+        })
     }
 }
 

@@ -192,9 +192,25 @@ impl Cluster {
             .collect()
     }
 
-    /// The replication slot a standby uses on its upstream.
-    pub fn slot_name(host: &str) -> String {
-        format!("pgha_{}", host.replace('-', "_").to_ascii_lowercase())
+    /// The replication slot a standby uses on its upstream. Patroni names its slots after the
+    /// member (`slot_name_from_member_name`); pgha's own carry a prefix, so pruning never
+    /// touches a slot it did not make.
+    pub fn slot_name(&self, host: &str) -> String {
+        let base: String = host
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        match self.flavour {
+            Flavour::Patroni => base,
+            _ => format!("pgha_{base}"),
+        }
     }
 
     /// Every secret the model references, with a label for messages.

@@ -201,6 +201,8 @@ impl Sealed {
 fn apply_transform(value: &str, transform: Option<&str>) -> String {
     match transform {
         Some("pgpass") => value.replace('\\', "\\\\").replace(':', "\\:"),
+        // A JSON string is a valid YAML scalar: any password, quoted and escaped.
+        Some("json") => serde_json::to_string(value).unwrap_or_default(),
         Some("sql") => format!("'{}'", value.replace('\'', "''")),
         // A fresh SCRAM verifier as an SQL literal: the password itself never leaves pgha.
         Some("scram_sql") => format!("'{}'", crate::steps::scram::new_verifier(value)),

@@ -65,9 +65,12 @@ struct HostVars<'a> {
     upstream: Option<&'a str>,
     allow_wipe: bool,
     depth: usize,
+    tags: &'a crate::model::patroni::Tags,
+    /// Runs an etcd member (Patroni flavour).
+    etcd_member: bool,
 }
 
-fn host_vars<'a>(topology: &'a Topology, h: &'a Host) -> HostVars<'a> {
+fn host_vars<'a>(cluster: &Cluster, topology: &'a Topology, h: &'a Host) -> HostVars<'a> {
     HostVars {
         name: &h.name,
         address: &h.address,
@@ -75,6 +78,11 @@ fn host_vars<'a>(topology: &'a Topology, h: &'a Host) -> HostVars<'a> {
         upstream: topology.upstream.get(&h.name).map(String::as_str),
         allow_wipe: h.allow_wipe,
         depth: topology.depth(&h.name),
+        tags: &h.tags,
+        etcd_member: cluster
+            .patroni
+            .as_ref()
+            .is_some_and(|p| p.etcd.members.contains(&h.name)),
     }
 }
 
@@ -92,10 +100,10 @@ pub fn host_vars_json(cluster: &Cluster, topology: &Topology, host: &Host) -> Va
     let downstreams: Vec<Value> = topology
         .downstreams(cluster, &host.name)
         .iter()
-        .map(|d| json!({"name": d.name, "address": d.address, "slot": Cluster::slot_name(&d.name)}))
+        .map(|d| json!({"name": d.name, "address": d.address, "slot": cluster.slot_name(&d.name)}))
         .collect();
     let slot = (cluster.replication.slots && topology.upstream.contains_key(&host.name))
-        .then(|| Cluster::slot_name(&host.name));
+        .then(|| cluster.slot_name(&host.name));
     let users: Vec<Value> = cluster
         .users
         .iter()
@@ -133,10 +141,11 @@ pub fn host_vars_json(cluster: &Cluster, topology: &Topology, host: &Host) -> Va
             "user": cluster.replication.user,
             "slots": cluster.replication.slots,
         },
-        "host": host_vars(topology, host),
+        "host": host_vars(cluster, topology, host),
         "upstream": upstream,
         "primary": primary,
-        "hosts": cluster.hosts.iter().map(|h| host_vars(topology, h)).collect::<Vec<_>>(),
+        "hosts": cluster.hosts.iter().filter(|h| h.role.has_postgres()).map(|h| host_vars(cluster, topology, h)).collect::<Vec<_>>(),
+        "patroni": patroni_vars(cluster, host),
         "downstreams": downstreams,
         "slot": slot,
         "users": users,
@@ -146,6 +155,78 @@ pub fn host_vars_json(cluster: &Cluster, topology: &Topology, host: &Host) -> Va
         "secrets": {
             "replication_password": mark("replication.password", None),
             "superuser_password": cluster.postgres.superuser_password.as_ref().map(|_| mark("postgres.superuser_password", None)),
+            "rewind_password": cluster.patroni.as_ref().map(|_| mark("patroni.rewind.password", None)),
         },
+    })
+}
+
+/// What Patroni's templates need: the settings plus what is derived from the hosts.
+fn patroni_vars(cluster: &Cluster, host: &Host) -> Value {
+    let Some(p) = &cluster.patroni else {
+        return Value::Null;
+    };
+    let address = |name: &str| {
+        cluster
+            .host(name)
+            .map(|h| h.address.clone())
+            .unwrap_or_default()
+    };
+    let etcd_hosts: Vec<String> = p
+        .etcd
+        .members
+        .iter()
+        .map(|m| format!("{}:{}", address(m), p.etcd.client_port))
+        .collect();
+    let initial: Vec<String> = p
+        .etcd
+        .members
+        .iter()
+        .map(|m| format!("{m}=http://{}:{}", address(m), p.etcd.peer_port))
+        .collect();
+    // Cascading under Patroni: a declared upstream other than the primary is `replicatefrom`.
+    let declared_primary = cluster.primary().name.clone();
+    let replicatefrom = host.upstream.clone().filter(|u| *u != declared_primary);
+    // Server parameters live in the DCS under Patroni; these are Patroni's own or its
+    // defaults and stay out: listen_addresses/port (postgresql.listen), hot_standby,
+    // wal_level, archive settings are kept.
+    let mut dcs_parameters = server_parameters(cluster);
+    for managed in [
+        "listen_addresses",
+        "port",
+        "cluster_name",
+        "password_encryption",
+    ] {
+        dcs_parameters.remove(managed);
+    }
+    dcs_parameters.insert("password_encryption".into(), "scram-sha-256".into());
+    let instance = format!(
+        "{}-{}",
+        cluster.postgres.version, cluster.postgres.debian_cluster
+    );
+    json!({
+        "data_dir": p.data_dir,
+        "namespace": p.namespace,
+        "restapi_port": p.restapi_port,
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "primary_start_timeout": p.primary_start_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "use_pg_rewind": p.use_pg_rewind,
+        "use_slots": p.use_slots,
+        "synchronous_mode": p.synchronous_mode,
+        "synchronous_mode_strict": p.synchronous_mode_strict,
+        "synchronous_node_count": p.synchronous_node_count,
+        "watchdog": p.watchdog,
+        "rewind_user": p.rewind_user,
+        "etcd": p.etcd,
+        "etcd_hosts": etcd_hosts,
+        "etcd_initial_cluster": initial.join(","),
+        "etcd_endpoint": format!("http://127.0.0.1:{}", p.etcd.client_port),
+        "standby_cluster": p.standby_cluster,
+        "replicatefrom": replicatefrom,
+        "dcs_parameters": dcs_parameters,
+        "service": format!("patroni@{instance}"),
+        "config_file": format!("/etc/patroni/{instance}.yml"),
     })
 }

@@ -15,7 +15,10 @@ macro_rules! embedded_templates {
 }
 
 /// Every template shipped with pgha, by name.
-pub const TEMPLATES: [(&str, &str); 6] = embedded_templates![
+pub const TEMPLATES: [(&str, &str); 9] = embedded_templates![
+    "etcd/etcd.default.j2",
+    "patroni/patroni.yml.j2",
+    "patroni/patronictl.sh.j2",
     "postgresql/createcluster.conf.j2",
     "postgresql/pg_hba.conf.j2",
     "postgresql/pgha.conf.j2",
@@ -25,8 +28,10 @@ pub const TEMPLATES: [(&str, &str); 6] = embedded_templates![
 ];
 
 /// Every playbook shipped with pgha, by flavour.
-pub const PLAYBOOKS: [(&str, &str); 1] =
-    [("streaming", include_str!("../../playbooks/streaming.yml"))];
+pub const PLAYBOOKS: [(&str, &str); 2] = [
+    ("streaming", include_str!("../../playbooks/streaming.yml")),
+    ("patroni", include_str!("../../playbooks/patroni.yml")),
+];
 
 pub const MANAGED_HEADER: &str =
     "Managed by pgha: local edits are shown by `pgha plan` and overwritten by `pgha apply`.";
@@ -49,6 +54,9 @@ impl Templates {
     pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Configuration files, not HTML: minijinja would otherwise JSON-escape every value in a
+        // .yml template. Templates quote with `tojson` where YAML needs it.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
             .trim_blocks(true)
@@ -60,6 +68,7 @@ impl Templates {
         env.set_syntax(syntax);
         env.add_filter("pg_value", pg_value);
         env.add_filter("pgpass", pgpass);
+        env.add_filter("yaml_secret", yaml_secret);
         env.add_global("managed_header", MANAGED_HEADER);
         for (name, text) in TEMPLATES {
             let source = match overrides {
@@ -173,6 +182,26 @@ fn pg_value(value: Value) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// A secret as a YAML scalar (a JSON string), the quoting applied to the real value later.
+fn yaml_secret(value: Value) -> Result<String, Error> {
+    let Some(text) = value.as_str() else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "yaml_secret takes a secret",
+        ));
+    };
+    match secret_label(text) {
+        Some(label) => Ok(mark(label, Some("json"))),
+        None => Ok(serde_json::to_string(text).unwrap_or_default()),
+    }
+}
+
+fn secret_label(text: &str) -> Option<&str> {
+    text.strip_prefix('\u{27e6}')
+        .and_then(|t| t.strip_prefix("secret:"))
+        .and_then(|t| t.strip_suffix('\u{27e7}'))
+}
+
 /// A field for `.pgpass`: `:` and `\` escaped. On a secret mark, the escaping is deferred to
 /// the moment the real value replaces the mark.
 fn pgpass(value: Value) -> Result<String, Error> {
@@ -182,11 +211,7 @@ fn pgpass(value: Value) -> Result<String, Error> {
             "pgpass takes a string",
         ));
     };
-    if let Some(label) = text
-        .strip_prefix('\u{27e6}')
-        .and_then(|t| t.strip_prefix("secret:"))
-        .and_then(|t| t.strip_suffix('\u{27e7}'))
-    {
+    if let Some(label) = secret_label(text) {
         return Ok(mark(label, Some("pgpass")));
     }
     Ok(text.replace('\\', "\\\\").replace(':', "\\:"))

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use super::{note, SandboxError, SandboxInfo};
 
 /// The PGHA_* variables the inventory refers to, in `env.sh` order.
-pub(crate) const PASSWORD_VARS: [&str; 3] = [
+pub(crate) const PASSWORD_VARS: [&str; 4] = [
     "PGHA_REPLICATION_PASSWORD",
     "PGHA_SUPERUSER_PASSWORD",
     "PGHA_APP_PASSWORD",
+    "PGHA_REWIND_PASSWORD",
 ];
 
 /// Create the state folder (0700: it holds a private key) and return its absolute path.
@@ -215,8 +216,9 @@ ssh:
   known_hosts: {known_hosts}
   connect_timeout: 10
 
-hosts:
+{patroni}hosts:
 {hosts}"#,
+        patroni = patroni_section(info),
         sandbox = info.name,
         env = info.env_file.display(),
         cluster = cluster_name(&info.name),
@@ -225,6 +227,23 @@ hosts:
         user = quoted(&info.ssh_user),
         key = quoted(&info.key.to_string_lossy()),
         known_hosts = quoted(&info.known_hosts.to_string_lossy()),
+    )
+}
+
+/// The Patroni flavour's section: etcd co-located on the first hosts, defaults otherwise.
+fn patroni_section(info: &SandboxInfo) -> String {
+    if info.flavour.as_str() != "patroni" {
+        return String::new();
+    }
+    let members: Vec<&str> = info
+        .hosts
+        .iter()
+        .take(info.etcd_members.max(1))
+        .map(|h| h.name.as_str())
+        .collect();
+    format!(
+        "patroni:\n  rewind:\n    user: rewind\n    password: {{env: PGHA_REWIND_PASSWORD}}\n  etcd:\n    members: [{}]\n\n",
+        members.join(", ")
     )
 }
 
@@ -268,6 +287,7 @@ mod tests {
 
     fn info(dir: &Path) -> SandboxInfo {
         SandboxInfo {
+            etcd_members: 3,
             name: "My.Box".into(),
             network: "My.Box-net".into(),
             subnet: "10.77.4.0/24".into(),

@@ -85,6 +85,10 @@ pub struct UpArgs {
     /// IPv4 /24 for the sandbox network [default: a free 10.77.N.0/24].
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<String>,
+    /// Patroni flavour: etcd members, co-located on the first hosts (1 or 3). Three is the
+    /// default so that losing any one host loses neither the DCS quorum nor the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub etcd: u8,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -122,6 +126,8 @@ pub struct UpOptions {
     pub image_with_packages: bool,
     /// `None`: pick a free 10.77.N.0/24.
     pub subnet: Option<String>,
+    /// Patroni flavour: etcd members on the first hosts (1 or 3, at most the host count).
+    pub etcd_members: usize,
 }
 
 impl UpOptions {
@@ -136,6 +142,7 @@ impl UpOptions {
             inventory: None,
             image_with_packages: false,
             subnet: None,
+            etcd_members: 3,
         }
     }
 }
@@ -151,6 +158,7 @@ impl From<&UpArgs> for UpOptions {
             inventory: a.inventory.clone(),
             image_with_packages: a.image_with_packages,
             subnet: a.subnet.clone(),
+            etcd_members: usize::from(a.etcd),
         }
     }
 }
@@ -177,6 +185,9 @@ pub struct SandboxInfo {
     pub env_file: PathBuf,
     /// root, or the `--ssh-user`.
     pub ssh_user: String,
+    /// Patroni flavour: how many of the first hosts run an etcd member.
+    #[serde(default)]
+    pub etcd_members: usize,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -482,6 +493,12 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         known_hosts,
         env_file: dir.join("env.sh"),
         ssh_user: ssh_user.unwrap_or_else(|| "root".to_string()),
+        // An even count has no better quorum than one less; never more than the hosts.
+        etcd_members: if opts.hosts >= 3 && opts.etcd_members >= 3 {
+            3
+        } else {
+            1
+        },
     };
     inventory::write_all(&info)?;
     note(format!(

@@ -31,6 +31,15 @@ pub struct File {
     pub validate: Option<String>,
 }
 
+/// Files replaced since the server last accepted its configuration: the ones a refused
+/// reload puts back (others' `.pgha-prev` may be far older than what the server runs).
+pub const PENDING_DIR: &str = "/var/lib/pgha/pending";
+
+/// The marker's name for a path.
+pub fn pending_key(path: &str) -> String {
+    path.replace('/', "+")
+}
+
 fn root() -> String {
     "root".to_owned()
 }
@@ -52,7 +61,9 @@ impl File {
              install -m {mode} -o {owner} -g {group} /dev/stdin {new}; \
              {validate}\
              if [ -e {dest} ]; then cp -p {dest} {prev}; fi; \
-             mv -f {new} {dest}",
+             mv -f {new} {dest}; \
+             mkdir -p {PENDING_DIR}; touch {PENDING_DIR}/{key}",
+            key = shell_words::quote(&pending_key(&self.dest)),
             mode = shell_words::quote(&self.mode),
             owner = shell_words::quote(&self.owner),
             group = shell_words::quote(&self.group),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::pg_params::{self, Context};
 use crate::plan::{Action, Check};
+use crate::steps::file::{pending_key, PENDING_DIR};
 use crate::steps::{Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -50,7 +51,11 @@ impl PgReloadOrRestart {
                 let q = shell_words::quote(f);
                 let prev = format!("{f}.pgha-prev");
                 let p = shell_words::quote(&prev);
-                format!("if [ -e {p} ]; then cp -p {p} {q}; fi")
+                let pending =
+                    shell_words::quote(&format!("{PENDING_DIR}/{}", pending_key(f))).into_owned();
+                format!(
+                    "if [ -e {pending} ] && [ -e {p} ]; then cp -p {p} {q}; rm -f {pending}; fi"
+                )
             })
             .collect();
         let psql = format!(
@@ -68,6 +73,25 @@ impl PgReloadOrRestart {
             data = shell_words::quote(&self.data_dir),
             conf = shell_words::quote(&self.config_file),
             restore = if restore.is_empty() { ":".to_owned() } else { restore.join("; ") },
+        ))
+    }
+}
+
+impl PgReloadOrRestart {
+    /// The server runs the new files: nothing is pending any more.
+    fn accepted(&self) -> RemoteCommand {
+        let markers: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| shell_words::quote(&format!("{PENDING_DIR}/{}", pending_key(f))).into_owned())
+            .collect();
+        RemoteCommand::script(format!(
+            "rm -f {}",
+            if markers.is_empty() {
+                "/nonexistent".to_owned()
+            } else {
+                markers.join(" ")
+            }
         ))
     }
 }
@@ -118,6 +142,7 @@ impl Module for PgReloadOrRestart {
                 vec![
                     self.guard(),
                     RemoteCommand::new(["systemctl", "restart", &self.service]),
+                    self.accepted(),
                 ],
             )]);
         }
@@ -137,6 +162,7 @@ impl Module for PgReloadOrRestart {
             vec![
                 self.guard(),
                 RemoteCommand::new(["systemctl", "reload", &self.service]),
+                self.accepted(),
             ],
         )])
     }

@@ -61,8 +61,119 @@ pub async fn run(
             }
         }
     }
+    if session.project.cluster.patroni.is_some() {
+        patroni_checks(session, topology, &mut out).await;
+    }
     marker(session, topology, timeout, &mut out).await;
     out
+}
+
+/// Under Patroni: one leader, every member running, every etcd member healthy, the REST
+/// health endpoints answering as the roles say, a synchronous standby when asked for.
+async fn patroni_checks(session: &Session, topology: &Topology, out: &mut Vec<CheckResult>) {
+    let cluster = &session.project.cluster;
+    let Some(p) = &cluster.patroni else { return };
+    let leaders: Vec<&str> = cluster
+        .hosts
+        .iter()
+        .filter(|h| {
+            session
+                .facts
+                .get(&h.name)
+                .and_then(|f| f.patroni.as_ref())
+                .is_some_and(|pf| pf.is_leader())
+        })
+        .map(|h| h.name.as_str())
+        .collect();
+    out.push(result(
+        &topology.primary,
+        "one Patroni leader",
+        leaders.len() == 1,
+        format!(
+            "leaders: {}",
+            if leaders.is_empty() {
+                "none".to_owned()
+            } else {
+                leaders.join(", ")
+            }
+        ),
+    ));
+    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
+        let state = session
+            .facts
+            .get(&h.name)
+            .and_then(|f| f.patroni.as_ref())
+            .map(|pf| pf.state.clone())
+            .unwrap_or_else(|| "not answering".into());
+        out.push(result(
+            &h.name,
+            "Patroni member",
+            state == "running",
+            format!("state {state}"),
+        ));
+    }
+    for m in &p.etcd.members {
+        let healthy = session.facts.get(m).and_then(|f| f.etcd_healthy) == Some(true);
+        out.push(result(
+            m,
+            "etcd member",
+            healthy,
+            if healthy { "healthy" } else { "not healthy" },
+        ));
+    }
+    // What a load balancer would see: /leader answers 200 on the leader only, /replica on
+    // replicas only.
+    let probe = "import sys, urllib.request, urllib.error\nfor p in sys.argv[2:]:\n    try:\n        print(urllib.request.urlopen(sys.argv[1] + p, timeout=2).status)\n    except urllib.error.HTTPError as e:\n        print(e.code)\n    except Exception:\n        print(0)\n";
+    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
+        let Some(t) = session.transports.get(&h.name) else {
+            continue;
+        };
+        let url = format!("http://{}:{}", h.address, p.restapi_port);
+        let cmd = RemoteCommand::new([
+            "python3".to_owned(),
+            "-c".to_owned(),
+            probe.to_owned(),
+            url,
+            "/leader".into(),
+            "/replica".into(),
+        ]);
+        let codes: Vec<String> = match t.run(&cmd).await {
+            Ok(o) => o.stdout.lines().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        };
+        let is_leader = h.name == topology.primary;
+        let want = if is_leader {
+            ["200", "503"]
+        } else {
+            ["503", "200"]
+        };
+        let ok = codes.len() == 2 && codes[0] == want[0] && codes[1] == want[1];
+        out.push(result(
+            &h.name,
+            "REST /leader /replica",
+            ok,
+            format!("{} (wanted {})", codes.join(" "), want.join(" ")),
+        ));
+    }
+    if p.synchronous_mode {
+        let sync = session
+            .facts
+            .get(&topology.primary)
+            .and_then(|f| f.postgres.as_ref())
+            .map(|pg| {
+                pg.replication
+                    .iter()
+                    .filter(|r| r.sync_state == "sync")
+                    .count()
+            })
+            .unwrap_or(0);
+        out.push(result(
+            &topology.primary,
+            "synchronous standby",
+            sync >= 1,
+            format!("{sync} synchronous"),
+        ));
+    }
 }
 
 fn roles_and_streams(
@@ -121,7 +232,7 @@ fn roles_and_streams(
                 },
             ));
             if cluster.replication.slots {
-                let slot = Cluster::slot_name(&d.name);
+                let slot = cluster.slot_name(&d.name);
                 let active = pg.slots.get(&slot).is_some_and(|s| s.active);
                 out.push(result(
                     &h.name,
