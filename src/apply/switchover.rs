@@ -79,6 +79,9 @@ pub async fn run(
     target: &str,
     observer: &dyn Observer,
 ) -> Result<Report, SwitchoverError> {
+    if session.project.cluster.patroni.is_some() {
+        return patroni(session, target).await;
+    }
     let (topology, _) = session.topology()?;
     let old = topology.primary.clone();
     if session.project.cluster.host(target).is_none() {
@@ -211,5 +214,90 @@ pub async fn run(
         new_primary: target.to_owned(),
         write_gap,
         failed_hosts,
+    })
+}
+
+/// Under Patroni the switchover is Patroni's: POST /switchover to the leader's REST API (what
+/// `patronictl switchover` does), then wait until the target leads and the old leader runs as
+/// a replica.
+async fn patroni(session: &mut Session, target: &str) -> Result<Report, SwitchoverError> {
+    let (topology, _) = session.topology()?;
+    let old = topology.primary.clone();
+    let cluster = &session.project.cluster;
+    let Some(p) = cluster.patroni.as_ref() else {
+        return Err(SwitchoverError::Refused("not a Patroni cluster".into()));
+    };
+    let Some(target_host) = cluster.host(target).filter(|h| h.role.has_postgres()) else {
+        return Err(SwitchoverError::Refused(format!(
+            "{target} is not a PostgreSQL host of this inventory"
+        )));
+    };
+    if target == old {
+        return Err(SwitchoverError::Refused(format!(
+            "{target} is already the leader"
+        )));
+    }
+    if target_host.tags.nofailover {
+        return Err(SwitchoverError::Refused(format!(
+            "{target} has the tag nofailover: Patroni will not promote it"
+        )));
+    }
+    let Some(leader) = cluster.host(&old) else {
+        return Err(SwitchoverError::Refused(format!(
+            "the leader {old} is not in the inventory"
+        )));
+    };
+    let url = format!("http://{}:{}/switchover", leader.address, p.restapi_port);
+    let body = serde_json::json!({"leader": old, "candidate": target}).to_string();
+    let post = RemoteCommand::new([
+        "python3".to_owned(),
+        "-c".to_owned(),
+        "import sys, urllib.request, urllib.error\nreq = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={'Content-Type': 'application/json'})\ntry:\n    r = urllib.request.urlopen(req, timeout=60)\n    print(r.status, r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n    sys.exit(1)\n".to_owned(),
+        url,
+        body,
+    ]);
+    let started = Instant::now();
+    let old_t = &session.transports[&old];
+    run_ok(old_t, &post, "Patroni switchover").await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let names: Vec<String> = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.has_postgres())
+        .map(|h| h.name.clone())
+        .collect();
+    let mut write_gap = None;
+    loop {
+        for h in &names {
+            session.refresh(h).await?;
+        }
+        let leads = session
+            .facts
+            .get(target)
+            .and_then(|f| f.patroni.as_ref())
+            .is_some_and(|pf| pf.is_leader());
+        if leads && write_gap.is_none() {
+            write_gap = Some(started.elapsed());
+        }
+        let old_follows = session
+            .facts
+            .get(&old)
+            .and_then(|f| f.patroni.as_ref())
+            .is_some_and(|pf| pf.state == "running" && !pf.is_leader());
+        if leads && old_follows {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(SwitchoverError::Refused(format!(
+                "{target} did not take over from {old} within 60 s; see `pgha status`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(Report {
+        old_primary: old,
+        new_primary: target.to_owned(),
+        write_gap: write_gap.unwrap_or_default(),
+        failed_hosts: Vec::new(),
     })
 }

@@ -98,22 +98,23 @@ impl Query {
             ));
         }
         let data = q(&self.data_dir);
+        // Two psql runs in all, with the real binary: Debian's `psql` is a Perl wrapper that
+        // costs ~30 ms a call. The first returns the state and the databases, the second
+        // visits every database for its extensions in one session.
         let psql = format!(
-            "runuser -u postgres -- psql -X -At -p {} -d postgres",
-            self.port
+            "runuser -u postgres -- /usr/lib/postgresql/{}/bin/psql -X -At -p {} -d postgres",
+            self.version, self.port
         );
         s.push_str(&format!(
             "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
                if [ -f {data}/standby.signal ]; then echo '@@pgha standby_signal'; fi; \
-               if {psql} -c 'SELECT 1' >/dev/null 2>&1; then \
-                 echo '@@pgha pg_state'; {psql} -c {sql}; \
-                 for db in $({psql} -c \"SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'\"); do \
-                   echo \"@@pgha extensions $db\"; runuser -u postgres -- psql -X -At -p {port} -d \"$db\" -c \"SELECT coalesce(json_agg(extname), '[]') FROM pg_extension\"; \
-                 done; \
+               if out=$({psql} -c {sql} -c \"SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datallowconn AND datname <> 'template1'\" 2>/dev/null); then \
+                 echo '@@pgha pg_state'; echo \"$out\" | head -n 1; \
+                 echo '@@pgha extensions'; \
+                 for db in $(echo \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
                else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
              fi; echo '@@pgha end'",
             sql = q(PG_STATE_SQL),
-            port = self.port,
             v = self.version,
         ));
         RemoteCommand::script(s)
@@ -236,10 +237,14 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                 }
             }
             "extensions" => {
-                let list: Vec<String> =
-                    serde_json::from_str(lines.first().copied().unwrap_or("[]"))
-                        .map_err(|e| fail(format!("extensions of {arg}: {e}")))?;
-                extensions.insert(arg, list);
+                for line in lines {
+                    let Some((db, json)) = line.split_once('\t') else {
+                        continue;
+                    };
+                    let list: Vec<String> = serde_json::from_str(json)
+                        .map_err(|e| fail(format!("extensions of {db}: {e}")))?;
+                    extensions.insert(db.to_owned(), list);
+                }
             }
             _ => {}
         }

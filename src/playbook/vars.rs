@@ -28,6 +28,14 @@ fn hba(cluster: &Cluster) -> Vec<Value> {
             Some("::1/128".into()),
             "scram-sha-256",
         ),
+        // Patroni checks a replica's timeline over a local replication connection.
+        rule(
+            "host",
+            "replication",
+            repl,
+            Some("127.0.0.1/32".into()),
+            "scram-sha-256",
+        ),
     ];
     for h in &cluster.hosts {
         let address = match h.ip() {
@@ -47,9 +55,19 @@ fn hba(cluster: &Cluster) -> Vec<Value> {
             "host",
             "postgres",
             repl,
-            Some(address),
+            Some(address.clone()),
             "scram-sha-256",
         ));
+        if let Some(p) = &cluster.patroni {
+            // Patroni's pg_rewind of a former leader connects as the rewind user.
+            rules.push(rule(
+                "host",
+                "postgres",
+                &p.rewind_user,
+                Some(address),
+                "scram-sha-256",
+            ));
+        }
     }
     for r in &cluster.postgres.hba {
         rules.push(serde_json::to_value(r).unwrap_or(Value::Null));

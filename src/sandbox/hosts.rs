@@ -110,6 +110,9 @@ fn ensure_host(
         None => create(spec, &container, &host, ip)?,
     }
     wait_sshd(&container, ip)?;
+    // A server a DBA points pgha at booted long ago: nothing may start behind pgha's back
+    // halfway through an apply (the packaged PostgreSQL starting late, say).
+    wait_booted(&container, Duration::from_secs(90))?;
     keys::install_access(&container, spec.public_key, spec.ssh_user)?;
     let host_key = keys::host_key(&container)?;
     Ok(ReadyHost {

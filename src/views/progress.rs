@@ -12,7 +12,9 @@ pub fn observer(hosts: &[String]) -> Box<dyn Observer> {
     if std::io::stderr().is_terminal() {
         Box::new(Bars::new(hosts))
     } else {
-        Box::new(Lines)
+        Box::new(Lines {
+            started: std::time::Instant::now(),
+        })
     }
 }
 
@@ -31,12 +33,15 @@ fn line(event: &Event) -> Option<String> {
     }
 }
 
-pub struct Lines;
+/// Plain lines, each with the seconds since apply began: a log says where the time went.
+pub struct Lines {
+    started: std::time::Instant,
+}
 
 impl Observer for Lines {
     fn event(&self, event: Event) {
         if let Some(l) = line(&event) {
-            eprintln!("{l}");
+            eprintln!("[{:6.1}s] {l}", self.started.elapsed().as_secs_f64());
         }
     }
 }

@@ -34,6 +34,11 @@ pub struct Options {
 impl Sandbox {
     /// Fails (never skips) when the test ground cannot be made.
     pub fn up(tag: &str, options: Options) -> Sandbox {
+        Sandbox::up_with(tag, options, |_| {})
+    }
+
+    /// With changes to the sandbox options (flavour, etcd members).
+    pub fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -44,6 +49,7 @@ impl Sandbox {
         opts.hosts = options.hosts;
         opts.ssh_user = options.ssh_user.map(str::to_owned);
         opts.image_with_packages = options.packages;
+        adjust(&mut opts);
         let info = sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
         let env = read_env(&info.env_file);
         Sandbox {

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod engine;
+mod patroni;
 mod render;
 mod sandbox;
 mod streaming;

@@ -102,7 +102,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
         .collect();
     assert_eq!(restarts.len(), 3, "{}", apply.stderr);
     assert!(
-        restarts[2].starts_with("pg1:"),
+        restarts[2].contains("] pg1:"),
         "the primary restarts last: {restarts:#?}"
     );
     for host in ["pg1", "pg2", "pg3"] {

@@ -607,3 +607,81 @@ fn template_with_undefined_variable_is_refused() {
         .stderr_has("undefined")
         .run();
 }
+
+const PATRONI: &str = "\
+patroni:
+  ttl: 20
+  loop_wait: 10
+  retry_timeout: 5
+  rewind:
+    password: {env: PGHA_REWIND_PASSWORD}
+  etcd:
+    members: [pg1, pg2, pg3]
+";
+
+fn patroni_variant(section: &str) -> String {
+    variant("  flavour: streaming", "  flavour: patroni")
+        .replacen("replication:\n", &format!("{section}replication:\n"), 1)
+        .replacen(
+            "  port: 5432\n",
+            "  port: 5432\n  superuser_password: {env: PGHA_SUPERUSER_PASSWORD}\n",
+            1,
+        )
+}
+
+#[test]
+fn inventory_patroni_example_is_valid() {
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&root().join("inventory.patroni.example"))
+        .stdout_has("flavour patroni, 3 hosts")
+        .run();
+    let (_dir, path) = write_inventory(&patroni_variant(PATRONI));
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .stdout_has("flavour patroni")
+        .run();
+}
+
+#[test]
+fn patroni_timing_rules_are_enforced() {
+    let text = patroni_variant(&PATRONI.replace("retry_timeout: 5", "retry_timeout: 6"));
+    let err = rejects(
+        &text,
+        "14:8",
+        "loop_wait + 2 * retry_timeout = 22 exceeds ttl 20",
+    );
+    assert!(
+        err.contains("raise ttl or lower loop_wait / retry_timeout"),
+        "{err}"
+    );
+    rejects(
+        &patroni_variant(
+            &PATRONI
+                .replace("ttl: 20", "ttl: 15")
+                .replace("loop_wait: 10", "loop_wait: 3"),
+        ),
+        "14:8",
+        "ttl 15 is below 20, Patroni's minimum",
+    );
+}
+
+#[test]
+fn etcd_needs_an_odd_number_of_members() {
+    rejects(
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]")),
+        "20:14",
+        "2 etcd members: a quorum needs an odd number",
+    );
+}
+
+#[test]
+fn patroni_section_without_patroni_flavour() {
+    let text = variant("replication:\n", &format!("{PATRONI}replication:\n"));
+    rejects(
+        &text,
+        "13:3",
+        "a `patroni:` section needs `cluster.flavour: patroni`",
+    );
+}
