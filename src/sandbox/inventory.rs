@@ -368,7 +368,7 @@ mod tests {
         let i = info(&dir);
         write_all(&i).expect("write");
         let env = fs::read_to_string(&i.env_file).expect("env");
-        assert_eq!(env.matches("export PGHA_").count(), 3);
+        assert_eq!(env.matches("export PGHA_").count(), PASSWORD_VARS.len());
         assert_eq!(
             fs::metadata(&i.env_file).expect("m").permissions().mode() & 0o777,
             0o600
