@@ -28,8 +28,10 @@ impl Module for PgSlot {
         if exists {
             return Check::InSync("slot exists".to_owned());
         }
+        // Reserve WAL at once (`immediately_reserve`): the clone that will use the slot must not
+        // find its first WAL segment recycled by another clone's checkpoint meanwhile.
         let statement = format!(
-            "SELECT pg_create_physical_replication_slot({n}) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {n});\n",
+            "SELECT pg_create_physical_replication_slot({n}, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {n});\n",
             n = sql::literal(&self.name)
         );
         Check::Changes(vec![cx.change(
