@@ -104,6 +104,12 @@ impl Session {
         Ok(())
     }
 
+    /// Read every host's facts again, in parallel.
+    pub async fn refresh_all(&mut self) -> Result<(), SessionError> {
+        self.facts = collect::gather_all(&self.transports, &self.queries).await?;
+        Ok(())
+    }
+
     pub fn role_of(&self, topology: &Topology, host: &str) -> Role {
         self.project
             .cluster

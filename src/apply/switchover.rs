@@ -192,16 +192,7 @@ pub async fn run(
         });
     }
     let write_gap = stopped_at.elapsed();
-    let names: Vec<String> = session
-        .project
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| h.name.clone())
-        .collect();
-    for h in &names {
-        session.refresh(h).await?;
-    }
+    session.refresh_all().await?;
     let (new_topology, _) = session.topology()?;
     let recaps = apply::run(session, &new_topology, observer).await?;
     let failed_hosts = recaps
@@ -260,17 +251,9 @@ async fn patroni(session: &mut Session, target: &str) -> Result<Report, Switchov
     let old_t = &session.transports[&old];
     run_ok(old_t, &post, "Patroni switchover").await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let names: Vec<String> = cluster
-        .hosts
-        .iter()
-        .filter(|h| h.role.has_postgres())
-        .map(|h| h.name.clone())
-        .collect();
     let mut write_gap = None;
     loop {
-        for h in &names {
-            session.refresh(h).await?;
-        }
+        session.refresh_all().await?;
         let leads = session
             .facts
             .get(target)

@@ -45,14 +45,7 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                 }
                 None => None,
             };
-        let mut session = Session::open(
-            &args.source.inventory,
-            args.source.playbooks.as_deref(),
-            args.source.templates.as_deref(),
-            &args.limit,
-        )
-        .await
-        .map_err(CliError::new)?;
+        let mut session = args.source.open(&args.limit).await?;
         let result = apply_with(&mut session, args, saved, verbose, started).await;
         session.close().await;
         result

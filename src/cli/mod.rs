@@ -70,6 +70,20 @@ pub struct SourceArgs {
     pub playbooks: Option<PathBuf>,
 }
 
+impl SourceArgs {
+    /// Load, resolve the secrets, connect to every host and read its facts.
+    pub async fn open(&self, limit: &[String]) -> Result<crate::session::Session, CliError> {
+        crate::session::Session::open(
+            &self.inventory,
+            self.playbooks.as_deref(),
+            self.templates.as_deref(),
+            limit,
+        )
+        .await
+        .map_err(CliError::new)
+    }
+}
+
 /// An error a command reports: printed to stderr, exit code 1.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

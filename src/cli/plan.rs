@@ -6,7 +6,6 @@ use clap::Args;
 
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
-use crate::session::Session;
 use crate::views;
 
 #[derive(Args, Debug)]
@@ -29,14 +28,7 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = Session::open(
-            &args.source.inventory,
-            args.source.playbooks.as_deref(),
-            args.source.templates.as_deref(),
-            &args.limit,
-        )
-        .await
-        .map_err(CliError::new)?;
+        let session = args.source.open(&args.limit).await?;
         let plan = session.plan().map_err(CliError::new);
         session.close().await;
         let plan = plan?;

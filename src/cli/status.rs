@@ -4,7 +4,6 @@ use clap::Args;
 
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
-use crate::session::Session;
 use crate::views;
 
 #[derive(Args, Debug)]
@@ -15,14 +14,7 @@ pub struct StatusArgs {
 
 pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = Session::open(
-            &args.source.inventory,
-            args.source.playbooks.as_deref(),
-            args.source.templates.as_deref(),
-            &[],
-        )
-        .await
-        .map_err(CliError::new)?;
+        let session = args.source.open(&[]).await?;
         let topology = session.topology().map_err(CliError::new);
         let text = topology.map(|(t, notes)| {
             let mut text = views::status::table(&session.project.cluster, &t, &session.facts);

@@ -24,14 +24,7 @@ pub struct SwitchoverArgs {
 
 pub fn run(args: &SwitchoverArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = Session::open(
-            &args.source.inventory,
-            args.source.playbooks.as_deref(),
-            args.source.templates.as_deref(),
-            &[],
-        )
-        .await
-        .map_err(CliError::new)?;
+        let mut session = args.source.open(&[]).await?;
         let result = go(&mut session, args).await;
         session.close().await;
         result

@@ -6,7 +6,6 @@ use clap::Args;
 
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
-use crate::session::Session;
 use crate::views;
 
 #[derive(Args, Debug)]
@@ -20,14 +19,7 @@ pub struct VerifyArgs {
 
 pub fn run(args: &VerifyArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = Session::open(
-            &args.source.inventory,
-            args.source.playbooks.as_deref(),
-            args.source.templates.as_deref(),
-            &[],
-        )
-        .await
-        .map_err(CliError::new)?;
+        let mut session = args.source.open(&[]).await?;
         let topology = session.topology().map_err(CliError::new);
         let results = match topology {
             Ok((t, _)) => {

@@ -32,17 +32,8 @@ pub async fn run(
     topology: &Topology,
     timeout: Duration,
 ) -> Vec<CheckResult> {
-    let names: Vec<String> = session
-        .project
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| h.name.clone())
-        .collect();
-    for h in &names {
-        if let Err(e) = session.refresh(h).await {
-            return vec![result(h, "facts", false, e.to_string())];
-        }
+    if let Err(e) = session.refresh_all().await {
+        return vec![result(&topology.primary, "facts", false, e.to_string())];
     }
     // Standbys reconnect a few seconds after their upstream restarts: poll until every
     // role and stream check passes, or the timeout says they will not.
@@ -55,10 +46,8 @@ pub async fn run(
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        for h in &names {
-            if let Err(e) = session.refresh(h).await {
-                return vec![result(h, "facts", false, e.to_string())];
-            }
+        if let Err(e) = session.refresh_all().await {
+            return vec![result(&topology.primary, "facts", false, e.to_string())];
         }
     }
     if session.project.cluster.patroni.is_some() {
