@@ -62,6 +62,7 @@ pub fn digest(facts: &HostFacts) -> String {
         }
         pg.replication.clear();
         pg.wal_receiver = None;
+        pg.lsn.clear();
     }
     let json = serde_json::to_vec(&stable).unwrap_or_default();
     format!("{:x}", Sha256::digest(&json))
