@@ -119,3 +119,45 @@ pub fn build(
         hosts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::digest;
+    use crate::facts::{FileFact, HostFacts, PgFacts, ReplicationFact};
+
+    #[test]
+    fn the_digest_ignores_replication_progress_but_not_state() {
+        let mut a = HostFacts {
+            postgres: Some(PgFacts {
+                running: true,
+                lsn: "0/3000060".into(),
+                ..PgFacts::default()
+            }),
+            ..HostFacts::default()
+        };
+        let mut b = a.clone();
+        if let Some(pg) = b.postgres.as_mut() {
+            pg.lsn = "0/4000000".into();
+            pg.replication.push(ReplicationFact {
+                application_name: "pg2".into(),
+                lag_bytes: 42,
+                ..ReplicationFact::default()
+            });
+        }
+        assert_eq!(
+            digest(&a),
+            digest(&b),
+            "WAL moving on does not make a plan stale"
+        );
+        a.files.insert(
+            "/etc/x".into(),
+            FileFact {
+                content: "edited".into(),
+                owner: "root".into(),
+                group: "root".into(),
+                mode: "0644".into(),
+            },
+        );
+        assert_ne!(digest(&a), digest(&b), "a changed file does");
+    }
+}
