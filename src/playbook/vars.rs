@@ -221,6 +221,34 @@ fn patroni_vars(cluster: &Cluster, host: &Host) -> Value {
         "{}-{}",
         cluster.postgres.version, cluster.postgres.debian_cluster
     );
+    // What pgha keeps in the DCS after bootstrap (changed through PATCH /config).
+    let dcs_settings = json!({
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "primary_start_timeout": p.primary_start_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "synchronous_mode": p.synchronous_mode,
+        "synchronous_mode_strict": p.synchronous_mode_strict,
+        "synchronous_node_count": p.synchronous_node_count,
+        "standby_cluster": p.standby_cluster.as_ref().map(|s| json!({"host": s.host, "port": s.port, "primary_slot_name": s.primary_slot_name})),
+        "postgresql": {
+            "use_pg_rewind": p.use_pg_rewind,
+            "use_slots": p.use_slots,
+            "parameters": dcs_parameters,
+        },
+    });
+    let members: serde_json::Map<String, Value> = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.has_postgres())
+        .map(|h| {
+            (
+                h.name.clone(),
+                Value::String(format!("http://{}:{}", h.address, p.restapi_port)),
+            )
+        })
+        .collect();
     json!({
         "data_dir": p.data_dir,
         "namespace": p.namespace,
@@ -243,7 +271,9 @@ fn patroni_vars(cluster: &Cluster, host: &Host) -> Value {
         "etcd_endpoint": format!("http://127.0.0.1:{}", p.etcd.client_port),
         "standby_cluster": p.standby_cluster,
         "replicatefrom": replicatefrom,
-        "dcs_parameters": dcs_parameters,
+        "dcs_parameters": dcs_settings["postgresql"]["parameters"],
+        "dcs_settings": dcs_settings,
+        "members": members,
         "service": format!("patroni@{instance}"),
         "config_file": format!("/etc/patroni/{instance}.yml"),
     })

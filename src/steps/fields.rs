@@ -7,8 +7,8 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::steps::{
-    command, file, package, pg_clone, pg_database, pg_extension, pg_reload, pg_role, pg_slot,
-    pg_slots_prune, service, wait_for,
+    command, file, package, patroni_dcs, pg_clone, pg_database, pg_extension, pg_reload, pg_role,
+    pg_slot, pg_slots_prune, service, wait_for,
 };
 
 #[derive(Debug)]
@@ -54,7 +54,7 @@ fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 }
 
 /// The step kinds a playbook may name (plus `template`, which expands into `file`).
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "package",
     "template",
     "file",
@@ -68,6 +68,7 @@ pub const KINDS: [&str; 13] = [
     "pg_reload_or_restart",
     "command",
     "wait_for",
+    "patroni_dcs",
 ];
 
 /// Argument names of a kind; `None` for an unknown kind.
@@ -86,6 +87,7 @@ pub fn arguments(kind: &str) -> Option<&'static [&'static str]> {
         "pg_reload_or_restart" => fields_of::<pg_reload::PgReloadOrRestart>(),
         "command" => fields_of::<command::Command>(),
         "wait_for" => fields_of::<wait_for::WaitFor>(),
+        "patroni_dcs" => fields_of::<patroni_dcs::PatroniDcs>(),
         _ => return None,
     })
 }

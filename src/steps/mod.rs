@@ -18,6 +18,7 @@ pub mod command;
 pub mod fields;
 pub mod file;
 pub mod package;
+pub mod patroni_dcs;
 pub mod pg_clone;
 pub mod pg_database;
 pub mod pg_extension;
@@ -89,6 +90,7 @@ pub enum StepKind {
     PgReloadOrRestart(pg_reload::PgReloadOrRestart),
     Command(command::Command),
     WaitFor(wait_for::WaitFor),
+    PatroniDcs(patroni_dcs::PatroniDcs),
 }
 
 impl StepKind {
@@ -106,6 +108,7 @@ impl StepKind {
             StepKind::PgReloadOrRestart(m) => m,
             StepKind::Command(m) => m,
             StepKind::WaitFor(m) => m,
+            StepKind::PatroniDcs(m) => m,
         }
     }
 }

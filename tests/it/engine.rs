@@ -326,6 +326,7 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
             }
             StepKind::PgClone(_)
             | StepKind::PgSlotsPrune(_)
+            | StepKind::PatroniDcs(_)
             | StepKind::Command(_)
             | StepKind::WaitFor(_) => {}
         }

@@ -53,6 +53,36 @@ fn patroni_bootstrap_verify_and_switchover() {
         .stdout_has("Nothing to apply.")
         .run();
 
+    // Parameters live in the DCS: plan shows the /config diff and the rolling restart a
+    // restart-level change needs; apply PATCHes and restarts replicas first.
+    sb.edit_inventory(
+        "    shared_buffers: 128MB\n",
+        "    shared_buffers: 160MB\n    work_mem: 8MB\n",
+    );
+    let plan = sb.pgha(["plan", "--detailed-exitcode"]).status(2).run();
+    for needle in [
+        "update Patroni /config",
+        "+      \"shared_buffers\": \"160MB\"",
+        "+      \"work_mem\": \"8MB\"",
+        "rolling restart, replicas first, the leader last: shared_buffers (context postmaster)",
+    ] {
+        assert!(
+            plan.stdout.contains(needle),
+            "plan lacks {needle:?}:\n{}",
+            plan.stdout
+        );
+    }
+    sb.pgha(["apply", "-y"])
+        .stdout_has("20 checks run, 20 passed, 0 failed.")
+        .run();
+    for host in ["pg1", "pg2", "pg3"] {
+        assert_eq!(sb.psql(host, "SHOW shared_buffers"), "160MB", "{host}");
+        assert_eq!(sb.psql(host, "SHOW work_mem"), "8MB", "{host}");
+    }
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+
     sb.pgha(["switchover", "--to", "pg2", "-y"])
         .stdout_has("Switched over from pg1 to pg2")
         .stdout_has("0 failed.")

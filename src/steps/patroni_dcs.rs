@@ -1,0 +1,199 @@
+//! Patroni's dynamic configuration (the DCS `/config`): timing, synchronous mode and the
+//! PostgreSQL parameters, compared with what Patroni holds and changed with a PATCH (what
+//! `patronictl edit-config` does). When a change, or drift, needs a restart, the members are
+//! restarted through their REST APIs one at a time, replicas first, the leader last.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::inventory::pg_params::{self, Context};
+use crate::plan::{Action, Check};
+use crate::steps::{file::unified_diff, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatroniDcs {
+    /// This member's REST API (the leader's: the DCS is the cluster's).
+    pub url: String,
+    /// Every PostgreSQL member: name -> REST API, for the rolling restart.
+    pub members: BTreeMap<String, String>,
+    /// The wanted values; keys absent here are left as Patroni has them.
+    pub settings: Value,
+}
+
+/// PATCH /config, then (when asked) restart every member with a pending restart, replicas
+/// first, each time waiting until the member runs again.
+const SCRIPT: &str = r#"import json, sys, time, urllib.request, urllib.error
+url, patch, restart, members = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "restart", json.loads(sys.argv[4])
+def call(u, method="GET", body=None):
+    req = urllib.request.Request(u, data=None if body is None else json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
+    try:
+        r = urllib.request.urlopen(req, timeout=60)
+        return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except Exception as e:
+        return 0, str(e)
+def member(u):
+    code, body = call(u + "/patroni")
+    try:
+        return json.loads(body)
+    except Exception:
+        return {}
+if patch:
+    code, body = call(url + "/config", "PATCH", patch)
+    if code != 200:
+        sys.exit("PATCH /config answered %s: %s" % (code, body))
+if not restart:
+    sys.exit(0)
+# Patroni notices a restart-level change on its next loop: wait for every member to say so.
+deadline = time.time() + 60
+while time.time() < deadline and not all(member(u).get("pending_restart") for u in members.values()):
+    time.sleep(1)
+order = sorted(members.items(), key=lambda m: member(m[1]).get("role") in ("master", "primary", "standby_leader"))
+for name, u in order:
+    if not member(u).get("pending_restart"):
+        continue
+    code, body = call(u + "/restart", "POST", {"restart_pending": True})
+    if code not in (200, 202):
+        sys.exit("restart of %s answered %s: %s" % (name, code, body))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        m = member(u)
+        if m.get("state") == "running" and not m.get("pending_restart"):
+            break
+        time.sleep(1)
+    else:
+        sys.exit("%s did not come back from its restart within 120 s" % name)
+    print("restarted", name)
+"#;
+
+/// Values as Patroni's /config returns them: numbers may come back as strings and the other
+/// way round; parameters compare by their meaning (`128MB` = `16384` pages).
+fn same(key: &str, want: &Value, have: &Value) -> bool {
+    if want == have {
+        return true;
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match pg_params::lookup(key) {
+        Some(p) => pg_params::same_value(p, &text(want), &text(have)),
+        None => text(want) == text(have),
+    }
+}
+
+/// The wanted keys whose live value differs, as a JSON object shaped like the settings.
+fn differences(want: &Value, have: &Value, restart_for: &mut Vec<String>) -> Value {
+    let mut out = serde_json::Map::new();
+    let (Value::Object(w), h) = (want, have) else {
+        return Value::Null;
+    };
+    for (k, wv) in w {
+        let hv = h.get(k).unwrap_or(&Value::Null);
+        if let Value::Object(_) = wv {
+            let d = differences(wv, hv, restart_for);
+            if d.as_object().is_some_and(|o| !o.is_empty()) {
+                out.insert(k.clone(), d);
+            }
+        } else if !same(k, wv, hv) {
+            if pg_params::lookup(k).is_some_and(|p| p.context == Context::Postmaster) {
+                restart_for.push(format!("{k} (context postmaster)"));
+            }
+            out.insert(k.clone(), wv.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The live values of the keys in `shape`, for the before side of the diff.
+fn subset(shape: &Value, have: &Value) -> Value {
+    match shape {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), subset(v, have.get(k).unwrap_or(&Value::Null))))
+                .collect(),
+        ),
+        _ => have.clone(),
+    }
+}
+
+impl Module for PatroniDcs {
+    fn kind(&self) -> &'static str {
+        "patroni_dcs"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let Some(live) = cx.facts.patroni.as_ref().and_then(|p| p.dcs.clone()) else {
+            return Check::InSync(
+                "Patroni is not running here yet: its bootstrap writes this configuration"
+                    .to_owned(),
+            );
+        };
+        let mut restart_for = Vec::new();
+        let patch = differences(&self.settings, &live, &mut restart_for);
+        let pending: Vec<String> = cx
+            .cluster_facts
+            .iter()
+            .filter(|(name, f)| {
+                self.members.contains_key(*name)
+                    && f.patroni.as_ref().is_some_and(|p| p.pending_restart)
+            })
+            .map(|(name, _)| format!("{name} is pending a restart"))
+            .collect();
+        let changed = patch.as_object().is_some_and(|o| !o.is_empty());
+        if !changed && pending.is_empty() {
+            return Check::InSync("the DCS configuration matches".to_owned());
+        }
+        restart_for.extend(pending);
+        let restart = !restart_for.is_empty();
+        let command = RemoteCommand::new([
+            "python3".to_owned(),
+            "-c".to_owned(),
+            SCRIPT.to_owned(),
+            self.url.clone(),
+            if changed {
+                patch.to_string()
+            } else {
+                "{}".to_owned()
+            },
+            if restart { "restart" } else { "no-restart" }.to_owned(),
+            serde_json::to_string(&self.members).unwrap_or_default(),
+        ]);
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+        let mut reason = if changed {
+            "the DCS configuration differs".to_owned()
+        } else {
+            "no DCS change".to_owned()
+        };
+        if restart {
+            reason.push_str(&format!(
+                "; then a rolling restart, replicas first, the leader last: {}",
+                restart_for.join("; ")
+            ));
+        }
+        let mut change = cx.change(
+            self.kind(),
+            if changed {
+                Action::Update
+            } else {
+                Action::Restart
+            },
+            "Patroni /config",
+            reason,
+            vec![command],
+        );
+        if changed {
+            change.diff = Some(unified_diff(
+                &pretty(&subset(&patch, &live)),
+                &pretty(&patch),
+                "DCS /config",
+            ));
+        }
+        Check::Changes(vec![change])
+    }
+}
