@@ -109,3 +109,106 @@ fn patroni_bootstrap_verify_and_switchover() {
         .stdout_has("No changes.")
         .run();
 }
+
+/// Failover under load with synchronous mode: a client writes sequential ids through a
+/// multi-host connection string; the leader's host is killed (etcd keeps its quorum with 3
+/// co-located members); a replica takes over, writes resume, and no acknowledged write is
+/// missing. The old host comes back as a replica and plan has nothing to undo.
+#[test]
+fn failover_under_load_loses_no_acknowledged_write() {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let sb = Sandbox::up_with("failover", Options { hosts: 3, ssh_user: None, packages: true }, |o| {
+        o.flavour = pgha::sandbox::Flavour::Patroni;
+    });
+    sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
+    sb.pgha(["apply", "-y"]).stdout_has("synchronous standby").stdout_has("0 failed.").run();
+    let hosts: Vec<String> = ["pg1", "pg2", "pg3"].iter().map(|h| sb.ip(h)).collect();
+    let password = sb.env.iter().find(|(k, _)| k == "PGHA_APP_PASSWORD").map(|(_, v)| v.clone()).expect("app password");
+    let conninfo = format!(
+        "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",
+        hosts.join(",")
+    );
+    let psql = |sql: &str| -> bool {
+        Command::new("psql")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", sql])
+            .env("PGPASSWORD", &password)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(psql("CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"), "the app user can write");
+
+    // The writer: one INSERT per connection, as a client that reconnects after a failure.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let conninfo = conninfo.clone();
+        let password = password.clone();
+        std::thread::spawn(move || {
+            let mut acked: Vec<(i64, Instant)> = Vec::new();
+            let mut id = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let ok = Command::new("psql")
+                    .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", &format!("INSERT INTO writes (id) VALUES ({id})")])
+                    .env("PGPASSWORD", &password)
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if ok {
+                    acked.push((id, Instant::now()));
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let leader_container = sb.info.hosts.iter().find(|h| h.name == "pg1").map(|h| h.container.clone()).expect("pg1");
+    let killed_at = Instant::now();
+    assert!(Command::new("docker").args(["kill", &leader_container]).status().expect("docker kill").success());
+    // Wait for writes to resume, then a little more.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline && !psql("SELECT 1 FROM writes LIMIT 1") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().expect("writer");
+    let before: Vec<&(i64, Instant)> = acked.iter().filter(|(_, t)| *t < killed_at).collect();
+    let after: Vec<&(i64, Instant)> = acked.iter().filter(|(_, t)| *t >= killed_at).collect();
+    assert!(!before.is_empty() && !after.is_empty(), "writes before ({}) and after ({}) the crash", before.len(), after.len());
+    let last_before = before.last().map(|(_, t)| *t).expect("before");
+    let first_after = after.first().map(|(_, t)| *t).expect("after");
+    let gap = first_after.duration_since(last_before);
+    eprintln!("failover: {} writes acknowledged, write gap {:.1} s", acked.len(), gap.as_secs_f64());
+
+    // Every acknowledged id is on the new leader.
+    let new_leader = ["pg2", "pg3"].into_iter().find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f").expect("a new leader");
+    let present: std::collections::BTreeSet<i64> = sb
+        .sh(new_leader, "cd / && runuser -u postgres -- psql -X -At -d appdb -c 'SELECT id FROM writes'")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let missing: Vec<i64> = acked.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged writes missing on {new_leader}: {missing:?}");
+    assert!(gap < Duration::from_secs(40), "write gap {gap:?}");
+
+    // The old leader comes back as a replica; plan has nothing to undo.
+    assert!(Command::new("docker").args(["start", &leader_container]).status().expect("docker start").success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = sb.pgha(["status"]).run();
+        let back = status.stdout.lines().any(|l| l.contains("pg1") && l.contains("streaming"));
+        if back {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pg1 did not rejoin as a replica:\n{}", status.stdout);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    sb.pgha(["plan", "--detailed-exitcode"]).stdout_has("No changes.").stdout_has(&format!("{new_leader} is the primary")).run();
+    sb.pgha(["verify"]).stdout_has("0 failed.").run();
+}
