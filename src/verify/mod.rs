@@ -144,25 +144,6 @@ async fn patroni_checks(session: &Session, topology: &Topology, out: &mut Vec<Ch
             format!("{} (wanted {})", codes.join(" "), want.join(" ")),
         ));
     }
-    if p.synchronous_mode {
-        let sync = session
-            .facts
-            .get(&topology.primary)
-            .and_then(|f| f.postgres.as_ref())
-            .map(|pg| {
-                pg.replication
-                    .iter()
-                    .filter(|r| r.sync_state == "sync")
-                    .count()
-            })
-            .unwrap_or(0);
-        out.push(result(
-            &topology.primary,
-            "synchronous standby",
-            sync >= 1,
-            format!("{sync} synchronous"),
-        ));
-    }
 }
 
 fn roles_and_streams(
@@ -235,6 +216,27 @@ fn roles_and_streams(
                 ));
             }
         }
+    }
+    // Patroni names the synchronous standby a loop after the replicas join: polled with the
+    // stream checks, not read once.
+    if cluster.patroni.as_ref().is_some_and(|p| p.synchronous_mode) {
+        let sync = session
+            .facts
+            .get(&topology.primary)
+            .and_then(|f| f.postgres.as_ref())
+            .map(|pg| {
+                pg.replication
+                    .iter()
+                    .filter(|r| r.sync_state == "sync")
+                    .count()
+            })
+            .unwrap_or(0);
+        out.push(result(
+            &topology.primary,
+            "synchronous standby",
+            sync >= 1,
+            format!("{sync} synchronous"),
+        ));
     }
 }
 

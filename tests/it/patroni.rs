@@ -108,6 +108,35 @@ fn patroni_bootstrap_verify_and_switchover() {
     sb.pgha(["plan", "--detailed-exitcode"])
         .stdout_has("No changes.")
         .run();
+
+    // One of three etcd members down: the leader keeps its key and accepts writes; verify
+    // names the member; plan sees the stopped service and apply starts it again.
+    sb.sh("pg3", "systemctl stop etcd");
+    sb.psql("pg1", "CREATE TABLE etcd_member_down AS SELECT 1 AS ok");
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert_eq!(
+        sb.psql("pg1", "SELECT pg_is_in_recovery()"),
+        "f",
+        "pg1 still leads"
+    );
+    sb.psql("pg1", "INSERT INTO etcd_member_down VALUES (2)");
+    let verify = sb.pgha(["verify"]).status(1).run();
+    assert!(
+        verify
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("pg3") && l.contains("etcd member") && l.contains("FAILED")),
+        "{}",
+        verify.stdout
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("start etcd")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
 }
 
 /// Failover under load with synchronous mode: a client writes sequential ids through a
@@ -121,20 +150,45 @@ fn failover_under_load_loses_no_acknowledged_write() {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    let sb = Sandbox::up_with("failover", Options { hosts: 3, ssh_user: None, packages: true }, |o| {
-        o.flavour = pgha::sandbox::Flavour::Patroni;
-    });
+    let sb = Sandbox::up_with(
+        "failover",
+        Options {
+            hosts: 3,
+            ssh_user: None,
+            packages: true,
+        },
+        |o| {
+            o.flavour = pgha::sandbox::Flavour::Patroni;
+        },
+    );
     sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
-    sb.pgha(["apply", "-y"]).stdout_has("synchronous standby").stdout_has("0 failed.").run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("synchronous standby")
+        .stdout_has("0 failed.")
+        .run();
     let hosts: Vec<String> = ["pg1", "pg2", "pg3"].iter().map(|h| sb.ip(h)).collect();
-    let password = sb.env.iter().find(|(k, _)| k == "PGHA_APP_PASSWORD").map(|(_, v)| v.clone()).expect("app password");
+    let password = sb
+        .env
+        .iter()
+        .find(|(k, _)| k == "PGHA_APP_PASSWORD")
+        .map(|(_, v)| v.clone())
+        .expect("app password");
     let conninfo = format!(
         "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",
         hosts.join(",")
     );
     let psql = |sql: &str| -> bool {
         Command::new("psql")
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &conninfo,
+                "-c",
+                sql,
+            ])
             .env("PGPASSWORD", &password)
             .output()
             .is_ok_and(|o| o.status.success())
@@ -153,7 +207,16 @@ fn failover_under_load_loses_no_acknowledged_write() {
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
                 let ok = Command::new("psql")
-                    .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", &conninfo, "-c", &format!("INSERT INTO writes (id) VALUES ({id})")])
+                    .args([
+                        "-X",
+                        "-q",
+                        "-At",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        &conninfo,
+                        "-c",
+                        &format!("INSERT INTO writes (id) VALUES ({id})"),
+                    ])
                     .env("PGPASSWORD", &password)
                     .output()
                     .is_ok_and(|o| o.status.success());
@@ -167,9 +230,19 @@ fn failover_under_load_loses_no_acknowledged_write() {
         })
     };
     std::thread::sleep(Duration::from_secs(5));
-    let leader_container = sb.info.hosts.iter().find(|h| h.name == "pg1").map(|h| h.container.clone()).expect("pg1");
+    let leader_container = sb
+        .info
+        .hosts
+        .iter()
+        .find(|h| h.name == "pg1")
+        .map(|h| h.container.clone())
+        .expect("pg1");
     let killed_at = Instant::now();
-    assert!(Command::new("docker").args(["kill", &leader_container]).status().expect("docker kill").success());
+    assert!(Command::new("docker")
+        .args(["kill", &leader_container])
+        .status()
+        .expect("docker kill")
+        .success());
     // Wait for writes to resume, then a little more.
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline && !psql("SELECT 1 FROM writes LIMIT 1") {
@@ -178,37 +251,83 @@ fn failover_under_load_loses_no_acknowledged_write() {
     std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     let acked = writer.join().expect("writer");
-    let before: Vec<&(i64, Instant)> = acked.iter().filter(|(_, t)| *t < killed_at).collect();
-    let after: Vec<&(i64, Instant)> = acked.iter().filter(|(_, t)| *t >= killed_at).collect();
-    assert!(!before.is_empty() && !after.is_empty(), "writes before ({}) and after ({}) the crash", before.len(), after.len());
-    let last_before = before.last().map(|(_, t)| *t).expect("before");
-    let first_after = after.first().map(|(_, t)| *t).expect("after");
-    let gap = first_after.duration_since(last_before);
-    eprintln!("failover: {} writes acknowledged, write gap {:.1} s", acked.len(), gap.as_secs_f64());
+    let before = acked.iter().filter(|(_, t)| *t < killed_at).count();
+    let after = acked.iter().filter(|(_, t)| *t >= killed_at).count();
+    assert!(
+        before > 0 && after > 0,
+        "writes before ({before}) and after ({after}) the crash"
+    );
+    // The write gap: the longest pause between two acknowledged writes around the crash (an
+    // INSERT in flight when the kill lands may still be acknowledged just after it).
+    let gap = acked
+        .windows(2)
+        .filter(|w| w[1].1 + Duration::from_secs(2) >= killed_at)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "failover: {} writes acknowledged, write gap {:.1} s",
+        acked.len(),
+        gap.as_secs_f64()
+    );
 
     // Every acknowledged id is on the new leader.
-    let new_leader = ["pg2", "pg3"].into_iter().find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f").expect("a new leader");
+    let new_leader = ["pg2", "pg3"]
+        .into_iter()
+        .find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f")
+        .expect("a new leader");
     let present: std::collections::BTreeSet<i64> = sb
-        .sh(new_leader, "cd / && runuser -u postgres -- psql -X -At -d appdb -c 'SELECT id FROM writes'")
+        .sh(
+            new_leader,
+            "cd / && runuser -u postgres -- psql -X -At -d appdb -c 'SELECT id FROM writes'",
+        )
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
-    let missing: Vec<i64> = acked.iter().map(|(id, _)| *id).filter(|id| !present.contains(id)).collect();
-    assert!(missing.is_empty(), "acknowledged writes missing on {new_leader}: {missing:?}");
+    let missing: Vec<i64> = acked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !present.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing on {new_leader}: {missing:?}"
+    );
     assert!(gap < Duration::from_secs(40), "write gap {gap:?}");
 
     // The old leader comes back as a replica; plan has nothing to undo.
-    assert!(Command::new("docker").args(["start", &leader_container]).status().expect("docker start").success());
+    assert!(Command::new("docker")
+        .args(["start", &leader_container])
+        .status()
+        .expect("docker start")
+        .success());
     let deadline = Instant::now() + Duration::from_secs(120);
+    // Until its sshd is up, status cannot reach it and says so (exit 1): keep asking.
     loop {
-        let status = sb.pgha(["status"]).run();
-        let back = status.stdout.lines().any(|l| l.contains("pg1") && l.contains("streaming"));
-        if back {
+        let mut status = Command::new(env!("CARGO_BIN_EXE_pgha"));
+        status.args(["status", "-i"]).arg(sb.inventory());
+        for (k, v) in &sb.env {
+            status.env(k, v);
+        }
+        let out = status.output().expect("pgha status");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success()
+            && text
+                .lines()
+                .any(|l| l.contains("pg1") && l.contains("streaming"))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "pg1 did not rejoin as a replica:\n{}", status.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "pg1 did not rejoin as a replica:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_secs(3));
     }
-    sb.pgha(["plan", "--detailed-exitcode"]).stdout_has("No changes.").stdout_has(&format!("{new_leader} is the primary")).run();
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .stdout_has(&format!("{new_leader} is the primary"))
+        .run();
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }
