@@ -26,6 +26,14 @@ pub struct Query {
     pub patroni_url: Option<String>,
 }
 
+/// A new etcd cluster reports version 3.0.0 until its members agree on one; Patroni reads it
+/// once when it starts and runs without watches on 3.0 (replicas then notice a dead leader a
+/// whole loop_wait late), so a member counts as healthy only once the version is agreed.
+pub const ETCD_VERSION_AGREED: &str = "import json, sys, urllib.request
+v = json.load(urllib.request.urlopen(sys.argv[1] + '/version', timeout=2)).get('etcdcluster', '3.0.0')
+sys.exit(0 if v != '3.0.0' else 1)
+";
+
 /// GET /patroni and /config; a member that is down answers `{}`.
 const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
 for path in ('/patroni', '/config'):
@@ -86,8 +94,9 @@ impl Query {
         }
         if let Some(url) = &self.etcd_endpoint {
             s.push_str(&format!(
-                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
-                q(url)
+                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
+                u = q(url),
+                v = q(ETCD_VERSION_AGREED),
             ));
         }
         if let Some(url) = &self.patroni_url {

@@ -32,7 +32,16 @@ impl WaitFor {
     fn condition(&self) -> Vec<String> {
         let mut c = Vec::new();
         if let Some(url) = &self.etcd_endpoint {
-            c.push(format!("ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1", shell_words::quote(url)));
+            c.push(format!(
+                "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1",
+                shell_words::quote(url)
+            ));
+            // See ETCD_VERSION_AGREED: Patroni must not start before the version is agreed.
+            c.push(format!(
+                "python3 -c {} {} 2>/dev/null",
+                shell_words::quote(crate::facts::gather::ETCD_VERSION_AGREED),
+                shell_words::quote(url)
+            ));
         }
         if let Some(url) = &self.patroni_url {
             c.push(format!(
