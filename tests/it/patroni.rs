@@ -331,3 +331,44 @@ fn failover_under_load_loses_no_acknowledged_write() {
         .run();
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }
+
+/// Cascading under Patroni: `upstream: pg2` becomes the tag `replicatefrom: pg2`, and pg2
+/// feeds pg4 (seen in pg2's pg_stat_replication).
+#[test]
+fn patroni_cascading_replica() {
+    let sb = Sandbox::up_with(
+        "pcascade",
+        Options {
+            hosts: 4,
+            ssh_user: None,
+            packages: true,
+        },
+        |o| {
+            o.flavour = pgha::sandbox::Flavour::Patroni;
+        },
+    );
+    let pg4 = format!(
+        "  - name: pg4\n    address: {}\n    role: standby\n",
+        sb.ip("pg4")
+    );
+    sb.edit_inventory(&pg4, &format!("{pg4}    upstream: pg2\n"));
+    sb.pgha(["apply", "-y"])
+        .stdout_has("pg2   streams to pg4")
+        .stdout_has("0 failed.")
+        .run();
+    assert_eq!(
+        sb.sh("pg4", "grep replicatefrom /etc/patroni/15-main.yml")
+            .trim(),
+        "replicatefrom: \"pg2\""
+    );
+    assert_eq!(
+        sb.psql(
+            "pg2",
+            "SELECT application_name || ' ' || state FROM pg_stat_replication"
+        ),
+        "pg4 streaming"
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+}
