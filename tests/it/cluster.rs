@@ -79,6 +79,17 @@ impl Sandbox {
         test
     }
 
+    /// `pgha COMMAND -i INVENTORY` as a process the test controls itself (to kill it, or to
+    /// tolerate its failure), with the sandbox's passwords in the environment.
+    pub fn command(&self, command: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgha"));
+        c.arg(command).arg("-i").arg(self.inventory());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
     pub fn secrets(&self) -> Vec<String> {
         self.env.iter().map(|(_, v)| v.clone()).collect()
     }

@@ -304,12 +304,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
     let deadline = Instant::now() + Duration::from_secs(120);
     // Until its sshd is up, status cannot reach it and says so (exit 1): keep asking.
     loop {
-        let mut status = Command::new(env!("CARGO_BIN_EXE_pgha"));
-        status.args(["status", "-i"]).arg(sb.inventory());
-        for (k, v) in &sb.env {
-            status.env(k, v);
-        }
-        let out = status.output().expect("pgha status");
+        let out = sb.command("status").output().expect("pgha status");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success()
             && text

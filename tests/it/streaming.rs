@@ -2,7 +2,7 @@
 //! PostgreSQL 15): bootstrap, no-op re-runs, parameter changes, drift, saved plans, growth with
 //! cascading, failures, a non-root SSH user, killed applies and the lock.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{assert_no_secret, Options, Sandbox};
@@ -382,16 +382,13 @@ fn killed_apply_converges_and_the_lock_says_how_to_continue() {
     let mut locks_met = 0;
     // During the package installs, the configuration and the clones of successive runs.
     for delay_ms in [4000u64, 9000, 6000] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"));
-        child
-            .args(["apply", "-y", "-i"])
-            .arg(sb.inventory())
+        let mut child = sb
+            .command("apply")
+            .arg("-y")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in &sb.env {
-            child.env(k, v);
-        }
-        let mut child = child.spawn().expect("spawn apply");
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn apply");
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL: no cleanup of any kind
         let _ = child.wait();
@@ -445,16 +442,13 @@ fn concurrent_apply_is_refused() {
             packages: true,
         },
     );
-    let mut first = Command::new(env!("CARGO_BIN_EXE_pgha"));
-    first
-        .args(["apply", "-y", "-i"])
-        .arg(sb.inventory())
+    let mut first = sb
+        .command("apply")
+        .arg("-y")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in &sb.env {
-        first.env(k, v);
-    }
-    let mut first = first.spawn().expect("spawn");
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
     let started = Instant::now();
     let second: Test = sb
