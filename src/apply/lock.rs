@@ -11,6 +11,9 @@ use crate::transport::{RemoteCommand, Transport, TransportError};
 
 pub const LOCK_PATH: &str = "/var/lib/pgha/cluster.lock";
 
+/// The id shown for a lock file that holds no whole record.
+pub const CORRUPT: &str = "incomplete";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LockInfo {
     pub id: String,
@@ -60,7 +63,7 @@ pub enum LockError {
 fn take_command(info: &LockInfo) -> RemoteCommand {
     let json = serde_json::to_string(info).unwrap_or_default();
     RemoteCommand::script(format!(
-        "mkdir -p /var/lib/pgha && chmod 0700 /var/lib/pgha; set -C; if ! cat > {LOCK_PATH} 2>/dev/null; then echo HELD; cat {LOCK_PATH}; exit 3; fi"
+        "mkdir -p /var/lib/pgha && chmod 0700 /var/lib/pgha; info=$(cat); set -C; if ! printf '%s\\n' \"$info\" > {LOCK_PATH} 2>/dev/null; then echo HELD; cat {LOCK_PATH}; exit 3; fi"
     ))
     .with_stdin(json)
 }
@@ -92,10 +95,11 @@ pub async fn take_all(
                 .lines()
                 .nth(1)
                 .and_then(|l| serde_json::from_str(l).ok())
+                // Killed while writing it: the file exists but holds no whole record.
                 .unwrap_or(LockInfo {
-                    id: "?".into(),
-                    who: "?".into(),
-                    operation: "?".into(),
+                    id: CORRUPT.into(),
+                    who: "an apply killed while it took the lock".into(),
+                    operation: "apply".into(),
                     since: "?".into(),
                 });
             error.get_or_insert(LockError::Held {
@@ -122,8 +126,14 @@ pub async fn take_all(
 /// Remove the lock where it holds `id` (never someone else's).
 pub async fn release_all(transports: &BTreeMap<String, SshTransport>, id: &str) -> Vec<String> {
     let id = id.replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    // A lock that holds no whole record can only be removed by its own name.
+    let owned = if id == CORRUPT {
+        format!("! grep -q '\"}}' {LOCK_PATH}")
+    } else {
+        format!("grep -q '\"id\":\"{id}\"' {LOCK_PATH}")
+    };
     let command = RemoteCommand::script(format!(
-        "if [ -f {LOCK_PATH} ] && grep -q '\"id\":\"{id}\"' {LOCK_PATH}; then rm -f {LOCK_PATH}; echo released; fi"
+        "if [ -f {LOCK_PATH} ] && {owned}; then rm -f {LOCK_PATH}; echo released; fi"
     ));
     let results = futures::future::join_all(transports.values().map(|t| {
         let command = command.clone();

@@ -119,12 +119,16 @@ impl Transport for SshTransport {
         if let Some(stdin) = &command.stdin {
             let bytes = stdin.reveal(&self.secrets)?;
             if let Some(mut pipe) = child.stdin().take() {
-                pipe.write_all(bytes.as_bytes())
-                    .await
-                    .map_err(|e| TransportError::Failed {
-                        host: self.host.clone(),
-                        reason: format!("{shown}: writing stdin: {e}"),
-                    })?;
+                // A command may exit without reading all its input (a refused lock, say): its
+                // exit status, not the broken pipe, says how it went.
+                if let Err(e) = pipe.write_all(bytes.as_bytes()).await {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        return Err(TransportError::Failed {
+                            host: self.host.clone(),
+                            reason: format!("{shown}: writing stdin: {e}"),
+                        });
+                    }
+                }
                 pipe.shutdown().await.ok();
             }
         }

@@ -411,8 +411,9 @@ fn killed_apply_converges_and_the_lock_says_how_to_continue() {
             .and_then(|r| r.split_whitespace().next())
             .expect("lock id")
             .to_owned();
+        // A run killed while writing the lock leaves no whole record: it is named `incomplete`.
         assert!(
-            lock.contains(&id),
+            lock.contains(&id) || (id == "incomplete" && !lock.contains("\"}")),
             "the message names the lock on the host: {lock}"
         );
         sb.pgha(["force-unlock", &id])
