@@ -78,6 +78,24 @@ impl Diagnostics {
         }
     }
 
+    /// An error about a name that is not one of `candidates`: with a "did you mean" when it is
+    /// close to one, else with `otherwise` as the help (if any).
+    pub fn unknown<'a>(
+        &mut self,
+        pos: Pos,
+        key: &str,
+        message: String,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+        otherwise: Option<String>,
+    ) {
+        match (did_you_mean(word, candidates), otherwise) {
+            (Some(s), _) => self.error_with_help(pos, key, message, format!("did you mean `{s}`?")),
+            (None, Some(help)) => self.error_with_help(pos, key, message, help),
+            (None, None) => self.error(pos, key, message),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

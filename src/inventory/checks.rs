@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::diag::{did_you_mean, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::inventory::node::{Key, Node, Pos};
 use crate::inventory::pg_params::{self, Context};
 use crate::model::{HbaRule, Host, Role};
@@ -147,10 +147,7 @@ pub fn parameter(d: &mut Diagnostics, key: &Key, value: &Node, path: &str, text:
     }
     let Some(param) = pg_params::lookup(&name) else {
         let message = format!("`{}` is not a PostgreSQL 15 server parameter", key.name);
-        match did_you_mean(&name, pg_params::names()) {
-            Some(s) => d.error_with_help(key.pos, path, message, format!("did you mean `{s}`?")),
-            None => d.error(key.pos, path, message),
-        }
+        d.unknown(key.pos, path, message, &name, pg_params::names(), None);
         return false;
     };
     if param.context == Context::Internal {
@@ -328,12 +325,14 @@ pub fn topology(
             (Role::Standby, Some(up)) => match roles.get(up) {
                 None => {
                     let message = format!("upstream `{up}` is not a host of this inventory");
-                    match did_you_mean(up, roles.keys().map(String::as_str)) {
-                        Some(s) => {
-                            d.error_with_help(at, &path, message, format!("did you mean `{s}`?"))
-                        }
-                        None => d.error(at, &path, message),
-                    }
+                    d.unknown(
+                        at,
+                        &path,
+                        message,
+                        up,
+                        roles.keys().map(String::as_str),
+                        None,
+                    );
                 }
                 Some(Role::Witness | Role::Etcd) => d.error(
                     at,

@@ -1,7 +1,7 @@
 //! Small readers that turn nodes into typed values, recording every problem in `Diagnostics`
 //! instead of stopping at the first. Shared by the inventory and the playbook loader.
 
-use crate::diag::{did_you_mean, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::inventory::node::{Key, Node, Pos, Value};
 
 /// A mapping being read key by key. `finish` reports the keys nobody asked for, with a
@@ -92,17 +92,15 @@ impl<'a> MapReader<'a> {
             } else {
                 format!("unknown key `{}` in `{}`", key.name, display(&self.path))
             };
-            match did_you_mean(&key.name, self.known.iter().copied()) {
-                Some(s) => {
-                    d.error_with_help(key.pos, &path, message, format!("did you mean `{s}`?"))
-                }
-                None => d.error_with_help(
-                    key.pos,
-                    &path,
-                    message,
-                    format!("known keys here: {}", self.known.join(", ")),
-                ),
-            }
+            let otherwise = format!("known keys here: {}", self.known.join(", "));
+            d.unknown(
+                key.pos,
+                &path,
+                message,
+                &key.name,
+                self.known.iter().copied(),
+                Some(otherwise),
+            );
         }
     }
 
@@ -218,9 +216,13 @@ pub fn choice<'c>(
         "`{value}` is not a valid `{path}`: one of {}",
         choices.join(", ")
     );
-    match did_you_mean(&value, choices.iter().copied()) {
-        Some(s) => d.error_with_help(node.pos, path, message, format!("did you mean `{s}`?")),
-        None => d.error(node.pos, path, message),
-    }
+    d.unknown(
+        node.pos,
+        path,
+        message,
+        &value,
+        choices.iter().copied(),
+        None,
+    );
     None
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::diag::{did_you_mean, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::inventory::decode::{self, MapReader};
 use crate::inventory::node::{self, Node, Pos};
 use crate::steps::fields;
@@ -74,15 +74,8 @@ fn read(d: &mut Diagnostics, root: &Node) -> Option<Playbook> {
                     "step `{}` notifies `{name}`, which is not a handler",
                     step.name
                 );
-                match did_you_mean(name, playbook.handlers.iter().map(|h| h.name.as_str())) {
-                    Some(s) => d.error_with_help(
-                        step.pos,
-                        "notify",
-                        message,
-                        format!("did you mean `{s}`?"),
-                    ),
-                    None => d.error(step.pos, "notify", message),
-                }
+                let handlers = playbook.handlers.iter().map(|h| h.name.as_str());
+                d.unknown(step.pos, "notify", message, name, handlers, None);
             }
         }
         if let Some(after) = &step.after {
@@ -156,27 +149,20 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
                 Some((key.name.clone(), args.clone()))
             } else {
                 let message = format!("unknown step kind `{}`", key.name);
-                match did_you_mean(
+                let candidates = fields::KINDS
+                    .iter()
+                    .copied()
+                    .chain(STEP_KEYS)
+                    .chain([FLUSH_HANDLERS]);
+                let otherwise = format!("step kinds: {}", fields::KINDS.join(", "));
+                d.unknown(
+                    key.pos,
+                    &format!("{path}.{}", key.name),
+                    message,
                     &key.name,
-                    fields::KINDS
-                        .iter()
-                        .copied()
-                        .chain(STEP_KEYS)
-                        .chain([FLUSH_HANDLERS]),
-                ) {
-                    Some(s) => d.error_with_help(
-                        key.pos,
-                        &format!("{path}.{}", key.name),
-                        message,
-                        format!("did you mean `{s}`?"),
-                    ),
-                    None => d.error_with_help(
-                        key.pos,
-                        &format!("{path}.{}", key.name),
-                        message,
-                        format!("step kinds: {}", fields::KINDS.join(", ")),
-                    ),
-                }
+                    candidates,
+                    Some(otherwise),
+                );
                 None
             }
         }
@@ -231,20 +217,15 @@ fn check_arguments(
     for (key, _) in entries {
         if !known.contains(&key.name.as_str()) {
             let message = format!("unknown argument `{}` for step kind `{kind}`", key.name);
-            match did_you_mean(&key.name, known.iter().copied()) {
-                Some(s) => d.error_with_help(
-                    key.pos,
-                    &format!("{path}.{}", key.name),
-                    message,
-                    format!("did you mean `{s}`?"),
-                ),
-                None => d.error_with_help(
-                    key.pos,
-                    &format!("{path}.{}", key.name),
-                    message,
-                    format!("arguments: {}", known.join(", ")),
-                ),
-            }
+            let otherwise = format!("arguments: {}", known.join(", "));
+            d.unknown(
+                key.pos,
+                &format!("{path}.{}", key.name),
+                message,
+                &key.name,
+                known.iter().copied(),
+                Some(otherwise),
+            );
         }
     }
 }
