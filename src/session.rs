@@ -61,13 +61,7 @@ impl Session {
             q.files.sort();
             q.files.dedup();
         }
-        let names: Vec<String> = project
-            .cluster
-            .hosts
-            .iter()
-            .map(|h| h.name.clone())
-            .collect();
-        let transports = collect::connect_all(&project.cluster, &names, &secrets).await?;
+        let transports = collect::connect_all(&project.cluster, &secrets).await?;
         let facts = collect::gather_all(&transports, &queries).await?;
         Ok(Session {
             project,

@@ -23,16 +23,9 @@ pub fn run(args: &ForceUnlockArgs) -> Result<ExitStatus, CliError> {
             args.source.templates.as_deref(),
         )
         .map_err(CliError::new)?;
-        let names: Vec<String> = project
-            .cluster
-            .hosts
-            .iter()
-            .map(|h| h.name.clone())
-            .collect();
-        let transports =
-            collect::connect_all(&project.cluster, &names, &crate::model::Secrets::default())
-                .await
-                .map_err(CliError::new)?;
+        let transports = collect::connect_all(&project.cluster, &crate::model::Secrets::default())
+            .await
+            .map_err(CliError::new)?;
         let released = lock::release_all(&transports, &args.id).await;
         for (_, t) in transports {
             t.close().await;

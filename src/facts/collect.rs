@@ -76,12 +76,11 @@ pub fn query_for(
 /// Open one connection per host, in parallel. Every unreachable host is named.
 pub async fn connect_all(
     cluster: &Cluster,
-    hosts: &[String],
     secrets: &Secrets,
 ) -> Result<BTreeMap<String, SshTransport>, FactsError> {
-    let tasks = hosts
+    let tasks = cluster
+        .hosts
         .iter()
-        .filter_map(|name| cluster.host(name))
         .map(|h| SshTransport::connect(h, secrets.clone()));
     let results = futures::future::join_all(tasks).await;
     let mut out = BTreeMap::new();
