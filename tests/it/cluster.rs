@@ -37,8 +37,19 @@ impl Sandbox {
         Sandbox::up_with(tag, options, |_| {})
     }
 
-    /// With changes to the sandbox options (flavour, etcd members).
-    pub fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
+    /// A Patroni sandbox on the packages image (3 etcd members co-located).
+    pub fn patroni(tag: &str, hosts: usize) -> Sandbox {
+        let options = Options {
+            hosts,
+            ssh_user: None,
+            packages: true,
+        };
+        Sandbox::up_with(tag, options, |o| {
+            o.flavour = pgha::sandbox::Flavour::Patroni
+        })
+    }
+
+    fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())

@@ -1,21 +1,11 @@
 //! The Patroni flavour end to end on real hosts: etcd (3 members co-located) and Patroni from
 //! Debian's packages. Bootstrap, verify, a clean re-plan, switchover through the REST API.
 
-use crate::cluster::{Options, Sandbox};
+use crate::cluster::Sandbox;
 
 #[test]
 fn patroni_bootstrap_verify_and_switchover() {
-    let sb = Sandbox::up_with(
-        "patroni",
-        Options {
-            hosts: 3,
-            ssh_user: None,
-            packages: true,
-        },
-        |o| {
-            o.flavour = pgha::sandbox::Flavour::Patroni;
-        },
-    );
+    let sb = Sandbox::patroni("patroni", 3);
     assert!(
         sb.inventory_text().contains("members: [pg1, pg2, pg3]"),
         "{}",
@@ -150,17 +140,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    let sb = Sandbox::up_with(
-        "failover",
-        Options {
-            hosts: 3,
-            ssh_user: None,
-            packages: true,
-        },
-        |o| {
-            o.flavour = pgha::sandbox::Flavour::Patroni;
-        },
-    );
+    let sb = Sandbox::patroni("failover", 3);
     sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
     sb.pgha(["apply", "-y"])
         .stdout_has("synchronous standby")
@@ -331,17 +311,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
 /// feeds pg4 (seen in pg2's pg_stat_replication).
 #[test]
 fn patroni_cascading_replica() {
-    let sb = Sandbox::up_with(
-        "pcascade",
-        Options {
-            hosts: 4,
-            ssh_user: None,
-            packages: true,
-        },
-        |o| {
-            o.flavour = pgha::sandbox::Flavour::Patroni;
-        },
-    );
+    let sb = Sandbox::patroni("pcascade", 4);
     let pg4 = format!(
         "  - name: pg4\n    address: {}\n    role: standby\n",
         sb.ip("pg4")
