@@ -150,6 +150,10 @@ impl Reader<'_> {
             Some(n) => self.standby_cluster(n).map(Some),
             None => Some(None),
         };
+        let permanent_slots = match m.take("permanent_slots") {
+            Some(n) => self.permanent_slots(n, hosts),
+            None => Some(Vec::new()),
+        };
         m.finish(self.d);
         if postgres.is_some_and(|p| p.superuser_password.is_none()) {
             self.d.error(node.pos, "postgres.superuser_password", "Patroni needs `postgres.superuser_password`: it connects as the superuser to manage the server");
@@ -174,7 +178,42 @@ impl Reader<'_> {
             rewind_password: rewind_password?,
             etcd: etcd?,
             standby_cluster: standby_cluster?,
+            permanent_slots: permanent_slots?,
         })
+    }
+
+    /// Physical slots Patroni keeps on the leader whoever it is: for a standby cluster or
+    /// another consumer outside this cluster. Member slots are Patroni's own and named after
+    /// the members, so a permanent slot must not take a member's name.
+    fn permanent_slots(&mut self, node: &Node, hosts: &[Host]) -> Option<Vec<String>> {
+        let names = decode::string_list(self.d, node, "patroni.permanent_slots");
+        let mut ok = true;
+        for name in &names {
+            let valid = !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                ok = false;
+                self.d.error(
+                    node.pos,
+                    "patroni.permanent_slots",
+                    format!("`{name}` is not a replication slot name: lower-case letters, digits and `_`, at most 63"),
+                );
+            } else if hosts
+                .iter()
+                .any(|h| crate::model::patroni_slot_name(&h.name) == *name)
+            {
+                ok = false;
+                self.d.error(
+                    node.pos,
+                    "patroni.permanent_slots",
+                    format!("`{name}` is the slot Patroni makes for member `{name}`: choose another name"),
+                );
+            }
+        }
+        ok.then_some(names)
     }
 
     fn watchdog(&mut self, node: &Node) -> Option<Watchdog> {

@@ -196,17 +196,7 @@ impl Cluster {
     /// member (`slot_name_from_member_name`); pgha's own carry a prefix, so pruning never
     /// touches a slot it did not make.
     pub fn slot_name(&self, host: &str) -> String {
-        let base: String = host
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let base = patroni_slot_name(host);
         match self.flavour {
             Flavour::Patroni => base,
             _ => format!("pgha_{base}"),
@@ -316,4 +306,18 @@ pub fn server_parameters(cluster: &Cluster) -> BTreeMap<String, String> {
         p.insert(k.clone(), v.clone());
     }
     p
+}
+
+/// The slot Patroni makes for a member: its name in lower case, other characters as `_`.
+pub fn patroni_slot_name(host: &str) -> String {
+    host.to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

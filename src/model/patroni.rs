@@ -27,6 +27,9 @@ pub struct Patroni {
     pub rewind_password: SecretRef,
     pub etcd: Etcd,
     pub standby_cluster: Option<StandbyCluster>,
+    /// Physical slots kept on the leader for consumers outside the cluster (a standby
+    /// cluster's `primary_slot_name`): the DCS `slots` map.
+    pub permanent_slots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -32,10 +32,31 @@ pub fn observe(
         })
         .map(|h| h.name.clone())
         .collect();
-    let primary = match running_primaries.as_slice() {
-        [] => declared.primary.clone(),
-        [one] => one.clone(),
-        many => {
+    // Under Patroni the leader key decides: in a standby cluster every server is in
+    // recovery and the leader is the standby leader.
+    let patroni_leader = cluster
+        .patroni
+        .as_ref()
+        .and_then(|_| {
+            let leaders: Vec<&str> = cluster
+                .hosts
+                .iter()
+                .filter(|h| {
+                    facts
+                        .get(&h.name)
+                        .and_then(|f| f.patroni.as_ref())
+                        .is_some_and(|p| p.is_leader())
+                })
+                .map(|h| h.name.as_str())
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0].to_owned())
+        })
+        .filter(|l| running_primaries.is_empty() || running_primaries.contains(l));
+    let primary = match (patroni_leader, running_primaries.as_slice()) {
+        (Some(leader), [] | [_]) => leader,
+        (None, []) => declared.primary.clone(),
+        (None, [one]) => one.clone(),
+        (_, many) => {
             // A fresh Debian cluster on a standby-to-be is "not in recovery" too; only data
             // that is not pristine counts as a primary, and two of those is a split brain.
             return Err(TopologyError::SplitBrain(many.to_vec()));

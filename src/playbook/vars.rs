@@ -232,6 +232,9 @@ fn patroni_vars(cluster: &Cluster, host: &Host) -> Value {
         "synchronous_mode_strict": p.synchronous_mode_strict,
         "synchronous_node_count": p.synchronous_node_count,
         "standby_cluster": p.standby_cluster.as_ref().map(|s| json!({"host": s.host, "port": s.port, "primary_slot_name": s.primary_slot_name})),
+        // Permanent slots: the whole map is pgha's (a slot dropped from the inventory is
+        // dropped from the DCS); null when there are none.
+        "slots": (!p.permanent_slots.is_empty()).then(|| p.permanent_slots.iter().map(|n| (n.clone(), json!({"type": "physical"}))).collect::<serde_json::Map<String, Value>>()),
         "postgresql": {
             "use_pg_rewind": p.use_pg_rewind,
             "use_slots": p.use_slots,

@@ -47,6 +47,14 @@ if patch:
     code, body = call(url + "/config", "PATCH", patch)
     if code != 200:
         sys.exit("PATCH /config answered %s: %s" % (code, body))
+if patch.get("standby_cluster", 0) is None:
+    # The standby cluster becomes a primary cluster: wait for the promotion.
+    deadline = time.time() + 90
+    while member(url).get("role") not in ("master", "primary"):
+        if time.time() > deadline:
+            sys.exit("the standby leader was not promoted within 90 s")
+        time.sleep(1)
+    print("promoted")
 if not restart:
     sys.exit(0)
 # Patroni notices a restart-level change on its next loop: wait for every member to say so.
@@ -87,6 +95,19 @@ fn same(key: &str, want: &Value, have: &Value) -> bool {
     }
 }
 
+/// `host:port` of a `standby_cluster` value.
+fn endpoint(source: &serde_json::Map<String, Value>) -> String {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "?".to_owned(),
+    };
+    format!("{}:{}", text(source.get("host")), text(source.get("port")))
+}
+
+/// Maps of the DCS whose every entry is pgha's: entries missing from the inventory go.
+const OWNED_MAPS: [&str; 1] = ["slots"];
+
 /// The wanted keys whose live value differs, as a JSON object shaped like the settings.
 fn differences(want: &Value, have: &Value, restart_for: &mut Vec<String>) -> Value {
     let mut out = serde_json::Map::new();
@@ -95,7 +116,23 @@ fn differences(want: &Value, have: &Value, restart_for: &mut Vec<String>) -> Val
     };
     for (k, wv) in w {
         let hv = h.get(k).unwrap_or(&Value::Null);
-        if let Value::Object(_) = wv {
+        if OWNED_MAPS.contains(&k.as_str()) {
+            // A PATCH merges maps: an entry pgha no longer wants is removed with a null.
+            if wv != hv {
+                let mut patch = wv.as_object().cloned().unwrap_or_default();
+                for old in hv.as_object().into_iter().flat_map(|o| o.keys()) {
+                    patch.entry(old.clone()).or_insert(Value::Null);
+                }
+                out.insert(
+                    k.clone(),
+                    if wv.is_null() {
+                        Value::Null
+                    } else {
+                        Value::Object(patch)
+                    },
+                );
+            }
+        } else if let Value::Object(_) = wv {
             let d = differences(wv, hv, restart_for);
             if d.as_object().is_some_and(|o| !o.is_empty()) {
                 out.insert(k.clone(), d);
@@ -165,10 +202,17 @@ impl Module for PatroniDcs {
             serde_json::to_string(&self.members).unwrap_or_default(),
         ]);
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-        let mut reason = if changed {
-            "the DCS configuration differs".to_owned()
-        } else {
-            "no DCS change".to_owned()
+        let mut reason = match (&patch["standby_cluster"], &live["standby_cluster"]) {
+            (Value::Null, Value::Object(source)) if patch.get("standby_cluster").is_some() => format!(
+                "PROMOTES this standby cluster to a primary cluster: `standby_cluster` is gone from the inventory, so it stops replicating from {} and its leader accepts writes",
+                endpoint(source)
+            ),
+            (Value::Object(source), Value::Null) => format!(
+                "DEMOTES this cluster to a standby cluster of {}: its leader stops accepting writes and follows that cluster; what was written only here is not kept",
+                endpoint(source)
+            ),
+            _ if changed => "the DCS configuration differs".to_owned(),
+            _ => "no DCS change".to_owned(),
         };
         if restart {
             reason.push_str(&format!(

@@ -125,24 +125,66 @@ async fn patroni_checks(session: &Session, topology: &Topology, out: &mut Vec<Ch
             url,
             "/leader".into(),
             "/replica".into(),
+            "/read-only".into(),
         ]);
         let codes: Vec<String> = match t.run(&cmd).await {
             Ok(o) => o.stdout.lines().map(str::to_owned).collect(),
             Err(_) => Vec::new(),
         };
+        // A load balancer's replica pool leaves out the leader and `noloadbalance` members;
+        // /read-only takes every running member.
         let is_leader = h.name == topology.primary;
-        let want = if is_leader {
-            ["200", "503"]
-        } else {
-            ["503", "200"]
+        let want = match (is_leader, h.tags.noloadbalance) {
+            (true, _) => ["200", "503", "200"],
+            (false, true) => ["503", "503", "200"],
+            (false, false) => ["503", "200", "200"],
         };
-        let ok = codes.len() == 2 && codes[0] == want[0] && codes[1] == want[1];
+        let ok = codes.len() == want.len() && codes.iter().zip(want).all(|(c, w)| c == w);
         out.push(result(
             &h.name,
-            "REST /leader /replica",
+            "REST /leader /replica /read-only",
             ok,
             format!("{} (wanted {})", codes.join(" "), want.join(" ")),
         ));
+    }
+    // Permanent slots: on the leader whoever it is, so the consumer outside survives a
+    // failover.
+    let leader_slots = session
+        .facts
+        .get(&topology.primary)
+        .and_then(|f| f.postgres.as_ref())
+        .map(|pg| pg.slots.clone())
+        .unwrap_or_default();
+    for slot in &p.permanent_slots {
+        let found = leader_slots.get(slot);
+        out.push(result(
+            &topology.primary,
+            &format!("permanent slot {slot}"),
+            found.is_some(),
+            match found {
+                Some(s) if s.active => "present, in use",
+                Some(_) => "present, not in use (nothing streams from it now)",
+                None => "missing on the leader",
+            },
+        ));
+    }
+}
+
+/// The replay lag a stream may have and still count as healthy: under Patroni the lag that
+/// would keep a replica from being promoted, otherwise 16 MiB (one WAL segment).
+fn max_lag_bytes(cluster: &Cluster) -> i64 {
+    cluster
+        .patroni
+        .as_ref()
+        .map(|p| i64::try_from(p.maximum_lag_on_failover).unwrap_or(i64::MAX))
+        .unwrap_or(16 << 20)
+}
+
+fn bytes(n: i64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / f64::from(1 << 10)),
+        n => format!("{n} B"),
     }
 }
 
@@ -163,7 +205,36 @@ fn roles_and_streams(
             ));
             continue;
         };
-        if topology.primary == h.name {
+        let standby_leader = cluster
+            .patroni
+            .as_ref()
+            .and_then(|p| p.standby_cluster.as_ref())
+            .filter(|_| topology.primary == h.name);
+        if let Some(source) = standby_leader {
+            // A standby cluster's leader replays what its source cluster sends.
+            let receiver = pg.wal_receiver.as_ref();
+            let ok = pg.in_recovery
+                && receiver
+                    .is_some_and(|w| w.status == "streaming" && w.sender_host == source.host);
+            out.push(result(
+                &h.name,
+                "standby leader",
+                ok,
+                match receiver {
+                    Some(w) => format!(
+                        "in recovery, WAL receiver {} from {}{}",
+                        w.status,
+                        w.sender_host,
+                        if w.slot_name.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (slot {})", w.slot_name)
+                        }
+                    ),
+                    None => format!("not receiving WAL from {}:{}", source.host, source.port),
+                },
+            ));
+        } else if topology.primary == h.name {
             out.push(result(
                 &h.name,
                 "role",
@@ -187,18 +258,27 @@ fn roles_and_streams(
             ));
         }
         for d in topology.downstreams(cluster, &h.name) {
-            let streaming = pg
+            let stream = pg
                 .replication
                 .iter()
-                .any(|r| r.application_name == d.name && r.state == "streaming");
+                .find(|r| r.application_name == d.name && r.state == "streaming");
+            let max_lag = max_lag_bytes(cluster);
             out.push(result(
                 &h.name,
                 &format!("streams to {}", d.name),
-                streaming,
-                if streaming {
-                    "pg_stat_replication: streaming".to_owned()
-                } else {
-                    format!("{} is not streaming from here", d.name)
+                stream.is_some_and(|r| r.lag_bytes <= max_lag),
+                match stream {
+                    Some(r) if r.lag_bytes <= max_lag => format!(
+                        "pg_stat_replication: streaming, {} {} behind",
+                        r.sync_state,
+                        bytes(r.lag_bytes)
+                    ),
+                    Some(r) => format!(
+                        "streaming but {} behind (limit {})",
+                        bytes(r.lag_bytes),
+                        bytes(max_lag)
+                    ),
+                    None => format!("{} is not streaming from here", d.name),
                 },
             ));
             if cluster.replication.slots {
@@ -247,9 +327,6 @@ async fn marker(
     out: &mut Vec<CheckResult>,
 ) {
     let port = session.project.cluster.postgres.port;
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let Some(primary) = session.transports.get(&topology.primary) else {
         out.push(result(
             &topology.primary,
@@ -259,39 +336,22 @@ async fn marker(
         ));
         return;
     };
-    let write = RemoteCommand::sql(
-        port,
-        "postgres",
-        format!(
-            "CREATE SCHEMA IF NOT EXISTS pgha;\nCREATE TABLE IF NOT EXISTS pgha.verify_marker (token text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now());\nINSERT INTO pgha.verify_marker (token) VALUES ('{token}');\nDELETE FROM pgha.verify_marker WHERE written_at < now() - interval '1 day';\n"
-        ),
-    );
-    match primary.run(&write).await {
-        Ok(o) if o.success() => out.push(result(
-            &topology.primary,
-            "marker row written",
-            true,
-            format!("token {token}"),
-        )),
-        Ok(o) => {
-            out.push(result(
-                &topology.primary,
-                "marker row written",
-                false,
-                o.stderr.trim().to_owned(),
-            ));
-            return;
-        }
-        Err(e) => {
-            out.push(result(
-                &topology.primary,
-                "marker row written",
-                false,
-                e.to_string(),
-            ));
-            return;
-        }
-    }
+    let source = session
+        .project
+        .cluster
+        .patroni
+        .as_ref()
+        .and_then(|p| p.standby_cluster.as_ref());
+    let token = match source {
+        Some(source) => match newest_marker(primary, port, &topology.primary, source, out).await {
+            Some(token) => token,
+            None => return,
+        },
+        None => match write_marker(primary, port, &topology.primary, out).await {
+            Some(token) => token,
+            None => return,
+        },
+    };
     let read = RemoteCommand::sql(
         port,
         "postgres",
@@ -329,4 +389,94 @@ async fn marker(
         }
     });
     out.extend(futures::future::join_all(checks).await);
+}
+
+/// Write a fresh marker row on the primary; its token, or None after recording the failure.
+async fn write_marker(
+    primary: &impl Transport,
+    port: u16,
+    host: &str,
+    out: &mut Vec<CheckResult>,
+) -> Option<String> {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let write = RemoteCommand::sql(
+        port,
+        "postgres",
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS pgha;\nCREATE TABLE IF NOT EXISTS pgha.verify_marker (token text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now());\nINSERT INTO pgha.verify_marker (token) VALUES ('{token}');\nDELETE FROM pgha.verify_marker WHERE written_at < now() - interval '1 day';\n"
+        ),
+    );
+    match primary.run(&write).await {
+        Ok(o) if o.success() => {
+            out.push(result(
+                host,
+                "marker row written",
+                true,
+                format!("token {token}"),
+            ));
+            Some(token)
+        }
+        Ok(o) => {
+            out.push(result(
+                host,
+                "marker row written",
+                false,
+                o.stderr.trim().to_owned(),
+            ));
+            None
+        }
+        Err(e) => {
+            out.push(result(host, "marker row written", false, e.to_string()));
+            None
+        }
+    }
+}
+
+/// A standby cluster is read-only: the newest marker row its source cluster's verify wrote,
+/// as the standby leader has it. The replicas must then have it too.
+async fn newest_marker(
+    leader: &impl Transport,
+    port: u16,
+    host: &str,
+    source: &crate::model::patroni::StandbyCluster,
+    out: &mut Vec<CheckResult>,
+) -> Option<String> {
+    let read = RemoteCommand::sql(
+        port,
+        "postgres",
+        "SELECT token || ' ' || round(extract(epoch FROM now() - written_at)) FROM pgha.verify_marker ORDER BY written_at DESC LIMIT 1;\n".to_owned(),
+    );
+    let found = match leader.run(&read).await {
+        Ok(o) if o.success() => o
+            .stdout
+            .trim()
+            .split_once(' ')
+            .map(|(t, age)| (t.to_owned(), age.to_owned())),
+        _ => None,
+    };
+    match found {
+        Some((token, age)) => {
+            out.push(result(
+                host,
+                "marker row from the source",
+                true,
+                format!(
+                    "token {token}, written {age} s ago on {}:{}",
+                    source.host, source.port
+                ),
+            ));
+            Some(token)
+        }
+        None => {
+            out.push(result(
+                host,
+                "marker row from the source",
+                false,
+                format!("no marker row has arrived from {}:{}: run `pgha verify` on the source cluster, then here", source.host, source.port),
+            ));
+            None
+        }
+    }
 }

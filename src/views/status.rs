@@ -12,7 +12,8 @@ pub fn table(
     topology: &Topology,
     facts: &BTreeMap<String, HostFacts>,
 ) -> String {
-    let mut rows: Vec<[String; 7]> = Vec::new();
+    let patroni = cluster.patroni.as_ref();
+    let mut rows: Vec<[String; 8]> = Vec::new();
     let mut visit: Vec<(String, String)> = vec![(topology.primary.clone(), String::new())];
     // Depth-first from the primary, so each standby sits under its upstream.
     while let Some((name, prefix)) = visit.pop() {
@@ -20,32 +21,55 @@ pub fn table(
             continue;
         };
         let pg = facts.get(&name).and_then(|f| f.postgres.as_ref());
-        let role = if name == topology.primary {
-            "primary"
-        } else {
-            "standby"
+        let upstream = topology.upstream.get(&name).cloned().unwrap_or_default();
+        let stream = facts
+            .get(&upstream)
+            .and_then(|f| f.postgres.as_ref())
+            .and_then(|p| p.replication.iter().find(|r| r.application_name == name));
+        let sync = stream.is_some_and(|r| r.sync_state == "sync");
+        // patronictl's words under Patroni, PostgreSQL's otherwise.
+        let role = match (patroni, name == topology.primary, sync) {
+            (Some(p), true, _) if p.standby_cluster.is_some() => "standby leader",
+            (Some(_), true, _) => "leader",
+            (Some(_), false, false) => "replica",
+            (None, true, _) => "primary",
+            (None, false, false) => "standby",
+            (_, false, true) => "sync standby",
         };
-        let state = match pg {
-            None => "no cluster".to_owned(),
-            Some(pg) if !pg.running => "stopped".to_owned(),
-            Some(pg) if pg.in_recovery => pg
+        let patroni_state = facts
+            .get(&name)
+            .and_then(|f| f.patroni.as_ref())
+            .map(|p| p.state.clone())
+            .filter(|s| !s.is_empty() && s != "running");
+        let state = match (patroni_state, pg) {
+            (Some(s), _) => s,
+            (None, None) => "no cluster".to_owned(),
+            (None, Some(pg)) if !pg.running => "stopped".to_owned(),
+            (None, Some(pg)) if pg.in_recovery => pg
                 .wal_receiver
                 .as_ref()
                 .map(|w| w.status.clone())
                 .unwrap_or_else(|| "not streaming".to_owned()),
-            Some(_) => "running".to_owned(),
+            (None, Some(_)) => "running".to_owned(),
         };
         let timeline = pg
             .filter(|p| p.timeline > 0)
             .map(|p| p.timeline.to_string())
             .unwrap_or_default();
-        let upstream = topology.upstream.get(&name).cloned().unwrap_or_default();
-        let lag = facts
-            .get(&upstream)
-            .and_then(|f| f.postgres.as_ref())
-            .and_then(|p| p.replication.iter().find(|r| r.application_name == name))
+        let lag = stream
             .map(|r| format!("{} B / {:.1} s", r.lag_bytes, r.lag_seconds))
             .unwrap_or_default();
+        let tags = [
+            ("nofailover", host.tags.nofailover),
+            ("noloadbalance", host.tags.noloadbalance),
+            ("clonefrom", host.tags.clonefrom),
+            ("nosync", host.tags.nosync),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(t, _)| *t)
+        .collect::<Vec<_>>()
+        .join(",");
         rows.push([
             format!("{prefix}{name}"),
             host.address.clone(),
@@ -54,6 +78,7 @@ pub fn table(
             timeline,
             lag,
             upstream,
+            tags,
         ]);
         let mut children: Vec<String> = topology
             .downstreams(cluster, &name)
@@ -71,8 +96,10 @@ pub fn table(
             visit.push((c, child_prefix.clone()));
         }
     }
-    let header = ["MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG", "UPSTREAM"];
-    let widths: Vec<usize> = (0..7)
+    let header = [
+        "MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG", "UPSTREAM", "TAGS",
+    ];
+    let widths: Vec<usize> = (0..8)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())
@@ -103,5 +130,41 @@ pub fn table(
         cluster.flavour.name(),
         rows.len()
     );
+    if let Some(p) = patroni {
+        if let Some(source) = &p.standby_cluster {
+            let _ = writeln!(
+                out,
+                "Standby cluster of {}:{}{}.",
+                source.host,
+                source.port,
+                source
+                    .primary_slot_name
+                    .as_ref()
+                    .map(|s| format!(" (slot {s})"))
+                    .unwrap_or_default()
+            );
+        }
+        if p.synchronous_mode {
+            let sync: Vec<&str> = rows
+                .iter()
+                .filter(|r| r[2] == "sync standby")
+                .map(|r| r[0].trim_start_matches(['└', '─', ' ']))
+                .collect();
+            let _ = writeln!(
+                out,
+                "Synchronous mode{}: sync standby {}.",
+                if p.synchronous_mode_strict {
+                    " (strict)"
+                } else {
+                    ""
+                },
+                if sync.is_empty() {
+                    "none".to_owned()
+                } else {
+                    sync.join(", ")
+                }
+            );
+        }
+    }
     out
 }

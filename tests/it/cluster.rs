@@ -39,13 +39,19 @@ impl Sandbox {
 
     /// A Patroni sandbox on the packages image (3 etcd members co-located).
     pub fn patroni(tag: &str, hosts: usize) -> Sandbox {
+        Sandbox::patroni_etcd(tag, hosts, 3)
+    }
+
+    /// A Patroni sandbox with `etcd` members on the first hosts.
+    pub fn patroni_etcd(tag: &str, hosts: usize, etcd: usize) -> Sandbox {
         let options = Options {
             hosts,
             ssh_user: None,
             packages: true,
         };
         Sandbox::up_with(tag, options, |o| {
-            o.flavour = pgha::sandbox::Flavour::Patroni
+            o.flavour = pgha::sandbox::Flavour::Patroni;
+            o.etcd_members = etcd;
         })
     }
 
@@ -80,10 +86,17 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut test = Test::new()
-            .args(args)
-            .args(["-i"])
-            .arg_path(self.inventory());
+        self.pgha_on(self.inventory(), args)
+    }
+
+    /// `pgha ARGS -i INVENTORY` for another inventory over this sandbox's hosts (a second
+    /// cluster), with the sandbox's passwords in the environment.
+    pub fn pgha_on<I, S>(&self, inventory: &Path, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut test = Test::new().args(args).args(["-i"]).arg_path(inventory);
         for (k, v) in &self.env {
             test = test.env(k, v);
         }
@@ -149,13 +162,16 @@ impl Sandbox {
     /// Replace text in the inventory (the change must apply exactly once).
     #[track_caller]
     pub fn edit_inventory(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(self.inventory()).expect("read inventory");
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "{from:?} must occur once in the inventory:\n{text}"
-        );
-        std::fs::write(self.inventory(), text.replacen(from, to, 1)).expect("write inventory");
+        edit_file(self.inventory(), from, to);
+    }
+
+    /// The text of host `name`'s entry in the inventory as the sandbox wrote it.
+    pub fn host_entry(&self, name: &str) -> String {
+        let role = if name == "pg1" { "primary" } else { "standby" };
+        format!(
+            "  - name: {name}\n    address: {}\n    role: {role}\n",
+            self.ip(name)
+        )
     }
 
     pub fn inventory_text(&self) -> String {
@@ -165,6 +181,19 @@ impl Sandbox {
     pub fn state_dir(&self) -> PathBuf {
         self.info.dir.clone()
     }
+}
+
+/// Replace text in a file (the change must apply exactly once).
+#[track_caller]
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read file");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} must occur once in {}:\n{text}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write file");
 }
 
 fn read_env(path: &Path) -> Vec<(String, String)> {

@@ -1,7 +1,7 @@
 //! The Patroni flavour end to end on real hosts: etcd (3 members co-located) and Patroni from
 //! Debian's packages. Bootstrap, verify, a clean re-plan, switchover through the REST API.
 
-use crate::cluster::Sandbox;
+use crate::cluster::{edit_file, Sandbox};
 
 #[test]
 fn patroni_bootstrap_verify_and_switchover() {
@@ -87,7 +87,7 @@ fn patroni_bootstrap_verify_and_switchover() {
         status
             .stdout
             .lines()
-            .any(|l| l.starts_with("pg2 ") && l.contains("primary")),
+            .any(|l| l.starts_with("pg2 ") && l.contains("leader")),
         "{}",
         status.stdout
     );
@@ -146,6 +146,18 @@ fn failover_under_load_loses_no_acknowledged_write() {
         .stdout_has("synchronous standby")
         .stdout_has("0 failed.")
         .run();
+    // status names the synchronous standby, as patronictl list does.
+    let status = sb.pgha(["status"]).run();
+    let sync_rows = status
+        .stdout
+        .lines()
+        .filter(|l| l.contains("sync standby"))
+        .count();
+    assert!(
+        sync_rows == 1 && status.stdout.contains("Synchronous mode: sync standby pg"),
+        "{}",
+        status.stdout
+    );
     let hosts: Vec<String> = ["pg1", "pg2", "pg3"].iter().map(|h| sb.ip(h)).collect();
     let password = sb
         .env
@@ -312,10 +324,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
 #[test]
 fn patroni_cascading_replica() {
     let sb = Sandbox::patroni("pcascade", 4);
-    let pg4 = format!(
-        "  - name: pg4\n    address: {}\n    role: standby\n",
-        sb.ip("pg4")
-    );
+    let pg4 = sb.host_entry("pg4");
     sb.edit_inventory(&pg4, &format!("{pg4}    upstream: pg2\n"));
     sb.pgha(["apply", "-y"])
         .stdout_has("pg2   streams to pg4")
@@ -334,6 +343,143 @@ fn patroni_cascading_replica() {
         "pg4 streaming"
     );
     sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+}
+
+/// Standby cluster: a second 2-host Patroni cluster, with its own etcd, replicating from the
+/// first through a permanent slot declared in the first one's DCS. The marker row written on
+/// the source arrives on both of its members. Removing `standby_cluster` from its inventory
+/// is shown by plan as a promotion, and apply performs it.
+#[test]
+fn patroni_standby_cluster() {
+    let sb = Sandbox::patroni_etcd("pstandby", 4, 1);
+    let original = sb.inventory_text();
+    let replication_from = |host: &str| {
+        format!(
+            "    - type: host\n      database: replication\n      user: replicator\n      address: {}/32\n      method: scram-sha-256\n",
+            sb.ip(host)
+        )
+    };
+    // The source: pg1 and pg2; its slot site_b for the other site, which may connect.
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.edit_inventory(&sb.host_entry("pg4"), "");
+    sb.edit_inventory("patroni:\n", "patroni:\n  permanent_slots: [site_b]\n");
+    sb.edit_inventory(
+        "  hba:\n",
+        &format!(
+            "  hba:\n{}{}",
+            replication_from("pg3"),
+            replication_from("pg4")
+        ),
+    );
+    // The standby cluster: pg3 (its leader) and pg4, its etcd on pg3.
+    let standby = sb.state_dir().join("site-b.yml");
+    std::fs::write(&standby, &original).expect("write the second inventory");
+    let name_line = original
+        .lines()
+        .find(|l| l.starts_with("  name: "))
+        .expect("cluster name")
+        .to_owned();
+    edit_file(&standby, &format!("{name_line}\n"), "  name: site-b\n");
+    edit_file(&standby, &sb.host_entry("pg1"), "");
+    edit_file(&standby, &sb.host_entry("pg2"), "");
+    edit_file(
+        &standby,
+        &sb.host_entry("pg3"),
+        &sb.host_entry("pg3")
+            .replace("role: standby", "role: primary"),
+    );
+    edit_file(&standby, "members: [pg1]", "members: [pg3]");
+    let source = format!(
+        "  standby_cluster:\n    host: {}\n    port: 5432\n    primary_slot_name: site_b\n",
+        sb.ip("pg1")
+    );
+    edit_file(&standby, "patroni:\n", &format!("patroni:\n{source}"));
+
+    sb.pgha(["apply", "-y"])
+        .stdout_has("permanent slot site_b")
+        .stdout_has("0 failed.")
+        .run();
+    let apply = sb
+        .pgha_on(&standby, ["apply", "-y"])
+        .stdout_has("standby leader")
+        .stdout_has("marker row from the source")
+        .stdout_has("0 failed.")
+        .run();
+    assert!(
+        !apply.stdout.contains("application roles"),
+        "a standby cluster is read-only: no role work\n{}",
+        apply.stdout
+    );
+    assert_eq!(
+        sb.psql(
+            "pg1",
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'site_b'"
+        ),
+        "t",
+        "the standby leader streams through the permanent slot"
+    );
+    assert_eq!(
+        sb.psql(
+            "pg3",
+            "SELECT sender_host || ' ' || slot_name FROM pg_stat_wal_receiver"
+        ),
+        format!("{} site_b", sb.ip("pg1"))
+    );
+
+    // A marker written on the source arrives on both members of the standby cluster.
+    let verify = sb.pgha(["verify"]).stdout_has("0 failed.").run();
+    let token = verify
+        .stdout
+        .split("token ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the source's marker token")
+        .to_owned();
+    sb.pgha_on(&standby, ["verify"])
+        .stdout_has(&format!("token {token}"))
+        .stdout_has("0 failed.")
+        .run();
+    for host in ["pg3", "pg4"] {
+        assert_eq!(
+            sb.psql(
+                host,
+                &format!("SELECT count(*) FROM pgha.verify_marker WHERE token = '{token}'")
+            ),
+            "1",
+            "{host}"
+        );
+    }
+    sb.pgha_on(&standby, ["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+    let status = sb.pgha_on(&standby, ["status"]).run();
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("pg3 ") && l.contains("standby leader"))
+            && status.stdout.contains(&format!(
+                "Standby cluster of {}:5432 (slot site_b).",
+                sb.ip("pg1")
+            )),
+        "{}",
+        status.stdout
+    );
+
+    // Promotion is an explicit inventory change, and plan says what it means.
+    edit_file(&standby, &source, "");
+    sb.pgha_on(&standby, ["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("PROMOTES this standby cluster to a primary cluster")
+        .run();
+    sb.pgha_on(&standby, ["apply", "-y"])
+        .stdout_has("marker row written")
+        .stdout_has("0 failed.")
+        .run();
+    assert_eq!(sb.psql("pg3", "SELECT pg_is_in_recovery()"), "f");
+    sb.pgha_on(&standby, ["plan", "--detailed-exitcode"])
         .stdout_has("No changes.")
         .run();
 }
