@@ -196,13 +196,20 @@ async fn run_host(
             }
         }
         if !needs.is_empty() && !needs.iter().all(|(h, k)| shared.passed(h, k, steps_of)) {
-            let on: Vec<String> = needs.iter().map(|(h, _)| h.clone()).collect();
-            observer.event(Event::Waiting {
-                host: host.to_owned(),
-                step: step.name.clone(),
-                on: on.join(", "),
-            });
-            shared.wait(&needs, steps_of).await;
+            // Said only when the wait is felt: most dependencies are met within moments.
+            let quick = std::time::Duration::from_secs(2);
+            if tokio::time::timeout(quick, shared.wait(&needs, steps_of))
+                .await
+                .is_err()
+            {
+                let on: Vec<String> = needs.iter().map(|(h, _)| h.clone()).collect();
+                observer.event(Event::Waiting {
+                    host: host.to_owned(),
+                    step: step.name.clone(),
+                    on: on.join(", "),
+                });
+                shared.wait(&needs, steps_of).await;
+            }
         }
         let failed_before: Vec<String> = {
             let failed = shared.failed.lock().map(|f| f.clone()).unwrap_or_default();

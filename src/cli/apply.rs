@@ -125,7 +125,8 @@ async fn apply_with(
         )));
     }
     println!(
-        "Applied {changed} changes in {:.1} s.",
+        "Applied {changed} change{} in {:.1} s.",
+        if changed == 1 { "" } else { "s" },
         started.elapsed().as_secs_f64()
     );
     verify_at_end(session, args, &plan).await

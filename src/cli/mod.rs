@@ -115,6 +115,12 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal that wants them: -vv output goes to log files.
+        .with_ansi(
+            !cli.no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && console::Term::stderr().features().colors_supported(),
+        )
         .without_time()
         .try_init();
     if cli.no_color {

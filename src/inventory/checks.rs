@@ -334,10 +334,17 @@ pub fn topology(
                         None,
                     );
                 }
-                Some(Role::Witness | Role::Etcd) => d.error(
+                Some(role @ (Role::Witness | Role::Etcd)) => d.error(
                     at,
                     &path,
-                    format!("upstream `{up}` is a witness, which holds no data to stream"),
+                    format!(
+                        "upstream `{up}` is {}, which holds no data to stream",
+                        if *role == Role::Witness {
+                            "a witness"
+                        } else {
+                            "an etcd host"
+                        }
+                    ),
                 ),
                 Some(_) => {}
             },

@@ -155,6 +155,14 @@ fn template_to_file(
         return Err("`template` needs `src`, the template's name".to_owned());
     };
     let content = templates.render(&src, context).map_err(|e| e.to_string())?;
+    // A YAML file that does not parse is refused here, before any host sees it; what the
+    // service itself thinks of it is the step's `validate` command's job, on the host.
+    let dest = map.get("dest").and_then(Json::as_str).unwrap_or_default();
+    if dest.ends_with(".yml") || dest.ends_with(".yaml") {
+        serde_saphyr::from_str::<Json>(&content).map_err(|e| {
+            format!("template {src} renders {dest} as YAML that does not parse: {e}")
+        })?;
+    }
     map.insert(
         "content".to_owned(),
         serde_json::to_value(Sealed(content)).map_err(|e| e.to_string())?,

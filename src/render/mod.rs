@@ -15,10 +15,12 @@ macro_rules! embedded_templates {
 }
 
 /// Every template shipped with pgha, by name.
-pub const TEMPLATES: [(&str, &str); 9] = embedded_templates![
+pub const TEMPLATES: [(&str, &str); 11] = embedded_templates![
     "etcd/etcd.default.j2",
     "patroni/patroni.yml.j2",
     "patroni/patronictl.sh.j2",
+    "patroni/softdog.conf.j2",
+    "patroni/watchdog.rules.j2",
     "postgresql/createcluster.conf.j2",
     "postgresql/pg_hba.conf.j2",
     "postgresql/pgha.conf.j2",

@@ -43,6 +43,45 @@ fn patroni_bootstrap_verify_and_switchover() {
         .stdout_has("Nothing to apply.")
         .run();
 
+    // A patroni.yml that Patroni's validator refuses (through a template override) never
+    // replaces the host's file.
+    let overrides = sb.state_dir().join("templates/patroni");
+    std::fs::create_dir_all(&overrides).expect("mkdir");
+    let real = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/patroni/patroni.yml.j2"),
+    )
+    .expect("the real template");
+    let broken = real.replace(
+        "bin_dir: {{ pg.bin_dir | tojson }}",
+        "bin_dir: /usr/lib/postgresql/99/bin",
+    );
+    assert_ne!(broken, real, "the template has a bin_dir line");
+    std::fs::write(overrides.join("patroni.yml.j2"), broken).expect("write");
+    let config = "/etc/patroni/15-main.yml";
+    let before = sb.sh("pg2", &format!("sha256sum {config}"));
+    sb.pgha(["apply", "-y"])
+        .args(["--templates"])
+        .arg_path(&sb.state_dir().join("templates"))
+        .status(1)
+        .stderr_has("/usr/lib/postgresql/99/bin")
+        .run();
+    assert_eq!(
+        sb.sh("pg2", &format!("sha256sum {config}")),
+        before,
+        "the host's patroni.yml is untouched"
+    );
+    assert_eq!(
+        sb.sh(
+            "pg2",
+            &format!("ls {config}.pgha-new 2>/dev/null || echo none")
+        )
+        .trim(),
+        "none"
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+
     // Parameters live in the DCS: plan shows the /config diff and the rolling restart a
     // restart-level change needs; apply PATCHes and restarts replicas first.
     sb.edit_inventory(

@@ -685,3 +685,40 @@ fn patroni_section_without_patroni_flavour() {
         "a `patroni:` section needs `cluster.flavour: patroni`",
     );
 }
+
+#[test]
+fn patroni_yml_that_does_not_parse_is_refused_offline() {
+    let (dir, path) = write_inventory(&patroni_variant(PATRONI));
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("patroni")).expect("mkdir");
+    let real = std::fs::read_to_string(root().join("templates/patroni/patroni.yml.j2"))
+        .expect("the real template");
+    // A stray tab-indented line: YAML forbids tabs for indentation.
+    std::fs::write(
+        templates.join("patroni/patroni.yml.j2"),
+        real.replace("restapi:\n", "restapi:\n\tlisten: nowhere\n"),
+    )
+    .expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .args(["--templates"])
+        .arg_path(&templates)
+        .status(1)
+        .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml as YAML that does not parse")
+        .run();
+}
+
+#[test]
+fn permanent_slot_names_are_checked() {
+    rejects(
+        &patroni_variant(&format!("{PATRONI}  permanent_slots: [site-b]\n")),
+        "21:20",
+        "`site-b` is not a replication slot name",
+    );
+    rejects(
+        &patroni_variant(&format!("{PATRONI}  permanent_slots: [pg2]\n")),
+        "21:20",
+        "`pg2` is the slot Patroni makes for member `pg2`",
+    );
+}
