@@ -156,3 +156,63 @@ fn a_template_override_replaces_the_built_in_one() {
         "# Managed by pgha: local edits are shown by `pgha plan` and overwritten by `pgha apply`.\n# site override for pg2\nshared_buffers = '1GB'\n"
     );
 }
+
+/// The Patroni flavour's files, from `inventory.patroni.example` with a watchdog and a
+/// standby cluster switched on: what a DBA reviews before the first apply. The watchdog is
+/// only ever tested this way: loading softdog on a test machine would arm the real kernel's.
+#[test]
+fn renders_the_patroni_flavour_with_watchdog_and_standby_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example =
+        std::fs::read_to_string(root().join("inventory.patroni.example")).expect("example");
+    let text = [
+        (
+            "    mode: \"off\"\n    device:",
+            "    mode: required\n    device:",
+        ),
+        ("    load_softdog: false\n", "    load_softdog: true\n"),
+        ("  # standby_cluster:\n  #   host: 10.78.0.11\n  #   port: 5432\n  #   primary_slot_name: site_b\n",
+         "  standby_cluster:\n    host: 10.78.0.11\n    port: 5432\n    primary_slot_name: site_b\n  permanent_slots: [site_c]\n"),
+    ]
+    .iter()
+    .fold(example, |t, (from, to)| {
+        assert_eq!(t.matches(from).count(), 1, "{from:?}");
+        t.replace(from, to)
+    });
+    let inventory = dir.path().join("inventory.yml");
+    std::fs::write(&inventory, text).expect("write");
+    let out = dir.path().join("out");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&inventory)
+        .args(["--out"])
+        .arg_path(&out)
+        .stdout_has("Rendered 18 files for 3 hosts")
+        .run();
+    insta::assert_snapshot!("patroni_file_list", files(&out).join("\n"));
+    for (host, path) in [
+        ("pg3", "etc/patroni/15-main.yml"),
+        ("pg3", "etc/default/etcd"),
+        ("pg3", "etc/modules-load.d/pgha-softdog.conf"),
+        ("pg3", "etc/udev/rules.d/61-pgha-watchdog.rules"),
+        ("pg3", "etc/profile.d/pgha-patronictl.sh"),
+    ] {
+        let name = format!("patroni_{host}_{}", path.replace('/', "_"));
+        insta::assert_snapshot!(name, read(&out, host, path));
+    }
+    let config = read(&out, "pg3", "etc/patroni/15-main.yml");
+    for needle in [
+        "  mode: \"required\"",
+        "  safety_margin: 5",
+        "  replicatefrom: \"pg2\"",
+        "    standby_cluster:\n      host: \"10.78.0.11\"",
+        "    slots:\n      site_c: {type: physical}",
+        "  basebackup:\n    checkpoint: fast",
+        "      password: (sensitive)",
+    ] {
+        assert!(
+            config.contains(needle),
+            "patroni.yml lacks {needle:?}:\n{config}"
+        );
+    }
+}
