@@ -202,8 +202,19 @@ failover() {  # TAG
   new=$(leader) || die "$tag: no leader after the crash"
   docker exec "$(container "$new")" sh -c 'cd / && runuser -u postgres -- psql -X -At -d appdb -c "SELECT id FROM writes"' \
     | sort -n >"$LOGS/present-$tag.txt"
-  missing=$(cut -d' ' -f1 "$acked" | sort -n | comm -23 - "$LOGS/present-$tag.txt" | wc -l)
-  echo "$gap $(wc -l <"$acked") $missing $old->$new $([ "$etcd_lead" = "$old" ] && echo yes || echo no)"
+  missing=$(awk 'NR == FNR { have[$1] = 1; next } !($1 in have)' "$LOGS/present-$tag.txt" "$acked" | wc -l)
+  # Where the time went: the crash -> Patroni's promotion (lease expiry + the new leader's
+  # round of member checks), then -> the client's first acknowledged write.
+  local promoted first
+  promoted=$(docker exec "$(container "$new")" journalctl -u patroni@15-main -o short-unix --no-pager \
+    --since "@$(( kill_ns / 1000000000 - 1 ))" | grep -m1 'promoted self to leader' | cut -d' ' -f1)
+  first=$(awk -v k="$kill_ns" '$2 > k { print $2; exit }' "$acked")
+  local to_promote=? to_client=?
+  if [ -n "$promoted" ]; then
+    to_promote=$(awk -v p="$promoted" -v k="$kill_ns" 'BEGIN { printf "%.1f", p - k / 1e9 }')
+    to_client=$(awk -v p="$promoted" -v f="$first" 'BEGIN { printf "%.1f", f / 1e9 - p }')
+  fi
+  echo "$gap $(wc -l <"$acked") $missing $old->$new $([ "$etcd_lead" = "$old" ] && echo yes || echo no) $to_promote $to_client"
   # The old host comes back and rejoins as a replica; plan must then be clean.
   docker start "$(container "$old")" >/dev/null || die "docker start $old"
   deadline=$(( $(date +%s) + 180 ))
@@ -225,16 +236,17 @@ run_profile() {  # LABEL TTL LOOP_WAIT RETRY
   local gaps=() lines=()
   for (( r = 1; r <= FAILOVER_RUNS; r++ )); do
     log "  failover $r of $FAILOVER_RUNS"
-    read -r gap acked missing moved etcd_killed < <(failover "$label-$r")
+    failover "$label-$r" >"$LOGS/failover-$label-$r.txt"
+    read -r gap acked missing moved etcd_killed to_promote to_client <"$LOGS/failover-$label-$r.txt"
     gaps+=("$gap")
-    lines+=("$(printf '    run %d: gap %5s s, %4s writes acknowledged, %s missing, leader %s, etcd leader killed too: %s' \
-      "$r" "$gap" "$acked" "$missing" "$moved" "$etcd_killed")")
+    lines+=("$(printf '    run %d: gap %5s s (crash -> promoted %s s, -> first write %s s), %4s writes acknowledged, %s missing, leader %s, etcd leader on it: %s' \
+      "$r" "$gap" "$to_promote" "$to_client" "$acked" "$missing" "$moved" "$etcd_killed")")
     [ "$missing" = 0 ] || log "  $missing acknowledged writes missing!"
   done
   PROFILE_GAPS[$label]=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')
   PROFILE_LINES[$label]=$(printf '%s\n' "${lines[@]}")
 }
-run_profile default 20 6 7
+run_profile default 20 10 5
 run_profile field-guide 30 10 10
 LOAD_END=$(loadavg)
 
@@ -263,7 +275,7 @@ read -r P_MED P_MIN P_MAX < <(stats "${P_TIMES[@]}")
   echo
   echo "3. hard crash of the leader's host (docker kill), synchronous_mode on, client connect_timeout=${CONNECT_TIMEOUT}s"
   echo "   write gap = longest pause between two acknowledged writes across the crash"
-  echo "   pgha default (ttl 20, loop_wait 6, retry_timeout 7): median ${PROFILE_GAPS[default]} s"
+  echo "   pgha default (ttl 20, loop_wait 10, retry_timeout 5): median ${PROFILE_GAPS[default]} s"
   echo "${PROFILE_LINES[default]}"
   echo "   field guide (ttl 30, loop_wait 10, retry_timeout 10): median ${PROFILE_GAPS[field-guide]} s"
   echo "${PROFILE_LINES[field-guide]}"

@@ -6,13 +6,15 @@ use crate::inventory::node::Node;
 use crate::model::patroni::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
 use crate::model::{Host, Postgres, Role};
 
-/// Defaults chosen for the shortest write gap on a crashed leader that Patroni's rules allow
-/// (ttl 20 is Patroni's minimum; loop_wait + 2 * retry_timeout must not exceed it): the
-/// leader key expires 14..20 s after the crash, replicas watching the key react at once.
-/// The field guide's ttl 30 / loop_wait 10 measured 31 s.
+/// Defaults for the shortest write gap on a crashed leader that Patroni's rules allow (ttl 20
+/// is the minimum; loop_wait + 2 * retry_timeout must not exceed it). The leader renews its
+/// lease once per loop, so a crash leaves the key ttl - loop_wait .. ttl seconds to live:
+/// the longest loop_wait gives the earliest expiry on average (10..20 s, measured). Patroni's
+/// own loop_wait of 10 keeps its usual cadence; retry_timeout 5 still outlasts an etcd
+/// leader election (about 1 s). The field guide's ttl 30 / loop_wait 10 measured 31 s.
 const TTL: i64 = 20;
-const LOOP_WAIT: i64 = 6;
-const RETRY_TIMEOUT: i64 = 7;
+const LOOP_WAIT: i64 = 10;
+const RETRY_TIMEOUT: i64 = 5;
 
 impl Reader<'_> {
     pub(super) fn patroni(
