@@ -207,10 +207,10 @@ failover() {  # TAG
   # round of member checks), then -> the client's first acknowledged write.
   local promoted first
   promoted=$(docker exec "$(container "$new")" journalctl -u patroni@15-main -o short-unix --no-pager \
-    --since "@$(( kill_ns / 1000000000 - 1 ))" | grep -m1 'promoted self to leader' | cut -d' ' -f1)
-  first=$(awk -v k="$kill_ns" '$2 > k { print $2; exit }' "$acked")
+    --since "@$(( kill_ns / 1000000000 - 1 ))" | grep -m1 'promoted self to leader' | cut -d' ' -f1 || true)
   local to_promote=? to_client=?
   if [ -n "$promoted" ]; then
+    first=$(awk -v p="$promoted" '$2 / 1e9 > p { print $2; exit }' "$acked")
     to_promote=$(awk -v p="$promoted" -v k="$kill_ns" 'BEGIN { printf "%.1f", p - k / 1e9 }')
     to_client=$(awk -v p="$promoted" -v f="$first" 'BEGIN { printf "%.1f", f / 1e9 - p }')
   fi

@@ -15,8 +15,9 @@ macro_rules! embedded_templates {
 }
 
 /// Every template shipped with pgha, by name.
-pub const TEMPLATES: [(&str, &str); 11] = embedded_templates![
+pub const TEMPLATES: [(&str, &str); 12] = embedded_templates![
     "etcd/etcd.default.j2",
+    "patroni/callback.py.j2",
     "patroni/patroni.yml.j2",
     "patroni/patronictl.sh.j2",
     "patroni/softdog.conf.j2",

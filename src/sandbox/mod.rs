@@ -328,9 +328,9 @@ fn summary(info: &SandboxInfo) -> String {
     s.push_str(&format!("key:         {}\n", info.key.display()));
     s.push_str(&format!("known_hosts: {}\n", info.known_hosts.display()));
     s.push_str(&format!(
-        "passwords:   source {}   (exports PGHA_REPLICATION_PASSWORD, PGHA_SUPERUSER_PASSWORD, \
-         PGHA_APP_PASSWORD)\n",
-        info.env_file.display()
+        "passwords:   source {}   (exports {})\n",
+        info.env_file.display(),
+        inventory::PASSWORD_VARS.join(", ")
     ));
     if let Some(h) = info.hosts.first() {
         s.push_str(&format!(

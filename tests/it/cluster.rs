@@ -149,6 +149,28 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The host whose etcd member leads the etcd cluster (asked through `host`'s member).
+    #[track_caller]
+    pub fn etcd_leader(&self, host: &str) -> String {
+        let out = self.sh(
+            host,
+            "ETCDCTL_API=3 etcdctl endpoint status --cluster -w simple",
+        );
+        let address = out
+            .lines()
+            .find(|l| l.split(", ").nth(4) == Some("true"))
+            .and_then(|l| l.split("://").nth(1))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| panic!("no etcd leader in:\n{out}"))
+            .to_owned();
+        self.info
+            .hosts
+            .iter()
+            .find(|h| h.ip.to_string() == address)
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| panic!("{address} is no host of the sandbox"))
+    }
+
     /// A query on a host's local server, as postgres.
     #[track_caller]
     pub fn psql(&self, host: &str, sql: &str) -> String {
