@@ -86,7 +86,7 @@ async fn apply_with(
     }
     if plan.change_count() == 0 {
         println!("Nothing to apply.");
-        return verify_at_end(session, args, &plan).await;
+        return verify_at_end(session, args).await;
     }
     if args.planfile.is_none() && !args.auto_approve {
         confirm(&format!("Apply these {} changes?", plan.change_count()))?;
@@ -129,19 +129,17 @@ async fn apply_with(
         if changed == 1 { "" } else { "s" },
         started.elapsed().as_secs_f64()
     );
-    verify_at_end(session, args, &plan).await
+    verify_at_end(session, args).await
 }
 
-async fn verify_at_end(
-    session: &mut Session,
-    args: &ApplyArgs,
-    plan: &Plan,
-) -> Result<ExitStatus, CliError> {
+async fn verify_at_end(session: &mut Session, args: &ApplyArgs) -> Result<ExitStatus, CliError> {
     if args.no_verify || !args.limit.is_empty() {
         return Ok(ExitStatus::Success);
     }
+    // Apply may have moved the leader (a switchover before a restart): verify what the
+    // hosts say now, not what the plan saw.
+    session.refresh_all().await.map_err(CliError::new)?;
     let (topology, _) = session.topology().map_err(CliError::new)?;
-    let _ = plan;
     let results = crate::verify::run(session, &topology, Duration::from_secs(30)).await;
     print!("{}", views::verify::table(&results));
     if results.is_empty() || results.iter().any(|r| !r.ok) {

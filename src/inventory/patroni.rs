@@ -118,6 +118,7 @@ impl Reader<'_> {
         );
         let use_pg_rewind = flag(self, &mut m, "use_pg_rewind", true);
         let use_slots = flag(self, &mut m, "use_slots", true);
+        let switchover_for_restart = flag(self, &mut m, "switchover_for_restart", false);
         let synchronous_mode = flag(self, &mut m, "synchronous_mode", false);
         let synchronous_mode_strict = flag(self, &mut m, "synchronous_mode_strict", false);
         let sync_node = m.take("synchronous_node_count");
@@ -181,6 +182,7 @@ impl Reader<'_> {
             etcd: etcd?,
             standby_cluster: standby_cluster?,
             permanent_slots: permanent_slots?,
+            switchover_for_restart: switchover_for_restart?,
         })
     }
 

@@ -30,6 +30,8 @@ pub struct Patroni {
     /// Physical slots kept on the leader for consumers outside the cluster (a standby
     /// cluster's `primary_slot_name`): the DCS `slots` map.
     pub permanent_slots: Vec<String>,
+    /// A rolling restart hands the leader role over before restarting the old leader.
+    pub switchover_for_restart: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -23,7 +23,7 @@ pub fn observe(
     let running_primaries: Vec<String> = cluster
         .hosts
         .iter()
-        .filter(|h| h.role != Role::Witness)
+        .filter(|h| matches!(h.role, Role::Primary | Role::Standby))
         .filter(|h| {
             facts
                 .get(&h.name)
@@ -75,7 +75,8 @@ pub fn observe(
         .collect();
     let mut upstream = BTreeMap::new();
     for h in &cluster.hosts {
-        if h.name == primary || h.role == Role::Witness {
+        // Only standbys stream: a witness or an etcd host holds no copy of the data.
+        if h.name == primary || h.role != Role::Standby && h.role != Role::Primary {
             continue;
         }
         let streaming_from = facts

@@ -263,6 +263,7 @@ fn patroni_vars(cluster: &Cluster, host: &Host) -> Value {
         "maximum_lag_on_failover": p.maximum_lag_on_failover,
         "use_pg_rewind": p.use_pg_rewind,
         "use_slots": p.use_slots,
+        "switchover_for_restart": p.switchover_for_restart,
         "synchronous_mode": p.synchronous_mode,
         "synchronous_mode_strict": p.synchronous_mode_strict,
         "synchronous_node_count": p.synchronous_node_count,

@@ -22,12 +22,17 @@ pub struct PatroniDcs {
     pub members: BTreeMap<String, String>,
     /// The wanted values; keys absent here are left as Patroni has them.
     pub settings: Value,
+    /// In a rolling restart, hand the leader role to a restarted replica (the synchronous
+    /// standby first) instead of restarting the leader in place.
+    #[serde(default)]
+    pub switchover_first: bool,
 }
 
 /// PATCH /config, then (when asked) restart every member with a pending restart, replicas
 /// first, each time waiting until the member runs again.
 const SCRIPT: &str = r#"import json, sys, time, urllib.request, urllib.error
 url, patch, restart, members = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "restart", json.loads(sys.argv[4])
+switchover_first = sys.argv[5] == "switchover-first"
 def call(u, method="GET", body=None):
     req = urllib.request.Request(u, data=None if body is None else json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
     try:
@@ -62,20 +67,54 @@ deadline = time.time() + 60
 while time.time() < deadline and not all(member(u).get("pending_restart") for u in members.values()):
     time.sleep(1)
 order = sorted(members.items(), key=lambda m: member(m[1]).get("role") in ("master", "primary", "standby_leader"))
-for name, u in order:
-    if not member(u).get("pending_restart"):
-        continue
-    code, body = call(u + "/restart", "POST", {"restart_pending": True})
-    if code not in (200, 202):
-        sys.exit("restart of %s answered %s: %s" % (name, code, body))
+def wait_running(name, u):
     deadline = time.time() + 120
     while time.time() < deadline:
         m = member(u)
         if m.get("state") == "running" and not m.get("pending_restart"):
-            break
+            return
         time.sleep(1)
-    else:
-        sys.exit("%s did not come back from its restart within 120 s" % name)
+    sys.exit("%s did not come back from its restart within 120 s" % name)
+def switchover(name, u):
+    # The synchronous standby first (in synchronous mode the only allowed candidate), then a
+    # streaming replica that may fail over.
+    code, body = call(u + "/cluster")
+    try:
+        others = [m for m in json.loads(body)["members"] if m["name"] != name and m.get("state") in ("running", "streaming")]
+    except Exception:
+        others = []
+    others = [m for m in others if not m.get("tags", {}).get("nofailover")]
+    others.sort(key=lambda m: (m.get("role") != "sync_standby", m.get("lag", 0) if isinstance(m.get("lag"), int) else 1 << 62))
+    if not others:
+        return False
+    to = others[0]["name"]
+    code, body = call(u + "/switchover", "POST", {"leader": name, "candidate": to})
+    if code not in (200, 202):
+        sys.exit("switchover from %s to %s answered %s: %s" % (name, to, code, body))
+    deadline = time.time() + 120
+    while member(members[to]).get("role") not in ("master", "primary"):
+        if time.time() > deadline:
+            sys.exit("%s did not take over from %s within 120 s" % (to, name))
+        time.sleep(1)
+    print("switched over from %s to %s before its restart" % (name, to))
+    return True
+for name, u in order:
+    if not member(u).get("pending_restart"):
+        continue
+    leads = member(u).get("role") in ("master", "primary", "standby_leader")
+    if leads and switchover_first and switchover(name, u):
+        # Demoted, the old leader restarts as a replica: often that was the restart it needed.
+        time.sleep(2)
+        deadline = time.time() + 120
+        while member(u).get("state") != "running" and time.time() < deadline:
+            time.sleep(1)
+        if not member(u).get("pending_restart"):
+            print("restarted", name)
+            continue
+    code, body = call(u + "/restart", "POST", {"restart_pending": True})
+    if code not in (200, 202):
+        sys.exit("restart of %s answered %s: %s" % (name, code, body))
+    wait_running(name, u)
     print("restarted", name)
 "#;
 
@@ -200,6 +239,12 @@ impl Module for PatroniDcs {
             },
             if restart { "restart" } else { "no-restart" }.to_owned(),
             serde_json::to_string(&self.members).unwrap_or_default(),
+            if self.switchover_first {
+                "switchover-first"
+            } else {
+                "in-place"
+            }
+            .to_owned(),
         ]);
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         let mut reason = match (&patch["standby_cluster"], &live["standby_cluster"]) {
@@ -216,7 +261,12 @@ impl Module for PatroniDcs {
         };
         if restart {
             reason.push_str(&format!(
-                "; then a rolling restart, replicas first, the leader last: {}",
+                "; then a rolling restart, replicas first, the leader last{}: {}",
+                if self.switchover_first {
+                    " after a switchover to a restarted replica"
+                } else {
+                    ""
+                },
                 restart_for.join("; ")
             ));
         }

@@ -194,7 +194,7 @@ fn roles_and_streams(
     session: &Session,
     out: &mut Vec<CheckResult>,
 ) {
-    for h in &cluster.hosts {
+    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
         let pg = session.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
         let Some(pg) = pg.filter(|pg| pg.running) else {
             out.push(result(

@@ -49,6 +49,11 @@ impl Sandbox {
             ssh_user: None,
             packages: true,
         };
+        Sandbox::patroni_with(tag, options, etcd)
+    }
+
+    /// A Patroni sandbox with these options and `etcd` members on the first hosts.
+    pub fn patroni_with(tag: &str, options: Options, etcd: usize) -> Sandbox {
         Sandbox::up_with(tag, options, |o| {
             o.flavour = pgha::sandbox::Flavour::Patroni;
             o.etcd_members = etcd;

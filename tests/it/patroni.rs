@@ -1,7 +1,7 @@
 //! The Patroni flavour end to end on real hosts: etcd (3 members co-located) and Patroni from
 //! Debian's packages. Bootstrap, verify, a clean re-plan, switchover through the REST API.
 
-use crate::cluster::{edit_file, Sandbox};
+use crate::cluster::{edit_file, Options, Sandbox};
 
 #[test]
 fn patroni_bootstrap_verify_and_switchover() {
@@ -390,6 +390,27 @@ fn patroni_cascading_replica() {
     sb.pgha(["plan", "--detailed-exitcode"])
         .stdout_has("No changes.")
         .run();
+
+    // A restart-level change with switchover_for_restart: the replicas restart, the leader
+    // role moves to one of them, the old leader restarts as a replica. Nothing is moved back.
+    sb.edit_inventory("patroni:\n", "patroni:\n  switchover_for_restart: true\n");
+    sb.edit_inventory("    shared_buffers: 128MB\n", "    shared_buffers: 144MB\n");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("the leader last after a switchover to a restarted replica")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(
+        sb.psql("pg1", "SELECT pg_is_in_recovery()"),
+        "t",
+        "pg1 leads no more"
+    );
+    for host in ["pg1", "pg2", "pg3", "pg4"] {
+        assert_eq!(sb.psql(host, "SHOW shared_buffers"), "144MB", "{host}");
+    }
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
 }
 
 /// Standby cluster: a second 2-host Patroni cluster, with its own etcd, replicating from the
@@ -543,4 +564,51 @@ fn etcd_leader_not_on(sb: &Sandbox, host: &str) {
         host,
         "the etcd leader is on the Patroni leader's host"
     );
+}
+
+/// From bare hosts (apt included): 3 PostgreSQL hosts and a dedicated etcd host. Apply,
+/// verify, a clean plan at once, a second apply with nothing to do.
+#[test]
+fn patroni_from_bare_hosts_with_a_dedicated_etcd_host() {
+    let options = Options {
+        hosts: 4,
+        ssh_user: None,
+        packages: false,
+    };
+    let sb = Sandbox::patroni_with("pbare", options, 1);
+    let pg4 = sb.host_entry("pg4");
+    sb.edit_inventory(&pg4, &pg4.replace("role: standby", "role: etcd"));
+    sb.edit_inventory("members: [pg1]", "members: [pg4]");
+    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    for needle in [
+        "pg4   etcd member",
+        "one Patroni leader",
+        "pg3   marker row read",
+    ] {
+        assert!(
+            apply.stdout.contains(needle),
+            "{needle:?}:\n{}",
+            apply.stdout
+        );
+    }
+    // The etcd host runs etcd and nothing of PostgreSQL; the others run no etcd.
+    assert_eq!(
+        sb.sh(
+            "pg4",
+            "systemctl is-active etcd; dpkg -l 'postgresql-15' 2>/dev/null | grep -c '^ii' || true"
+        )
+        .split_whitespace()
+        .collect::<Vec<_>>(),
+        ["active", "0"]
+    );
+    assert_eq!(
+        sb.sh("pg1", "systemctl is-active etcd || true").trim(),
+        "inactive"
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("Nothing to apply.")
+        .run();
 }

@@ -187,7 +187,7 @@ fn renders_the_patroni_flavour_with_watchdog_and_standby_cluster() {
         .arg_path(&inventory)
         .args(["--out"])
         .arg_path(&out)
-        .stdout_has("Rendered 18 files for 3 hosts")
+        .stdout_has("Rendered 21 files for 3 hosts")
         .run();
     insta::assert_snapshot!("patroni_file_list", files(&out).join("\n"));
     for (host, path) in [
@@ -196,6 +196,7 @@ fn renders_the_patroni_flavour_with_watchdog_and_standby_cluster() {
         ("pg3", "etc/modules-load.d/pgha-softdog.conf"),
         ("pg3", "etc/udev/rules.d/61-pgha-watchdog.rules"),
         ("pg3", "etc/profile.d/pgha-patronictl.sh"),
+        ("pg3", "etc/patroni/pgha-callback.py"),
     ] {
         let name = format!("patroni_{host}_{}", path.replace('/', "_"));
         insta::assert_snapshot!(name, read(&out, host, path));
