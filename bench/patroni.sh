@@ -27,22 +27,15 @@ PGHA=$OUT/pgha-patroni                # a copy: others rebuild target/ while we 
 
 case $NAME in bench*) ;; *) echo "BENCH_NAME must start with bench" >&2; exit 1 ;; esac
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-now_ns() { date +%s%N; }
-secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
   [ -n "${WRITER:-}" ] && kill "$WRITER" 2>/dev/null
-  if [ -e "$DIR/state.json" ] || docker ps -aq --filter "name=^$NAME-" | grep -q .; then
-    log "tearing down sandbox $NAME"
-    "$PGHA" sandbox down --name "$NAME" --dir "$DIR" >"$LOGS/sandbox-down.log" 2>&1 ||
-      log "sandbox down failed: see $LOGS/sandbox-down.log"
-  fi
+  bench_sandbox_down
   [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
   exit $rc
 }
@@ -51,49 +44,16 @@ mkdir -p "$OUT" "$LOGS"
 rm -f "$LOGS"/*
 command -v psql >/dev/null || die "psql is missing (postgresql-client; scripts/prepare-machine installs it)"
 
-log "cargo build --release"
-for attempt in 1 2 3 4 5; do
-  if cargo build --release >"$LOGS/build.log" 2>&1; then break; fi
-  [ $attempt -lt 5 ] || die "cargo build --release failed 5 times: $LOGS/build.log"
-  log "build failed (others may be editing src/); retrying in 60 s"
-  sleep 60
-done
-cp target/release/pgha "$PGHA.tmp" && mv "$PGHA.tmp" "$PGHA"
-REV=$(git rev-parse --short HEAD)
-if [ -n "$(git status --porcelain --untracked-files=no -- src templates playbooks Cargo.toml Cargo.lock)" ]; then
-  REV="$REV + uncommitted changes in the working tree"
-fi
+build_pgha "$PGHA" "$LOGS/build.log"
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if docker ps -aq --filter "name=^$NAME-" | grep -q .; then
-  log "removing a leftover sandbox $NAME"
-  "$PGHA" sandbox down --name "$NAME" --dir "$DIR" >"$LOGS/sandbox-down-old.log" 2>&1 || true
-fi
-
 # ---------------------------------------------------------------- 1. bare -> verified
 LOAD_START=$(loadavg)
-log "sandbox up $NAME --flavour patroni (bare hosts)"
-t0=$(now_ns)
-"$PGHA" sandbox up --name "$NAME" --dir "$DIR" --hosts 3 --flavour patroni >"$LOGS/sandbox-up.log" 2>&1 ||
-  die "sandbox up: $LOGS/sandbox-up.log"
-T_UP=$(( $(now_ns) - t0 ))
-INV=$DIR/inventory.yml
-# shellcheck disable=SC1091
-source "$DIR/env.sh"
-mapfile -t HOSTS < <(python3 -c 'import sys, yaml
-for h in yaml.safe_load(open(sys.argv[1]))["hosts"]: print(h["name"], h["address"])' "$INV")
-SSH=(ssh -i "$DIR/id_ed25519" -o UserKnownHostsFile="$DIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+bench_sandbox_up --hosts 3 --flavour patroni
 container() { echo "$NAME-$1"; }
 docker inspect "$(container pg1)" >/dev/null 2>&1 || die "container naming changed: no $(container pg1)"
-
-log "pgha apply -y (bare hosts, apt included)"
-t0=$(now_ns)
-"$PGHA" apply -y -i "$INV" >"$LOGS/apply.out" 2>"$LOGS/apply.err" || die "pgha apply: $LOGS/apply.out"
-T_APPLY=$(( $(now_ns) - t0 ))
-VERIFIED=$(grep -oE '[0-9]+ checks run, [0-9]+ passed, [0-9]+ failed' "$LOGS/apply.out" || true)
-[ -n "$VERIFIED" ] || die "apply printed no verify summary: $LOGS/apply.out"
 
 # ---------------------------------------------------------------- 2. pgha plan, converged
 "$PGHA" plan --detailed-exitcode -i "$INV" >"$LOGS/plan.out" 2>&1 ||

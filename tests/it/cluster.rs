@@ -192,6 +192,18 @@ impl Sandbox {
         edit_file(self.inventory(), from, to);
     }
 
+    /// Converged: plan finds nothing to do (exit 0 with --detailed-exitcode) and a second
+    /// apply changes nothing.
+    #[track_caller]
+    pub fn assert_converged(&self) {
+        self.pgha(["plan", "--detailed-exitcode"])
+            .stdout_has("No changes.")
+            .run();
+        self.pgha(["apply", "-y"])
+            .stdout_has("Nothing to apply.")
+            .run();
+    }
+
     /// The text of host `name`'s entry in the inventory as the sandbox wrote it.
     pub fn host_entry(&self, name: &str) -> String {
         let role = if name == "pg1" { "primary" } else { "standby" };

@@ -36,12 +36,7 @@ fn patroni_bootstrap_verify_and_switchover() {
             .trim(),
         "700"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
-    sb.pgha(["apply", "-y"])
-        .stdout_has("Nothing to apply.")
-        .run();
+    sb.assert_converged();
 
     // A patroni.yml that Patroni's validator refuses (through a template override) never
     // replaces the host's file.
@@ -605,10 +600,5 @@ fn patroni_from_bare_hosts_with_a_dedicated_etcd_host() {
         sb.sh("pg1", "systemctl is-active etcd || true").trim(),
         "inactive"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
-    sb.pgha(["apply", "-y"])
-        .stdout_has("Nothing to apply.")
-        .run();
+    sb.assert_converged();
 }

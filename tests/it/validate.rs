@@ -41,6 +41,15 @@ hosts:
     role: standby
 ";
 
+/// `pgha validate -i PATH --templates DIR`.
+fn validate_with_templates(path: &Path, templates: &Path) -> Test {
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(path)
+        .args(["--templates"])
+        .arg_path(templates)
+}
+
 fn write_inventory(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("inventory.yml");
@@ -597,11 +606,7 @@ fn template_with_undefined_variable_is_refused() {
         "# {{ managed_header }}\n{{ no_such_variable }}\n",
     )
     .expect("write");
-    Test::new()
-        .args(["validate", "-i"])
-        .arg_path(&path)
-        .args(["--templates"])
-        .arg_path(&templates)
+    validate_with_templates(&path, &templates)
         .status(1)
         .stderr_has("template postgresql/pg_hba.conf.j2")
         .stderr_has("undefined")
@@ -699,11 +704,7 @@ fn patroni_yml_that_does_not_parse_is_refused_offline() {
         real.replace("restapi:\n", "restapi:\n\tlisten: nowhere\n"),
     )
     .expect("write");
-    Test::new()
-        .args(["validate", "-i"])
-        .arg_path(&path)
-        .args(["--templates"])
-        .arg_path(&templates)
+    validate_with_templates(&path, &templates)
         .status(1)
         .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml as YAML that does not parse")
         .run();
