@@ -11,7 +11,8 @@
 # Writes bench/out/patroni-report.txt. Tears its sandbox down on exit, also on failure.
 #
 # Environment: BENCH_NAME (sandbox name, must start with "bench"; default benchpatroni),
-# PLAN_RUNS (10), FAILOVER_RUNS (3), CONNECT_TIMEOUT (the client's, seconds; 2).
+# PLAN_RUNS (10), FAILOVER_RUNS (3), CONNECT_TIMEOUT (the client's, seconds; 2), PROFILES
+# ("default field-guide").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -206,8 +207,13 @@ run_profile() {  # LABEL TTL LOOP_WAIT RETRY
   PROFILE_GAPS[$label]=$(printf '%s\n' "${gaps[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }')
   PROFILE_LINES[$label]=$(printf '%s\n' "${lines[@]}")
 }
-run_profile default 20 10 5
-run_profile field-guide 30 10 10
+for profile in ${PROFILES:-default field-guide}; do
+  case $profile in
+    default) run_profile default 20 10 5 ;;
+    field-guide) run_profile field-guide 30 10 10 ;;
+    *) die "unknown profile $profile (default, field-guide)" ;;
+  esac
+done
 LOAD_END=$(loadavg)
 
 # ---------------------------------------------------------------- report
@@ -235,8 +241,12 @@ read -r P_MED P_MIN P_MAX < <(stats "${P_TIMES[@]}")
   echo
   echo "3. hard crash of the leader's host (docker kill), synchronous_mode on, client connect_timeout=${CONNECT_TIMEOUT}s"
   echo "   write gap = longest pause between two acknowledged writes across the crash"
-  echo "   pgha default (ttl 20, loop_wait 10, retry_timeout 5): median ${PROFILE_GAPS[default]} s"
-  echo "${PROFILE_LINES[default]}"
-  echo "   field guide (ttl 30, loop_wait 10, retry_timeout 10): median ${PROFILE_GAPS[field-guide]} s"
-  echo "${PROFILE_LINES[field-guide]}"
+  if [ -n "${PROFILE_GAPS[default]:-}" ]; then
+    echo "   pgha default (ttl 20, loop_wait 10, retry_timeout 5): median ${PROFILE_GAPS[default]} s"
+    echo "${PROFILE_LINES[default]}"
+  fi
+  if [ -n "${PROFILE_GAPS[field-guide]:-}" ]; then
+    echo "   field guide (ttl 30, loop_wait 10, retry_timeout 10): median ${PROFILE_GAPS[field-guide]} s"
+    echo "${PROFILE_LINES[field-guide]}"
+  fi
 } | tee "$REPORT"

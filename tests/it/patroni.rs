@@ -1,11 +1,19 @@
-//! The Patroni flavour end to end on real hosts: etcd (3 members co-located) and Patroni from
-//! Debian's packages. Bootstrap, verify, a clean re-plan, switchover through the REST API.
+//! The Patroni flavour end to end on real hosts, etcd and Patroni from Debian's packages:
+//! bootstrap from bare hosts (etcd co-located or on its own host), DCS changes and rolling
+//! restarts, switchover, the loss of an etcd member, failover under load, cascading, a
+//! standby cluster.
 
 use crate::cluster::{edit_file, Options, Sandbox};
 
+/// From bare hosts (apt included), 3 etcd members co-located.
 #[test]
 fn patroni_bootstrap_verify_and_switchover() {
-    let sb = Sandbox::patroni("patroni", 3);
+    let options = Options {
+        hosts: 3,
+        ssh_user: None,
+        packages: false,
+    };
+    let sb = Sandbox::patroni_with("patroni", options, 3);
     assert!(
         sb.inventory_text().contains("members: [pg1, pg2, pg3]"),
         "{}",
