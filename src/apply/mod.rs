@@ -10,9 +10,9 @@ pub mod lock;
 pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::facts::HostFacts;
 use crate::model::Topology;
@@ -75,9 +75,20 @@ struct Shared {
     finished: Mutex<BTreeSet<String>>,
     failed: Mutex<BTreeSet<String>>,
     progress: Notify,
+    /// Per throttled step: the permits hosts take before running it.
+    throttles: Mutex<BTreeMap<String, Arc<Semaphore>>>,
 }
 
 impl Shared {
+    fn throttle(&self, key: &str, permits: usize) -> Option<Arc<Semaphore>> {
+        let mut t = self.throttles.lock().ok()?;
+        Some(
+            t.entry(key.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+                .clone(),
+        )
+    }
+
     fn mark_done(&self, host: &str, key: &str) {
         if let Ok(mut d) = self.done.lock() {
             d.insert((host.to_owned(), key.to_owned()));
@@ -143,6 +154,7 @@ pub async fn run(
         finished: Mutex::new(BTreeSet::new()),
         failed: Mutex::new(BTreeSet::new()),
         progress: Notify::new(),
+        throttles: Mutex::new(BTreeMap::new()),
     };
     // Hosts outside --limit count as finished: nobody waits for them.
     for h in steps_of.keys().filter(|h| !hosts.contains(h)) {
@@ -236,6 +248,11 @@ async fn run_host(
             shared.mark_done(host, &step.key);
             continue;
         }
+        // Held until this step is done here: the next host's turn starts after it.
+        let _turn = match step.throttle.and_then(|n| shared.throttle(&step.key, n)) {
+            Some(semaphore) => semaphore.acquire_owned().await.ok(),
+            None => None,
+        };
         observer.event(Event::StepStarted {
             host: host.to_owned(),
             step: step.name.clone(),

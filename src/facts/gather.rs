@@ -70,6 +70,28 @@ impl Query {
     pub fn command(&self) -> RemoteCommand {
         let q = |s: &str| shell_words::quote(s).into_owned();
         let mut s = String::from("export LC_ALL=C; ");
+        // The etcd and Patroni probes wait on the network: they run beside the rest and
+        // their sections are printed at the end.
+        let mut probes = String::new();
+        if let Some(url) = &self.etcd_endpoint {
+            probes.push_str(&format!(
+                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
+                u = q(url),
+                v = q(ETCD_VERSION_AGREED),
+            ));
+        }
+        if let Some(url) = &self.patroni_url {
+            probes.push_str(&format!(
+                "echo '@@pgha patroni'; python3 -c {} {}; ",
+                q(PATRONI_PROBE),
+                q(url)
+            ));
+        }
+        if !probes.is_empty() {
+            s.push_str(&format!(
+                "probes=$(mktemp); ( {probes}) >\"$probes\" 2>/dev/null & probes_pid=$!; "
+            ));
+        }
         s.push_str("echo '@@pgha packages'; dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' 2>/dev/null | awk -F'\\t' '$1 ~ /^ii/ {print $2 \"\\t\" $3}'; ");
         for f in &self.files {
             s.push_str(&format!(
@@ -92,20 +114,6 @@ impl Query {
                 u = q(svc)
             ));
         }
-        if let Some(url) = &self.etcd_endpoint {
-            s.push_str(&format!(
-                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
-                u = q(url),
-                v = q(ETCD_VERSION_AGREED),
-            ));
-        }
-        if let Some(url) = &self.patroni_url {
-            s.push_str(&format!(
-                "echo '@@pgha patroni'; python3 -c {} {}; ",
-                q(PATRONI_PROBE),
-                q(url)
-            ));
-        }
         let data = q(&self.data_dir);
         // Two psql runs in all, with the real binary: Debian's `psql` is a Perl wrapper that
         // costs ~30 ms a call. The first returns the state and the databases, the second
@@ -122,10 +130,14 @@ impl Query {
                  echo '@@pgha extensions'; \
                  for db in $(echo \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
                else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
-             fi; echo '@@pgha end'",
+             fi; ",
             sql = q(PG_STATE_SQL),
             v = self.version,
         ));
+        if !probes.is_empty() {
+            s.push_str("wait $probes_pid; cat \"$probes\"; rm -f \"$probes\"; ");
+        }
+        s.push_str("echo '@@pgha end'");
         RemoteCommand::script(s)
     }
 }

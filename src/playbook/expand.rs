@@ -23,6 +23,8 @@ pub struct Step {
     pub after: Option<(String, String)>,
     /// Handlers run only when notified, after the steps.
     pub handler: bool,
+    /// At most this many hosts run this step at once.
+    pub throttle: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ pub fn expand(
                 notify: decl.notify.clone(),
                 after,
                 handler,
+                throttle: decl.throttle,
             });
         }
     }

@@ -20,6 +20,9 @@ pub struct StepDecl {
     /// Run on this host only after `step` has finished on the host named by `host`
     /// (`upstream`): a cascaded standby clones after its upstream made its slot.
     pub after: Option<After>,
+    /// At most this many hosts run the step at once (Ansible's `throttle`): `1` restarts the
+    /// etcd members one by one, each healthy before the next.
+    pub throttle: Option<usize>,
     pub kind: String,
     pub args: Node,
 }
@@ -36,7 +39,7 @@ pub struct Playbook {
     pub handlers: Vec<StepDecl>,
 }
 
-const STEP_KEYS: [&str; 5] = ["name", "when", "loop", "notify", "after"];
+const STEP_KEYS: [&str; 6] = ["name", "when", "loop", "notify", "after", "throttle"];
 
 /// The step kind that runs the handlers notified so far, at that point (Ansible's
 /// `meta: flush_handlers`): the configuration must be live before standbys connect.
@@ -134,6 +137,9 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
             step: step?,
         })
     });
+    let throttle = m.take("throttle").and_then(|n| {
+        decode::integer(d, n, &m.child("throttle"), 1, 1000).and_then(|v| usize::try_from(v).ok())
+    });
     // The one key that is not a step keyword names the kind.
     let kinds: Vec<_> = m
         .entries()
@@ -194,6 +200,7 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
         loop_over,
         notify,
         after,
+        throttle,
         kind,
         args,
     })

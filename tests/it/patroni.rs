@@ -28,16 +28,17 @@ fn patroni_bootstrap_verify_and_switchover() {
         "{}",
         apply.stdout
     );
-    // Patroni's files: mode 0600 for the one with passwords; Debian's cluster disabled.
+    // Patroni's files: mode 0600 for the one with passwords. On bare hosts the package made
+    // no Debian cluster at all (createcluster.conf came first).
     assert_eq!(
         sb.sh("pg2", "stat -c '%a %U' /etc/patroni/15-main.yml")
             .trim(),
         "600 postgres"
     );
     assert_eq!(
-        sb.sh("pg2", "cat /etc/postgresql/15/main/start.conf")
+        sb.sh("pg2", "ls /etc/postgresql/15/main /var/lib/postgresql/15/main 2>&1 | grep -c 'No such' || true")
             .trim(),
-        "disabled"
+        "2"
     );
     assert_eq!(
         sb.sh("pg2", "stat -c '%a' /var/lib/postgresql/15/patroni")
@@ -172,6 +173,53 @@ fn patroni_bootstrap_verify_and_switchover() {
     sb.pgha(["plan", "--detailed-exitcode"])
         .stdout_has("No changes.")
         .run();
+
+    // A change to every etcd member's configuration restarts them one at a time, each
+    // healthy before the next: the DCS keeps its quorum, the leader its key.
+    let overrides = sb.state_dir().join("templates/etcd");
+    std::fs::create_dir_all(&overrides).expect("mkdir");
+    let real = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/etcd/etcd.default.j2"),
+    )
+    .expect("the real template");
+    std::fs::write(
+        overrides.join("etcd.default.j2"),
+        format!("{real}ETCD_HEARTBEAT_INTERVAL=\"100\"\n"),
+    )
+    .expect("write");
+    sb.pgha(["apply", "-y"])
+        .args(["--templates"])
+        .arg_path(&sb.state_dir().join("templates"))
+        .stdout_has("0 failed.")
+        .run();
+    // Each member's start and readiness (monotonic clock: one kernel for all containers).
+    let mut windows: Vec<(u64, u64)> = ["pg1", "pg2", "pg3"]
+        .iter()
+        .map(|h| {
+            let out = sb.sh(
+                h,
+                "systemctl show etcd -p ExecMainStartTimestampMonotonic -p ActiveEnterTimestampMonotonic",
+            );
+            let value = |name: &str| -> u64 {
+                out.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('=')?.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{h}: no {name} in {out}"))
+            };
+            (
+                value("ExecMainStartTimestampMonotonic"),
+                value("ActiveEnterTimestampMonotonic"),
+            )
+        })
+        .collect();
+    windows.sort();
+    for pair in windows.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "etcd restarts overlap: {windows:?}");
+    }
+    assert_eq!(
+        sb.psql("pg1", "SELECT pg_is_in_recovery()"),
+        "f",
+        "pg1 still leads"
+    );
 }
 
 /// Failover under load with synchronous mode: a client writes sequential ids through a
@@ -382,6 +430,14 @@ fn patroni_cascading_replica() {
         sb.sh("pg4", "grep replicatefrom /etc/patroni/15-main.yml")
             .trim(),
         "replicatefrom: \"pg2\""
+    );
+    // These hosts had PostgreSQL installed before pgha came: Debian's cluster is stopped and
+    // never starts again; Patroni's data lives elsewhere.
+    assert_eq!(
+        sb.sh("pg4", "cat /etc/postgresql/15/main/start.conf; systemctl is-active postgresql@15-main || true")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["disabled", "inactive"]
     );
     assert_eq!(
         sb.psql(

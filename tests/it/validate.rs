@@ -723,3 +723,12 @@ fn permanent_slot_names_are_checked() {
         "`pg2` is the slot Patroni makes for member `pg2`",
     );
 }
+
+#[test]
+fn playbook_throttle_out_of_range() {
+    rejects_playbook(
+        "steps:\n  - name: packages\n    throttle: 0\n    package: {names: [postgresql-15]}\n",
+        "3:15",
+        "`steps[0].throttle` is 0, outside 1 .. 1000",
+    );
+}
