@@ -176,7 +176,7 @@ fn patroni_bootstrap_verify_and_switchover() {
 
     // A change to every etcd member's configuration restarts them one at a time, each
     // healthy before the next: the DCS keeps its quorum, the leader its key.
-    let overrides = sb.state_dir().join("templates/etcd");
+    let overrides = sb.state_dir().join("etcd-templates/etcd");
     std::fs::create_dir_all(&overrides).expect("mkdir");
     let real = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/etcd/etcd.default.j2"),
@@ -189,7 +189,7 @@ fn patroni_bootstrap_verify_and_switchover() {
     .expect("write");
     sb.pgha(["apply", "-y"])
         .args(["--templates"])
-        .arg_path(&sb.state_dir().join("templates"))
+        .arg_path(&sb.state_dir().join("etcd-templates"))
         .stdout_has("0 failed.")
         .run();
     // Each member's start and readiness (monotonic clock: one kernel for all containers).
