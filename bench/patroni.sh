@@ -179,7 +179,7 @@ failover() {  # TAG
   # The old host comes back and rejoins as a replica; plan must then be clean.
   docker start "$(container "$old")" >/dev/null || die "docker start $old"
   deadline=$(( $(date +%s) + 180 ))
-  until "$PGHA" status -i "$INV" 2>/dev/null | grep -E "^(└─ )?$old " | grep -q streaming; do
+  until "$PGHA" status -i "$INV" 2>/dev/null | grep -E "^[└├│─ ]*$old " | grep -q streaming; do
     [ "$(date +%s)" -lt "$deadline" ] || die "$tag: $old did not rejoin as a replica"
     sleep 3
   done

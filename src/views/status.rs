@@ -14,9 +14,11 @@ pub fn table(
 ) -> String {
     let patroni = cluster.patroni.as_ref();
     let mut rows: Vec<[String; 8]> = Vec::new();
-    let mut visit: Vec<(String, String)> = vec![(topology.primary.clone(), String::new())];
-    // Depth-first from the primary, so each standby sits under its upstream.
-    while let Some((name, prefix)) = visit.pop() {
+    // (member, indentation of its row, its branch glyph). Depth-first from the primary, so
+    // each standby sits under its upstream.
+    let mut visit: Vec<(String, String, &str)> =
+        vec![(topology.primary.clone(), String::new(), "")];
+    while let Some((name, indent, glyph)) = visit.pop() {
         let Some(host) = cluster.host(&name) else {
             continue;
         };
@@ -71,7 +73,7 @@ pub fn table(
         .collect::<Vec<_>>()
         .join(",");
         rows.push([
-            format!("{prefix}{name}"),
+            format!("{indent}{glyph}{name}"),
             host.address.clone(),
             role.to_owned(),
             state,
@@ -86,14 +88,16 @@ pub fn table(
             .map(|h| h.name.clone())
             .collect();
         children.sort();
-        children.reverse();
-        let child_prefix = if prefix.is_empty() {
-            "└─ ".to_owned()
-        } else {
-            format!("   {prefix}")
+        // A sibling below this one continues the vertical line.
+        let child_indent = match glyph {
+            "" => String::new(),
+            "├─ " => format!("{indent}│  "),
+            _ => format!("{indent}   "),
         };
-        for c in children {
-            visit.push((c, child_prefix.clone()));
+        let last = children.len().saturating_sub(1);
+        for (i, c) in children.into_iter().enumerate().rev() {
+            let glyph = if i == last { "└─ " } else { "├─ " };
+            visit.push((c, child_indent.clone(), glyph));
         }
     }
     let header = [
@@ -148,7 +152,7 @@ pub fn table(
             let sync: Vec<&str> = rows
                 .iter()
                 .filter(|r| r[2] == "sync standby")
-                .map(|r| r[0].trim_start_matches(['└', '─', ' ']))
+                .map(|r| r[0].trim_start_matches(['└', '├', '│', '─', ' ']))
                 .collect();
             let _ = writeln!(
                 out,
@@ -167,4 +171,46 @@ pub fn table(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siblings_and_cascades_draw_as_a_tree() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example");
+        let cluster = crate::inventory::load(&path).expect("the example loads");
+        let members = |t: &Topology| -> Vec<String> {
+            table(&cluster, t, &BTreeMap::new())
+                .lines()
+                .skip(1)
+                .take(3)
+                // The member column ends where the host's address begins.
+                .map(|l| {
+                    l.split("  10.")
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end()
+                        .to_owned()
+                })
+                .collect()
+        };
+        let upstream = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(d, u)| ((*d).to_owned(), (*u).to_owned()))
+                .collect()
+        };
+        let siblings = Topology {
+            primary: "pg1".into(),
+            upstream: upstream(&[("pg2", "pg1"), ("pg3", "pg1")]),
+        };
+        assert_eq!(members(&siblings), ["pg1", "├─ pg2", "└─ pg3"]);
+        let cascade = Topology {
+            primary: "pg1".into(),
+            upstream: upstream(&[("pg2", "pg1"), ("pg3", "pg2")]),
+        };
+        assert_eq!(members(&cascade), ["pg1", "└─ pg2", "   └─ pg3"]);
+    }
 }
