@@ -34,6 +34,13 @@ v = json.load(urllib.request.urlopen(sys.argv[1] + '/version', timeout=2)).get('
 sys.exit(0 if v != '3.0.0' else 1)
 ";
 
+/// Prints `leader` when the local etcd member leads its cluster (the v3 JSON gateway).
+const ETCD_LEADS: &str = "import json, sys, urllib.request
+r = urllib.request.Request(sys.argv[1] + '/v3/maintenance/status', data=b'{}', method='POST')
+s = json.load(urllib.request.urlopen(r, timeout=2))
+print('leader' if s.get('leader') and s.get('leader') == s.get('header', {}).get('member_id') else 'follower')
+";
+
 /// GET /patroni and /config; a member that is down answers `{}`.
 const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
 for path in ('/patroni', '/config'):
@@ -75,9 +82,10 @@ impl Query {
         let mut probes = String::new();
         if let Some(url) = &self.etcd_endpoint {
             probes.push_str(&format!(
-                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; else echo '@@pgha etcd unhealthy'; fi; ",
+                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; echo \"@@pgha etcd_role $(python3 -c {l} {u} 2>/dev/null)\"; else echo '@@pgha etcd unhealthy'; fi; ",
                 u = q(url),
                 v = q(ETCD_VERSION_AGREED),
+                l = q(ETCD_LEADS),
             ));
         }
         if let Some(url) = &self.patroni_url {
@@ -226,6 +234,7 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
             }
             "standby_signal" => standby_signal = true,
             "etcd" => facts.etcd_healthy = Some(arg == "healthy"),
+            "etcd_role" => facts.etcd_leader = Some(arg == "leader"),
             "patroni" => {
                 facts.patroni = parse_patroni(
                     lines.first().copied().unwrap_or("{}"),

@@ -26,6 +26,8 @@ pub struct HostFacts {
     pub postgres: Option<PgFacts>,
     /// The local etcd member answers `endpoint health` (None: not asked).
     pub etcd_healthy: Option<bool>,
+    /// Whether the local etcd member leads the etcd cluster (known when it is healthy).
+    pub etcd_leader: Option<bool>,
     /// The local Patroni member, when its REST API answers.
     pub patroni: Option<PatroniFact>,
 }

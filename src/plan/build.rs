@@ -64,6 +64,8 @@ pub fn digest(facts: &HostFacts) -> String {
         pg.wal_receiver = None;
         pg.lsn.clear();
     }
+    // Nor is etcd's leadership, which Patroni's callback moves on its own.
+    stable.etcd_leader = None;
     let json = serde_json::to_vec(&stable).unwrap_or_default();
     format!("{:x}", Sha256::digest(&json))
 }

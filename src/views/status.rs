@@ -135,6 +135,23 @@ pub fn table(
         rows.len()
     );
     if let Some(p) = patroni {
+        let etcd: Vec<String> = p
+            .etcd
+            .members
+            .iter()
+            .map(|m| {
+                let f = facts.get(m);
+                match (
+                    f.and_then(|f| f.etcd_healthy),
+                    f.and_then(|f| f.etcd_leader),
+                ) {
+                    (Some(true), Some(true)) => format!("{m} healthy (leader)"),
+                    (Some(true), _) => format!("{m} healthy"),
+                    _ => format!("{m} NOT healthy"),
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "etcd: {}.", etcd.join(", "));
         if let Some(source) = &p.standby_cluster {
             let _ = writeln!(
                 out,

@@ -137,6 +137,16 @@ fn patroni_bootstrap_verify_and_switchover() {
         "{}",
         status.stdout
     );
+    // status names the etcd members' health and the one etcd leader.
+    let etcd = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("etcd: "))
+        .unwrap_or_else(|| panic!("no etcd line:\n{}", status.stdout));
+    assert!(
+        etcd.matches(" healthy").count() == 3 && etcd.matches("(leader)").count() == 1,
+        "{etcd}"
+    );
     sb.pgha(["switchover", "--to", "pg1", "-y"])
         .stdout_has("Switched over from pg2 to pg1")
         .stdout_has("0 failed.")
