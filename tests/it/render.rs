@@ -172,7 +172,8 @@ fn renders_the_patroni_flavour_with_watchdog_and_standby_cluster() {
         ),
         ("    load_softdog: false\n", "    load_softdog: true\n"),
         ("  # standby_cluster:\n  #   host: 10.78.0.11\n  #   port: 5432\n  #   primary_slot_name: site_b\n",
-         "  standby_cluster:\n    host: 10.78.0.11\n    port: 5432\n    primary_slot_name: site_b\n  permanent_slots: [site_c]\n"),
+         "  standby_cluster:\n    host: 10.78.0.11\n    port: 5432\n    primary_slot_name: site_b\n"),
+        ("  permanent_slots: []\n", "  permanent_slots: [site_c]\n"),
     ]
     .iter()
     .fold(example, |t, (from, to)| {
