@@ -44,6 +44,13 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// What a step's command reported of itself: its stdout lines that start with `pgha: `
+    /// (a rolling restart names each member it restarted).
+    Said {
+        host: String,
+        step: String,
+        text: String,
+    },
     Waiting {
         host: String,
         step: String,
@@ -285,7 +292,17 @@ async fn run_host(
                 'changes: for change in changes {
                     for command in &change.commands {
                         match transport.run(command).await {
-                            Ok(out) if out.success() => {}
+                            Ok(out) if out.success() => {
+                                for text in
+                                    out.stdout.lines().filter_map(|l| l.strip_prefix("pgha: "))
+                                {
+                                    observer.event(Event::Said {
+                                        host: host.to_owned(),
+                                        step: step.name.clone(),
+                                        text: text.to_owned(),
+                                    });
+                                }
+                            }
                             Ok(out) => {
                                 let detail = if out.stderr.trim().is_empty() {
                                     out.stdout.trim().to_owned()

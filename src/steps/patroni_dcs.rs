@@ -59,7 +59,7 @@ if patch.get("standby_cluster", 0) is None:
         if time.time() > deadline:
             sys.exit("the standby leader was not promoted within 90 s")
         time.sleep(1)
-    print("promoted")
+    print("pgha: promoted: this cluster is a primary cluster now")
 if not restart:
     sys.exit(0)
 # Patroni notices a restart-level change on its next loop: wait for every member to say so.
@@ -96,7 +96,7 @@ def switchover(name, u):
         if time.time() > deadline:
             sys.exit("%s did not take over from %s within 120 s" % (to, name))
         time.sleep(1)
-    print("switched over from %s to %s before its restart" % (name, to))
+    print("pgha: switched over from %s to %s before its restart" % (name, to))
     return True
 for name, u in order:
     if not member(u).get("pending_restart"):
@@ -109,13 +109,13 @@ for name, u in order:
         while member(u).get("state") != "running" and time.time() < deadline:
             time.sleep(1)
         if not member(u).get("pending_restart"):
-            print("restarted", name)
+            print("pgha: restarted", name)
             continue
     code, body = call(u + "/restart", "POST", {"restart_pending": True})
     if code not in (200, 202):
         sys.exit("restart of %s answered %s: %s" % (name, code, body))
     wait_running(name, u)
-    print("restarted", name)
+    print("pgha: restarted", name)
 "#;
 
 /// Values as Patroni's /config returns them: numbers may come back as strings and the other

@@ -29,6 +29,7 @@ fn line(event: &Event) -> Option<String> {
         )),
         Event::Failed { host, step, reason } => Some(format!("{host}: {step}: FAILED: {reason}")),
         Event::Waiting { host, step, on } => Some(format!("{host}: {step}: waiting for {on}")),
+        Event::Said { host, step, text } => Some(format!("{host}: {step}: {text}")),
         Event::StepStarted { .. } | Event::InSync { .. } => None,
     }
 }

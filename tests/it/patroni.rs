@@ -105,9 +105,21 @@ fn patroni_bootstrap_verify_and_switchover() {
             plan.stdout
         );
     }
-    sb.pgha(["apply", "-y"])
+    let apply = sb
+        .pgha(["apply", "-y"])
         .stdout_has("20 checks run, 20 passed, 0 failed.")
         .run();
+    // The log names each restart, the leader's last.
+    let restarted: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter_map(|l| l.split("dynamic configuration: restarted ").nth(1))
+        .collect();
+    assert_eq!(restarted.len(), 3, "{}", apply.stderr);
+    assert_eq!(
+        restarted[2], "pg1",
+        "the leader restarts last: {restarted:?}"
+    );
     for host in ["pg1", "pg2", "pg3"] {
         assert_eq!(sb.psql(host, "SHOW shared_buffers"), "160MB", "{host}");
         assert_eq!(sb.psql(host, "SHOW work_mem"), "8MB", "{host}");
@@ -468,7 +480,10 @@ fn patroni_cascading_replica() {
         .status(2)
         .stdout_has("the leader last after a switchover to a restarted replica")
         .run();
-    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("0 failed.")
+        .stderr_has("dynamic configuration: switched over from pg1 to")
+        .run();
     assert_eq!(
         sb.psql("pg1", "SELECT pg_is_in_recovery()"),
         "t",
@@ -610,6 +625,7 @@ fn patroni_standby_cluster() {
         .stdout_has("PROMOTES this standby cluster to a primary cluster")
         .run();
     sb.pgha_on(&standby, ["apply", "-y"])
+        .stderr_has("promoted: this cluster is a primary cluster now")
         .stdout_has("marker row written")
         .stdout_has("0 failed.")
         .run();
