@@ -162,10 +162,17 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 
 /// IPv4 subnets already in use: every Docker network's and every route of this machine.
 fn used_subnets() -> Result<Vec<(Ipv4Addr, u8)>, SandboxError> {
-    let ids = cmd::run(docker().args(["network", "ls", "-q"]))?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
     let mut used = Vec::new();
-    if !ids.is_empty() {
+    // A network removed between `ls` and `inspect` (another sandbox going down) makes
+    // inspect fail: list again and retry.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let ids = cmd::run(docker().args(["network", "ls", "-q"]))?;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            break;
+        }
         let mut inspect = docker();
         inspect
             .args([
@@ -175,9 +182,14 @@ fn used_subnets() -> Result<Vec<(Ipv4Addr, u8)>, SandboxError> {
                 "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
             ])
             .args(&ids);
-        // A network removed between ls and inspect makes inspect fail: then ask once more.
-        let out = cmd::run(&mut inspect).or_else(|_| cmd::run(&mut inspect))?;
-        used.extend(out.split_whitespace().filter_map(parse_cidr));
+        match cmd::run(&mut inspect) {
+            Ok(out) => {
+                used.extend(out.split_whitespace().filter_map(parse_cidr));
+                break;
+            }
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
     }
     used.extend(parse_routes(
         &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
