@@ -31,6 +31,25 @@ pub struct Options {
     pub packages: bool,
 }
 
+impl Options {
+    /// `hosts` hosts as a fresh machine has them: pgha installs every package.
+    pub fn bare(hosts: usize) -> Options {
+        Options {
+            hosts,
+            ssh_user: None,
+            packages: false,
+        }
+    }
+
+    /// `hosts` hosts with the packages installed (tests that are not about installing).
+    pub fn packaged(hosts: usize) -> Options {
+        Options {
+            packages: true,
+            ..Options::bare(hosts)
+        }
+    }
+}
+
 impl Sandbox {
     /// Fails (never skips) when the test ground cannot be made.
     pub fn up(tag: &str, options: Options) -> Sandbox {
@@ -44,12 +63,7 @@ impl Sandbox {
 
     /// A Patroni sandbox with `etcd` members on the first hosts.
     pub fn patroni_etcd(tag: &str, hosts: usize, etcd: usize) -> Sandbox {
-        let options = Options {
-            hosts,
-            ssh_user: None,
-            packages: true,
-        };
-        Sandbox::patroni_with(tag, options, etcd)
+        Sandbox::patroni_with(tag, Options::packaged(hosts), etcd)
     }
 
     /// A Patroni sandbox with these options and `etcd` members on the first hosts.

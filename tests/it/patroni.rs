@@ -8,12 +8,7 @@ use crate::cluster::{edit_file, Options, Sandbox};
 /// From bare hosts (apt included), 3 etcd members co-located.
 #[test]
 fn patroni_bootstrap_verify_and_switchover() {
-    let options = Options {
-        hosts: 3,
-        ssh_user: None,
-        packages: false,
-    };
-    let sb = Sandbox::patroni_with("patroni", options, 3);
+    let sb = Sandbox::patroni_with("patroni", Options::bare(3), 3);
     assert!(
         sb.inventory_text().contains("members: [pg1, pg2, pg3]"),
         "{}",
@@ -655,12 +650,7 @@ fn etcd_leader_not_on(sb: &Sandbox, host: &str) {
 /// verify, a clean plan at once, a second apply with nothing to do.
 #[test]
 fn patroni_from_bare_hosts_with_a_dedicated_etcd_host() {
-    let options = Options {
-        hosts: 4,
-        ssh_user: None,
-        packages: false,
-    };
-    let sb = Sandbox::patroni_with("pbare", options, 1);
+    let sb = Sandbox::patroni_with("pbare", Options::bare(4), 1);
     let pg4 = sb.host_entry("pg4");
     sb.edit_inventory(&pg4, &pg4.replace("role: standby", "role: etcd"));
     sb.edit_inventory("members: [pg1]", "members: [pg4]");

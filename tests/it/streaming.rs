@@ -11,14 +11,7 @@ use crate::support::Test;
 /// From bare hosts (apt included) to a verified cluster; then everything a day-2 DBA does.
 #[test]
 fn bare_hosts_to_verified_cluster_and_day_two_changes() {
-    let sb = Sandbox::up(
-        "bare",
-        Options {
-            hosts: 3,
-            ssh_user: None,
-            packages: false,
-        },
-    );
+    let sb = Sandbox::up("bare", Options::bare(3));
     let mut outputs = Vec::new();
 
     let plan = sb
@@ -212,14 +205,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
 /// pg2; afterwards pg2 feeds it.
 #[test]
 fn a_fourth_host_cascading_from_a_standby() {
-    let sb = Sandbox::up(
-        "grow",
-        Options {
-            hosts: 4,
-            ssh_user: None,
-            packages: true,
-        },
-    );
+    let sb = Sandbox::up("grow", Options::packaged(4));
     let pg4 = format!(
         "  - name: pg4\n    address: {}\n    role: standby\n",
         sb.ip("pg4")
@@ -327,14 +313,7 @@ fn apply_with_a_non_root_ssh_user() {
 /// Bad input touches nothing; an unreachable host is named and nothing is changed anywhere.
 #[test]
 fn bad_inventory_and_unreachable_host() {
-    let sb = Sandbox::up(
-        "fail",
-        Options {
-            hosts: 2,
-            ssh_user: None,
-            packages: true,
-        },
-    );
+    let sb = Sandbox::up("fail", Options::packaged(2));
     let good = sb.inventory_text();
     sb.edit_inventory("  port: 5432", "  port: 99999");
     let started = Instant::now();
@@ -371,14 +350,7 @@ fn bad_inventory_and_unreachable_host() {
 /// continues; after that, apply converges to a verified cluster.
 #[test]
 fn killed_apply_converges_and_the_lock_says_how_to_continue() {
-    let sb = Sandbox::up(
-        "kill",
-        Options {
-            hosts: 3,
-            ssh_user: None,
-            packages: false,
-        },
-    );
+    let sb = Sandbox::up("kill", Options::bare(3));
     let mut locks_met = 0;
     // During the package installs, the configuration and the clones of successive runs.
     for delay_ms in [4000u64, 9000, 6000] {
@@ -435,14 +407,7 @@ fn killed_apply_converges_and_the_lock_says_how_to_continue() {
 /// A second apply while one runs fails fast and names the holder.
 #[test]
 fn concurrent_apply_is_refused() {
-    let sb = Sandbox::up(
-        "lock",
-        Options {
-            hosts: 2,
-            ssh_user: None,
-            packages: true,
-        },
-    );
+    let sb = Sandbox::up("lock", Options::packaged(2));
     let mut first = sb
         .command("apply")
         .arg("-y")
@@ -471,14 +436,7 @@ fn concurrent_apply_is_refused() {
 /// untouched (roles follow the hosts), no committed row lost.
 #[test]
 fn switchover_to_a_standby_and_back() {
-    let sb = Sandbox::up(
-        "swo",
-        Options {
-            hosts: 3,
-            ssh_user: None,
-            packages: true,
-        },
-    );
+    let sb = Sandbox::up("swo", Options::packaged(3));
     sb.pgha(["apply", "-y"])
         .stdout_has("10 checks run, 10 passed, 0 failed.")
         .run();
