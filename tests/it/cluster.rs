@@ -206,13 +206,19 @@ impl Sandbox {
         edit_file(self.inventory(), from, to);
     }
 
+    /// Plan finds nothing to do: exit 0 with --detailed-exitcode, "No changes.".
+    #[track_caller]
+    pub fn assert_plan_clean(&self) {
+        self.pgha(["plan", "--detailed-exitcode"])
+            .stdout_has("No changes.")
+            .run();
+    }
+
     /// Converged: plan finds nothing to do (exit 0 with --detailed-exitcode) and a second
     /// apply changes nothing.
     #[track_caller]
     pub fn assert_converged(&self) {
-        self.pgha(["plan", "--detailed-exitcode"])
-            .stdout_has("No changes.")
-            .run();
+        self.assert_plan_clean();
         self.pgha(["apply", "-y"])
             .stdout_has("Nothing to apply.")
             .run();

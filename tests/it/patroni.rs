@@ -77,9 +77,7 @@ fn patroni_bootstrap_verify_and_switchover() {
         .trim(),
         "none"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // Parameters live in the DCS: plan shows the /config diff and the rolling restart a
     // restart-level change needs; apply PATCHes and restarts replicas first.
@@ -119,9 +117,7 @@ fn patroni_bootstrap_verify_and_switchover() {
         assert_eq!(sb.psql(host, "SHOW shared_buffers"), "160MB", "{host}");
         assert_eq!(sb.psql(host, "SHOW work_mem"), "8MB", "{host}");
     }
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     sb.pgha(["switchover", "--to", "pg2", "-y"])
         .stdout_has("Switched over from pg1 to pg2")
@@ -158,9 +154,7 @@ fn patroni_bootstrap_verify_and_switchover() {
         .stdout_has("Switched over from pg2 to pg1")
         .stdout_has("0 failed.")
         .run();
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // One of three etcd members down: the leader keeps its key and accepts writes; verify
     // names the member; plan sees the stopped service and apply starts it again.
@@ -187,9 +181,7 @@ fn patroni_bootstrap_verify_and_switchover() {
         .stdout_has("start etcd")
         .run();
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // A change to every etcd member's configuration restarts them one at a time, each
     // healthy before the next: the DCS keeps its quorum, the leader its key.
@@ -282,22 +274,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
         "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",
         hosts.join(",")
     );
-    let psql = |sql: &str| -> bool {
-        Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                &conninfo,
-                "-c",
-                sql,
-            ])
-            .env("PGPASSWORD", &password)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let psql = |sql: &str| client_sql(&conninfo, &password, sql);
     assert!(psql("CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"), "the app user can write");
 
     // The writer: one INSERT per connection, as a client that reconnects after a failure.
@@ -311,21 +288,8 @@ fn failover_under_load_loses_no_acknowledged_write() {
             let mut id = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
-                let ok = Command::new("psql")
-                    .args([
-                        "-X",
-                        "-q",
-                        "-At",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        &conninfo,
-                        "-c",
-                        &format!("INSERT INTO writes (id) VALUES ({id})"),
-                    ])
-                    .env("PGPASSWORD", &password)
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
+                let sql = format!("INSERT INTO writes (id) VALUES ({id})");
+                if client_sql(&conninfo, &password, &sql) {
                     acked.push((id, Instant::now()));
                 } else {
                     std::thread::sleep(Duration::from_millis(100));
@@ -463,9 +427,7 @@ fn patroni_cascading_replica() {
         ),
         "pg4 streaming"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // A restart-level change with switchover_for_restart: the replicas restart, the leader
     // role moves to one of them, the old leader restarts as a replica. Nothing is moved back.
@@ -487,9 +449,7 @@ fn patroni_cascading_replica() {
     for host in ["pg1", "pg2", "pg3", "pg4"] {
         assert_eq!(sb.psql(host, "SHOW shared_buffers"), "144MB", "{host}");
     }
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 }
 
 /// Standby cluster: a second 2-host Patroni cluster, with its own etcd, replicating from the
@@ -681,4 +641,23 @@ fn patroni_from_bare_hosts_with_a_dedicated_etcd_host() {
         "inactive"
     );
     sb.assert_converged();
+}
+
+/// One statement as a client of the cluster: a new connection through `conninfo` (libpq
+/// picks the host), true when it was acknowledged.
+fn client_sql(conninfo: &str, password: &str, sql: &str) -> bool {
+    std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            conninfo,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

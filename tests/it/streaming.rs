@@ -76,9 +76,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
     for host in ["pg1", "pg2", "pg3"] {
         assert_eq!(sb.psql(host, "SHOW work_mem"), "8MB");
     }
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // A restart-level parameter: the plan says why, standbys restart before the primary.
     sb.edit_inventory("shared_buffers: 128MB", "shared_buffers: 160MB");
@@ -101,9 +99,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
     for host in ["pg1", "pg2", "pg3"] {
         assert_eq!(sb.psql(host, "SHOW shared_buffers"), "160MB");
     }
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // A file the server refuses never reaches it: the previous version is put back.
     let overrides = sb.state_dir().join("templates/postgresql");
@@ -132,9 +128,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
         "160MB",
         "the server never saw it"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // --limit plans one host; a name that matches nothing is an error.
     let limited = sb.pgha(["plan", "-l", "pg2"]).run();
@@ -187,9 +181,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
         .stdout_has("0 failed.")
         .stdout_has("10 checks run, 10 passed")
         .run();
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 
     // Verify on its own, and no secret anywhere.
     let verify = sb
@@ -275,9 +267,7 @@ fn a_fourth_host_cascading_from_a_standby() {
         sb.psql("pg4", "SELECT sender_host FROM pg_stat_wal_receiver"),
         sb.ip("pg2")
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 }
 
 /// A non-root SSH user: everything through `sudo -n`.
@@ -305,9 +295,7 @@ fn apply_with_a_non_root_ssh_user() {
         "commands go through sudo -n"
     );
     assert_no_secret(&sb, &[&apply.stdout, &apply.stderr]);
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 }
 
 /// Bad input touches nothing; an unreachable host is named and nothing is changed anywhere.
@@ -399,9 +387,7 @@ fn killed_apply_converges_and_the_lock_says_how_to_continue() {
     sb.pgha(["apply", "-y"])
         .stdout_has("10 checks run, 10 passed, 0 failed.")
         .run();
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 }
 
 /// A second apply while one runs fails fast and names the holder.
@@ -427,9 +413,7 @@ fn concurrent_apply_is_refused() {
         first.wait().expect("first apply").success(),
         "the first apply is not disturbed"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
 }
 
 /// Switch over to a standby and back; verify and a clean plan after each, the inventory
@@ -506,9 +490,7 @@ fn switchover_to_a_standby_and_back() {
         sb.psql("pg1", "SELECT count(*) FROM before_switchover"),
         "1001"
     );
-    sb.pgha(["plan", "--detailed-exitcode"])
-        .stdout_has("No changes.")
-        .run();
+    sb.assert_plan_clean();
     sb.pgha(["switchover", "--to", "pg1", "-y"])
         .status(1)
         .stderr_has("pg1 is already the primary")
