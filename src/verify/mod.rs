@@ -194,6 +194,7 @@ fn roles_and_streams(
     session: &Session,
     out: &mut Vec<CheckResult>,
 ) {
+    let max_lag = max_lag_bytes(cluster);
     for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
         let pg = session.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
         let Some(pg) = pg.filter(|pg| pg.running) else {
@@ -262,7 +263,6 @@ fn roles_and_streams(
                 .replication
                 .iter()
                 .find(|r| r.application_name == d.name && r.state == "streaming");
-            let max_lag = max_lag_bytes(cluster);
             out.push(result(
                 &h.name,
                 &format!("streams to {}", d.name),

@@ -14,6 +14,7 @@ pub fn table(
 ) -> String {
     let patroni = cluster.patroni.as_ref();
     let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut sync_standbys: Vec<String> = Vec::new();
     // (member, indentation of its row, its branch glyph). Depth-first from the primary, so
     // each standby sits under its upstream.
     let mut visit: Vec<(String, String, &str)> =
@@ -29,6 +30,9 @@ pub fn table(
             .and_then(|f| f.postgres.as_ref())
             .and_then(|p| p.replication.iter().find(|r| r.application_name == name));
         let sync = stream.is_some_and(|r| r.sync_state == "sync");
+        if sync {
+            sync_standbys.push(name.clone());
+        }
         // patronictl's words under Patroni, PostgreSQL's otherwise.
         let role = match (patroni, name == topology.primary, sync) {
             (Some(p), true, _) if p.standby_cluster.is_some() => "standby leader",
@@ -166,11 +170,6 @@ pub fn table(
             );
         }
         if p.synchronous_mode {
-            let sync: Vec<&str> = rows
-                .iter()
-                .filter(|r| r[2] == "sync standby")
-                .map(|r| r[0].trim_start_matches(['└', '├', '│', '─', ' ']))
-                .collect();
             let _ = writeln!(
                 out,
                 "Synchronous mode{}: sync standby {}.",
@@ -179,10 +178,10 @@ pub fn table(
                 } else {
                     ""
                 },
-                if sync.is_empty() {
+                if sync_standbys.is_empty() {
                     "none".to_owned()
                 } else {
-                    sync.join(", ")
+                    sync_standbys.join(", ")
                 }
             );
         }
