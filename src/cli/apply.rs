@@ -99,8 +99,7 @@ async fn apply_with(
     let recaps = apply::run(
         session,
         &plan.topology,
-        crate::views::progress::observer(&session.transports.keys().cloned().collect::<Vec<_>>())
-            .as_ref(),
+        crate::views::progress::observer(session.transports.keys()).as_ref(),
     )
     .await;
     lock::release_all(&session.transports, &plan.id).await;

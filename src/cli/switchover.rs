@@ -53,8 +53,7 @@ async fn go(session: &mut Session, args: &SwitchoverArgs) -> Result<ExitStatus, 
     let report = switchover::run(
         session,
         &args.to,
-        crate::views::progress::observer(&session.transports.keys().cloned().collect::<Vec<_>>())
-            .as_ref(),
+        crate::views::progress::observer(session.transports.keys()).as_ref(),
     )
     .await;
     lock::release_all(&session.transports, &id).await;

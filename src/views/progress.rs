@@ -8,7 +8,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::apply::{Event, Observer};
 
-pub fn observer(hosts: &[String]) -> Box<dyn Observer> {
+/// A bar per host of `hosts` (the session's connections), or plain lines.
+pub fn observer<'a>(hosts: impl IntoIterator<Item = &'a String>) -> Box<dyn Observer> {
     if std::io::stderr().is_terminal() {
         Box::new(Bars::new(hosts))
     } else {
@@ -53,13 +54,13 @@ pub struct Bars {
 }
 
 impl Bars {
-    fn new(hosts: &[String]) -> Self {
+    fn new<'a>(hosts: impl IntoIterator<Item = &'a String>) -> Self {
         let multi = MultiProgress::new();
         let style = ProgressStyle::with_template("{prefix:>8} [{bar:24}] {pos}/{len} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         let bars = hosts
-            .iter()
+            .into_iter()
             .map(|h| {
                 let bar = multi.add(
                     ProgressBar::new(0)
