@@ -48,33 +48,31 @@ def member(u):
         return json.loads(body)
     except Exception:
         return {}
+PRIMARY = ("master", "primary")
+def wait_until(ok, seconds):
+    deadline = time.time() + seconds
+    while not ok():
+        if time.time() > deadline:
+            return False
+        time.sleep(1)
+    return True
 if patch:
     code, body = call(url + "/config", "PATCH", patch)
     if code != 200:
         sys.exit("PATCH /config answered %s: %s" % (code, body))
 if patch.get("standby_cluster", 0) is None:
     # The standby cluster becomes a primary cluster: wait for the promotion.
-    deadline = time.time() + 90
-    while member(url).get("role") not in ("master", "primary"):
-        if time.time() > deadline:
-            sys.exit("the standby leader was not promoted within 90 s")
-        time.sleep(1)
+    if not wait_until(lambda: member(url).get("role") in PRIMARY, 90):
+        sys.exit("the standby leader was not promoted within 90 s")
     print("pgha: promoted: this cluster is a primary cluster now")
 if not restart:
     sys.exit(0)
 # Patroni notices a restart-level change on its next loop: wait for every member to say so.
-deadline = time.time() + 60
-while time.time() < deadline and not all(member(u).get("pending_restart") for u in members.values()):
-    time.sleep(1)
-order = sorted(members.items(), key=lambda m: member(m[1]).get("role") in ("master", "primary", "standby_leader"))
-def wait_running(name, u):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        m = member(u)
-        if m.get("state") == "running" and not m.get("pending_restart"):
-            return
-        time.sleep(1)
-    sys.exit("%s did not come back from its restart within 120 s" % name)
+wait_until(lambda: all(member(u).get("pending_restart") for u in members.values()), 60)
+order = sorted(members.items(), key=lambda m: member(m[1]).get("role") in PRIMARY + ("standby_leader",))
+def restarted(u):
+    m = member(u)
+    return m.get("state") == "running" and not m.get("pending_restart")
 def switchover(name, u):
     # The synchronous standby first (in synchronous mode the only allowed candidate), then a
     # streaming replica that may fail over.
@@ -91,30 +89,26 @@ def switchover(name, u):
     code, body = call(u + "/switchover", "POST", {"leader": name, "candidate": to})
     if code not in (200, 202):
         sys.exit("switchover from %s to %s answered %s: %s" % (name, to, code, body))
-    deadline = time.time() + 120
-    while member(members[to]).get("role") not in ("master", "primary"):
-        if time.time() > deadline:
-            sys.exit("%s did not take over from %s within 120 s" % (to, name))
-        time.sleep(1)
+    if not wait_until(lambda: member(members[to]).get("role") in PRIMARY, 120):
+        sys.exit("%s did not take over from %s within 120 s" % (to, name))
     print("pgha: switched over from %s to %s before its restart" % (name, to))
     return True
 for name, u in order:
     if not member(u).get("pending_restart"):
         continue
-    leads = member(u).get("role") in ("master", "primary", "standby_leader")
+    leads = member(u).get("role") in PRIMARY + ("standby_leader",)
     if leads and switchover_first and switchover(name, u):
         # Demoted, the old leader restarts as a replica: often that was the restart it needed.
         time.sleep(2)
-        deadline = time.time() + 120
-        while member(u).get("state") != "running" and time.time() < deadline:
-            time.sleep(1)
+        wait_until(lambda: member(u).get("state") == "running", 120)
         if not member(u).get("pending_restart"):
             print("pgha: restarted", name)
             continue
     code, body = call(u + "/restart", "POST", {"restart_pending": True})
     if code not in (200, 202):
         sys.exit("restart of %s answered %s: %s" % (name, code, body))
-    wait_running(name, u)
+    if not wait_until(lambda: restarted(u), 120):
+        sys.exit("%s did not come back from its restart within 120 s" % name)
     print("pgha: restarted", name)
 "#;
 
