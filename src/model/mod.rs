@@ -149,6 +149,11 @@ impl Role {
     pub fn has_postgres(self) -> bool {
         matches!(self, Role::Primary | Role::Standby | Role::Witness)
     }
+
+    /// Holds a copy of the cluster's data: can lead, or stream from another member.
+    pub fn holds_data(self) -> bool {
+        matches!(self, Role::Primary | Role::Standby)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::HostFacts;
-use crate::model::{Cluster, Role, Topology};
+use crate::model::{Cluster, Topology};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -23,7 +23,7 @@ pub fn observe(
     let running_primaries: Vec<String> = cluster
         .hosts
         .iter()
-        .filter(|h| matches!(h.role, Role::Primary | Role::Standby))
+        .filter(|h| h.role.holds_data())
         .filter(|h| {
             facts
                 .get(&h.name)
@@ -76,7 +76,7 @@ pub fn observe(
     let mut upstream = BTreeMap::new();
     for h in &cluster.hosts {
         // Only standbys stream: a witness or an etcd host holds no copy of the data.
-        if h.name == primary || h.role != Role::Standby && h.role != Role::Primary {
+        if h.name == primary || !h.role.holds_data() {
             continue;
         }
         let streaming_from = facts
