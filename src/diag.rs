@@ -7,7 +7,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::inventory::node::Pos;
+/// Where something stands in its file: 1-based line and column; 0 when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
 
 /// One finding in a user's file.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +173,7 @@ fn redact(line: &str, d: &Diagnostic) -> String {
     }
     let column = usize::try_from(d.pos.column.max(1) - 1).unwrap_or(0);
     let head: String = line.chars().take(column).collect();
-    format!("{head}{}", crate::model::secret::MASK)
+    format!("{head}{}", crate::secret::MASK)
 }
 
 /// The closest candidate to a misspelt name, if it is close enough to be a typo.

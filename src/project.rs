@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::inventory::{self, LoadError};
-use crate::model::secret::SecretError;
 use crate::model::{Cluster, Secrets, Topology};
 use crate::playbook::{self, expand::ExpandError, Playbook, PlaybookError, Step};
 use crate::render::{RenderError, Templates};
+use crate::secret::SecretError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {

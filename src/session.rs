@@ -54,7 +54,7 @@ impl Session {
         // standby-only files of the primary suffice because every host gets asked about
         // every path any host manages.
         let declared = project.expand_declared()?;
-        let mut queries = collect::query_for(&project.cluster, &[&declared]);
+        let mut queries = crate::plan::query::query_for(&project.cluster, &[&declared]);
         let all_files: Vec<String> = queries.values().flat_map(|q| q.files.clone()).collect();
         for q in queries.values_mut() {
             q.files.extend(all_files.iter().cloned());

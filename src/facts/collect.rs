@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use crate::facts::gather::{self, Query};
 use crate::facts::HostFacts;
 use crate::model::{Cluster, Secrets};
-use crate::playbook::Step;
-use crate::steps::StepKind;
 use crate::transport::ssh::SshTransport;
 use crate::transport::{Transport, TransportError};
 
@@ -24,53 +22,6 @@ pub enum FactsError {
     },
     #[error(transparent)]
     Parse(#[from] gather::ParseError),
-}
-
-/// What to ask every host: the union of what any expansion of the playbook may touch, so the
-/// facts serve the plan whatever the real topology turns out to be.
-pub fn query_for(
-    cluster: &Cluster,
-    expansions: &[&BTreeMap<String, Vec<Step>>],
-) -> BTreeMap<String, Query> {
-    let mut out = BTreeMap::new();
-    for host in &cluster.hosts {
-        let patroni = cluster.patroni.as_ref();
-        let mut q = Query {
-            port: cluster.postgres.port,
-            version: cluster.postgres.version,
-            data_dir: patroni
-                .map(|p| p.data_dir.clone())
-                .unwrap_or_else(|| cluster.postgres.data_dir.clone()),
-            etcd_endpoint: patroni
-                .filter(|p| p.etcd.members.contains(&host.name))
-                .map(|p| format!("http://127.0.0.1:{}", p.etcd.client_port)),
-            patroni_url: patroni
-                .filter(|_| host.role.has_postgres())
-                .map(|p| format!("http://{}:{}", host.address, p.restapi_port)),
-            ..Query::default()
-        };
-        for steps in expansions.iter().filter_map(|e| e.get(&host.name)) {
-            for step in steps {
-                match &step.kind {
-                    StepKind::File(f) => q.files.push(f.dest.clone()),
-                    StepKind::Service(s) => q.services.push(s.name.clone()),
-                    StepKind::Command(c) => q.present.push(c.creates.clone()),
-                    _ => {}
-                }
-            }
-        }
-        q.present
-            .push(crate::steps::pg_clone::CLONE_MARKER.to_owned());
-        // Files of other roles too: a standby-only file left on a promoted node is news.
-        q.files.sort();
-        q.files.dedup();
-        q.services.sort();
-        q.services.dedup();
-        q.present.sort();
-        q.present.dedup();
-        out.insert(host.name.clone(), q);
-    }
-    out
 }
 
 /// Open one connection per host, in parallel. Every unreachable host is named.

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::diag::Diagnostics;
-use crate::inventory::node::{Key, Node, Pos};
-use crate::inventory::pg_params::{self, Context};
+use crate::model::pg_params::{self, Context};
 use crate::model::{HbaRule, Host, Role};
+use crate::yaml::node::{Key, Node, Pos};
 
 pub const HBA_TYPES: [&str; 6] = [
     "local",

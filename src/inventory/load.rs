@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
-use crate::inventory::decode::{self, MapReader};
-use crate::inventory::node::{self, Node, Value};
-use crate::inventory::{checks, pg_params};
+use crate::inventory::checks;
+use crate::model::pg_params;
 use crate::model::{
     Cluster, Database, Flavour, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role,
     SecretRef, Ssh, User,
 };
+use crate::yaml::decode::{self, MapReader};
+use crate::yaml::node::{self, Node, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -774,7 +775,7 @@ impl Reader<'_> {
     }
 }
 
-fn m_pos(rule: &Node, address: Option<&Node>) -> crate::inventory::node::Pos {
+fn m_pos(rule: &Node, address: Option<&Node>) -> crate::yaml::node::Pos {
     address.map(|n| n.pos).unwrap_or(rule.pos)
 }
 

@@ -1,10 +1,10 @@
 //! The `patroni:` section and host `tags:`, checked against Patroni's own rules.
 
-use crate::inventory::decode::{self, MapReader};
 use crate::inventory::load::Reader;
-use crate::inventory::node::Node;
 use crate::model::patroni::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
 use crate::model::{Host, Postgres, Role};
+use crate::yaml::decode::{self, MapReader};
+use crate::yaml::node::Node;
 
 /// Defaults for the shortest write gap on a crashed leader that Patroni's rules allow (ttl 20
 /// is the minimum; loop_wait + 2 * retry_timeout must not exceed it). The leader renews its
@@ -371,6 +371,6 @@ impl Reader<'_> {
     }
 }
 
-fn m_pos(node: &Node) -> crate::inventory::node::Pos {
+fn m_pos(node: &Node) -> crate::yaml::node::Pos {
     node.pos
 }

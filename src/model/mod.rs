@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub mod patroni;
-pub mod secret;
+pub mod pg_params;
 
-pub use secret::{Sealed, Secret, SecretRef, Secrets};
+pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {

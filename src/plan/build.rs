@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::facts::HostFacts;
 use crate::model::{Secrets, Topology};
+use crate::plan::check::{check_host, Status, StepOutcome};
 use crate::plan::Change;
-use crate::playbook::check::{check_host, Status, StepOutcome};
 use crate::project::{Project, ProjectError};
 
 /// A plan: printed, saved, applied. Holds no secret: commands carry marks only.

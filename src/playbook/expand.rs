@@ -3,12 +3,12 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::inventory::node::{Node, Value as Yaml};
 use crate::model::{Cluster, Host, Sealed, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::host_vars_json;
 use crate::render::{describe, Templates};
 use crate::steps::StepKind;
+use crate::yaml::node::{Node, Value as Yaml};
 
 /// One step for one host, ready to be checked.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use crate::diag::Diagnostics;
-use crate::inventory::decode::{self, MapReader};
-use crate::inventory::node::{self, Node, Pos};
 use crate::steps::fields;
+use crate::yaml::decode::{self, MapReader};
+use crate::yaml::node::{self, Node, Pos};
 
 /// A step as written: its arguments stay raw until they are rendered for a host.
 #[derive(Debug, Clone)]
@@ -152,6 +152,7 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
                 Some((key.name.clone(), args.clone()))
             } else if let Some(known) = fields::arguments(&key.name) {
                 check_arguments(d, &key.name, args, &format!("{path}.{}", key.name), known);
+                unguarded_command(d, &key.name, args, path);
                 Some((key.name.clone(), args.clone()))
             } else {
                 let message = format!("unknown step kind `{}`", key.name);
@@ -213,7 +214,7 @@ fn check_arguments(
     path: &str,
     known: &'static [&'static str],
 ) {
-    let crate::inventory::node::Value::Map(entries) = &args.value else {
+    let crate::yaml::node::Value::Map(entries) = &args.value else {
         d.error(
             args.pos,
             path,
@@ -234,6 +235,24 @@ fn check_arguments(
                 Some(otherwise),
             );
         }
+    }
+}
+
+/// A command step runs while its `creates` path is missing; without one it would run on every
+/// apply and no plan would ever be clean. Only a handler, run when notified, goes without.
+fn unguarded_command(d: &mut Diagnostics, kind: &str, args: &Node, path: &str) {
+    let crate::yaml::node::Value::Map(entries) = &args.value else {
+        return;
+    };
+    if kind == "command"
+        && !path.starts_with("handlers")
+        && !entries.iter().any(|(k, _)| k.name == "creates")
+    {
+        d.error(
+            args.pos,
+            &format!("{path}.command"),
+            "a `command` step needs `creates:` (the path whose presence shows it has run); only a handler, which runs when notified, goes without",
+        );
     }
 }
 

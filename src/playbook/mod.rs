@@ -1,8 +1,7 @@
 //! Playbooks: each flavour's ordered steps as YAML data (`playbooks/`), embedded and
 //! overridable. `load` checks one, `vars` builds what a host's steps see, `expand` turns it
-//! into the host's typed steps, `check` compares them with facts into planned changes.
+//! into the host's typed steps (`plan::check` compares them with facts).
 
-pub mod check;
 pub mod expand;
 pub mod load;
 pub mod vars;

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::secret::mark;
 use crate::model::{server_parameters, Cluster, Host, Role, Topology};
+use crate::secret::mark;
 
 /// pgha's own pg_hba rules, before the user's: local peer for the postgres OS user, and
 /// replication between the cluster's hosts with SCRAM. Nothing from elsewhere.

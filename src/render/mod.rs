@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
-use crate::model::secret::mark;
+use crate::secret::mark;
 
 /// `(name, text)` of files under the repository's `templates/`, embedded at build time.
 macro_rules! embedded_templates {

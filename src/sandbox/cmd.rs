@@ -214,7 +214,7 @@ mod tests {
             "hi"
         );
         assert!(matches!(
-            run(&mut Command::new("/nonexistent/x")),
+            run(&mut Command::new("pgha-test-no-such-program")),
             Err(SandboxError::Spawn { .. })
         ));
     }

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::cmd::{self, docker};
-use super::image::SYSTEMD_RUN_FLAGS;
 use super::keys;
+use super::keys::ReadyHost;
 use super::network::Net;
 use super::{note, HostStatus, SandboxError, SandboxHost, LABEL};
 
@@ -23,12 +23,24 @@ pub(crate) struct HostsSpec<'a> {
     pub(crate) ssh_user: Option<&'a str>,
 }
 
-/// A ready host and the host key it presents.
-pub(crate) struct ReadyHost {
-    pub(crate) host: SandboxHost,
-    /// "ssh-ed25519 AAAA..."
-    pub(crate) host_key: String,
-}
+/// Flags every host container needs for systemd as PID 1 (`--privileged` fails here).
+/// SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (`docker import` cannot set it).
+pub(crate) const SYSTEMD_RUN_FLAGS: &[&str] = &[
+    "--stop-signal",
+    "SIGRTMIN+3",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cap-add",
+    "NET_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+];
 
 /// A container labelled for the sandbox, as Docker reports it.
 #[derive(Debug, Clone)]

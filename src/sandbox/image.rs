@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cmd::{self, docker};
+use super::hosts::SYSTEMD_RUN_FLAGS;
 use super::lock::{lock_path, FileLock};
 use super::{engine, hosts, note, SandboxError};
 
@@ -87,24 +88,6 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 ";
-/// Flags every host container needs for systemd as PID 1 (`--privileged` fails here).
-/// SIGRTMIN+3 makes `docker stop` a clean systemd shutdown (`docker import` cannot set it).
-pub(crate) const SYSTEMD_RUN_FLAGS: &[&str] = &[
-    "--stop-signal",
-    "SIGRTMIN+3",
-    "--cap-add",
-    "SYS_ADMIN",
-    "--cap-add",
-    "NET_ADMIN",
-    "--security-opt",
-    "seccomp=unconfined",
-    "--tmpfs",
-    "/run",
-    "--tmpfs",
-    "/run/lock",
-    "-v",
-    "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-];
 
 /// Make sure the wanted image exists (building it once, under a machine-wide lock); returns
 /// its reference.

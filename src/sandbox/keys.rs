@@ -8,9 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cmd::{self, docker};
-use super::hosts::ReadyHost;
 use super::inventory::write_file;
-use super::{note, SandboxError};
+use super::{note, SandboxError, SandboxHost};
+
+/// A ready host and the host key it presents.
+pub(crate) struct ReadyHost {
+    pub(crate) host: SandboxHost,
+    /// "ssh-ed25519 AAAA..."
+    pub(crate) host_key: String,
+}
 
 /// The key pair in `dir` (reused when present, so re-running `up` keeps working sessions);
 /// returns the private key path and the public key line.
@@ -135,7 +141,6 @@ pub(crate) fn write_known_hosts(path: &Path, hosts: &[ReadyHost]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::SandboxHost;
     use std::net::Ipv4Addr;
 
     #[test]

@@ -1,9 +1,10 @@
-//! A command with a guard: it runs only while the path named by `creates` does not exist.
+//! A command with a guard: it runs only while the path named by `creates` does not exist. A
+//! handler's command has no guard: being notified is its reason to run.
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Check};
-use crate::steps::{Module, StepContext};
+use crate::facts::gather::Query;
+use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,8 +12,10 @@ use crate::transport::RemoteCommand;
 pub struct Command {
     /// A POSIX shell script.
     pub run: String,
-    /// The path the command makes; its presence means the command has run.
-    pub creates: String,
+    /// The path the command makes; its presence means the command has run. Only a handler may
+    /// leave it out (the playbook loader checks).
+    #[serde(default)]
+    pub creates: Option<String>,
     #[serde(default)]
     pub run_as: Option<String>,
 }
@@ -23,9 +26,13 @@ impl Module for Command {
     }
 
     fn check(&self, cx: &StepContext) -> Check {
-        if cx.facts.present.contains(&self.creates) {
-            return Check::InSync(format!("{} exists", self.creates));
-        }
+        let (target, reason) = match &self.creates {
+            Some(path) if cx.facts.present.contains(path) => {
+                return Check::InSync(format!("{path} exists"))
+            }
+            Some(path) => (path.clone(), format!("{path} does not exist")),
+            None => (cx.step.to_owned(), "notified by a change above".to_owned()),
+        };
         let mut command = RemoteCommand::script(format!("set -e; {}", self.run));
         if let Some(user) = &self.run_as {
             command = command.as_user(user);
@@ -33,9 +40,13 @@ impl Module for Command {
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Run,
-            &self.creates,
-            format!("{} does not exist", self.creates),
+            target,
+            reason,
             vec![command],
         )])
+    }
+
+    fn ask(&self, query: &mut Query) {
+        query.present.extend(self.creates.iter().cloned());
     }
 }

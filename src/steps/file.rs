@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::secret::MASK;
+use crate::facts::gather::Query;
 use crate::model::Sealed;
-use crate::plan::{Action, Check};
-use crate::steps::{Module, StepContext};
+use crate::secret::MASK;
+use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 /// Arguments of `template`: like `file`, with `src` (a template name) instead of `content`.
@@ -75,6 +75,10 @@ impl File {
 impl Module for File {
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    fn ask(&self, query: &mut Query) {
+        query.files.push(self.dest.clone());
     }
 
     fn check(&self, cx: &StepContext) -> Check {

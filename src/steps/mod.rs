@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::gather::Query;
 use crate::facts::HostFacts;
 use crate::model::Secrets;
-use crate::plan::{Action, Change, Check};
 use crate::transport::RemoteCommand;
 
+pub mod change;
 pub mod command;
 pub mod fields;
 pub mod file;
@@ -26,10 +27,11 @@ pub mod pg_reload;
 pub mod pg_role;
 pub mod pg_slot;
 pub mod pg_slots_prune;
-pub mod scram;
 pub mod service;
 pub mod sql;
 pub mod wait_for;
+
+pub use change::{Action, Change, Check};
 
 /// What a step's check may look at.
 pub struct StepContext<'a> {
@@ -71,6 +73,9 @@ pub trait Module {
     fn kind(&self) -> &'static str;
     /// Compare with the facts. Pure: no I/O.
     fn check(&self, cx: &StepContext) -> Check;
+    /// What this step needs gathered beyond the standing sections (packages, PostgreSQL's
+    /// state): a file's content, a unit's state, whether a guard path exists.
+    fn ask(&self, _query: &mut Query) {}
 }
 
 /// Every step kind, with its typed arguments. In playbooks: `- name: ...\n  KIND: {ARGS}`.

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::inventory::pg_params::{self, Context};
-use crate::plan::{Action, Check};
-use crate::steps::{file::unified_diff, Module, StepContext};
+use crate::model::pg_params::{self, Context};
+use crate::steps::{file::unified_diff, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Check};
-use crate::steps::{Module, StepContext};
+use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 /// Present while a clone runs; left behind when one was interrupted.

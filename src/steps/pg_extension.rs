@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Check};
-use crate::steps::{pg_role::default_port, sql, Module, StepContext};
+use crate::steps::{pg_role::default_port, sql, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::pg_params::{self, Context};
-use crate::plan::{Action, Check};
+use crate::model::pg_params::{self, Context};
 use crate::steps::file::{pending_key, PENDING_DIR};
+use crate::steps::{Action, Check};
 use crate::steps::{Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -85,14 +85,7 @@ impl PgReloadOrRestart {
             .iter()
             .map(|f| shell_words::quote(&format!("{PENDING_DIR}/{}", pending_key(f))).into_owned())
             .collect();
-        RemoteCommand::script(format!(
-            "rm -f {}",
-            if markers.is_empty() {
-                "/nonexistent".to_owned()
-            } else {
-                markers.join(" ")
-            }
-        ))
+        RemoteCommand::script(format!("rm -f -- {}", markers.join(" ")))
     }
 }
 

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::RoleFact;
-use crate::model::secret::mark;
-use crate::plan::{Action, Check};
-use crate::steps::{scram, sql, Module, StepContext};
+use crate::secret::mark;
+use crate::secret::scram;
+use crate::steps::{sql, Module, StepContext};
+use crate::steps::{Action, Check};
 use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

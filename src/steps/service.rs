@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Check};
-use crate::steps::{Module, StepContext};
+use crate::facts::gather::Query;
+use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,10 @@ pub struct Service {
 impl Module for Service {
     fn kind(&self) -> &'static str {
         "service"
+    }
+
+    fn ask(&self, query: &mut Query) {
+        query.services.push(self.name.clone());
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::secret::{Sealed, SecretError, Secrets};
+use crate::secret::{Sealed, SecretError, Secrets};
 
 /// A command to run on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ impl RemoteCommand {
 #[cfg(test)]
 mod tests {
     use super::RemoteCommand;
-    use crate::model::secret::{mark, Secret, Secrets};
+    use crate::secret::{mark, Secret, Secrets};
 
     #[test]
     fn wraps_with_runuser_or_sudo() {

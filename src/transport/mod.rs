@@ -27,7 +27,7 @@ pub enum TransportError {
     #[error("{host}: {reason}")]
     Failed { host: String, reason: String },
     #[error(transparent)]
-    Secret(#[from] crate::model::secret::SecretError),
+    Secret(#[from] crate::secret::SecretError),
 }
 
 /// One host's connection. Implementations keep one connection open for all commands.

@@ -7,7 +7,7 @@ use console::style;
 
 use crate::model::Role;
 use crate::plan::build::Plan;
-use crate::playbook::check::Status;
+use crate::plan::check::Status;
 
 pub fn human(plan: &Plan, verbose: u8) -> String {
     let mut out = String::new();

@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use pgha::facts::{FileFact, HostFacts, PgFacts, RoleFact, ServiceFact, Setting, SlotFact};
 use pgha::model::{Secret, Secrets, Topology};
+use pgha::plan::check::{check_host, Status};
 use pgha::plan::{Change, Check};
-use pgha::playbook::check::{check_host, Status};
 use pgha::project::Project;
-use pgha::steps::{scram, StepContext, StepKind};
+use pgha::secret::scram;
+use pgha::steps::{StepContext, StepKind};
 use pgha::transport::fake::FakeTransport;
 use pgha::transport::Transport;
 
@@ -339,7 +340,7 @@ fn plan_all(
     project: &Project,
     facts: &BTreeMap<String, HostFacts>,
     secrets: &Secrets,
-) -> BTreeMap<String, Vec<pgha::playbook::check::StepOutcome>> {
+) -> BTreeMap<String, Vec<pgha::plan::check::StepOutcome>> {
     let steps = project
         .expand(&Topology::declared(&project.cluster))
         .expect("expand");
@@ -354,7 +355,7 @@ fn plan_all(
         .collect()
 }
 
-fn changes_of(outcomes: &[pgha::playbook::check::StepOutcome]) -> Vec<Change> {
+fn changes_of(outcomes: &[pgha::plan::check::StepOutcome]) -> Vec<Change> {
     outcomes
         .iter()
         .flat_map(|o| match &o.status {

@@ -2,7 +2,7 @@
 //! instead of stopping at the first. Shared by the inventory and the playbook loader.
 
 use crate::diag::Diagnostics;
-use crate::inventory::node::{Key, Node, Pos, Value};
+use crate::yaml::node::{Key, Node, Pos, Value};
 
 /// A mapping being read key by key. `finish` reports the keys nobody asked for, with a
 /// "did you mean" among the keys that were asked for.

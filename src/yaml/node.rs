@@ -9,12 +9,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-/// Where a node stands in its file: 1-based line and column; 0 when unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: u64,
-    pub column: u64,
-}
+pub use crate::diag::Pos;
 
 /// One YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,7 @@
 //! Secrets by reference: the inventory names where a password lives, never the password.
 
+pub mod scram;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -205,7 +207,7 @@ fn apply_transform(value: &str, transform: Option<&str>) -> String {
         Some("json") => serde_json::to_string(value).unwrap_or_default(),
         Some("sql") => format!("'{}'", value.replace('\'', "''")),
         // A fresh SCRAM verifier as an SQL literal: the password itself never leaves pgha.
-        Some("scram_sql") => format!("'{}'", crate::steps::scram::new_verifier(value)),
+        Some("scram_sql") => format!("'{}'", scram::new_verifier(value)),
         _ => value.to_owned(),
     }
 }
