@@ -277,7 +277,7 @@ async fn run_host(
             cluster_facts: &facts,
             secrets: &session.secrets,
         };
-        let result = match step.kind.module().check(&cx) {
+        let result = match step.module.check(&cx) {
             Check::InSync(_) => {
                 observer.event(Event::InSync {
                     host: host.to_owned(),

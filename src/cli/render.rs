@@ -7,7 +7,7 @@ use clap::Args;
 use crate::cli::{CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::project::Project;
-use crate::steps::StepKind;
+use crate::steps::file::File;
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
@@ -37,7 +37,7 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
     let mut count = 0;
     for (host, steps) in &hosts {
         for step in steps {
-            let StepKind::File(file) = &step.kind else {
+            let Some(file) = step.module.downcast::<File>() else {
                 continue;
             };
             let text = match &secrets {

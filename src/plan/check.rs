@@ -48,9 +48,9 @@ pub fn check_host(
     let mut notified = BTreeSet::new();
     let mut out = Vec::new();
     // One reload or restart planned applies every setting; a later one would only repeat it.
-    let mut server_reload_planned = false;
+    let mut coalesced: BTreeSet<&str> = BTreeSet::new();
     for step in steps {
-        let module = step.kind.module();
+        let module = &step.module;
         // A handler runs once per notification: where it runs, the notification is used up.
         if step.handler && !notified.remove(&step.name) {
             out.push(StepOutcome {
@@ -67,15 +67,18 @@ pub fn check_host(
             cluster_facts,
             secrets,
         };
-        let is_reload = matches!(step.kind, crate::steps::StepKind::PgReloadOrRestart(_));
+        let key = module.coalesce_key();
         let status = match module.check(&cx) {
             Check::InSync(reason) => Status::InSync { reason },
             Check::Refused(reason) => Status::Refused { reason },
-            Check::Changes(_) if is_reload && server_reload_planned => Status::InSync {
-                reason: "the reload or restart planned above applies these settings".to_owned(),
+            Check::Changes(_) if key.is_some_and(|k| coalesced.contains(k)) => Status::InSync {
+                reason: format!(
+                    "the {} planned above covers this one",
+                    key.unwrap_or_default()
+                ),
             },
             Check::Changes(changes) => {
-                server_reload_planned |= is_reload;
+                coalesced.extend(key);
                 notified.extend(step.notify.iter().cloned());
                 Status::Changes { changes }
             }

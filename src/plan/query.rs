@@ -33,7 +33,7 @@ pub fn query_for(
         };
         for steps in expansions.iter().filter_map(|e| e.get(&host.name)) {
             for step in steps {
-                step.kind.module().ask(&mut q);
+                step.module.ask(&mut q);
             }
         }
         // Any data-holding host may have to be cloned once the real topology is known.

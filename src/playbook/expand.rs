@@ -1,23 +1,27 @@
 //! Expanding a playbook for one host: evaluate `when`, unroll `loop`, render the arguments,
 //! and type them. The result is the host's ordered list of typed steps.
 
-use serde_json::{Map, Value as Json};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
 
 use crate::model::{Cluster, Host, Sealed, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::host_vars_json;
 use crate::render::{describe, Templates};
-use crate::steps::StepKind;
+use crate::steps::{registry, Module};
 use crate::yaml::node::{Node, Value as Yaml};
 
 /// One step for one host, ready to be checked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Step {
     /// Unique within the playbook: `<index>:<name>`, the same on every host, so one host can
     /// wait for another's step.
     pub key: String,
     pub name: String,
-    pub kind: StepKind,
+    /// The kind's name as the playbook wrote it (`template` is built as a `file`).
+    pub kind: String,
+    pub module: Arc<dyn Module>,
     pub notify: Vec<String>,
     /// Resolved: wait until `step` has finished on this host.
     pub after: Option<(String, String)>,
@@ -93,7 +97,7 @@ pub fn expand(
                     continue;
                 }
             }
-            let kind = typed(decl, templates, &context).map_err(fail)?;
+            let module = typed(decl, templates, &context).map_err(fail)?;
             let after = decl
                 .after
                 .as_ref()
@@ -101,7 +105,8 @@ pub fn expand(
             out.push(Step {
                 key: key.clone(),
                 name: decl.name.clone(),
-                kind,
+                kind: decl.kind.clone(),
+                module,
                 notify: decl.notify.clone(),
                 after,
                 handler,
@@ -133,7 +138,7 @@ fn typed(
     decl: &StepDecl,
     templates: &Templates,
     context: &minijinja::Value,
-) -> Result<StepKind, String> {
+) -> Result<Arc<dyn Module>, String> {
     let mut args = render_node(&decl.args, templates, context)?;
     let kind = if decl.kind == "template" {
         args = template_to_file(args, templates, context)?;
@@ -141,9 +146,9 @@ fn typed(
     } else {
         decl.kind.as_str()
     };
-    let mut wrapper = Map::new();
-    wrapper.insert(kind.to_owned(), args);
-    serde_json::from_value(Json::Object(wrapper)).map_err(|e| format!("arguments of `{kind}`: {e}"))
+    let found = registry::find(&crate::playbook::kinds(), kind)
+        .ok_or_else(|| format!("unknown step kind `{kind}`"))?;
+    (found.build)(args).map_err(|e| format!("arguments of `{kind}`: {e}"))
 }
 
 fn template_to_file(

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use crate::diag::Diagnostics;
-use crate::steps::fields;
+use crate::steps::file::TEMPLATE_ARGS;
+use crate::steps::registry;
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Pos};
 
@@ -150,18 +151,19 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
         [(key, args)] => {
             if key.name == FLUSH_HANDLERS {
                 Some((key.name.clone(), args.clone()))
-            } else if let Some(known) = fields::arguments(&key.name) {
+            } else if let Some(known) = arguments(&key.name) {
                 check_arguments(d, &key.name, args, &format!("{path}.{}", key.name), known);
                 unguarded_command(d, &key.name, args, path);
                 Some((key.name.clone(), args.clone()))
             } else {
                 let message = format!("unknown step kind `{}`", key.name);
-                let candidates = fields::KINDS
+                let names = kind_names();
+                let candidates = names
                     .iter()
                     .copied()
                     .chain(STEP_KEYS)
                     .chain([FLUSH_HANDLERS]);
-                let otherwise = format!("step kinds: {}", fields::KINDS.join(", "));
+                let otherwise = format!("step kinds: {}", names.join(", "));
                 d.unknown(
                     key.pos,
                     &format!("{path}.{}", key.name),
@@ -179,7 +181,7 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
                 path,
                 format!(
                     "step `{path}` names no step kind (one of {})",
-                    fields::KINDS.join(", ")
+                    kind_names().join(", ")
                 ),
             );
             None
@@ -238,6 +240,26 @@ fn check_arguments(
     }
 }
 
+/// The kinds a playbook may name: the registered ones and `template` (which expands into a
+/// `file`), in the order users read them.
+fn kind_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = crate::playbook::kinds()
+        .iter()
+        .flat_map(|r| r.iter().map(|k| k.name))
+        .chain(["template"])
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// Argument names of a kind; `None` for an unknown kind.
+fn arguments(kind: &str) -> Option<&'static [&'static str]> {
+    if kind == "template" {
+        return Some(&TEMPLATE_ARGS);
+    }
+    registry::find(&crate::playbook::kinds(), kind).map(|k| (k.arguments)())
+}
+
 /// A command step runs while its `creates` path is missing; without one it would run on every
 /// apply and no plan would ever be clean. Only a handler, run when notified, goes without.
 fn unguarded_command(d: &mut Diagnostics, kind: &str, args: &Node, path: &str) {
@@ -278,5 +300,21 @@ pub fn strip_braces(text: &str) -> &str {
     match t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
         Some(inner) if !inner.contains("{{") => inner.trim(),
         _ => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::load_str;
+
+    #[test]
+    fn a_command_step_needs_a_guard_but_a_handler_does_not() {
+        let unguarded = "steps:\n  - name: x\n    command: {run: 'true'}\n";
+        let err = load_str(Path::new("p.yml"), unguarded).expect_err("refused");
+        assert!(err.render().contains("needs `creates:`"), "{}", err.render());
+        let handler = "steps:\n  - name: x\n    command: {run: 'true', creates: /x}\n    notify: [h]\nhandlers:\n  - name: h\n    command: {run: 'true'}\n";
+        load_str(Path::new("p.yml"), handler).expect("a handler runs when notified");
     }
 }

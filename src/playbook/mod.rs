@@ -13,6 +13,13 @@ use crate::model::Flavour;
 use crate::render::PLAYBOOKS;
 
 pub use expand::{expand, Step};
+
+use crate::steps::registry::Kind;
+
+/// The step kinds playbooks may name.
+pub fn kinds() -> Vec<&'static [Kind]> {
+    vec![crate::steps::KINDS]
+}
 pub use load::Playbook;
 
 #[derive(Debug, thiserror::Error)]

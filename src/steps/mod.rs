@@ -2,12 +2,10 @@
 //! `check` that compares them with the host's facts and returns the changes (with the
 //! commands that make them) or the reason nothing is needed.
 //!
-//! A new kind is one file plus one variant in `StepKind`; dispatch is written once, in
-//! `StepKind::module`.
+//! A new kind is one file plus one line in `kinds!` below; a flavour registers its own kinds
+//! the same way in its folder. Dispatch is the `Module` trait.
 
 use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 
 use crate::facts::gather::Query;
 use crate::facts::HostFacts;
@@ -15,23 +13,27 @@ use crate::model::Secrets;
 use crate::transport::RemoteCommand;
 
 pub mod change;
-pub mod command;
-pub mod fields;
-pub mod file;
-pub mod package;
-pub mod patroni_dcs;
-pub mod pg_clone;
-pub mod pg_database;
-pub mod pg_extension;
-pub mod pg_reload;
-pub mod pg_role;
-pub mod pg_slot;
-pub mod pg_slots_prune;
-pub mod service;
+pub mod registry;
 pub mod sql;
-pub mod wait_for;
 
 pub use change::{Action, Change, Check};
+
+// The step kinds: one line each (the module, named as playbooks name the kind, and its type).
+crate::kinds! {
+    command: Command,
+    file: File,
+    package: Package,
+    patroni_dcs: PatroniDcs,
+    pg_clone: PgClone,
+    pg_database: PgDatabase,
+    pg_extension: PgExtension,
+    pg_reload_or_restart: PgReloadOrRestart,
+    pg_role: PgRole,
+    pg_slot: PgSlot,
+    pg_slots_prune: PgSlotsPrune,
+    service: Service,
+    wait_for: WaitFor,
+}
 
 /// What a step's check may look at.
 pub struct StepContext<'a> {
@@ -68,7 +70,7 @@ impl StepContext<'_> {
 }
 
 /// What every step kind does.
-pub trait Module {
+pub trait Module: std::fmt::Debug + Send + Sync + std::any::Any {
     /// The kind's name as written in playbooks.
     fn kind(&self) -> &'static str;
     /// Compare with the facts. Pure: no I/O.
@@ -76,44 +78,16 @@ pub trait Module {
     /// What this step needs gathered beyond the standing sections (packages, PostgreSQL's
     /// state): a file's content, a unit's state, whether a guard path exists.
     fn ask(&self, _query: &mut Query) {}
+    /// Steps with the same key do the same thing once: where one of them has changes, the
+    /// later ones on the host are covered by it (one reload applies every setting).
+    fn coalesce_key(&self) -> Option<&'static str> {
+        None
+    }
 }
 
-/// Every step kind, with its typed arguments. In playbooks: `- name: ...\n  KIND: {ARGS}`.
-/// `template` is not here: expanding a playbook renders it into a `file` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Package(package::Package),
-    File(file::File),
-    Service(service::Service),
-    PgRole(pg_role::PgRole),
-    PgDatabase(pg_database::PgDatabase),
-    PgExtension(pg_extension::PgExtension),
-    PgSlot(pg_slot::PgSlot),
-    PgSlotsPrune(pg_slots_prune::PgSlotsPrune),
-    PgClone(pg_clone::PgClone),
-    PgReloadOrRestart(pg_reload::PgReloadOrRestart),
-    Command(command::Command),
-    WaitFor(wait_for::WaitFor),
-    PatroniDcs(patroni_dcs::PatroniDcs),
-}
-
-impl StepKind {
-    pub fn module(&self) -> &dyn Module {
-        match self {
-            StepKind::Package(m) => m,
-            StepKind::File(m) => m,
-            StepKind::Service(m) => m,
-            StepKind::PgRole(m) => m,
-            StepKind::PgDatabase(m) => m,
-            StepKind::PgExtension(m) => m,
-            StepKind::PgSlot(m) => m,
-            StepKind::PgSlotsPrune(m) => m,
-            StepKind::PgClone(m) => m,
-            StepKind::PgReloadOrRestart(m) => m,
-            StepKind::Command(m) => m,
-            StepKind::WaitFor(m) => m,
-            StepKind::PatroniDcs(m) => m,
-        }
+impl dyn Module {
+    /// The typed step, when it is of kind `T`.
+    pub fn downcast<T: Module>(&self) -> Option<&T> {
+        (self as &dyn std::any::Any).downcast_ref::<T>()
     }
 }

@@ -94,6 +94,10 @@ impl Module for PgReloadOrRestart {
         "pg_reload_or_restart"
     }
 
+    fn coalesce_key(&self) -> Option<&'static str> {
+        Some("PostgreSQL reload or restart")
+    }
+
     fn check(&self, cx: &StepContext) -> Check {
         let Some(pg) = cx.facts.postgres.as_ref().filter(|pg| pg.running) else {
             return Check::InSync(
