@@ -4,13 +4,15 @@
 //! `inventory` (YAML -> checked `model`) -> `playbook` (steps per host, typed in `steps`)
 //! -> `facts` (what the hosts hold) -> `plan` (changes) -> `apply` -> `verify`.
 //! Beside them: `render` (templates), `transport` (how commands reach a host), `views`
-//! (how events and plans are shown), `sandbox` (local test hosts), `cli`.
+//! (how events and plans are shown), `sandbox` (local test hosts), `cli`. HA flavours plug
+//! in from `flavours/<name>/` (see docs/ARCHITECTURE.md).
 
 pub mod apply;
 pub mod cli;
 pub mod diag;
 pub mod exit;
 pub mod facts;
+pub mod flavours;
 pub mod inventory;
 pub mod model;
 pub mod plan;

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::inventory::{self, LoadError};
+use std::sync::Arc;
+
+use crate::flavours::Flavour;
+use crate::inventory::{self, Inventory, LoadError};
 use crate::model::{Cluster, Secrets, Topology};
 use crate::playbook::{self, expand::ExpandError, Playbook, PlaybookError, Step};
 use crate::render::{RenderError, Templates};
@@ -26,6 +29,8 @@ pub enum ProjectError {
 
 pub struct Project {
     pub cluster: Cluster,
+    /// The HA flavour with its own settings.
+    pub flavour: Arc<dyn Flavour>,
     pub playbook: Playbook,
     pub templates: Templates,
 }
@@ -36,11 +41,12 @@ impl Project {
         playbooks: Option<&Path>,
         templates: Option<&Path>,
     ) -> Result<Self, ProjectError> {
-        let cluster = inventory::load(inventory)?;
-        let playbook = playbook::for_flavour(cluster.flavour, playbooks)?;
-        let templates = Templates::new(templates)?;
+        let Inventory { cluster, flavour } = inventory::load(inventory)?;
+        let playbook = playbook::for_flavour(flavour.as_ref(), playbooks)?;
+        let templates = Templates::new(templates, flavour.templates())?;
         Ok(Project {
             cluster,
+            flavour,
             playbook,
             templates,
         })
@@ -54,6 +60,7 @@ impl Project {
                 &self.playbook,
                 &self.templates,
                 &self.cluster,
+                self.flavour.as_ref(),
                 topology,
                 host,
             )?;
@@ -71,7 +78,13 @@ impl Project {
     pub fn resolve_secrets(&self) -> Result<Secrets, ProjectError> {
         let mut secrets = Secrets::default();
         let mut errors = Vec::new();
-        for (label, reference) in self.cluster.secrets() {
+        let flavour_secrets = self.flavour.secrets();
+        let all = self.cluster.secrets().into_iter().chain(
+            flavour_secrets
+                .iter()
+                .map(|s| (s.label.clone(), s.reference)),
+        );
+        for (label, reference) in all {
             match reference.resolve(&label) {
                 Ok(s) => secrets.insert(&label, s),
                 Err(e) => errors.push(e),

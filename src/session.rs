@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::facts::collect::{self, FactsError};
 use crate::facts::gather::Query;
 use crate::facts::HostFacts;
+use crate::flavours::ClusterView;
 use crate::model::{Role, Secrets, Topology};
 use crate::plan::build::{self, Plan};
 use crate::plan::topology::{self, TopologyError};
@@ -54,7 +55,8 @@ impl Session {
         // standby-only files of the primary suffice because every host gets asked about
         // every path any host manages.
         let declared = project.expand_declared()?;
-        let mut queries = crate::plan::query::query_for(&project.cluster, &[&declared]);
+        let mut queries =
+            crate::plan::query::query_for(&project.cluster, project.flavour.as_ref(), &[&declared]);
         let all_files: Vec<String> = queries.values().flat_map(|q| q.files.clone()).collect();
         for q in queries.values_mut() {
             q.files.extend(all_files.iter().cloned());
@@ -74,7 +76,11 @@ impl Session {
     }
 
     pub fn topology(&self) -> Result<(Topology, Vec<String>), SessionError> {
-        Ok(topology::observe(&self.project.cluster, &self.facts)?)
+        Ok(topology::observe(
+            &self.project.cluster,
+            self.project.flavour.as_ref(),
+            &self.facts,
+        )?)
     }
 
     pub fn plan(&self) -> Result<Plan, SessionError> {
@@ -102,6 +108,17 @@ impl Session {
     pub async fn refresh_all(&mut self) -> Result<(), SessionError> {
         self.facts = collect::gather_all(&self.transports, &self.queries).await?;
         Ok(())
+    }
+
+    /// What a flavour's checks and procedures see of the cluster now.
+    pub fn view<'a>(&'a self, topology: &'a Topology) -> ClusterView<'a> {
+        ClusterView {
+            cluster: &self.project.cluster,
+            topology,
+            facts: &self.facts,
+            transports: &self.transports,
+            queries: &self.queries,
+        }
     }
 
     pub fn role_of(&self, topology: &Topology, host: &str) -> Role {

@@ -64,7 +64,10 @@ async fn apply_with(
             let stale: Vec<String> = plan
                 .digests
                 .iter()
-                .filter(|(h, d)| session.facts.get(*h).map(digest).as_ref() != Some(*d))
+                .filter(|(h, d)| {
+                    let flavour = session.project.flavour.as_ref();
+                    session.facts.get(*h).map(|f| digest(flavour, f)).as_ref() != Some(*d)
+                })
                 .map(|(h, _)| h.clone())
                 .collect();
             if !stale.is_empty() || plan.cluster != session.project.cluster.name {

@@ -17,7 +17,12 @@ pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
         let session = args.source.open(&[]).await?;
         let topology = session.topology().map_err(CliError::new);
         let text = topology.map(|(t, notes)| {
-            let mut text = views::status::table(&session.project.cluster, &t, &session.facts);
+            let mut text = views::status::table(
+                &session.project.cluster,
+                session.project.flavour.as_ref(),
+                &t,
+                &session.facts,
+            );
             for n in notes {
                 text.push_str(&format!("note: {n}\n"));
             }

@@ -33,7 +33,7 @@ pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
         "{}: valid: cluster `{}`, flavour {}, {} host{}{}",
         args.source.inventory.display(),
         c.name,
-        c.flavour.name(),
+        c.flavour,
         c.hosts.len(),
         if c.hosts.len() == 1 { "" } else { "s" },
         if args.secrets {

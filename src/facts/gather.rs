@@ -20,38 +20,18 @@ pub struct Query {
     pub port: u16,
     pub version: u32,
     pub data_dir: String,
-    /// Ask the local etcd member for its health.
-    pub etcd_endpoint: Option<String>,
-    /// Ask the local Patroni (its REST API) for itself and the DCS configuration.
-    pub patroni_url: Option<String>,
+    /// A flavour's questions, asked beside the rest.
+    pub probes: Vec<Probe>,
 }
 
-/// A new etcd cluster reports version 3.0.0 until its members agree on one; Patroni reads it
-/// once when it starts and runs without watches on 3.0 (replicas then notice a dead leader a
-/// whole loop_wait late), so a member counts as healthy only once the version is agreed.
-pub const ETCD_VERSION_AGREED: &str = "import json, sys, urllib.request
-v = json.load(urllib.request.urlopen(sys.argv[1] + '/version', timeout=2)).get('etcdcluster', '3.0.0')
-sys.exit(0 if v != '3.0.0' else 1)
-";
-
-/// Prints `leader` when the local etcd member leads its cluster (the v3 JSON gateway).
-const ETCD_LEADS: &str = "import json, sys, urllib.request
-r = urllib.request.Request(sys.argv[1] + '/v3/maintenance/status', data=b'{}', method='POST')
-s = json.load(urllib.request.urlopen(r, timeout=2))
-print('leader' if s.get('leader') and s.get('leader') == s.get('header', {}).get('member_id') else 'follower')
-";
-
-/// GET /patroni and /config; a member that is down answers `{}`.
-const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
-for path in ('/patroni', '/config'):
-    try:
-        body = urllib.request.urlopen(sys.argv[1] + path, timeout=2).read()
-    except urllib.error.HTTPError as e:
-        body = e.read()
-    except Exception:
-        body = b'{}'
-    print(body.decode().replace('\\n', ' '))
-";
+/// A flavour's question to a host: a shell fragment run in the same round trip, beside the
+/// rest (it may wait on the network). What it prints is kept as lines under its name; the
+/// flavour that asked parses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub name: &'static str,
+    pub script: String,
+}
 
 /// The state of the local PostgreSQL in one JSON object. Values of `pg_settings.setting` are
 /// in the parameter's base unit, which `pg_params::same_value` understands.
@@ -77,22 +57,14 @@ impl Query {
     pub fn command(&self) -> RemoteCommand {
         let q = |s: &str| shell_words::quote(s).into_owned();
         let mut s = String::from("export LC_ALL=C; ");
-        // The etcd and Patroni probes wait on the network: they run beside the rest and
+        // A flavour's probes may wait on the network: they run beside the rest and
         // their sections are printed at the end.
         let mut probes = String::new();
-        if let Some(url) = &self.etcd_endpoint {
+        for p in &self.probes {
             probes.push_str(&format!(
-                "if ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {v} {u} 2>/dev/null; then echo '@@pgha etcd healthy'; echo \"@@pgha etcd_role $(python3 -c {l} {u} 2>/dev/null)\"; else echo '@@pgha etcd unhealthy'; fi; ",
-                u = q(url),
-                v = q(ETCD_VERSION_AGREED),
-                l = q(ETCD_LEADS),
-            ));
-        }
-        if let Some(url) = &self.patroni_url {
-            probes.push_str(&format!(
-                "echo '@@pgha patroni'; python3 -c {} {}; ",
-                q(PATRONI_PROBE),
-                q(url)
+                "echo '@@pgha probe {}'; {{\n{}\n}}; ",
+                p.name.replace('\'', ""),
+                p.script
             ));
         }
         if !probes.is_empty() {
@@ -233,13 +205,10 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                 });
             }
             "standby_signal" => standby_signal = true,
-            "etcd" => facts.etcd_healthy = Some(arg == "healthy"),
-            "etcd_role" => facts.etcd_leader = Some(arg == "leader"),
-            "patroni" => {
-                facts.patroni = parse_patroni(
-                    lines.first().copied().unwrap_or("{}"),
-                    lines.get(1).copied().unwrap_or("{}"),
-                )
+            "probe" => {
+                facts
+                    .probes
+                    .insert(arg, lines.iter().map(|l| (*l).to_owned()).collect());
             }
             "pg_state" => {
                 let json = lines.join("\n");
@@ -287,32 +256,6 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     }
     facts.postgres = pg;
     Ok(facts)
-}
-
-/// Patroni's own answer, or None when it does not run.
-fn parse_patroni(member: &str, config: &str) -> Option<crate::facts::PatroniFact> {
-    let m: serde_json::Value = serde_json::from_str(member).ok()?;
-    let state = m.get("state")?.as_str()?.to_owned();
-    Some(crate::facts::PatroniFact {
-        state,
-        role: m
-            .get("role")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned(),
-        timeline: m
-            .get("timeline")
-            .and_then(|v| v.as_u64())
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0),
-        pending_restart: m
-            .get("pending_restart")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
-        dcs: serde_json::from_str::<serde_json::Value>(config)
-            .ok()
-            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
-    })
 }
 
 #[cfg(test)]

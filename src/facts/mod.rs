@@ -24,31 +24,14 @@ pub struct HostFacts {
     pub present: Vec<String>,
     /// The local PostgreSQL instance, when its data directory exists.
     pub postgres: Option<PgFacts>,
-    /// The local etcd member answers `endpoint health` (None: not asked).
-    pub etcd_healthy: Option<bool>,
-    /// Whether the local etcd member leads the etcd cluster (known when it is healthy).
-    pub etcd_leader: Option<bool>,
-    /// The local Patroni member, when its REST API answers.
-    pub patroni: Option<PatroniFact>,
+    /// What a flavour's probes printed, by probe name, line by line; the flavour parses it.
+    pub probes: BTreeMap<String, Vec<String>>,
 }
 
-/// What a Patroni member says of itself (`GET /patroni`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PatroniFact {
-    /// `running`, `starting`, `stopped`, ...
-    pub state: String,
-    /// `master`/`primary`, `replica`, `standby_leader`.
-    pub role: String,
-    pub timeline: u32,
-    pub pending_restart: bool,
-    /// The live dynamic configuration (`GET /config`), as Patroni holds it in the DCS.
-    pub dcs: Option<serde_json::Value>,
-}
-
-impl PatroniFact {
-    pub fn is_leader(&self) -> bool {
-        matches!(self.role.as_str(), "master" | "primary" | "standby_leader")
+impl HostFacts {
+    /// The lines a probe printed; None when it was not asked or printed nothing.
+    pub fn probe(&self, name: &str) -> Option<&[String]> {
+        self.probes.get(name).map(Vec::as_slice)
     }
 }
 

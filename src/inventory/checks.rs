@@ -95,30 +95,7 @@ pub fn name(d: &mut Diagnostics, node: &Node, path: &str, value: &str, kind: Nam
     ok
 }
 
-/// An IP address or a DNS name.
-pub fn address(d: &mut Diagnostics, node: &Node, path: &str, value: &str) -> bool {
-    if value.parse::<IpAddr>().is_ok() {
-        return true;
-    }
-    let looks_numeric = value.chars().all(|c| c.is_ascii_digit() || c == '.');
-    let dns_ok = !looks_numeric
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !dns_ok {
-        d.error(
-            node.pos,
-            path,
-            format!("`{value}` is not an IP address or a host name"),
-        );
-    }
-    dns_ok
-}
+pub use crate::yaml::decode::address;
 
 /// One entry of `postgres.parameters`.
 pub fn parameter(d: &mut Diagnostics, key: &Key, value: &Node, path: &str, text: &str) -> bool {
@@ -314,10 +291,13 @@ pub fn topology(
                 &path,
                 format!("the primary `{}` cannot have an upstream", h.name),
             ),
-            (Role::Witness | Role::Etcd, Some(_)) => d.error(
+            (Role::Member(m), Some(_)) => d.error(
                 at,
                 &path,
-                "a witness does not replicate: it has no upstream",
+                format!(
+                    "`{}` is {}, which does not replicate: it has no upstream",
+                    h.name, m.description
+                ),
             ),
             (Role::Standby, Some(up)) if up == h.name => {
                 d.error(at, &path, format!("`{}` cannot stream from itself", h.name))
@@ -334,22 +314,18 @@ pub fn topology(
                         None,
                     );
                 }
-                Some(role @ (Role::Witness | Role::Etcd)) => d.error(
+                Some(Role::Member(m)) => d.error(
                     at,
                     &path,
                     format!(
                         "upstream `{up}` is {}, which holds no data to stream",
-                        if *role == Role::Witness {
-                            "a witness"
-                        } else {
-                            "an etcd host"
-                        }
+                        m.description
                     ),
                 ),
                 Some(_) => {}
             },
             (Role::Standby, None) => h.upstream = Some(primary_name.clone()),
-            (Role::Primary | Role::Witness | Role::Etcd, None) => {}
+            (Role::Primary | Role::Member(_), None) => {}
         }
     }
     if d.items.len() != before {

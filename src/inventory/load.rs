@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
+use crate::flavours::{self, Entry, SectionInput};
 use crate::inventory::checks;
+use crate::inventory::Inventory;
 use crate::model::pg_params;
 use crate::model::{
-    Cluster, Database, Flavour, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role,
-    SecretRef, Ssh, User,
+    Cluster, Database, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role, SecretRef, Ssh,
+    User,
 };
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Value};
@@ -22,7 +24,7 @@ pub enum LoadError {
 }
 
 /// Load and check an inventory file.
-pub fn load(path: &Path) -> Result<Cluster, LoadError> {
+pub fn load(path: &Path) -> Result<Inventory, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -31,7 +33,7 @@ pub fn load(path: &Path) -> Result<Cluster, LoadError> {
 }
 
 /// Load from text; `path` names the file in messages and anchors relative paths.
-pub fn load_str(path: &Path, source: &str) -> Result<Cluster, LoadError> {
+pub fn load_str(path: &Path, source: &str) -> Result<Inventory, LoadError> {
     let mut d = Diagnostics::new(path, source);
     let root = match node::parse(source) {
         Ok(root) => root,
@@ -41,9 +43,9 @@ pub fn load_str(path: &Path, source: &str) -> Result<Cluster, LoadError> {
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let cluster = Reader { d: &mut d, base }.cluster(&root, path);
-    match cluster {
-        Some(c) if d.is_empty() => Ok(c),
+    let inventory = Reader { d: &mut d, base }.inventory(&root, path);
+    match inventory {
+        Some(i) if d.is_empty() => Ok(i),
         _ => Err(LoadError::Invalid(d)),
     }
 }
@@ -55,7 +57,7 @@ pub(super) struct Reader<'d> {
 }
 
 impl Reader<'_> {
-    fn cluster(&mut self, root: &Node, source: &Path) -> Option<Cluster> {
+    fn inventory(&mut self, root: &Node, source: &Path) -> Option<Inventory> {
         let mut top = MapReader::new(self.d, root, "")?;
         let (name, flavour) = self.cluster_section(&mut top);
         let postgres = self.postgres(&mut top);
@@ -80,50 +82,58 @@ impl Reader<'_> {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
         };
+        let mut host_entries = Vec::new();
         let hosts = match (top.require(self.d, "hosts"), &ssh) {
-            (Some(n), Some(ssh)) => self.hosts(n, ssh),
+            (Some(n), Some(ssh)) => self.hosts(n, ssh, flavour, &mut host_entries),
             _ => None,
         };
-        let patroni_node = top.take("patroni");
-        let patroni = match (flavour, patroni_node, &hosts) {
-            (Some(Flavour::Patroni), Some(n), Some(hosts)) => {
-                self.patroni(n, hosts, postgres.as_ref()).map(Some)
-            }
-            (Some(Flavour::Patroni), None, _) => {
-                self.d.error(root.pos, "patroni", "flavour `patroni` needs a `patroni:` section (at least `rewind.password` and `etcd.members`)");
-                None
-            }
-            (Some(f), Some(n), _) if f != Flavour::Patroni => {
-                self.d.error(
+        // Each flavour's section is a top-level key named after it.
+        let mut section = None;
+        for e in flavours::FLAVOURS {
+            let Some(n) = top.take(e.name) else { continue };
+            match flavour {
+                Some(f) if f.name == e.name => section = Some(n),
+                Some(f) => self.d.error(
                     n.pos,
-                    "patroni",
+                    e.name,
                     format!(
-                        "a `patroni:` section needs `cluster.flavour: patroni` (it is {})",
-                        f.name()
+                        "a `{0}:` section needs `cluster.flavour: {0}` (it is {1})",
+                        e.name, f.name
                     ),
-                );
-                None
+                ),
+                None => {}
             }
-            (_, _, _) => Some(None),
+        }
+        let flavour = match (flavour, &hosts) {
+            (Some(entry), Some(hosts)) => (entry.load)(SectionInput {
+                d: self.d,
+                section,
+                root,
+                hosts,
+                host_entries,
+                postgres: postgres.as_ref(),
+                base: &self.base,
+            }),
+            _ => None,
         };
         top.finish(self.d);
 
+        let flavour = flavour?;
         let cluster = Cluster {
             name: name?,
-            flavour: flavour?,
+            flavour: flavour.name().to_owned(),
             postgres: postgres?,
             replication: replication?,
             users: users?,
             databases: databases?,
             packages,
-            patroni: patroni?,
             hosts: hosts?,
             source: source.to_path_buf(),
         };
-        Some(cluster)
+        Some(Inventory { cluster, flavour })
     }
 
-    fn cluster_section(&mut self, top: &mut MapReader) -> (Option<String>, Option<Flavour>) {
+    fn cluster_section(&mut self, top: &mut MapReader) -> (Option<String>, Option<&'static Entry>) {
         let Some(node) = top.require(self.d, "cluster") else {
             return (None, None);
         };
@@ -136,24 +146,22 @@ impl Reader<'_> {
                 .then_some(name)
         });
         let flavour = m.require(self.d, "flavour").and_then(|n| {
-            let f = match decode::choice(self.d, n, "cluster.flavour", &Flavour::NAMES)? {
-                "streaming" => Flavour::Streaming,
-                "patroni" => Flavour::Patroni,
-                _ => Flavour::Repmgr,
-            };
-            if f == Flavour::Repmgr {
+            let names: Vec<&str> = flavours::FLAVOURS.iter().map(|e| e.name).collect();
+            let name = decode::string(self.d, n, "cluster.flavour")?;
+            if let Some(e) = flavours::entry(&name) {
+                return Some(e);
+            }
+            if name == "repmgr" {
                 self.d.error_with_help(
                     n.pos,
                     "cluster.flavour",
-                    format!(
-                        "flavour `{}` has no playbook in this version of pgha",
-                        f.name()
-                    ),
-                    "use `streaming` or `patroni`; repmgr is being built",
+                    "flavour `repmgr` has no playbook in this version of pgha",
+                    format!("use {}; repmgr is being built", names.join(" or ")),
                 );
                 return None;
             }
-            Some(f)
+            decode::choice(self.d, n, "cluster.flavour", &names);
+            None
         });
         m.finish(self.d);
         (name, flavour)
@@ -597,90 +605,20 @@ impl Reader<'_> {
     }
 
     fn path(&self, s: &str) -> PathBuf {
-        let p = PathBuf::from(s);
-        if let Some(rest) = s.strip_prefix("~/") {
-            if let Some(home) = std::env::var_os("HOME") {
-                return PathBuf::from(home).join(rest);
-            }
-        }
-        if p.is_absolute() {
-            p
-        } else {
-            self.base.join(p)
-        }
+        decode::file_path(&self.base, s)
     }
 
     pub(super) fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
-        if let Value::Str(_) = node.value {
-            self.d.secret_error(
-                node.pos,
-                path,
-                format!("`{path}` is a literal secret: secrets are given by reference, never written in the inventory"),
-                "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
-            );
-            return None;
-        }
-        let mut m = MapReader::new(self.d, node, path)?;
-        let env = m.take("env");
-        let file = m.take("file");
-        let command = m.take("command");
-        m.finish(self.d);
-        let given = [env.is_some(), file.is_some(), command.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
-        if given != 1 {
-            self.d.error_with_help(
-                node.pos,
-                path,
-                format!("`{path}` must name exactly one of env, file or command"),
-                "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
-            );
-            return None;
-        }
-        if let Some(n) = env {
-            let var = decode::string(self.d, n, &format!("{path}.env"))?;
-            let valid = var
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                self.d.error(
-                    n.pos,
-                    &format!("{path}.env"),
-                    format!("`{var}` is not a valid environment variable name"),
-                );
-                return None;
-            }
-            return Some(SecretRef::Env(var));
-        }
-        if let Some(n) = file {
-            let f = decode::string(self.d, n, &format!("{path}.file"))?;
-            if f.is_empty() {
-                self.d.error(
-                    n.pos,
-                    &format!("{path}.file"),
-                    "the secret file path is empty",
-                );
-                return None;
-            }
-            return Some(SecretRef::File(self.path(&f)));
-        }
-        let n = command?;
-        let c = decode::string(self.d, n, &format!("{path}.command"))?;
-        if c.trim().is_empty() {
-            self.d.error(
-                n.pos,
-                &format!("{path}.command"),
-                "the secret command is empty",
-            );
-            return None;
-        }
-        Some(SecretRef::Command(c))
+        decode::secret_ref(self.d, node, path, &self.base)
     }
 
-    fn hosts(&mut self, node: &Node, ssh: &Ssh) -> Option<Vec<Host>> {
+    fn hosts<'n>(
+        &mut self,
+        node: &'n Node,
+        ssh: &Ssh,
+        flavour: Option<&'static Entry>,
+        flavour_entries: &mut Vec<(String, String, &'n Node, String)>,
+    ) -> Option<Vec<Host>> {
         let items = decode::list(self.d, node, "hosts")?;
         if items.is_empty() {
             self.d.error(
@@ -694,7 +632,7 @@ impl Reader<'_> {
         let mut positions = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match self.host(item, &format!("hosts[{i}]"), ssh) {
+            match self.host(item, &format!("hosts[{i}]"), ssh, flavour, flavour_entries) {
                 Some(h) => {
                     hosts.push(h.0);
                     positions.push(h.1);
@@ -708,11 +646,13 @@ impl Reader<'_> {
         checks::topology(self.d, node, &mut hosts, &positions).then_some(hosts)
     }
 
-    fn host(
+    fn host<'n>(
         &mut self,
-        node: &Node,
+        node: &'n Node,
         path: &str,
         ssh: &Ssh,
+        flavour: Option<&'static Entry>,
+        flavour_entries: &mut Vec<(String, String, &'n Node, String)>,
     ) -> Option<(Host, checks::HostPositions)> {
         let mut m = MapReader::new(self.d, node, path)?;
         let name_node = m.require(self.d, "name");
@@ -726,12 +666,28 @@ impl Reader<'_> {
             checks::address(self.d, n, &m.child("address"), &s).then_some(s)
         });
         let role_node = m.require(self.d, "role");
+        // Primary and standby, and the roles the flavour adds (all of them while the flavour
+        // is unknown, so a misspelt flavour does not make every role an error too).
+        let extra: Vec<_> = match flavour {
+            Some(e) => e.roles.to_vec(),
+            None => flavours::FLAVOURS
+                .iter()
+                .flat_map(|e| e.roles.iter().copied())
+                .collect(),
+        };
+        let names: Vec<&str> = ["primary", "standby"]
+            .into_iter()
+            .chain(extra.iter().map(|r| r.name))
+            .collect();
         let role = role_node.and_then(|n| {
-            decode::choice(self.d, n, &m.child("role"), &Role::NAMES).map(|r| match r {
-                "primary" => Role::Primary,
-                "standby" => Role::Standby,
-                "witness" => Role::Witness,
-                _ => Role::Etcd,
+            decode::choice(self.d, n, &m.child("role"), &names).and_then(|r| match r {
+                "primary" => Some(Role::Primary),
+                "standby" => Some(Role::Standby),
+                other => extra
+                    .iter()
+                    .copied()
+                    .find(|x| x.name == other)
+                    .map(Role::Member),
             })
         });
         let upstream_node = m.take("upstream");
@@ -747,10 +703,19 @@ impl Reader<'_> {
             Some(n) => decode::boolean(self.d, n, &m.child("allow_wipe")),
             None => Some(false),
         };
-        let tags = match m.take("tags") {
-            Some(n) => self.tags(n, &m.child("tags")),
-            None => Some(Default::default()),
+        // The flavour's host keys are read by the flavour.
+        let claimed: Vec<&str> = match flavour {
+            Some(e) => e.host_keys.to_vec(),
+            None => flavours::FLAVOURS
+                .iter()
+                .flat_map(|e| e.host_keys.iter().copied())
+                .collect(),
         };
+        for key in claimed {
+            if let (Some(n), Some(host)) = (m.take(key), name.as_ref()) {
+                flavour_entries.push((host.clone(), key.to_owned(), n, m.child(key)));
+            }
+        }
         m.finish(self.d);
         let positions = checks::HostPositions {
             item: node.pos,
@@ -768,7 +733,6 @@ impl Reader<'_> {
                 upstream: upstream?,
                 ssh: host_ssh?,
                 allow_wipe: allow_wipe?,
-                tags: tags?,
             },
             positions,
         ))

@@ -5,6 +5,18 @@
 
 pub mod checks;
 pub mod load;
-pub mod patroni;
 
 pub use load::{load, load_str, LoadError};
+
+use std::sync::Arc;
+
+use crate::flavours::Flavour;
+use crate::model::Cluster;
+
+/// A checked inventory: the generic cluster model and the flavour that runs it, with the
+/// flavour's own settings.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub cluster: Cluster,
+    pub flavour: Arc<dyn Flavour>,
+}

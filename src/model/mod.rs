@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub mod patroni;
 pub mod pg_params;
 
 pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
@@ -17,37 +16,16 @@ pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
     pub name: String,
-    pub flavour: Flavour,
+    /// The HA flavour's name; what it means lives in `flavours/<name>/`.
+    pub flavour: String,
     pub postgres: Postgres,
     pub replication: Replication,
     pub users: Vec<User>,
     pub databases: Vec<Database>,
     pub packages: Vec<String>,
-    /// Set when the flavour is `patroni`.
-    pub patroni: Option<patroni::Patroni>,
     pub hosts: Vec<Host>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavour {
-    Streaming,
-    Patroni,
-    Repmgr,
-}
-
-impl Flavour {
-    pub const NAMES: [&'static str; 3] = ["streaming", "patroni", "repmgr"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavour::Streaming => "streaming",
-            Flavour::Patroni => "patroni",
-            Flavour::Repmgr => "repmgr",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,28 +109,52 @@ impl Ssh {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// A host's part in the cluster. Primary and standby hold the data; a flavour may add roles of
+/// its own (a dedicated DCS member, a witness), declared in its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Primary,
     Standby,
-    /// repmgr witness: its own instance, never on the primary's host.
-    Witness,
-    /// A dedicated etcd member (Patroni's DCS), no PostgreSQL.
-    Etcd,
+    Member(MemberRole),
+}
+
+/// A role a flavour adds: a host that takes part in the cluster without a copy of its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberRole {
+    /// As the inventory writes it (`role: etcd`).
+    pub name: &'static str,
+    /// Whether the host runs a PostgreSQL server of its own (a repmgr witness does).
+    pub runs_postgres: bool,
+    /// How messages speak of such a host: "an etcd host".
+    pub description: &'static str,
 }
 
 impl Role {
-    pub const NAMES: [&'static str; 4] = ["primary", "standby", "witness", "etcd"];
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Member(m) => m.name,
+        }
+    }
 
     /// Whether the host runs PostgreSQL.
     pub fn has_postgres(self) -> bool {
-        matches!(self, Role::Primary | Role::Standby | Role::Witness)
+        match self {
+            Role::Primary | Role::Standby => true,
+            Role::Member(m) => m.runs_postgres,
+        }
     }
 
     /// Holds a copy of the cluster's data: can lead, or stream from another member.
     pub fn holds_data(self) -> bool {
         matches!(self, Role::Primary | Role::Standby)
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -167,7 +169,6 @@ pub struct Host {
     pub upstream: Option<String>,
     pub ssh: Ssh,
     pub allow_wipe: bool,
-    pub tags: patroni::Tags,
 }
 
 impl Host {
@@ -197,18 +198,8 @@ impl Cluster {
             .collect()
     }
 
-    /// The replication slot a standby uses on its upstream. Patroni names its slots after the
-    /// member (`slot_name_from_member_name`); pgha's own carry a prefix, so pruning never
-    /// touches a slot it did not make.
-    pub fn slot_name(&self, host: &str) -> String {
-        let base = patroni_slot_name(host);
-        match self.flavour {
-            Flavour::Patroni => base,
-            _ => format!("pgha_{base}"),
-        }
-    }
-
-    /// Every secret the model references, with a label for messages.
+    /// Every secret the generic model references, with a label for messages (a flavour adds
+    /// its own).
     pub fn secrets(&self) -> Vec<(String, &SecretRef)> {
         let mut out = vec![(
             "replication.password".to_owned(),
@@ -216,9 +207,6 @@ impl Cluster {
         )];
         if let Some(s) = &self.postgres.superuser_password {
             out.push(("postgres.superuser_password".to_owned(), s));
-        }
-        if let Some(p) = &self.patroni {
-            out.push(("patroni.rewind.password".to_owned(), &p.rewind_password));
         }
         for u in &self.users {
             if let Some(s) = &u.password {
@@ -254,7 +242,7 @@ impl Topology {
     pub fn role(&self, host: &Host) -> Role {
         if host.name == self.primary {
             Role::Primary
-        } else if matches!(host.role, Role::Witness | Role::Etcd) {
+        } else if let Role::Member(_) = host.role {
             host.role
         } else {
             Role::Standby
@@ -313,8 +301,9 @@ pub fn server_parameters(cluster: &Cluster) -> BTreeMap<String, String> {
     p
 }
 
-/// The slot Patroni makes for a member: its name in lower case, other characters as `_`.
-pub fn patroni_slot_name(host: &str) -> String {
+/// A host's name as a replication slot name may spell it: lower case, other characters as `_`
+/// (Patroni's own rule for its member slots).
+pub fn slot_safe_name(host: &str) -> String {
     host.to_ascii_lowercase()
         .chars()
         .map(|c| {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::facts::HostFacts;
-use crate::model::{Secrets, Topology};
+use crate::flavours::Flavour;
+use crate::model::{Role, Secrets, Topology};
 use crate::plan::check::{check_host, Status, StepOutcome};
 use crate::plan::Change;
 use crate::project::{Project, ProjectError};
@@ -20,6 +21,9 @@ pub struct Plan {
     pub cluster: String,
     pub inventory: PathBuf,
     pub topology: Topology,
+    /// Hosts with a role of the flavour's own (a dedicated etcd member), by name.
+    #[serde(default)]
+    pub member_roles: BTreeMap<String, String>,
     /// Where the hosts differ from the inventory's word (a switchover happened, ...).
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
@@ -53,7 +57,7 @@ impl Plan {
     }
 }
 
-pub fn digest(facts: &HostFacts) -> String {
+pub fn digest(flavour: &dyn Flavour, facts: &HostFacts) -> String {
     // Replication progress moves all the time and is no reason to call a plan stale.
     let mut stable = facts.clone();
     if let Some(pg) = stable.postgres.as_mut() {
@@ -64,8 +68,8 @@ pub fn digest(facts: &HostFacts) -> String {
         pg.wal_receiver = None;
         pg.lsn.clear();
     }
-    // Nor is etcd's leadership, which Patroni's callback moves on its own.
-    stable.etcd_leader = None;
+    // Nor is what the flavour says moves on its own.
+    flavour.stable_facts(&mut stable);
     let json = serde_json::to_vec(&stable).unwrap_or_default();
     format!("{:x}", Sha256::digest(&json))
 }
@@ -115,9 +119,21 @@ pub fn build(
         cluster: project.cluster.name.clone(),
         inventory: project.cluster.source.clone(),
         topology,
+        member_roles: project
+            .cluster
+            .hosts
+            .iter()
+            .filter_map(|h| match h.role {
+                Role::Member(m) => Some((h.name.clone(), m.name.to_owned())),
+                _ => None,
+            })
+            .collect(),
         notes,
         warnings,
-        digests: facts.iter().map(|(h, f)| (h.clone(), digest(f))).collect(),
+        digests: facts
+            .iter()
+            .map(|(h, f)| (h.clone(), digest(project.flavour.as_ref(), f)))
+            .collect(),
         hosts,
     })
 }
@@ -126,6 +142,7 @@ pub fn build(
 mod tests {
     use super::digest;
     use crate::facts::{FileFact, HostFacts, PgFacts, ReplicationFact};
+    use crate::flavours::streaming::Streaming;
 
     #[test]
     fn the_digest_ignores_replication_progress_but_not_state() {
@@ -147,8 +164,8 @@ mod tests {
             });
         }
         assert_eq!(
-            digest(&a),
-            digest(&b),
+            digest(&Streaming, &a),
+            digest(&Streaming, &b),
             "WAL moving on does not make a plan stale"
         );
         a.files.insert(
@@ -160,6 +177,10 @@ mod tests {
                 mode: "0644".into(),
             },
         );
-        assert_ne!(digest(&a), digest(&b), "a changed file does");
+        assert_ne!(
+            digest(&Streaming, &a),
+            digest(&Streaming, &b),
+            "a changed file does"
+        );
     }
 }

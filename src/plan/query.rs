@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::gather::Query;
+use crate::flavours::{base_query, Flavour};
 use crate::model::Cluster;
 use crate::playbook::Step;
 use crate::steps::pg_clone;
@@ -12,25 +13,12 @@ use crate::steps::pg_clone;
 /// facts serve the plan whatever the real topology turns out to be.
 pub fn query_for(
     cluster: &Cluster,
+    flavour: &dyn Flavour,
     expansions: &[&BTreeMap<String, Vec<Step>>],
 ) -> BTreeMap<String, Query> {
     let mut out = BTreeMap::new();
     for host in &cluster.hosts {
-        let patroni = cluster.patroni.as_ref();
-        let mut q = Query {
-            port: cluster.postgres.port,
-            version: cluster.postgres.version,
-            data_dir: patroni
-                .map(|p| p.data_dir.clone())
-                .unwrap_or_else(|| cluster.postgres.data_dir.clone()),
-            etcd_endpoint: patroni
-                .filter(|p| p.etcd.members.contains(&host.name))
-                .map(|p| format!("http://127.0.0.1:{}", p.etcd.client_port)),
-            patroni_url: patroni
-                .filter(|_| host.role.has_postgres())
-                .map(|p| format!("http://{}:{}", host.address, p.restapi_port)),
-            ..Query::default()
-        };
+        let mut q = base_query(flavour, cluster, host);
         for steps in expansions.iter().filter_map(|e| e.get(&host.name)) {
             for step in steps {
                 step.module.ask(&mut q);

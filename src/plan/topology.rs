@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::HostFacts;
+use crate::flavours::Flavour;
 use crate::model::{Cluster, Topology};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,7 @@ pub enum TopologyError {
 /// The observed topology and notes on where it differs from the inventory.
 pub fn observe(
     cluster: &Cluster,
+    flavour: &dyn Flavour,
     facts: &BTreeMap<String, HostFacts>,
 ) -> Result<(Topology, Vec<String>), TopologyError> {
     let declared = Topology::declared(cluster);
@@ -32,27 +34,13 @@ pub fn observe(
         })
         .map(|h| h.name.clone())
         .collect();
-    // Under Patroni the leader key decides: in a standby cluster every server is in
-    // recovery and the leader is the standby leader.
-    let patroni_leader = cluster
-        .patroni
-        .as_ref()
-        .and_then(|_| {
-            let leaders: Vec<&str> = cluster
-                .hosts
-                .iter()
-                .filter(|h| {
-                    facts
-                        .get(&h.name)
-                        .and_then(|f| f.patroni.as_ref())
-                        .is_some_and(|p| p.is_leader())
-                })
-                .map(|h| h.name.as_str())
-                .collect();
-            (leaders.len() == 1).then(|| leaders[0].to_owned())
-        })
+    // Where the flavour keeps its own word on the leader (a leader key) it decides, unless it
+    // names a server that is not the one running as primary. In a standby cluster every
+    // server is in recovery and the leader is the standby leader.
+    let flavour_leader = flavour
+        .leader(cluster, facts)
         .filter(|l| running_primaries.is_empty() || running_primaries.contains(l));
-    let primary = match (patroni_leader, running_primaries.as_slice()) {
+    let primary = match (flavour_leader, running_primaries.as_slice()) {
         (Some(leader), [] | [_]) => leader,
         (None, []) => declared.primary.clone(),
         (None, [one]) => one.clone(),

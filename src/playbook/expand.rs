@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::flavours::Flavour;
 use crate::model::{Cluster, Host, Sealed, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::host_vars_json;
 use crate::render::{describe, Templates};
-use crate::steps::{registry, Module};
+use crate::steps::registry::{self, Kind};
+use crate::steps::Module;
 use crate::yaml::node::{Node, Value as Yaml};
 
 /// One step for one host, ready to be checked.
@@ -44,10 +46,12 @@ pub fn expand(
     playbook: &Playbook,
     templates: &Templates,
     cluster: &Cluster,
+    flavour: &dyn Flavour,
     topology: &Topology,
     host: &Host,
 ) -> Result<Vec<Step>, ExpandError> {
-    let vars = host_vars_json(cluster, topology, host);
+    let vars = host_vars_json(cluster, flavour, topology, host);
+    let kinds = crate::playbook::kinds_for(flavour.name());
     let mut out = Vec::new();
     // Handlers run where a `flush_handlers` step stands, and once more at the end.
     let mut sequence: Vec<(String, &StepDecl, bool)> = Vec::new();
@@ -97,7 +101,7 @@ pub fn expand(
                     continue;
                 }
             }
-            let module = typed(decl, templates, &context).map_err(fail)?;
+            let module = typed(decl, templates, &context, &kinds).map_err(fail)?;
             let after = decl
                 .after
                 .as_ref()
@@ -138,6 +142,7 @@ fn typed(
     decl: &StepDecl,
     templates: &Templates,
     context: &minijinja::Value,
+    kinds: &[&'static [Kind]],
 ) -> Result<Arc<dyn Module>, String> {
     let mut args = render_node(&decl.args, templates, context)?;
     let kind = if decl.kind == "template" {
@@ -146,8 +151,7 @@ fn typed(
     } else {
         decl.kind.as_str()
     };
-    let found = registry::find(&crate::playbook::kinds(), kind)
-        .ok_or_else(|| format!("unknown step kind `{kind}`"))?;
+    let found = registry::find(kinds, kind).ok_or_else(|| format!("unknown step kind `{kind}`"))?;
     (found.build)(args).map_err(|e| format!("arguments of `{kind}`: {e}"))
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::diag::Diagnostics;
 use crate::steps::file::TEMPLATE_ARGS;
-use crate::steps::registry;
+use crate::steps::registry::{self, Kind};
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Pos};
 
@@ -46,7 +46,12 @@ const STEP_KEYS: [&str; 6] = ["name", "when", "loop", "notify", "after", "thrott
 /// `meta: flush_handlers`): the configuration must be live before standbys connect.
 pub const FLUSH_HANDLERS: &str = "flush_handlers";
 
-pub fn load_str(path: &Path, source: &str) -> Result<Playbook, Diagnostics> {
+/// Read a playbook whose steps may name the kinds of `kinds`.
+pub fn load_str(
+    path: &Path,
+    source: &str,
+    kinds: &[&'static [Kind]],
+) -> Result<Playbook, Diagnostics> {
     let mut d = Diagnostics::new(path, source);
     let root = match node::parse(source) {
         Ok(root) => root,
@@ -55,17 +60,21 @@ pub fn load_str(path: &Path, source: &str) -> Result<Playbook, Diagnostics> {
             return Err(d);
         }
     };
-    let playbook = read(&mut d, &root);
+    let playbook = read(&mut d, &root, kinds);
     match playbook {
         Some(p) if d.is_empty() => Ok(p),
         _ => Err(d),
     }
 }
 
-fn read(d: &mut Diagnostics, root: &Node) -> Option<Playbook> {
+fn read(d: &mut Diagnostics, root: &Node, kinds: &[&'static [Kind]]) -> Option<Playbook> {
     let mut top = MapReader::new(d, root, "")?;
-    let steps = top.require(d, "steps").map(|n| step_list(d, n, "steps"));
-    let handlers = top.take("handlers").map(|n| step_list(d, n, "handlers"));
+    let steps = top
+        .require(d, "steps")
+        .map(|n| step_list(d, n, "steps", kinds));
+    let handlers = top
+        .take("handlers")
+        .map(|n| step_list(d, n, "handlers", kinds));
     top.finish(d);
     let playbook = Playbook {
         steps: steps?,
@@ -98,18 +107,28 @@ fn read(d: &mut Diagnostics, root: &Node) -> Option<Playbook> {
     Some(playbook)
 }
 
-fn step_list(d: &mut Diagnostics, node: &Node, path: &str) -> Vec<StepDecl> {
+fn step_list(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    kinds: &[&'static [Kind]],
+) -> Vec<StepDecl> {
     let Some(items) = decode::list(d, node, path) else {
         return Vec::new();
     };
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| step(d, item, &format!("{path}[{i}]")))
+        .filter_map(|(i, item)| step(d, item, &format!("{path}[{i}]"), kinds))
         .collect()
 }
 
-fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
+fn step(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    kinds: &[&'static [Kind]],
+) -> Option<StepDecl> {
     let mut m = MapReader::new(d, node, path)?;
     let name = m
         .require(d, "name")
@@ -142,22 +161,22 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
         decode::integer(d, n, &m.child("throttle"), 1, 1000).and_then(|v| usize::try_from(v).ok())
     });
     // The one key that is not a step keyword names the kind.
-    let kinds: Vec<_> = m
+    let kind_keys: Vec<_> = m
         .entries()
         .iter()
         .filter(|(k, _)| !STEP_KEYS.contains(&k.name.as_str()))
         .collect();
-    let kind = match kinds.as_slice() {
+    let kind = match kind_keys.as_slice() {
         [(key, args)] => {
             if key.name == FLUSH_HANDLERS {
                 Some((key.name.clone(), args.clone()))
-            } else if let Some(known) = arguments(&key.name) {
+            } else if let Some(known) = arguments(kinds, &key.name) {
                 check_arguments(d, &key.name, args, &format!("{path}.{}", key.name), known);
                 unguarded_command(d, &key.name, args, path);
                 Some((key.name.clone(), args.clone()))
             } else {
                 let message = format!("unknown step kind `{}`", key.name);
-                let names = kind_names();
+                let names = kind_names(kinds);
                 let candidates = names
                     .iter()
                     .copied()
@@ -181,7 +200,7 @@ fn step(d: &mut Diagnostics, node: &Node, path: &str) -> Option<StepDecl> {
                 path,
                 format!(
                     "step `{path}` names no step kind (one of {})",
-                    kind_names().join(", ")
+                    kind_names(kinds).join(", ")
                 ),
             );
             None
@@ -242,8 +261,8 @@ fn check_arguments(
 
 /// The kinds a playbook may name: the registered ones and `template` (which expands into a
 /// `file`), in the order users read them.
-fn kind_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = crate::playbook::kinds()
+fn kind_names(kinds: &[&'static [Kind]]) -> Vec<&'static str> {
+    let mut names: Vec<&str> = kinds
         .iter()
         .flat_map(|r| r.iter().map(|k| k.name))
         .chain(["template"])
@@ -253,11 +272,11 @@ fn kind_names() -> Vec<&'static str> {
 }
 
 /// Argument names of a kind; `None` for an unknown kind.
-fn arguments(kind: &str) -> Option<&'static [&'static str]> {
+fn arguments(kinds: &[&'static [Kind]], kind: &str) -> Option<&'static [&'static str]> {
     if kind == "template" {
         return Some(&TEMPLATE_ARGS);
     }
-    registry::find(&crate::playbook::kinds(), kind).map(|k| (k.arguments)())
+    registry::find(kinds, kind).map(|k| (k.arguments)())
 }
 
 /// A command step runs while its `creates` path is missing; without one it would run on every
@@ -312,9 +331,14 @@ mod tests {
     #[test]
     fn a_command_step_needs_a_guard_but_a_handler_does_not() {
         let unguarded = "steps:\n  - name: x\n    command: {run: 'true'}\n";
-        let err = load_str(Path::new("p.yml"), unguarded).expect_err("refused");
-        assert!(err.render().contains("needs `creates:`"), "{}", err.render());
+        let kinds = crate::playbook::kinds();
+        let err = load_str(Path::new("p.yml"), unguarded, &kinds).expect_err("refused");
+        assert!(
+            err.render().contains("needs `creates:`"),
+            "{}",
+            err.render()
+        );
         let handler = "steps:\n  - name: x\n    command: {run: 'true', creates: /x}\n    notify: [h]\nhandlers:\n  - name: h\n    command: {run: 'true'}\n";
-        load_str(Path::new("p.yml"), handler).expect("a handler runs when notified");
+        load_str(Path::new("p.yml"), handler, &kinds).expect("a handler runs when notified");
     }
 }

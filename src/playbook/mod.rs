@@ -9,16 +9,24 @@ pub mod vars;
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
-use crate::model::Flavour;
-use crate::render::PLAYBOOKS;
 
 pub use expand::{expand, Step};
 
+use crate::flavours::{self, Flavour};
 use crate::steps::registry::Kind;
 
-/// The step kinds playbooks may name.
+/// The step kinds a flavour's playbook may name: the core ones and the flavour's own.
+pub fn kinds_for(flavour: &str) -> Vec<&'static [Kind]> {
+    let mut out = vec![crate::steps::KINDS];
+    out.extend(flavours::entry(flavour).map(|e| e.kinds));
+    out
+}
+
+/// Every registered step kind, the flavours' included.
 pub fn kinds() -> Vec<&'static [Kind]> {
-    vec![crate::steps::KINDS]
+    let mut out = vec![crate::steps::KINDS];
+    out.extend(flavours::FLAVOURS.iter().map(|e| e.kinds));
+    out
 }
 pub use load::Playbook;
 
@@ -26,16 +34,18 @@ pub use load::Playbook;
 pub enum PlaybookError {
     #[error("cannot read playbook {path}: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("no playbook for flavour `{0}`")]
-    Missing(String),
     #[error("{}", .0.render())]
     Invalid(Diagnostics),
 }
 
 /// The flavour's playbook: `DIR/<flavour>.yml` when an override folder has one, else the
 /// embedded one.
-pub fn for_flavour(flavour: Flavour, overrides: Option<&Path>) -> Result<Playbook, PlaybookError> {
+pub fn for_flavour(
+    flavour: &dyn Flavour,
+    overrides: Option<&Path>,
+) -> Result<Playbook, PlaybookError> {
     let name = flavour.name();
+    let kinds = kinds_for(name);
     if let Some(dir) = overrides {
         let path = dir.join(format!("{name}.yml"));
         if path.exists() {
@@ -43,13 +53,9 @@ pub fn for_flavour(flavour: Flavour, overrides: Option<&Path>) -> Result<Playboo
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            return load::load_str(&path, &text).map_err(PlaybookError::Invalid);
+            return load::load_str(&path, &text, &kinds).map_err(PlaybookError::Invalid);
         }
     }
-    let (_, text) = PLAYBOOKS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| PlaybookError::Missing(name.to_owned()))?;
     let path = PathBuf::from(format!("<embedded>/playbooks/{name}.yml"));
-    load::load_str(&path, text).map_err(PlaybookError::Invalid)
+    load::load_str(&path, flavour.playbook(), &kinds).map_err(PlaybookError::Invalid)
 }

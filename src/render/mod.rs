@@ -1,4 +1,4 @@
-//! Templates and playbooks: embedded in the binary, overridable from a folder, rendered with
+//! Templates: embedded in the binary, overridable from a folder, rendered with
 //! minijinja in strict mode (an undefined variable is an error, never an empty string).
 
 use std::path::{Path, PathBuf};
@@ -8,32 +8,21 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use crate::secret::mark;
 
 /// `(name, text)` of files under the repository's `templates/`, embedded at build time.
+#[macro_export]
 macro_rules! embedded_templates {
     ($($name:literal),* $(,)?) => {
-        [$(($name, include_str!(concat!("../../templates/", $name)))),*]
+        &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $name)))),*]
     };
 }
 
-/// Every template shipped with pgha, by name.
-pub const TEMPLATES: [(&str, &str); 12] = embedded_templates![
-    "etcd/etcd.default.j2",
-    "patroni/callback.py.j2",
-    "patroni/patroni.yml.j2",
-    "patroni/patronictl.sh.j2",
-    "patroni/softdog.conf.j2",
-    "patroni/watchdog.rules.j2",
+/// The templates every flavour uses, by name (a flavour brings its own besides).
+pub const TEMPLATES: &[(&str, &str)] = embedded_templates![
     "postgresql/createcluster.conf.j2",
     "postgresql/pg_hba.conf.j2",
     "postgresql/pgha.conf.j2",
     "postgresql/pgpass.j2",
     "postgresql/postgresql.conf.j2",
     "postgresql/standby.conf.j2",
-];
-
-/// Every playbook shipped with pgha, by flavour.
-pub const PLAYBOOKS: [(&str, &str); 2] = [
-    ("streaming", include_str!("../../playbooks/streaming.yml")),
-    ("patroni", include_str!("../../playbooks/patroni.yml")),
 ];
 
 pub const MANAGED_HEADER: &str =
@@ -54,7 +43,11 @@ pub struct Templates {
 }
 
 impl Templates {
-    pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
+    /// The common templates and `more` (a flavour's), each overridable from `overrides`.
+    pub fn new(
+        overrides: Option<&Path>,
+        more: &[(&'static str, &'static str)],
+    ) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Configuration files, not HTML: minijinja would otherwise JSON-escape every value in a
@@ -73,7 +66,7 @@ impl Templates {
         env.add_filter("pgpass", pgpass);
         env.add_filter("yaml_secret", yaml_secret);
         env.add_global("managed_header", MANAGED_HEADER);
-        for (name, text) in TEMPLATES {
+        for &(name, text) in TEMPLATES.iter().chain(more) {
             let source = match overrides {
                 Some(dir) => read_override(dir, name)?.unwrap_or_else(|| text.to_owned()),
                 None => text.to_owned(),

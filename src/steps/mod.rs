@@ -23,7 +23,6 @@ crate::kinds! {
     command: Command,
     file: File,
     package: Package,
-    patroni_dcs: PatroniDcs,
     pg_clone: PgClone,
     pg_database: PgDatabase,
     pg_extension: PgExtension,

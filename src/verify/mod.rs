@@ -5,25 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::model::{Cluster, Topology};
+use crate::flavours::{ClusterView, Flavour, Source};
+use crate::model::Topology;
 use crate::session::Session;
 use crate::transport::{RemoteCommand, Transport};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckResult {
-    pub host: String,
-    pub check: String,
-    pub ok: bool,
-    pub detail: String,
-}
+pub use crate::flavours::CheckResult;
 
 fn result(host: &str, check: &str, ok: bool, detail: impl Into<String>) -> CheckResult {
-    CheckResult {
-        host: host.to_owned(),
-        check: check.to_owned(),
-        ok,
-        detail: detail.into(),
-    }
+    CheckResult::new(host, check, ok, detail)
 }
 
 /// Run every check. `timeout` bounds how long the marker row may take to arrive.
@@ -39,9 +29,12 @@ pub async fn run(
     // role and stream check passes, or the timeout says they will not.
     let started = Instant::now();
     let mut out = Vec::new();
+    let flavour = session.project.flavour.clone();
     loop {
         out.clear();
-        roles_and_streams(&session.project.cluster, topology, session, &mut out);
+        let view = session.view(topology);
+        roles_and_streams(flavour.as_ref(), &view, &mut out);
+        out.extend(flavour.polled_checks(&view));
         if out.iter().all(|r| r.ok) || started.elapsed() > timeout {
             break;
         }
@@ -50,134 +43,10 @@ pub async fn run(
             return vec![result(&topology.primary, "facts", false, e.to_string())];
         }
     }
-    if session.project.cluster.patroni.is_some() {
-        patroni_checks(session, topology, &mut out).await;
-    }
-    marker(session, topology, timeout, &mut out).await;
+    let view = session.view(topology);
+    out.extend(flavour.checks(&view).await);
+    marker(flavour.as_ref(), &view, timeout, &mut out).await;
     out
-}
-
-/// Under Patroni: one leader, every member running, every etcd member healthy, the REST
-/// health endpoints answering as the roles say, a synchronous standby when asked for.
-async fn patroni_checks(session: &Session, topology: &Topology, out: &mut Vec<CheckResult>) {
-    let cluster = &session.project.cluster;
-    let Some(p) = &cluster.patroni else { return };
-    let leaders: Vec<&str> = cluster
-        .hosts
-        .iter()
-        .filter(|h| {
-            session
-                .facts
-                .get(&h.name)
-                .and_then(|f| f.patroni.as_ref())
-                .is_some_and(|pf| pf.is_leader())
-        })
-        .map(|h| h.name.as_str())
-        .collect();
-    out.push(result(
-        &topology.primary,
-        "one Patroni leader",
-        leaders.len() == 1,
-        format!(
-            "leaders: {}",
-            if leaders.is_empty() {
-                "none".to_owned()
-            } else {
-                leaders.join(", ")
-            }
-        ),
-    ));
-    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
-        let state = session
-            .facts
-            .get(&h.name)
-            .and_then(|f| f.patroni.as_ref())
-            .map(|pf| pf.state.clone())
-            .unwrap_or_else(|| "not answering".into());
-        out.push(result(
-            &h.name,
-            "Patroni member",
-            state == "running",
-            format!("state {state}"),
-        ));
-    }
-    for m in &p.etcd.members {
-        let healthy = session.facts.get(m).and_then(|f| f.etcd_healthy) == Some(true);
-        out.push(result(
-            m,
-            "etcd member",
-            healthy,
-            if healthy { "healthy" } else { "not healthy" },
-        ));
-    }
-    // What a load balancer would see: /leader answers 200 on the leader only, /replica on
-    // replicas only.
-    let probe = "import sys, urllib.request, urllib.error\nfor p in sys.argv[2:]:\n    try:\n        print(urllib.request.urlopen(sys.argv[1] + p, timeout=2).status)\n    except urllib.error.HTTPError as e:\n        print(e.code)\n    except Exception:\n        print(0)\n";
-    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
-        let Some(t) = session.transports.get(&h.name) else {
-            continue;
-        };
-        let url = format!("http://{}:{}", h.address, p.restapi_port);
-        let cmd = RemoteCommand::new([
-            "python3".to_owned(),
-            "-c".to_owned(),
-            probe.to_owned(),
-            url,
-            "/leader".into(),
-            "/replica".into(),
-            "/read-only".into(),
-        ]);
-        let codes: Vec<String> = match t.run(&cmd).await {
-            Ok(o) => o.stdout.lines().map(str::to_owned).collect(),
-            Err(_) => Vec::new(),
-        };
-        // A load balancer's replica pool leaves out the leader and `noloadbalance` members;
-        // /read-only takes every running member.
-        let is_leader = h.name == topology.primary;
-        let want = match (is_leader, h.tags.noloadbalance) {
-            (true, _) => ["200", "503", "200"],
-            (false, true) => ["503", "503", "200"],
-            (false, false) => ["503", "200", "200"],
-        };
-        let ok = codes.len() == want.len() && codes.iter().zip(want).all(|(c, w)| c == w);
-        out.push(result(
-            &h.name,
-            "REST /leader /replica /read-only",
-            ok,
-            format!("{} (wanted {})", codes.join(" "), want.join(" ")),
-        ));
-    }
-    // Permanent slots: on the leader whoever it is, so the consumer outside survives a
-    // failover.
-    let leader_slots = session
-        .facts
-        .get(&topology.primary)
-        .and_then(|f| f.postgres.as_ref())
-        .map(|pg| pg.slots.clone())
-        .unwrap_or_default();
-    for slot in &p.permanent_slots {
-        let found = leader_slots.get(slot);
-        out.push(result(
-            &topology.primary,
-            &format!("permanent slot {slot}"),
-            found.is_some(),
-            match found {
-                Some(s) if s.active => "present, in use",
-                Some(_) => "present, not in use (nothing streams from it now)",
-                None => "missing on the leader",
-            },
-        ));
-    }
-}
-
-/// The replay lag a stream may have and still count as healthy: under Patroni the lag that
-/// would keep a replica from being promoted, otherwise 16 MiB (one WAL segment).
-fn max_lag_bytes(cluster: &Cluster) -> i64 {
-    cluster
-        .patroni
-        .as_ref()
-        .map(|p| i64::try_from(p.maximum_lag_on_failover).unwrap_or(i64::MAX))
-        .unwrap_or(16 << 20)
 }
 
 fn bytes(n: i64) -> String {
@@ -188,15 +57,11 @@ fn bytes(n: i64) -> String {
     }
 }
 
-fn roles_and_streams(
-    cluster: &Cluster,
-    topology: &Topology,
-    session: &Session,
-    out: &mut Vec<CheckResult>,
-) {
-    let max_lag = max_lag_bytes(cluster);
+fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Vec<CheckResult>) {
+    let (cluster, topology) = (view.cluster, view.topology);
+    let max_lag = flavour.max_lag_bytes();
     for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
-        let pg = session.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
+        let pg = view.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
         let Some(pg) = pg.filter(|pg| pg.running) else {
             out.push(result(
                 &h.name,
@@ -206,11 +71,7 @@ fn roles_and_streams(
             ));
             continue;
         };
-        let standby_leader = cluster
-            .patroni
-            .as_ref()
-            .and_then(|p| p.standby_cluster.as_ref())
-            .filter(|_| topology.primary == h.name);
+        let standby_leader = flavour.source().filter(|_| topology.primary == h.name);
         if let Some(source) = standby_leader {
             // A standby cluster's leader replays what its source cluster sends.
             let receiver = pg.wal_receiver.as_ref();
@@ -282,7 +143,7 @@ fn roles_and_streams(
                 },
             ));
             if cluster.replication.slots {
-                let slot = cluster.slot_name(&d.name);
+                let slot = flavour.slot_name(&d.name);
                 let active = pg.slots.get(&slot).is_some_and(|s| s.active);
                 out.push(result(
                     &h.name,
@@ -297,37 +158,17 @@ fn roles_and_streams(
             }
         }
     }
-    // Patroni names the synchronous standby a loop after the replicas join: polled with the
-    // stream checks, not read once.
-    if cluster.patroni.as_ref().is_some_and(|p| p.synchronous_mode) {
-        let sync = session
-            .facts
-            .get(&topology.primary)
-            .and_then(|f| f.postgres.as_ref())
-            .map(|pg| {
-                pg.replication
-                    .iter()
-                    .filter(|r| r.sync_state == "sync")
-                    .count()
-            })
-            .unwrap_or(0);
-        out.push(result(
-            &topology.primary,
-            "synchronous standby",
-            sync >= 1,
-            format!("{sync} synchronous"),
-        ));
-    }
 }
 
 async fn marker(
-    session: &Session,
-    topology: &Topology,
+    flavour: &dyn Flavour,
+    view: &ClusterView<'_>,
     timeout: Duration,
     out: &mut Vec<CheckResult>,
 ) {
-    let port = session.project.cluster.postgres.port;
-    let Some(primary) = session.transports.get(&topology.primary) else {
+    let topology = view.topology;
+    let port = view.cluster.postgres.port;
+    let Some(primary) = view.transports.get(&topology.primary) else {
         out.push(result(
             &topology.primary,
             "marker row",
@@ -336,14 +177,8 @@ async fn marker(
         ));
         return;
     };
-    let source = session
-        .project
-        .cluster
-        .patroni
-        .as_ref()
-        .and_then(|p| p.standby_cluster.as_ref());
-    let token = match source {
-        Some(source) => match newest_marker(primary, port, &topology.primary, source, out).await {
+    let token = match flavour.source() {
+        Some(source) => match newest_marker(primary, port, &topology.primary, &source, out).await {
             Some(token) => token,
             None => return,
         },
@@ -361,7 +196,7 @@ async fn marker(
     let checks = standbys.iter().map(|name| {
         let read = read.clone();
         async move {
-            let Some(t) = session.transports.get(*name) else {
+            let Some(t) = view.transports.get(*name) else {
                 return result(name, "marker row read", false, "no connection");
             };
             let started = Instant::now();
@@ -440,7 +275,7 @@ async fn newest_marker(
     leader: &impl Transport,
     port: u16,
     host: &str,
-    source: &crate::model::patroni::StandbyCluster,
+    source: &Source,
     out: &mut Vec<CheckResult>,
 ) -> Option<String> {
     let read = RemoteCommand::sql(

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use console::style;
 
-use crate::model::Role;
 use crate::plan::build::Plan;
 use crate::plan::check::Status;
 
@@ -23,7 +22,10 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
         } else if let Some(up) = plan.topology.upstream.get(host) {
             format!("standby of {up}")
         } else {
-            format!("{:?}", Role::Witness).to_lowercase()
+            plan.member_roles
+                .get(host)
+                .map(|r| format!("{r} host"))
+                .unwrap_or_else(|| "member".to_owned())
         };
         let _ = writeln!(out, "\n{} ({role})", style(host).bold());
         let mut shown = 0;

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::facts::HostFacts;
+use crate::flavours::Flavour;
 use crate::model::{Cluster, Topology};
 
 pub fn table(
     cluster: &Cluster,
+    flavour: &dyn Flavour,
     topology: &Topology,
     facts: &BTreeMap<String, HostFacts>,
 ) -> String {
-    let patroni = cluster.patroni.as_ref();
     let mut rows: Vec<[String; 8]> = Vec::new();
     let mut sync_standbys: Vec<String> = Vec::new();
     // (member, indentation of its row, its branch glyph). Depth-first from the primary, so
@@ -33,21 +34,18 @@ pub fn table(
         if sync {
             sync_standbys.push(name.clone());
         }
-        // patronictl's words under Patroni, PostgreSQL's otherwise.
-        let role = match (patroni, name == topology.primary, sync) {
-            (Some(p), true, _) if p.standby_cluster.is_some() => "standby leader",
-            (Some(_), true, _) => "leader",
-            (Some(_), false, false) => "replica",
-            (None, true, _) => "primary",
-            (None, false, false) => "standby",
-            (_, false, true) => "sync standby",
-        };
-        let patroni_state = facts
-            .get(&name)
-            .and_then(|f| f.patroni.as_ref())
-            .map(|p| p.state.clone())
-            .filter(|s| !s.is_empty() && s != "running");
-        let state = match (patroni_state, pg) {
+        // PostgreSQL's words, unless the flavour has its own (patronictl's).
+        let is_primary = name == topology.primary;
+        let member = flavour.member_status(host, is_primary, sync, facts.get(&name));
+        let role = member.role.unwrap_or_else(|| {
+            match (is_primary, sync) {
+                (true, _) => "primary",
+                (false, true) => "sync standby",
+                (false, false) => "standby",
+            }
+            .to_owned()
+        });
+        let state = match (member.state, pg) {
             (Some(s), _) => s,
             (None, None) => "no cluster".to_owned(),
             (None, Some(pg)) if !pg.running => "stopped".to_owned(),
@@ -65,26 +63,15 @@ pub fn table(
         let lag = stream
             .map(|r| format!("{} B / {:.1} s", r.lag_bytes, r.lag_seconds))
             .unwrap_or_default();
-        let tags = [
-            ("nofailover", host.tags.nofailover),
-            ("noloadbalance", host.tags.noloadbalance),
-            ("clonefrom", host.tags.clonefrom),
-            ("nosync", host.tags.nosync),
-        ]
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(t, _)| *t)
-        .collect::<Vec<_>>()
-        .join(",");
         rows.push([
             format!("{indent}{glyph}{name}"),
             host.address.clone(),
-            role.to_owned(),
+            role,
             state,
             timeline,
             lag,
             upstream,
-            tags,
+            member.tags,
         ]);
         let mut children: Vec<String> = topology
             .downstreams(cluster, &name)
@@ -135,56 +122,11 @@ pub fn table(
         out,
         "Cluster {} ({}): {} members.",
         cluster.name,
-        cluster.flavour.name(),
+        cluster.flavour,
         rows.len()
     );
-    if let Some(p) = patroni {
-        let etcd: Vec<String> = p
-            .etcd
-            .members
-            .iter()
-            .map(|m| {
-                let f = facts.get(m);
-                match (
-                    f.and_then(|f| f.etcd_healthy),
-                    f.and_then(|f| f.etcd_leader),
-                ) {
-                    (Some(true), Some(true)) => format!("{m} healthy (leader)"),
-                    (Some(true), _) => format!("{m} healthy"),
-                    _ => format!("{m} NOT healthy"),
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "etcd: {}.", etcd.join(", "));
-        if let Some(source) = &p.standby_cluster {
-            let _ = writeln!(
-                out,
-                "Standby cluster of {}:{}{}.",
-                source.host,
-                source.port,
-                source
-                    .primary_slot_name
-                    .as_ref()
-                    .map(|s| format!(" (slot {s})"))
-                    .unwrap_or_default()
-            );
-        }
-        if p.synchronous_mode {
-            let _ = writeln!(
-                out,
-                "Synchronous mode{}: sync standby {}.",
-                if p.synchronous_mode_strict {
-                    " (strict)"
-                } else {
-                    ""
-                },
-                if sync_standbys.is_empty() {
-                    "none".to_owned()
-                } else {
-                    sync_standbys.join(", ")
-                }
-            );
-        }
+    for line in flavour.status_footer(cluster, facts, &sync_standbys) {
+        let _ = writeln!(out, "{line}");
     }
     out
 }
@@ -196,9 +138,10 @@ mod tests {
     #[test]
     fn siblings_and_cascades_draw_as_a_tree() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example");
-        let cluster = crate::inventory::load(&path).expect("the example loads");
+        let inventory = crate::inventory::load(&path).expect("the example loads");
+        let (cluster, flavour) = (&inventory.cluster, inventory.flavour.as_ref());
         let members = |t: &Topology| -> Vec<String> {
-            table(&cluster, t, &BTreeMap::new())
+            table(cluster, flavour, t, &BTreeMap::new())
                 .lines()
                 .skip(1)
                 .take(3)

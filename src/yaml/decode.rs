@@ -1,7 +1,11 @@
 //! Small readers that turn nodes into typed values, recording every problem in `Diagnostics`
 //! instead of stopping at the first. Shared by the inventory and the playbook loader.
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
 use crate::diag::Diagnostics;
+use crate::secret::SecretRef;
 use crate::yaml::node::{Key, Node, Pos, Value};
 
 /// A mapping being read key by key. `finish` reports the keys nobody asked for, with a
@@ -225,4 +229,117 @@ pub fn choice<'c>(
         None,
     );
     None
+}
+
+/// A secret reference: `{env: VAR}`, `{file: path}` (relative to `base`) or `{command: "..."}`.
+/// A literal is refused without being echoed.
+pub fn secret_ref(d: &mut Diagnostics, node: &Node, path: &str, base: &Path) -> Option<SecretRef> {
+    if let Value::Str(_) = node.value {
+        d.secret_error(
+            node.pos,
+            path,
+            format!("`{path}` is a literal secret: secrets are given by reference, never written in the inventory"),
+            "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+        );
+        return None;
+    }
+    let mut m = MapReader::new(d, node, path)?;
+    let env = m.take("env");
+    let file = m.take("file");
+    let command = m.take("command");
+    m.finish(d);
+    let given = [env.is_some(), file.is_some(), command.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if given != 1 {
+        d.error_with_help(
+            node.pos,
+            path,
+            format!("`{path}` must name exactly one of env, file or command"),
+            "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+        );
+        return None;
+    }
+    if let Some(n) = env {
+        let var = string(d, n, &format!("{path}.env"))?;
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            d.error(
+                n.pos,
+                &format!("{path}.env"),
+                format!("`{var}` is not a valid environment variable name"),
+            );
+            return None;
+        }
+        return Some(SecretRef::Env(var));
+    }
+    if let Some(n) = file {
+        let f = string(d, n, &format!("{path}.file"))?;
+        if f.is_empty() {
+            d.error(
+                n.pos,
+                &format!("{path}.file"),
+                "the secret file path is empty",
+            );
+            return None;
+        }
+        return Some(SecretRef::File(file_path(base, &f)));
+    }
+    let n = command?;
+    let c = string(d, n, &format!("{path}.command"))?;
+    if c.trim().is_empty() {
+        d.error(
+            n.pos,
+            &format!("{path}.command"),
+            "the secret command is empty",
+        );
+        return None;
+    }
+    Some(SecretRef::Command(c))
+}
+
+/// An IP address or a DNS name.
+pub fn address(d: &mut Diagnostics, node: &Node, path: &str, value: &str) -> bool {
+    if value.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let looks_numeric = value.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let dns_ok = !looks_numeric
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !dns_ok {
+        d.error(
+            node.pos,
+            path,
+            format!("`{value}` is not an IP address or a host name"),
+        );
+    }
+    dns_ok
+}
+
+/// A path as the user wrote it: `~/` is the home folder, a relative path is taken from `base`
+/// (the inventory's folder).
+pub fn file_path(base: &Path, s: &str) -> PathBuf {
+    if let Some(rest) = s.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let p = PathBuf::from(s);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
 }

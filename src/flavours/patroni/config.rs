@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+
 use crate::model::SecretRef;
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +34,14 @@ pub struct Patroni {
     pub permanent_slots: Vec<String>,
     /// A rolling restart hands the leader role over before restarting the old leader.
     pub switchover_for_restart: bool,
+    /// Each host's tags (`hosts[].tags`); a host without any has none set.
+    pub tags: BTreeMap<String, Tags>,
+}
+
+impl Patroni {
+    pub fn tags_of(&self, host: &str) -> Tags {
+        self.tags.get(host).cloned().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,10 +1,19 @@
 //! The `patroni:` section and host `tags:`, checked against Patroni's own rules.
 
-use crate::inventory::load::Reader;
-use crate::model::patroni::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
-use crate::model::{Host, Postgres, Role};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diag::Diagnostics;
+use crate::flavours::patroni::config::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
+use crate::flavours::patroni::ETCD_ROLE;
+use crate::model::{Host, Postgres, Role, SecretRef};
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::Node;
+
+pub(super) struct Reader<'d> {
+    pub(super) d: &'d mut Diagnostics,
+    pub(super) base: &'d Path,
+}
 
 /// Defaults for the shortest write gap on a crashed leader that Patroni's rules allow (ttl 20
 /// is the minimum; loop_wait + 2 * retry_timeout must not exceed it). The leader renews its
@@ -17,11 +26,16 @@ const LOOP_WAIT: i64 = 10;
 const RETRY_TIMEOUT: i64 = 5;
 
 impl Reader<'_> {
+    fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
+        decode::secret_ref(self.d, node, path, self.base)
+    }
+
     pub(super) fn patroni(
         &mut self,
         node: &Node,
         hosts: &[Host],
         postgres: Option<&Postgres>,
+        tags: BTreeMap<String, Tags>,
     ) -> Option<Patroni> {
         let mut m = MapReader::new(self.d, node, "patroni")?;
         let int = |r: &mut Self,
@@ -183,6 +197,7 @@ impl Reader<'_> {
             standby_cluster: standby_cluster?,
             permanent_slots: permanent_slots?,
             switchover_for_restart: switchover_for_restart?,
+            tags,
         })
     }
 
@@ -207,7 +222,7 @@ impl Reader<'_> {
                 );
             } else if hosts
                 .iter()
-                .any(|h| crate::model::patroni_slot_name(&h.name) == *name)
+                .any(|h| crate::model::slot_safe_name(&h.name) == *name)
             {
                 ok = false;
                 self.d.error(
@@ -254,7 +269,7 @@ impl Reader<'_> {
         })
     }
 
-    fn rewind(&mut self, node: &Node) -> (Option<String>, Option<crate::model::SecretRef>) {
+    fn rewind(&mut self, node: &Node) -> (Option<String>, Option<SecretRef>) {
         let Some(mut m) = MapReader::new(self.d, node, "patroni.rewind") else {
             return (None, None);
         };
@@ -306,7 +321,7 @@ impl Reader<'_> {
                 return None;
             }
         }
-        for h in hosts.iter().filter(|h| h.role == Role::Etcd) {
+        for h in hosts.iter().filter(|h| h.role == Role::Member(ETCD_ROLE)) {
             if !members.contains(&h.name) {
                 self.d.error(
                     at,
@@ -330,8 +345,7 @@ impl Reader<'_> {
         let mut m = MapReader::new(self.d, node, "patroni.standby_cluster")?;
         let host = m.require(self.d, "host").and_then(|n| {
             let s = decode::string(self.d, n, "patroni.standby_cluster.host")?;
-            crate::inventory::checks::address(self.d, n, "patroni.standby_cluster.host", &s)
-                .then_some(s)
+            decode::address(self.d, n, "patroni.standby_cluster.host", &s).then_some(s)
         });
         let port = match m.take("port") {
             Some(n) => decode::port(self.d, n, "patroni.standby_cluster.port"),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::flavours::patroni::probes::PatroniFact;
 use crate::model::pg_params::{self, Context};
 use crate::steps::{file::unified_diff, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
@@ -197,7 +198,7 @@ impl Module for PatroniDcs {
     }
 
     fn check(&self, cx: &StepContext) -> Check {
-        let Some(live) = cx.facts.patroni.as_ref().and_then(|p| p.dcs.clone()) else {
+        let Some(live) = PatroniFact::of(cx.facts).and_then(|p| p.dcs) else {
             return Check::InSync(
                 "Patroni is not running here yet: its bootstrap writes this configuration"
                     .to_owned(),
@@ -210,7 +211,7 @@ impl Module for PatroniDcs {
             .iter()
             .filter(|(name, f)| {
                 self.members.contains_key(*name)
-                    && f.patroni.as_ref().is_some_and(|p| p.pending_restart)
+                    && PatroniFact::of(f).is_some_and(|p| p.pending_restart)
             })
             .map(|(name, _)| format!("{name} is pending a restart"))
             .collect();

@@ -1,0 +1,284 @@
+//! HA flavours as plug-ins. A flavour is one folder here: its inventory section and settings,
+//! its playbook and step kinds, its template variables, its fact probes and their parsers,
+//! how it names the real leader, its verify checks, its status words and its procedures.
+//! The generic phases reach it only through the `Flavour` trait; `FLAVOURS` registers each
+//! one in a line.
+//!
+//! Layering: this module sits above model, facts, steps and transport (what a flavour is made
+//! of) and below inventory, playbook, plan, apply, verify and the views (which ask it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::diag::Diagnostics;
+use crate::facts::collect::{self, FactsError};
+use crate::facts::gather::{Probe, Query};
+use crate::facts::HostFacts;
+use crate::model::{Cluster, HbaRule, Host, MemberRole, Postgres, SecretRef, Topology};
+use crate::steps::registry::Kind;
+use crate::transport::ssh::SshTransport;
+use crate::transport::{RemoteCommand, Transport};
+use crate::yaml::node::Node;
+
+pub mod patroni;
+pub mod streaming;
+
+/// Every flavour: one line each.
+pub static FLAVOURS: &[Entry] = &[streaming::ENTRY, patroni::ENTRY];
+
+/// The flavour an inventory names, or None.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    FLAVOURS.iter().find(|e| e.name == name)
+}
+
+/// What the inventory loader needs of a flavour before there is one: its name, the roles and
+/// host keys it adds, and how to read its section.
+pub struct Entry {
+    pub name: &'static str,
+    /// Roles a host may have besides primary and standby.
+    pub roles: &'static [MemberRole],
+    /// Keys of a host entry that are the flavour's (`tags:` under Patroni).
+    pub host_keys: &'static [&'static str],
+    /// Step kinds of its own, besides the core ones.
+    pub kinds: &'static [Kind],
+    /// Read the flavour's section (its name as the top-level key) and host keys; errors go to
+    /// the diagnostics with their positions.
+    pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Flavour>>,
+}
+
+/// What a flavour's section reader gets.
+pub struct SectionInput<'a> {
+    pub d: &'a mut Diagnostics,
+    /// The top-level section named like the flavour, when the inventory has one.
+    pub section: Option<&'a Node>,
+    /// The document, for errors about a missing section.
+    pub root: &'a Node,
+    pub hosts: &'a [Host],
+    /// The flavour's host keys as written: (host, key, node, path for messages).
+    pub host_entries: Vec<(String, String, &'a Node, String)>,
+    pub postgres: Option<&'a Postgres>,
+    /// The inventory's folder (relative secret files are read from there).
+    pub base: &'a Path,
+}
+
+/// A secret a flavour's settings reference.
+pub struct FlavourSecret<'a> {
+    /// As the inventory names it, for messages: `patroni.rewind.password`.
+    pub label: String,
+    /// Its name under `secrets` in templates: `rewind_password`.
+    pub var: &'static str,
+    pub reference: &'a SecretRef,
+}
+
+/// One verify check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub host: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl CheckResult {
+    pub fn new(host: &str, check: &str, ok: bool, detail: impl Into<String>) -> Self {
+        CheckResult {
+            host: host.to_owned(),
+            check: check.to_owned(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a flavour's checks and procedures may look at and use.
+pub struct ClusterView<'a> {
+    pub cluster: &'a Cluster,
+    pub topology: &'a Topology,
+    pub facts: &'a BTreeMap<String, HostFacts>,
+    pub transports: &'a BTreeMap<String, SshTransport>,
+    /// What to ask each host when facts are read again.
+    pub queries: &'a BTreeMap<String, Query>,
+}
+
+impl ClusterView<'_> {
+    /// Every host's facts as they are now (a procedure waiting for the cluster to move).
+    pub async fn gather(&self) -> Result<BTreeMap<String, HostFacts>, FactsError> {
+        collect::gather_all(self.transports, self.queries).await
+    }
+
+    /// The connection to a host, or a refusal naming it.
+    pub fn transport(&self, host: &str) -> Result<&SshTransport, ProcedureError> {
+        self.transports
+            .get(host)
+            .ok_or_else(|| ProcedureError::Refused(format!("no connection to {host}")))
+    }
+}
+
+/// Why a procedure stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcedureError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{host}: {what}: {reason}")]
+    Step {
+        host: String,
+        what: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+}
+
+/// A cluster this one replicates from (a standby cluster's source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub host: String,
+    pub port: u16,
+    pub slot: Option<String>,
+}
+
+/// How one member shows in `pgha status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Overrides the role word (`leader`, `standby leader`).
+    pub role: Option<String>,
+    /// Overrides the state column (a member that is `starting`).
+    pub state: Option<String>,
+    pub tags: String,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A handover the flavour performed; the caller converges and verifies after it when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub write_gap: Duration,
+    /// The playbook must run with the new topology (standbys re-pointed, slots moved).
+    pub converge: bool,
+}
+
+/// Everything the engine asks of an HA flavour.
+pub trait Flavour: fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The playbook, embedded (a `--playbooks` folder may override it by name).
+    fn playbook(&self) -> &'static str;
+    /// Templates of its own, `(name, text)`, besides the common ones.
+    fn templates(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    /// The secrets its settings reference.
+    fn secrets(&self) -> Vec<FlavourSecret<'_>> {
+        Vec::new()
+    }
+    /// The physical slot a standby uses on its upstream.
+    fn slot_name(&self, host: &str) -> String;
+    /// pg_hba rules for connections from one cluster host's address, after pgha's own.
+    fn hba(&self, _address: &str) -> Vec<HbaRule> {
+        Vec::new()
+    }
+    /// What its templates and playbook see under its name.
+    fn vars(&self, _cluster: &Cluster, _host: &Host) -> Value {
+        Value::Null
+    }
+    /// Variables of one host, seen as `host.*` and in `hosts`.
+    fn host_vars(&self, _host: &Host) -> Map<String, Value> {
+        Map::new()
+    }
+    /// Where PostgreSQL keeps its data under this flavour.
+    fn data_dir<'a>(&'a self, cluster: &'a Cluster) -> &'a str {
+        &cluster.postgres.data_dir
+    }
+    /// Its questions to one host, asked in the facts round trip.
+    fn probes(&self, _cluster: &Cluster, _host: &Host) -> Vec<Probe> {
+        Vec::new()
+    }
+    /// Forget what moves on its own (a lease, an election) before facts are compared for a
+    /// stale plan.
+    fn stable_facts(&self, _facts: &mut HostFacts) {}
+    /// The member that leads when the flavour keeps its own word on it (a leader key); None
+    /// leaves it to the running servers.
+    fn leader(&self, _cluster: &Cluster, _facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+        None
+    }
+    /// The cluster this one replicates from, when it is a standby cluster.
+    fn source(&self) -> Option<Source> {
+        None
+    }
+    /// The replay lag a stream may have and still count as healthy.
+    fn max_lag_bytes(&self) -> i64 {
+        16 << 20
+    }
+    /// Checks on facts alone, polled with the role and stream checks until they pass.
+    fn polled_checks(&self, _view: &ClusterView<'_>) -> Vec<CheckResult> {
+        Vec::new()
+    }
+    /// Its own checks, run once the roles and streams are right.
+    fn checks<'a>(&'a self, _view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// How a member shows in status.
+    fn member_status(
+        &self,
+        _host: &Host,
+        _is_leader: bool,
+        _sync: bool,
+        _facts: Option<&HostFacts>,
+    ) -> MemberStatus {
+        MemberStatus::default()
+    }
+    /// Lines under the status table.
+    fn status_footer(
+        &self,
+        _cluster: &Cluster,
+        _facts: &BTreeMap<String, HostFacts>,
+        _sync_standbys: &[String],
+    ) -> Vec<String> {
+        Vec::new()
+    }
+    /// Hand the primary role to `target`, which the caller checked is a member.
+    fn switchover<'a>(
+        &'a self,
+        view: &'a ClusterView<'a>,
+        target: &'a str,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>>;
+}
+
+/// Run a command that must succeed; its trimmed standard output.
+pub async fn run_ok(
+    t: &SshTransport,
+    command: &RemoteCommand,
+    what: &str,
+) -> Result<String, ProcedureError> {
+    let out = t.run(command).await.map_err(|e| ProcedureError::Step {
+        host: t.host().to_owned(),
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !out.success() {
+        return Err(ProcedureError::Step {
+            host: t.host().to_owned(),
+            what: what.to_owned(),
+            reason: out.stderr.trim().to_owned(),
+        });
+    }
+    Ok(out.stdout.trim().to_owned())
+}
+
+/// The facts query of one host: the flavour's probes and data directory, the rest added by
+/// the steps.
+pub fn base_query(flavour: &dyn Flavour, cluster: &Cluster, host: &Host) -> Query {
+    Query {
+        port: cluster.postgres.port,
+        version: cluster.postgres.version,
+        data_dir: flavour.data_dir(cluster).to_owned(),
+        probes: flavour.probes(cluster, host),
+        ..Query::default()
+    }
+}

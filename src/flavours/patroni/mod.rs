@@ -1,0 +1,239 @@
+//! The Patroni flavour: etcd as the DCS, Patroni starting, promoting and cloning PostgreSQL.
+//! pgha installs, writes the configuration, starts the services in a safe order, keeps the
+//! DCS configuration as the inventory says, and reads the leader from Patroni.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::facts::gather::Probe;
+use crate::facts::HostFacts;
+use crate::flavours::{
+    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, MemberStatus,
+    ProcedureError, SectionInput, Source,
+};
+use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole};
+
+pub mod config;
+pub mod probes;
+mod section;
+mod status;
+mod switchover;
+mod vars;
+mod verify;
+
+pub use config::Patroni;
+use probes::{EtcdFact, PatroniFact};
+
+/// The flavour's own step kinds: one line each.
+pub mod steps {
+    crate::kinds! {
+        etcd_healthy: EtcdHealthy,
+        patroni_dcs: PatroniDcs,
+        patroni_running: PatroniRunning,
+    }
+}
+
+/// A dedicated etcd member: no PostgreSQL, a vote in the DCS.
+pub const ETCD_ROLE: MemberRole = MemberRole {
+    name: "etcd",
+    runs_postgres: false,
+    description: "an etcd host",
+};
+
+pub const ENTRY: Entry = Entry {
+    name: "patroni",
+    roles: &[ETCD_ROLE],
+    host_keys: &["tags"],
+    kinds: steps::KINDS,
+    load,
+};
+
+fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
+    let Some(node) = input.section else {
+        input.d.error(
+            input.root.pos,
+            "patroni",
+            "flavour `patroni` needs a `patroni:` section (at least `rewind.password` and `etcd.members`)",
+        );
+        return None;
+    };
+    let mut reader = section::Reader {
+        d: input.d,
+        base: input.base,
+    };
+    let mut tags = BTreeMap::new();
+    let mut ok = true;
+    for (host, _key, n, path) in std::mem::take(&mut input.host_entries) {
+        match reader.tags(n, &path) {
+            Some(t) => {
+                tags.insert(host, t);
+            }
+            None => ok = false,
+        }
+    }
+    let patroni = reader.patroni(node, input.hosts, input.postgres, tags)?;
+    ok.then(|| Arc::new(patroni) as Arc<dyn Flavour>)
+}
+
+impl Patroni {
+    fn etcd_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd.client_port)
+    }
+
+    fn rest_api(&self, host: &Host) -> String {
+        format!("http://{}:{}", host.address, self.restapi_port)
+    }
+}
+
+impl Flavour for Patroni {
+    fn name(&self) -> &'static str {
+        "patroni"
+    }
+
+    fn playbook(&self) -> &'static str {
+        include_str!("../../../playbooks/patroni.yml")
+    }
+
+    fn templates(&self) -> &'static [(&'static str, &'static str)] {
+        crate::embedded_templates![
+            "etcd/etcd.default.j2",
+            "patroni/callback.py.j2",
+            "patroni/patroni.yml.j2",
+            "patroni/patronictl.sh.j2",
+            "patroni/softdog.conf.j2",
+            "patroni/watchdog.rules.j2",
+        ]
+    }
+
+    fn secrets(&self) -> Vec<FlavourSecret<'_>> {
+        vec![FlavourSecret {
+            label: "patroni.rewind.password".to_owned(),
+            var: "rewind_password",
+            reference: &self.rewind_password,
+        }]
+    }
+
+    /// Patroni names its slots after the members (`slot_name_from_member_name`).
+    fn slot_name(&self, host: &str) -> String {
+        slot_safe_name(host)
+    }
+
+    /// Patroni's pg_rewind of a former leader connects as the rewind user.
+    fn hba(&self, address: &str) -> Vec<HbaRule> {
+        vec![HbaRule {
+            kind: "host".to_owned(),
+            database: "postgres".to_owned(),
+            user: self.rewind_user.clone(),
+            address: Some(address.to_owned()),
+            method: "scram-sha-256".to_owned(),
+        }]
+    }
+
+    fn vars(&self, cluster: &Cluster, host: &Host) -> Value {
+        vars::vars(self, cluster, host)
+    }
+
+    fn host_vars(&self, host: &Host) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            "tags".to_owned(),
+            serde_json::to_value(self.tags_of(&host.name)).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "etcd_member".to_owned(),
+            Value::Bool(self.etcd.members.contains(&host.name)),
+        );
+        m
+    }
+
+    fn data_dir<'a>(&'a self, _cluster: &'a Cluster) -> &'a str {
+        &self.data_dir
+    }
+
+    fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
+        let mut out = Vec::new();
+        if self.etcd.members.contains(&host.name) {
+            out.push(probes::etcd_probe(&self.etcd_endpoint()));
+        }
+        if host.role.has_postgres() {
+            out.push(probes::patroni_probe(&self.rest_api(host)));
+        }
+        out
+    }
+
+    fn stable_facts(&self, facts: &mut HostFacts) {
+        probes::forget_etcd_leadership(facts);
+    }
+
+    /// The leader key decides: in a standby cluster every server is in recovery and the
+    /// leader is the standby leader.
+    fn leader(&self, cluster: &Cluster, facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+        let leaders: Vec<&str> = cluster
+            .hosts
+            .iter()
+            .filter(|h| {
+                facts
+                    .get(&h.name)
+                    .and_then(PatroniFact::of)
+                    .is_some_and(|p| p.is_leader())
+            })
+            .map(|h| h.name.as_str())
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0].to_owned())
+    }
+
+    fn source(&self) -> Option<Source> {
+        self.standby_cluster.as_ref().map(|s| Source {
+            host: s.host.clone(),
+            port: s.port,
+            slot: s.primary_slot_name.clone(),
+        })
+    }
+
+    /// The lag that would keep a replica from being promoted.
+    fn max_lag_bytes(&self) -> i64 {
+        i64::try_from(self.maximum_lag_on_failover).unwrap_or(i64::MAX)
+    }
+
+    fn polled_checks(&self, view: &ClusterView<'_>) -> Vec<CheckResult> {
+        verify::polled(self, view)
+    }
+
+    fn checks<'a>(&'a self, view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
+        Box::pin(verify::checks(self, view))
+    }
+
+    fn member_status(
+        &self,
+        host: &Host,
+        is_leader: bool,
+        sync: bool,
+        facts: Option<&HostFacts>,
+    ) -> MemberStatus {
+        status::member(self, host, is_leader, sync, facts)
+    }
+
+    fn status_footer(
+        &self,
+        _cluster: &Cluster,
+        facts: &BTreeMap<String, HostFacts>,
+        sync_standbys: &[String],
+    ) -> Vec<String> {
+        status::footer(self, facts, sync_standbys)
+    }
+
+    fn switchover<'a>(
+        &'a self,
+        view: &'a ClusterView<'a>,
+        target: &'a str,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
+        Box::pin(switchover::run(self, view, target))
+    }
+}
+
+/// Whether the local etcd member is healthy, and whether it leads (status and verify).
+fn etcd_of(facts: &BTreeMap<String, HostFacts>, member: &str) -> Option<EtcdFact> {
+    facts.get(member).and_then(EtcdFact::of)
+}

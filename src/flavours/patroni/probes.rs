@@ -1,0 +1,201 @@
+//! What pgha asks a Patroni host in the facts round trip, and the parsers of the answers: the
+//! local etcd member's health and whether it leads, and the local Patroni member with the DCS
+//! configuration it holds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::gather::Probe;
+use crate::facts::HostFacts;
+
+/// A new etcd cluster reports version 3.0.0 until its members agree on one; Patroni reads it
+/// once when it starts and runs without watches on 3.0 (replicas then notice a dead leader a
+/// whole loop_wait late), so a member counts as healthy only once the version is agreed.
+pub const ETCD_VERSION_AGREED: &str = "import json, sys, urllib.request
+v = json.load(urllib.request.urlopen(sys.argv[1] + '/version', timeout=2)).get('etcdcluster', '3.0.0')
+sys.exit(0 if v != '3.0.0' else 1)
+";
+
+/// Prints `leader` when the local etcd member leads its cluster (the v3 JSON gateway).
+const ETCD_LEADS: &str = "import json, sys, urllib.request
+r = urllib.request.Request(sys.argv[1] + '/v3/maintenance/status', data=b'{}', method='POST')
+s = json.load(urllib.request.urlopen(r, timeout=2))
+print('leader' if s.get('leader') and s.get('leader') == s.get('header', {}).get('member_id') else 'follower')
+";
+
+/// GET /patroni and /config; a member that is down answers `{}`.
+const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
+for path in ('/patroni', '/config'):
+    try:
+        body = urllib.request.urlopen(sys.argv[1] + path, timeout=2).read()
+    except urllib.error.HTTPError as e:
+        body = e.read()
+    except Exception:
+        body = b'{}'
+    print(body.decode().replace('\\n', ' '))
+";
+
+pub const ETCD: &str = "etcd";
+pub const PATRONI: &str = "patroni";
+
+/// The shell condition that holds once the etcd member at `url` is healthy and its cluster
+/// version agreed.
+pub fn etcd_ready_condition(url: &str) -> String {
+    let u = shell_words::quote(url);
+    format!(
+        "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {} {u} 2>/dev/null",
+        shell_words::quote(ETCD_VERSION_AGREED)
+    )
+}
+
+/// Health first, then (only when healthy) whether the member leads.
+pub fn etcd_probe(url: &str) -> Probe {
+    Probe {
+        name: ETCD,
+        script: format!(
+            "if {}; then echo healthy; python3 -c {} {} 2>/dev/null; else echo unhealthy; fi",
+            etcd_ready_condition(url),
+            shell_words::quote(ETCD_LEADS),
+            shell_words::quote(url)
+        ),
+    }
+}
+
+pub fn patroni_probe(url: &str) -> Probe {
+    Probe {
+        name: PATRONI,
+        script: format!(
+            "python3 -c {} {}",
+            shell_words::quote(PATRONI_PROBE),
+            shell_words::quote(url)
+        ),
+    }
+}
+
+/// The local etcd member as the probe saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtcdFact {
+    pub healthy: bool,
+    /// Known when it is healthy.
+    pub leader: Option<bool>,
+}
+
+impl EtcdFact {
+    /// None when the host was not asked (no etcd member there).
+    pub fn of(facts: &HostFacts) -> Option<EtcdFact> {
+        let lines = facts.probe(ETCD)?;
+        let healthy = lines.first().map(|l| l.trim()) == Some("healthy");
+        let leader = lines
+            .get(1)
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| l == "leader");
+        Some(EtcdFact { healthy, leader })
+    }
+}
+
+/// Whether etcd leads moves on its own (Patroni's callback moves it): no reason for a stale
+/// plan.
+pub fn forget_etcd_leadership(facts: &mut HostFacts) {
+    if let Some(lines) = facts.probes.get_mut(ETCD) {
+        lines.truncate(1);
+    }
+}
+
+/// What a Patroni member says of itself (`GET /patroni`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatroniFact {
+    /// `running`, `starting`, `stopped`, ...
+    pub state: String,
+    /// `master`/`primary`, `replica`, `standby_leader`.
+    pub role: String,
+    pub timeline: u32,
+    pub pending_restart: bool,
+    /// The live dynamic configuration (`GET /config`), as Patroni holds it in the DCS.
+    pub dcs: Option<serde_json::Value>,
+}
+
+impl PatroniFact {
+    /// Patroni's own answer, or None when it does not run (or was not asked).
+    pub fn of(facts: &HostFacts) -> Option<PatroniFact> {
+        let lines = facts.probe(PATRONI)?;
+        parse(
+            lines.first().map(String::as_str).unwrap_or("{}"),
+            lines.get(1).map(String::as_str).unwrap_or("{}"),
+        )
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role.as_str(), "master" | "primary" | "standby_leader")
+    }
+}
+
+fn parse(member: &str, config: &str) -> Option<PatroniFact> {
+    let m: serde_json::Value = serde_json::from_str(member).ok()?;
+    let state = m.get("state")?.as_str()?.to_owned();
+    Some(PatroniFact {
+        state,
+        role: m
+            .get("role")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        timeline: m
+            .get("timeline")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        pending_restart: m
+            .get("pending_restart")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        dcs: serde_json::from_str::<serde_json::Value>(config)
+            .ok()
+            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(probe: &str, lines: &[&str]) -> HostFacts {
+        let mut f = HostFacts::default();
+        f.probes.insert(
+            probe.to_owned(),
+            lines.iter().map(|l| (*l).to_owned()).collect(),
+        );
+        f
+    }
+
+    #[test]
+    fn a_leader_with_its_dcs_configuration() {
+        let f = facts(
+            PATRONI,
+            &[
+                r#"{"state": "running", "role": "master", "timeline": 3, "pending_restart": true}"#,
+                r#"{"ttl": 20, "loop_wait": 10}"#,
+            ],
+        );
+        let p = PatroniFact::of(&f).expect("answered");
+        assert!(p.is_leader() && p.pending_restart);
+        assert_eq!(p.timeline, 3);
+        assert_eq!(p.dcs.expect("dcs")["ttl"], 20);
+    }
+
+    #[test]
+    fn a_member_that_is_down_answers_nothing() {
+        assert_eq!(PatroniFact::of(&facts(PATRONI, &["{}", "{}"])), None);
+        assert_eq!(PatroniFact::of(&HostFacts::default()), None, "not asked");
+    }
+
+    #[test]
+    fn etcd_health_and_leadership() {
+        let leader = EtcdFact::of(&facts(ETCD, &["healthy", "leader"])).expect("asked");
+        assert_eq!((leader.healthy, leader.leader), (true, Some(true)));
+        let down = EtcdFact::of(&facts(ETCD, &["unhealthy"])).expect("asked");
+        assert_eq!((down.healthy, down.leader), (false, None));
+        let mut moving = facts(ETCD, &["healthy", "follower"]);
+        forget_etcd_leadership(&mut moving);
+        assert_eq!(EtcdFact::of(&moving).and_then(|e| e.leader), None);
+    }
+}

@@ -1,0 +1,37 @@
+//! Wait until the local etcd member is healthy and its cluster version agreed (Patroni must
+//! not start before: see `probes::ETCD_VERSION_AGREED`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::flavours::patroni::probes::{etcd_ready_condition, EtcdFact};
+use crate::steps::wait_for::{default_timeout, poll};
+use crate::steps::{Check, Module, StepContext};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdHealthy {
+    /// The member's client URL.
+    pub endpoint: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+impl Module for EtcdHealthy {
+    fn kind(&self) -> &'static str {
+        "etcd_healthy"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let what = format!("etcd {}", self.endpoint);
+        if EtcdFact::of(cx.facts).is_some_and(|e| e.healthy) {
+            return Check::InSync(format!("{what} up"));
+        }
+        poll(
+            cx,
+            self.kind(),
+            &[etcd_ready_condition(&self.endpoint)],
+            &what,
+            self.timeout_seconds,
+        )
+    }
+}

@@ -1,0 +1,44 @@
+//! Wait until the local Patroni member reports `running` and its PostgreSQL accepts
+//! connections.
+
+use serde::{Deserialize, Serialize};
+
+use crate::flavours::patroni::probes::PatroniFact;
+use crate::steps::wait_for::{default_timeout, poll, postgres_ready};
+use crate::steps::{Check, Module, StepContext};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatroniRunning {
+    /// The member's REST API.
+    pub url: String,
+    pub postgres_port: u16,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+impl Module for PatroniRunning {
+    fn kind(&self) -> &'static str {
+        "patroni_running"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let what = format!("Patroni {}, port {}", self.url, self.postgres_port);
+        let pg_up = cx.facts.postgres.as_ref().is_some_and(|pg| pg.running);
+        let patroni_up = PatroniFact::of(cx.facts).is_some_and(|p| p.state == "running");
+        if pg_up && patroni_up {
+            return Check::InSync(format!("{what} up"));
+        }
+        let running = format!(
+            "python3 -c 'import json,sys,urllib.request; sys.exit(0 if json.load(urllib.request.urlopen(sys.argv[1] + \"/patroni\", timeout=2)).get(\"state\") == \"running\" else 1)' {} 2>/dev/null",
+            shell_words::quote(&self.url)
+        );
+        poll(
+            cx,
+            self.kind(),
+            &[running, postgres_ready(self.postgres_port)],
+            &what,
+            self.timeout_seconds,
+        )
+    }
+}

@@ -1,0 +1,78 @@
+//! Under Patroni the switchover is Patroni's: POST /switchover to the leader's REST API (what
+//! `patronictl switchover` does), then wait until the target leads and the old leader runs as
+//! a replica.
+
+use std::time::{Duration, Instant};
+
+use crate::flavours::patroni::probes::PatroniFact;
+use crate::flavours::patroni::Patroni;
+use crate::flavours::{run_ok, ClusterView, Handover, ProcedureError};
+use crate::transport::RemoteCommand;
+
+pub(super) async fn run(
+    p: &Patroni,
+    view: &ClusterView<'_>,
+    target: &str,
+) -> Result<Handover, ProcedureError> {
+    let cluster = view.cluster;
+    let old = view.topology.primary.clone();
+    if cluster
+        .host(target)
+        .filter(|h| h.role.has_postgres())
+        .is_none()
+    {
+        return Err(ProcedureError::Refused(format!(
+            "{target} is not a PostgreSQL host of this inventory"
+        )));
+    }
+    if target == old {
+        return Err(ProcedureError::Refused(format!(
+            "{target} is already the leader"
+        )));
+    }
+    if p.tags_of(target).nofailover {
+        return Err(ProcedureError::Refused(format!(
+            "{target} has the tag nofailover: Patroni will not promote it"
+        )));
+    }
+    let Some(leader) = cluster.host(&old) else {
+        return Err(ProcedureError::Refused(format!(
+            "the leader {old} is not in the inventory"
+        )));
+    };
+    let url = format!("{}/switchover", p.rest_api(leader));
+    let body = serde_json::json!({"leader": old, "candidate": target}).to_string();
+    let post = RemoteCommand::new([
+        "python3".to_owned(),
+        "-c".to_owned(),
+        "import sys, urllib.request, urllib.error\nreq = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={'Content-Type': 'application/json'})\ntry:\n    r = urllib.request.urlopen(req, timeout=60)\n    print(r.status, r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n    sys.exit(1)\n".to_owned(),
+        url,
+        body,
+    ]);
+    let started = Instant::now();
+    run_ok(view.transport(&old)?, &post, "Patroni switchover").await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut write_gap = None;
+    loop {
+        let facts = view.gather().await?;
+        let member = |name: &str| facts.get(name).and_then(PatroniFact::of);
+        let leads = member(target).is_some_and(|m| m.is_leader());
+        if leads && write_gap.is_none() {
+            write_gap = Some(started.elapsed());
+        }
+        let old_follows = member(&old).is_some_and(|m| m.state == "running" && !m.is_leader());
+        if leads && old_follows {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(ProcedureError::Refused(format!(
+                "{target} did not take over from {old} within 60 s; see `pgha status`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(Handover {
+        write_gap: write_gap.unwrap_or_default(),
+        converge: false,
+    })
+}
