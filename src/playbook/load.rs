@@ -2,7 +2,7 @@
 //! unknown keys, unknown step kinds and arguments, bad `when`/`loop` expressions and
 //! `notify` names that match no handler are reported with their line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
 use crate::steps::file::TEMPLATE_ARGS;
@@ -46,11 +46,29 @@ const STEP_KEYS: [&str; 6] = ["name", "when", "loop", "notify", "after", "thrott
 /// `meta: flush_handlers`): the configuration must be live before standbys connect.
 pub const FLUSH_HANDLERS: &str = "flush_handlers";
 
-/// Read a playbook whose steps may name the kinds of `kinds`.
-pub fn load_str(
+/// Finds a fragment by the name an `include:` gives: its file (for messages) and its text, or
+/// why there is none.
+pub type FragmentSource<'a> = &'a dyn Fn(&str) -> Result<(PathBuf, String), String>;
+
+/// What a playbook may use: the step kinds it may name, and the fragments it may include.
+pub struct LoadCx<'a> {
+    pub kinds: &'a [&'static [Kind]],
+    pub fragment: FragmentSource<'a>,
+}
+
+/// Fragments include fragments; a loop of them stops here.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// Read a playbook.
+pub fn load_str(path: &Path, source: &str, cx: &LoadCx<'_>) -> Result<Playbook, Diagnostics> {
+    load_at(path, source, cx, 0)
+}
+
+fn load_at(
     path: &Path,
     source: &str,
-    kinds: &[&'static [Kind]],
+    cx: &LoadCx<'_>,
+    depth: usize,
 ) -> Result<Playbook, Diagnostics> {
     let mut d = Diagnostics::new(path, source);
     let root = match node::parse(source) {
@@ -60,26 +78,39 @@ pub fn load_str(
             return Err(d);
         }
     };
-    let playbook = read(&mut d, &root, kinds);
+    let playbook = read(&mut d, &root, cx, depth);
     match playbook {
         Some(p) if d.is_empty() => Ok(p),
         _ => Err(d),
     }
 }
 
-fn read(d: &mut Diagnostics, root: &Node, kinds: &[&'static [Kind]]) -> Option<Playbook> {
+fn read(d: &mut Diagnostics, root: &Node, cx: &LoadCx<'_>, depth: usize) -> Option<Playbook> {
     let mut top = MapReader::new(d, root, "")?;
+    let mut included_handlers = Vec::new();
     let steps = top
         .require(d, "steps")
-        .map(|n| step_list(d, n, "steps", kinds));
+        .map(|n| step_list(d, n, "steps", cx, depth, &mut included_handlers));
     let handlers = top
         .take("handlers")
-        .map(|n| step_list(d, n, "handlers", kinds));
+        .map(|n| step_list(d, n, "handlers", cx, depth, &mut included_handlers));
     top.finish(d);
+    let mut handlers = handlers.unwrap_or_default();
+    // A handler a fragment brings is added once, even when two includes bring it.
+    for h in included_handlers {
+        if !handlers.iter().any(|x| x.name == h.name) {
+            handlers.push(h);
+        }
+    }
     let playbook = Playbook {
         steps: steps?,
-        handlers: handlers.unwrap_or_default(),
+        handlers,
     };
+    // A fragment's steps may notify or wait for what the including playbook has: checked
+    // there, once everything is in.
+    if depth > 0 {
+        return Some(playbook);
+    }
     for step in &playbook.steps {
         for name in &step.notify {
             if !playbook.handlers.iter().any(|h| &h.name == name) {
@@ -111,16 +142,89 @@ fn step_list(
     d: &mut Diagnostics,
     node: &Node,
     path: &str,
-    kinds: &[&'static [Kind]],
+    cx: &LoadCx<'_>,
+    depth: usize,
+    included_handlers: &mut Vec<StepDecl>,
 ) -> Vec<StepDecl> {
     let Some(items) = decode::list(d, node, path) else {
         return Vec::new();
     };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| step(d, item, &format!("{path}[{i}]"), kinds))
-        .collect()
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{path}[{i}]");
+        let is_include = matches!(&item.value, crate::yaml::node::Value::Map(entries)
+            if entries.iter().any(|(k, _)| k.name == INCLUDE));
+        if is_include {
+            if let Some(fragment) = include(d, item, &path, cx, depth) {
+                out.extend(fragment.steps);
+                included_handlers.extend(fragment.handlers);
+            }
+        } else if let Some(s) = step(d, item, &path, cx.kinds) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// `- include: NAME` (with an optional `when:` that every included step must also meet):
+/// the fragment's steps stand here, its handlers join the playbook's.
+const INCLUDE: &str = "include";
+
+fn include(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    cx: &LoadCx<'_>,
+    depth: usize,
+) -> Option<Playbook> {
+    let mut m = MapReader::new(d, node, path)?;
+    let name = m
+        .require(d, INCLUDE)
+        .and_then(|n| decode::string(d, n, &m.child(INCLUDE)));
+    let when = m
+        .take("when")
+        .and_then(|n| expression(d, n, &m.child("when")));
+    m.finish(d);
+    let name = name?;
+    if depth >= MAX_INCLUDE_DEPTH {
+        d.error(
+            node.pos,
+            path,
+            format!("`{name}` is included {MAX_INCLUDE_DEPTH} levels deep: do the fragments include each other?"),
+        );
+        return None;
+    }
+    let (file, text) = match (cx.fragment)(&name) {
+        Ok(found) => found,
+        Err(reason) => {
+            d.error(node.pos, &format!("{path}.include"), reason);
+            return None;
+        }
+    };
+    let mut fragment = match load_at(&file, &text, cx, depth + 1) {
+        Ok(p) => p,
+        Err(inner) => {
+            d.error(
+                node.pos,
+                &format!("{path}.include"),
+                format!("fragment `{name}` is invalid:\n{}", inner.render()),
+            );
+            return None;
+        }
+    };
+    if let Some(outer) = when {
+        for s in fragment
+            .steps
+            .iter_mut()
+            .chain(fragment.handlers.iter_mut())
+        {
+            s.when = Some(match s.when.take() {
+                Some(inner) => format!("({outer}) and ({inner})"),
+                None => outer.clone(),
+            });
+        }
+    }
+    Some(fragment)
 }
 
 fn step(
@@ -326,19 +430,94 @@ pub fn strip_braces(text: &str) -> &str {
 mod tests {
     use std::path::Path;
 
-    use super::load_str;
+    use super::{load_str, LoadCx};
 
     #[test]
     fn a_command_step_needs_a_guard_but_a_handler_does_not() {
         let unguarded = "steps:\n  - name: x\n    command: {run: 'true'}\n";
         let kinds = crate::playbook::kinds();
-        let err = load_str(Path::new("p.yml"), unguarded, &kinds).expect_err("refused");
+        let none = |name: &str| Err(format!("no fragment {name}"));
+        let cx = LoadCx {
+            kinds: &kinds,
+            fragment: &none,
+        };
+        let err = load_str(Path::new("p.yml"), unguarded, &cx).expect_err("refused");
         assert!(
             err.render().contains("needs `creates:`"),
             "{}",
             err.render()
         );
         let handler = "steps:\n  - name: x\n    command: {run: 'true', creates: /x}\n    notify: [h]\nhandlers:\n  - name: h\n    command: {run: 'true'}\n";
-        load_str(Path::new("p.yml"), handler, &kinds).expect("a handler runs when notified");
+        load_str(Path::new("p.yml"), handler, &cx).expect("a handler runs when notified");
+    }
+}
+
+#[cfg(test)]
+mod include_tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{load_str, LoadCx, Playbook};
+
+    fn load(main: &str, fragments: &[(&str, &str)]) -> Result<Playbook, String> {
+        let kinds = crate::playbook::kinds();
+        let fragment = |name: &str| {
+            fragments
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(n, t)| (PathBuf::from(n), (*t).to_owned()))
+                .ok_or_else(|| format!("no fragment `{name}`"))
+        };
+        let cx = LoadCx {
+            kinds: &kinds,
+            fragment: &fragment,
+        };
+        load_str(Path::new("main.yml"), main, &cx).map_err(|d| d.render())
+    }
+
+    const FRAGMENT: &str = "steps:\n  - name: b\n    when: \"host.role == 'primary'\"\n    command: {run: 'true', creates: /b}\n    notify: [h]\nhandlers:\n  - name: h\n    command: {run: 'true'}\n";
+
+    #[test]
+    fn an_include_puts_the_fragment_in_its_place_with_both_conditions() {
+        let main = "steps:\n  - name: a\n    command: {run: 'true', creates: /a}\n  - include: f.yml\n    when: \"not x\"\n  - name: c\n    command: {run: 'true', creates: /c}\n";
+        let p = load(main, &[("f.yml", FRAGMENT)]).expect("loads");
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(
+            p.steps[1].when.as_deref(),
+            Some("(not x) and (host.role == 'primary')")
+        );
+        assert_eq!(p.handlers.len(), 1, "the fragment's handler joins");
+        assert_eq!(p.handlers[0].when.as_deref(), Some("not x"));
+    }
+
+    #[test]
+    fn two_includes_bring_one_handler_and_unknown_fragments_are_named() {
+        let twice = "steps:\n  - include: f.yml\n  - include: f.yml\n";
+        let p = load(twice, &[("f.yml", FRAGMENT)]).expect("loads");
+        assert_eq!((p.steps.len(), p.handlers.len()), (2, 1));
+        let err = load("steps:\n  - include: nope.yml\n", &[]).expect_err("unknown");
+        assert!(
+            err.contains("no fragment `nope.yml`") && err.contains("main.yml:2"),
+            "{err}"
+        );
+        let bad = "steps:\n  - name: x\n    nonsense: {}\n";
+        let err = load("steps:\n  - include: bad.yml\n", &[("bad.yml", bad)]).expect_err("bad");
+        assert!(
+            err.contains("fragment `bad.yml` is invalid")
+                && err.contains("unknown step kind `nonsense`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fragments_that_include_each_other_stop() {
+        let a = "steps:\n  - include: b.yml\n";
+        let b = "steps:\n  - include: a.yml\n";
+        let err = load(
+            "steps:\n  - include: a.yml\n",
+            &[("a.yml", a), ("b.yml", b)],
+        )
+        .expect_err("a loop");
+        assert!(err.contains("levels deep"), "{err}");
     }
 }

@@ -46,6 +46,11 @@ pub fn for_flavour(
 ) -> Result<Playbook, PlaybookError> {
     let name = flavour.name();
     let kinds = kinds_for(name);
+    let fragment = |include: &str| fragment(include, overrides);
+    let cx = load::LoadCx {
+        kinds: &kinds,
+        fragment: &fragment,
+    };
     if let Some(dir) = overrides {
         let path = dir.join(format!("{name}.yml"));
         if path.exists() {
@@ -53,9 +58,48 @@ pub fn for_flavour(
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            return load::load_str(&path, &text, &kinds).map_err(PlaybookError::Invalid);
+            return load::load_str(&path, &text, &cx).map_err(PlaybookError::Invalid);
         }
     }
     let path = PathBuf::from(format!("<embedded>/playbooks/{name}.yml"));
-    load::load_str(&path, flavour.playbook(), &kinds).map_err(PlaybookError::Invalid)
+    load::load_str(&path, flavour.playbook(), &cx).map_err(PlaybookError::Invalid)
+}
+
+/// Fragments every flavour's playbook may include, by name.
+const FRAGMENTS: &[(&str, &str)] = &[(
+    "common/roles-and-databases.yml",
+    include_str!("../../playbooks/common/roles-and-databases.yml"),
+)];
+
+/// An included fragment: `DIR/NAME` when an override folder has it, else the embedded one.
+fn fragment(name: &str, overrides: Option<&Path>) -> Result<(PathBuf, String), String> {
+    if name.split('/').any(|part| part == ".." || part.is_empty()) {
+        return Err(format!(
+            "`{name}` is not a fragment name (a relative path without `..`)"
+        ));
+    }
+    if let Some(dir) = overrides {
+        let path = dir.join(name);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            return Ok((path, text));
+        }
+    }
+    FRAGMENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, text)| {
+            (
+                PathBuf::from(format!("<embedded>/playbooks/{n}")),
+                (*text).to_owned(),
+            )
+        })
+        .ok_or_else(|| {
+            let known: Vec<&str> = FRAGMENTS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "no playbook fragment `{name}` (there are: {})",
+                known.join(", ")
+            )
+        })
 }
