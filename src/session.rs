@@ -12,7 +12,7 @@ use crate::model::{Role, Secrets, Topology};
 use crate::plan::build::{self, Plan};
 use crate::plan::topology::{self, TopologyError};
 use crate::project::{Project, ProjectError};
-use crate::transport::ssh::SshTransport;
+use crate::transport::Connections;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -29,7 +29,7 @@ pub enum SessionError {
 pub struct Session {
     pub project: Project,
     pub secrets: Secrets,
-    pub transports: BTreeMap<String, SshTransport>,
+    pub transports: Connections,
     pub queries: BTreeMap<String, Query>,
     pub facts: BTreeMap<String, HostFacts>,
     pub limit: Option<Vec<String>>,
@@ -98,7 +98,7 @@ impl Session {
     /// Read one host's facts again (after a change there).
     pub async fn refresh(&mut self, host: &str) -> Result<(), SessionError> {
         if let (Some(t), Some(q)) = (self.transports.get(host), self.queries.get(host)) {
-            let f = collect::gather_one(t, q).await?;
+            let f = collect::gather_one(t.as_ref(), q).await?;
             self.facts.insert(host.to_owned(), f);
         }
         Ok(())

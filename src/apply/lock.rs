@@ -2,12 +2,9 @@
 //! host, holding who, when, from where and which plan. A second apply fails fast naming the
 //! holder; `pgha force-unlock ID` removes a lock whose apply died.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::transport::ssh::SshTransport;
-use crate::transport::{RemoteCommand, Transport, TransportError};
+use crate::transport::{Connections, RemoteCommand, TransportError};
 
 pub const LOCK_PATH: &str = "/var/lib/pgha/cluster.lock";
 
@@ -70,7 +67,7 @@ fn take_command(info: &LockInfo) -> RemoteCommand {
 
 /// Take the lock on every host, or none: on any refusal, what was taken is given back.
 pub async fn take_all(
-    transports: &BTreeMap<String, SshTransport>,
+    transports: &Connections,
     info: &LockInfo,
     inventory: &str,
 ) -> Result<(), LockError> {
@@ -124,7 +121,7 @@ pub async fn take_all(
 }
 
 /// Remove the lock where it holds `id` (never someone else's).
-pub async fn release_all(transports: &BTreeMap<String, SshTransport>, id: &str) -> Vec<String> {
+pub async fn release_all(transports: &Connections, id: &str) -> Vec<String> {
     let id = id.replace(|c: char| !c.is_ascii_alphanumeric(), "");
     // A lock that holds no whole record can only be removed by its own name.
     let owned = if id == CORRUPT {

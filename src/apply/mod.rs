@@ -20,7 +20,6 @@ use crate::plan::{Change, Check};
 use crate::playbook::Step;
 use crate::session::{Session, SessionError};
 use crate::steps::StepContext;
-use crate::transport::Transport;
 
 /// What apply tells the outside world; the view decides how to show it.
 #[derive(Debug, Clone)]
@@ -335,7 +334,9 @@ async fn run_host(
                     notified.extend(step.notify.iter().cloned());
                 }
                 // Whatever happened, the host changed: read it again before the next step.
-                match crate::facts::collect::gather_one(transport, &session.queries[host]).await {
+                match crate::facts::collect::gather_one(transport.as_ref(), &session.queries[host])
+                    .await
+                {
                     Ok(f) => {
                         if let Ok(mut all) = shared.facts.lock() {
                             all.insert(host.to_owned(), f);

@@ -1,12 +1,13 @@
 //! Connecting to every host and reading its facts, all hosts in parallel.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::facts::gather::{self, Query};
 use crate::facts::HostFacts;
 use crate::model::{Cluster, Secrets};
 use crate::transport::ssh::SshTransport;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Connections, Transport, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
@@ -25,10 +26,7 @@ pub enum FactsError {
 }
 
 /// Open one connection per host, in parallel. Every unreachable host is named.
-pub async fn connect_all(
-    cluster: &Cluster,
-    secrets: &Secrets,
-) -> Result<BTreeMap<String, SshTransport>, FactsError> {
+pub async fn connect_all(cluster: &Cluster, secrets: &Secrets) -> Result<Connections, FactsError> {
     let tasks = cluster
         .hosts
         .iter()
@@ -39,7 +37,7 @@ pub async fn connect_all(
     for r in results {
         match r {
             Ok(t) => {
-                out.insert(t.host().to_owned(), t);
+                out.insert(t.host().to_owned(), Arc::new(t) as Arc<dyn Transport>);
             }
             Err(e) => errors.push(e),
         }
@@ -55,7 +53,7 @@ pub async fn connect_all(
 }
 
 /// Read one host's facts in one round trip.
-pub async fn gather_one(transport: &SshTransport, query: &Query) -> Result<HostFacts, FactsError> {
+pub async fn gather_one(transport: &dyn Transport, query: &Query) -> Result<HostFacts, FactsError> {
     let out = transport.run(&query.command()).await?;
     if !out.success() {
         return Err(FactsError::Script {
@@ -69,12 +67,12 @@ pub async fn gather_one(transport: &SshTransport, query: &Query) -> Result<HostF
 
 /// Read every host's facts, in parallel.
 pub async fn gather_all(
-    transports: &BTreeMap<String, SshTransport>,
+    transports: &Connections,
     queries: &BTreeMap<String, Query>,
 ) -> Result<BTreeMap<String, HostFacts>, FactsError> {
     let tasks = transports.iter().map(|(name, t)| async move {
         let q = queries.get(name).cloned().unwrap_or_default();
-        gather_one(t, &q).await.map(|f| (name.clone(), f))
+        gather_one(t.as_ref(), &q).await.map(|f| (name.clone(), f))
     });
     futures::future::join_all(tasks).await.into_iter().collect()
 }

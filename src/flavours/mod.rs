@@ -23,8 +23,7 @@ use crate::facts::gather::{Probe, Query};
 use crate::facts::HostFacts;
 use crate::model::{Cluster, HbaRule, Host, MemberRole, Postgres, SecretRef, Topology};
 use crate::steps::registry::Kind;
-use crate::transport::ssh::SshTransport;
-use crate::transport::{RemoteCommand, Transport};
+use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
 
 pub mod patroni;
@@ -102,7 +101,7 @@ pub struct ClusterView<'a> {
     pub cluster: &'a Cluster,
     pub topology: &'a Topology,
     pub facts: &'a BTreeMap<String, HostFacts>,
-    pub transports: &'a BTreeMap<String, SshTransport>,
+    pub transports: &'a Connections,
     /// What to ask each host when facts are read again.
     pub queries: &'a BTreeMap<String, Query>,
 }
@@ -114,9 +113,10 @@ impl ClusterView<'_> {
     }
 
     /// The connection to a host, or a refusal naming it.
-    pub fn transport(&self, host: &str) -> Result<&SshTransport, ProcedureError> {
+    pub fn transport(&self, host: &str) -> Result<&dyn Transport, ProcedureError> {
         self.transports
             .get(host)
+            .map(|t| t.as_ref())
             .ok_or_else(|| ProcedureError::Refused(format!("no connection to {host}")))
     }
 }
@@ -252,7 +252,7 @@ pub trait Flavour: fmt::Debug + Send + Sync {
 
 /// Run a command that must succeed; its trimmed standard output.
 pub async fn run_ok(
-    t: &SshTransport,
+    t: &dyn Transport,
     command: &RemoteCommand,
     what: &str,
 ) -> Result<String, ProcedureError> {

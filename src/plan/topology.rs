@@ -91,3 +91,140 @@ pub fn observe(
     }
     Ok((Topology { primary, upstream }, notes))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{observe, TopologyError};
+    use crate::facts::{HostFacts, PgFacts, WalReceiverFact};
+    use crate::inventory::{load_str, Inventory};
+
+    fn inventory(flavour_section: &str, flavour: &str) -> Inventory {
+        let text = format!(
+            "cluster: {{name: t, flavour: {flavour}}}\npostgres: {{version: 15, superuser_password: {{env: X}}}}\nreplication: {{user: replicator, password: {{env: X}}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n  - {{name: pg2, address: 10.0.0.2, role: standby}}\n  - {{name: pg3, address: 10.0.0.3, role: standby, upstream: pg2}}\n{flavour_section}"
+        );
+        load_str(Path::new("t.yml"), &text).expect("loads")
+    }
+
+    fn streaming() -> Inventory {
+        inventory("", "streaming")
+    }
+
+    fn pg(running: bool, in_recovery: bool, sender: Option<&str>) -> HostFacts {
+        HostFacts {
+            postgres: Some(PgFacts {
+                initialized: true,
+                running,
+                in_recovery,
+                wal_receiver: sender.map(|s| WalReceiverFact {
+                    status: "streaming".into(),
+                    sender_host: s.into(),
+                    slot_name: String::new(),
+                }),
+                ..PgFacts::default()
+            }),
+            ..HostFacts::default()
+        }
+    }
+
+    fn facts(list: &[(&str, HostFacts)]) -> BTreeMap<String, HostFacts> {
+        list.iter()
+            .map(|(h, f)| ((*h).to_owned(), f.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn bare_hosts_follow_the_inventory() {
+        let inv = streaming();
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &BTreeMap::new()).expect("ok");
+        assert_eq!(t.primary, "pg1");
+        assert_eq!(t.upstream["pg3"], "pg2");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn a_promoted_standby_is_the_primary_and_nothing_is_switched_back() {
+        let inv = streaming();
+        let f = facts(&[
+            ("pg1", pg(true, true, Some("10.0.0.2"))),
+            ("pg2", pg(true, false, None)),
+            ("pg3", pg(true, true, Some("10.0.0.2"))),
+        ]);
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("ok");
+        assert_eq!(t.primary, "pg2");
+        assert_eq!(t.upstream["pg1"], "pg2");
+        assert_eq!(
+            t.upstream["pg3"], "pg2",
+            "pg3's declared upstream now leads"
+        );
+        assert!(
+            notes[0].contains("pg2 is the primary (the inventory says pg1)"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn two_running_primaries_are_a_split_brain_pgha_will_not_resolve() {
+        let inv = streaming();
+        let f = facts(&[
+            ("pg1", pg(true, false, None)),
+            ("pg2", pg(true, false, None)),
+        ]);
+        let err = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect_err("split brain");
+        let TopologyError::SplitBrain(hosts) = &err;
+        assert_eq!(hosts, &["pg1", "pg2"]);
+        assert!(err.to_string().contains("will not pick one"));
+    }
+
+    #[test]
+    fn a_pristine_server_on_a_standby_to_be_is_no_primary() {
+        let inv = streaming();
+        let mut fresh = pg(true, false, None);
+        if let Some(p) = fresh.postgres.as_mut() {
+            p.pristine = true;
+        }
+        let f = facts(&[("pg1", pg(true, false, None)), ("pg2", fresh)]);
+        let (t, _) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("ok");
+        assert_eq!(t.primary, "pg1");
+    }
+
+    #[test]
+    fn a_standby_streaming_from_the_wrong_host_is_noted_for_re_pointing() {
+        let inv = streaming();
+        let f = facts(&[
+            ("pg1", pg(true, false, None)),
+            ("pg2", pg(true, true, Some("10.0.0.1"))),
+            ("pg3", pg(true, true, Some("10.0.0.1"))),
+        ]);
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("ok");
+        assert_eq!(t.upstream["pg3"], "pg2", "the inventory's word stands");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("pg3 streams from pg1; the inventory wants pg2")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn under_patroni_the_leader_key_decides_even_when_every_server_is_in_recovery() {
+        let inv = inventory(
+            "patroni:\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1, pg2, pg3]}\n  standby_cluster: {host: 10.9.9.9}\n",
+            "patroni",
+        );
+        let mut leader = pg(true, true, Some("10.9.9.9"));
+        leader.probes.insert(
+            "patroni".into(),
+            vec![
+                r#"{"state": "running", "role": "standby_leader"}"#.into(),
+                "{}".into(),
+            ],
+        );
+        let f = facts(&[("pg1", pg(true, true, Some("10.0.0.3"))), ("pg3", leader)]);
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("ok");
+        assert_eq!(t.primary, "pg3");
+        assert!(notes[0].contains("pg3 is the primary"), "{notes:?}");
+    }
+}

@@ -6,6 +6,11 @@ pub mod ssh;
 
 pub use command::RemoteCommand;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 /// What a finished command returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
@@ -30,9 +35,21 @@ pub enum TransportError {
     Secret(#[from] crate::secret::SecretError),
 }
 
-/// One host's connection. Implementations keep one connection open for all commands.
-#[allow(async_fn_in_trait)]
-pub trait Transport {
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One host's connection. Implementations keep one connection open for all commands. Object
+/// safe, so the engine runs the same against SSH and against the fake in tests.
+pub trait Transport: Send + Sync {
     fn host(&self) -> &str;
-    async fn run(&self, command: &RemoteCommand) -> Result<Output, TransportError>;
+    /// Whether commands run as root without `sudo`.
+    fn login_is_root(&self) -> bool;
+    fn run<'a>(
+        &'a self,
+        command: &'a RemoteCommand,
+    ) -> BoxFuture<'a, Result<Output, TransportError>>;
+    /// End the connection; commands after it fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
+
+/// The session's connections, by host name.
+pub type Connections = BTreeMap<String, Arc<dyn Transport>>;

@@ -7,11 +7,12 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 
 use crate::model::{HostKeyPolicy, Secrets};
-use crate::transport::{Output, RemoteCommand, Transport, TransportError};
+use crate::transport::{BoxFuture, Output, RemoteCommand, Transport, TransportError};
 
 pub struct SshTransport {
     host: String,
-    session: Session,
+    /// None once closed.
+    session: tokio::sync::RwLock<Option<Session>>,
     login_is_root: bool,
     secrets: Secrets,
     /// Every command's masked form and duration, for `-vv` and round-trip counts.
@@ -59,24 +60,16 @@ impl SshTransport {
                 })?;
         Ok(SshTransport {
             host: host.name.clone(),
-            session,
+            session: tokio::sync::RwLock::new(Some(session)),
             login_is_root: !ssh.needs_sudo(),
             secrets,
             log: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    pub fn login_is_root(&self) -> bool {
-        self.login_is_root
-    }
-
     /// How many commands ran over this connection.
     pub fn round_trips(&self) -> usize {
         self.log.lock().map(|l| l.len()).unwrap_or(0)
-    }
-
-    pub async fn close(self) {
-        let _ = self.session.close().await;
     }
 }
 
@@ -95,7 +88,28 @@ impl Transport for SshTransport {
         &self.host
     }
 
-    async fn run(&self, command: &RemoteCommand) -> Result<Output, TransportError> {
+    fn login_is_root(&self) -> bool {
+        self.login_is_root
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            if let Some(session) = self.session.write().await.take() {
+                let _ = session.close().await;
+            }
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        command: &'a RemoteCommand,
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(self.run_command(command))
+    }
+}
+
+impl SshTransport {
+    async fn run_command(&self, command: &RemoteCommand) -> Result<Output, TransportError> {
         // From `/`: a command run as postgres must not start in a home it cannot enter.
         let line = format!(
             "cd / && {}",
@@ -108,7 +122,14 @@ impl Transport for SshTransport {
             host: self.host.clone(),
             reason: format!("{shown}: {}", describe(&e)),
         };
-        let mut remote = self.session.raw_command(line);
+        let session = self.session.read().await;
+        let Some(session) = session.as_ref() else {
+            return Err(TransportError::Failed {
+                host: self.host.clone(),
+                reason: format!("{shown}: the connection is closed"),
+            });
+        };
+        let mut remote = session.raw_command(line);
         remote.stdout(Stdio::piped()).stderr(Stdio::piped());
         remote.stdin(if command.stdin.is_some() {
             Stdio::piped()

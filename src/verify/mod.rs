@@ -3,7 +3,10 @@
 //! primary read back on every standby. The number of checks run is part of the result: a
 //! verify that ran nothing is a failure.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so tests can run these waits on a paused one.
+use tokio::time::Instant;
 
 use crate::flavours::{ClusterView, Flavour, Source};
 use crate::model::Topology;
@@ -178,11 +181,13 @@ async fn marker(
         return;
     };
     let token = match flavour.source() {
-        Some(source) => match newest_marker(primary, port, &topology.primary, &source, out).await {
-            Some(token) => token,
-            None => return,
-        },
-        None => match write_marker(primary, port, &topology.primary, out).await {
+        Some(source) => {
+            match newest_marker(primary.as_ref(), port, &topology.primary, &source, out).await {
+                Some(token) => token,
+                None => return,
+            }
+        }
+        None => match write_marker(primary.as_ref(), port, &topology.primary, out).await {
             Some(token) => token,
             None => return,
         },
@@ -228,7 +233,7 @@ async fn marker(
 
 /// Write a fresh marker row on the primary; its token, or None after recording the failure.
 async fn write_marker(
-    primary: &impl Transport,
+    primary: &dyn Transport,
     port: u16,
     host: &str,
     out: &mut Vec<CheckResult>,
@@ -272,7 +277,7 @@ async fn write_marker(
 /// A standby cluster is read-only: the newest marker row its source cluster's verify wrote,
 /// as the standby leader has it. The replicas must then have it too.
 async fn newest_marker(
-    leader: &impl Transport,
+    leader: &dyn Transport,
     port: u16,
     host: &str,
     source: &Source,
@@ -313,5 +318,187 @@ async fn newest_marker(
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{marker, roles_and_streams, CheckResult};
+    use crate::facts::{HostFacts, PgFacts, ReplicationFact, SlotFact};
+    use crate::flavours::ClusterView;
+    use crate::inventory::{load_str, Inventory};
+    use crate::model::Topology;
+    use crate::transport::fake::FakeTransport;
+    use crate::transport::{Connections, Output, Transport};
+
+    fn inventory() -> Inventory {
+        let text = "cluster: {name: t, flavour: streaming}\npostgres: {version: 15}\nreplication: {user: r, password: {env: X}}\nhosts:\n  - {name: pg1, address: 10.0.0.1, role: primary}\n  - {name: pg2, address: 10.0.0.2, role: standby}\n";
+        load_str(Path::new("t.yml"), text).expect("loads")
+    }
+
+    fn healthy() -> BTreeMap<String, HostFacts> {
+        let primary = PgFacts {
+            running: true,
+            replication: vec![ReplicationFact {
+                application_name: "pg2".into(),
+                state: "streaming".into(),
+                sync_state: "async".into(),
+                lag_bytes: 120,
+                ..ReplicationFact::default()
+            }],
+            slots: [(
+                "pgha_pg2".to_owned(),
+                SlotFact {
+                    active: true,
+                    physical: true,
+                },
+            )]
+            .into(),
+            ..PgFacts::default()
+        };
+        let standby = PgFacts {
+            running: true,
+            in_recovery: true,
+            ..PgFacts::default()
+        };
+        [("pg1", primary), ("pg2", standby)]
+            .into_iter()
+            .map(|(h, pg)| {
+                (
+                    h.to_owned(),
+                    HostFacts {
+                        postgres: Some(pg),
+                        ..HostFacts::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn checks(inv: &Inventory, facts: &BTreeMap<String, HostFacts>) -> Vec<CheckResult> {
+        let topology = Topology::declared(&inv.cluster);
+        let transports = Connections::new();
+        let queries = BTreeMap::new();
+        let view = ClusterView {
+            cluster: &inv.cluster,
+            topology: &topology,
+            facts,
+            transports: &transports,
+            queries: &queries,
+        };
+        let mut out = Vec::new();
+        roles_and_streams(inv.flavour.as_ref(), &view, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_healthy_pair_passes_every_role_stream_and_slot_check() {
+        let inv = inventory();
+        let out = checks(&inv, &healthy());
+        let names: Vec<&str> = out.iter().map(|c| c.check.as_str()).collect();
+        assert_eq!(names, ["role", "streams to pg2", "slot pgha_pg2", "role"]);
+        assert!(out.iter().all(|c| c.ok), "{out:#?}");
+        assert!(
+            out[1].detail.contains("streaming, async 120 B behind"),
+            "{}",
+            out[1].detail
+        );
+    }
+
+    #[test]
+    fn a_standby_out_of_recovery_and_a_missing_stream_fail_by_name() {
+        let inv = inventory();
+        let mut facts = healthy();
+        if let Some(pg) = facts.get_mut("pg1").and_then(|f| f.postgres.as_mut()) {
+            pg.replication.clear();
+            pg.slots.clear();
+        }
+        if let Some(pg) = facts.get_mut("pg2").and_then(|f| f.postgres.as_mut()) {
+            pg.in_recovery = false;
+        }
+        let failed: Vec<(String, String, String)> = checks(&inv, &facts)
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| (c.host, c.check, c.detail))
+            .collect();
+        assert_eq!(failed.len(), 3, "{failed:#?}");
+        assert_eq!(failed[0].2, "pg2 is not streaming from here");
+        assert_eq!(failed[1].2, "missing or inactive");
+        assert_eq!(
+            (failed[2].0.as_str(), failed[2].2.as_str()),
+            ("pg2", "not in recovery, expected standby")
+        );
+    }
+
+    #[test]
+    fn a_stopped_server_is_one_failed_check_not_a_crash() {
+        let inv = inventory();
+        let mut facts = healthy();
+        facts.remove("pg2");
+        let out = checks(&inv, &facts);
+        let pg2: Vec<&CheckResult> = out.iter().filter(|c| c.host == "pg2").collect();
+        assert_eq!(pg2.len(), 1);
+        assert_eq!(pg2[0].detail, "PostgreSQL is not running");
+    }
+
+    fn marker_run(standby_says: &str) -> Vec<CheckResult> {
+        let inv = inventory();
+        let topology = Topology::declared(&inv.cluster);
+        let mut transports = Connections::new();
+        transports.insert(
+            "pg1".into(),
+            Arc::new(FakeTransport::new("pg1")) as Arc<dyn Transport>,
+        );
+        let reader = FakeTransport::new("pg2").reply(
+            "SELECT count(*) FROM pgha.verify_marker",
+            Output {
+                status: 0,
+                stdout: standby_says.into(),
+                stderr: String::new(),
+            },
+        );
+        transports.insert("pg2".into(), Arc::new(reader) as Arc<dyn Transport>);
+        let facts = healthy();
+        let queries = BTreeMap::new();
+        let view = ClusterView {
+            cluster: &inv.cluster,
+            topology: &topology,
+            facts: &facts,
+            transports: &transports,
+            queries: &queries,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let mut out = Vec::new();
+        rt.block_on(marker(
+            inv.flavour.as_ref(),
+            &view,
+            Duration::from_secs(5),
+            &mut out,
+        ));
+        out
+    }
+
+    #[test]
+    fn the_marker_row_written_on_the_primary_is_read_back_on_the_standby() {
+        let out = marker_run("1\n");
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert!(out[0].ok && out[0].check == "marker row written");
+        assert!(out[1].ok && out[1].host == "pg2" && out[1].detail.starts_with("arrived in"));
+    }
+
+    #[test]
+    fn a_marker_that_never_arrives_fails_after_the_timeout() {
+        let out = marker_run("0\n");
+        assert!(!out[1].ok, "{out:#?}");
+        assert_eq!(out[1].detail, "not replicated within 5 s");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgha::sandbox::{self, SandboxInfo, UpOptions};
 
@@ -166,6 +166,33 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Poll `condition` until it holds; fail naming `what` after `timeout`. Tests wait on
+    /// conditions, never on a fixed sleep.
+    #[track_caller]
+    pub fn wait_until(&self, what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {} s",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Seconds the Patroni leader key's etcd lease has left, asked through `host`'s member.
+    #[track_caller]
+    pub fn leader_lease_left(&self, host: &str) -> i64 {
+        let out = self.sh(
+            host,
+            "lease=$(ETCDCTL_API=3 etcdctl get --prefix /service/ -w json | python3 -c 'import base64, json, sys; print(next(format(kv[\"lease\"], \"x\") for kv in json.load(sys.stdin)[\"kvs\"] if base64.b64decode(kv[\"key\"]).decode().endswith(\"/leader\")))') && ETCDCTL_API=3 etcdctl lease timetolive \"$lease\" | sed -n 's/.*remaining(\\(-*[0-9]*\\)s).*/\\1/p'",
+        );
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no leader lease: {out:?}"))
     }
 
     /// The host whose etcd member leads the etcd cluster (asked through `host`'s member).

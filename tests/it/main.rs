@@ -5,6 +5,7 @@ mod engine;
 mod patroni;
 mod render;
 mod sandbox;
+mod scheduler;
 mod streaming;
 mod support;
 mod validate;

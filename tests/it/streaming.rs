@@ -401,7 +401,17 @@ fn concurrent_apply_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(1500));
+    sb.wait_until(
+        "the first apply holds the lock",
+        Duration::from_secs(60),
+        || {
+            sb.sh(
+                "pg1",
+                "if [ -f /var/lib/pgha/cluster.lock ]; then echo held; fi",
+            )
+            .contains("held")
+        },
+    );
     let started = Instant::now();
     let second: Test = sb
         .pgha(["apply", "-y"])

@@ -2,7 +2,10 @@
 //! `patronictl switchover` does), then wait until the target leads and the old leader runs as
 //! a replica.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so tests can run these waits on a paused one.
+use tokio::time::Instant;
 
 use crate::flavours::patroni::probes::PatroniFact;
 use crate::flavours::patroni::Patroni;

@@ -5,7 +5,7 @@
 use crate::flavours::patroni::probes::PatroniFact;
 use crate::flavours::patroni::{etcd_of, Patroni};
 use crate::flavours::{CheckResult, ClusterView};
-use crate::transport::{RemoteCommand, Transport};
+use crate::transport::RemoteCommand;
 
 /// Checks polled with the role and stream checks until they pass.
 pub(super) fn polled(p: &Patroni, view: &ClusterView<'_>) -> Vec<CheckResult> {

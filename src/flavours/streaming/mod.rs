@@ -2,7 +2,10 @@
 //! cascading, the slots and the switchover.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so tests can run these waits on a paused one.
+use tokio::time::Instant;
 
 use crate::facts::HostFacts;
 use crate::flavours::{
