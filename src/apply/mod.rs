@@ -76,7 +76,10 @@ pub enum ApplyError {
 }
 
 struct Shared {
-    facts: Mutex<BTreeMap<String, HostFacts>>,
+    /// Every host's facts as one shared snapshot: a step's check takes the snapshot (an `Arc`
+    /// clone), a re-read replaces one host's entry (copying the map only while an older
+    /// snapshot is still being read).
+    facts: Mutex<Arc<BTreeMap<String, HostFacts>>>,
     done: Mutex<BTreeSet<(String, String)>>,
     finished: Mutex<BTreeSet<String>>,
     failed: Mutex<BTreeSet<String>>,
@@ -155,7 +158,7 @@ pub async fn run(
         .cloned()
         .collect();
     let shared = Shared {
-        facts: Mutex::new(session.facts.clone()),
+        facts: Mutex::new(Arc::new(std::mem::take(&mut session.facts))),
         done: Mutex::new(BTreeSet::new()),
         finished: Mutex::new(BTreeSet::new()),
         failed: Mutex::new(BTreeSet::new()),
@@ -173,7 +176,7 @@ pub async fn run(
     let recaps: BTreeMap<String, Recap> =
         futures::future::join_all(tasks).await.into_iter().collect();
     let facts = shared.facts.into_inner().unwrap_or_default();
-    session.facts = facts;
+    session.facts = Arc::try_unwrap(facts).unwrap_or_else(|shared| (*shared).clone());
     Ok(recaps)
 }
 
@@ -265,7 +268,11 @@ async fn run_host(
             index: index + 1,
             total: steps.len(),
         });
-        let facts = shared.facts.lock().map(|f| f.clone()).unwrap_or_default();
+        let facts = shared
+            .facts
+            .lock()
+            .map(|f| Arc::clone(&f))
+            .unwrap_or_default();
         let Some(host_facts) = facts.get(host) else {
             break;
         };
@@ -333,13 +340,17 @@ async fn run_host(
                 if outcome.is_ok() {
                     notified.extend(step.notify.iter().cloned());
                 }
-                // Whatever happened, the host changed: read it again before the next step.
-                match crate::facts::collect::gather_one(transport.as_ref(), &session.queries[host])
-                    .await
-                {
-                    Ok(f) => {
+                // Whatever happened, the host changed: read again what the step may have
+                // touched before the next step.
+                drop(facts);
+                let sections = step.module.invalidates();
+                let query = session.queries[host].only(sections);
+                match crate::facts::collect::gather_one(transport.as_ref(), &query).await {
+                    Ok(fresh) => {
                         if let Ok(mut all) = shared.facts.lock() {
-                            all.insert(host.to_owned(), f);
+                            if let Some(f) = Arc::make_mut(&mut all).get_mut(host) {
+                                f.refresh(fresh, sections);
+                            }
                         }
                     }
                     Err(e) => outcome = outcome.and(Err(e.to_string())),

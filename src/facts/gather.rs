@@ -22,6 +22,80 @@ pub struct Query {
     pub data_dir: String,
     /// A flavour's questions, asked beside the rest.
     pub probes: Vec<Probe>,
+    /// Leave out the installed packages (a re-read after a change that cannot touch them).
+    pub skip_packages: bool,
+    /// Leave out PostgreSQL's state.
+    pub skip_postgres: bool,
+}
+
+/// The parts of a host's facts a change may make stale: after a step changed something,
+/// apply reads again only what the step says it may have touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sections {
+    pub packages: bool,
+    pub files: bool,
+    pub present: bool,
+    pub services: bool,
+    pub postgres: bool,
+    pub probes: bool,
+}
+
+impl Sections {
+    pub const ALL: Sections = Sections {
+        packages: true,
+        files: true,
+        present: true,
+        services: true,
+        postgres: true,
+        probes: true,
+    };
+    pub const NONE: Sections = Sections {
+        packages: false,
+        files: false,
+        present: false,
+        services: false,
+        postgres: false,
+        probes: false,
+    };
+    pub const POSTGRES: Sections = Sections {
+        postgres: true,
+        ..Sections::NONE
+    };
+
+    pub fn and(self, other: Sections) -> Sections {
+        Sections {
+            packages: self.packages || other.packages,
+            files: self.files || other.files,
+            present: self.present || other.present,
+            services: self.services || other.services,
+            postgres: self.postgres || other.postgres,
+            probes: self.probes || other.probes,
+        }
+    }
+}
+
+impl HostFacts {
+    /// Take the `sections` of `fresh` (a re-read of just those) over these facts.
+    pub fn refresh(&mut self, fresh: HostFacts, sections: Sections) {
+        if sections.packages {
+            self.packages = fresh.packages;
+        }
+        if sections.files {
+            self.files = fresh.files;
+        }
+        if sections.present {
+            self.present = fresh.present;
+        }
+        if sections.services {
+            self.services = fresh.services;
+        }
+        if sections.postgres {
+            self.postgres = fresh.postgres;
+        }
+        if sections.probes {
+            self.probes = fresh.probes;
+        }
+    }
 }
 
 /// A flavour's question to a host: a shell fragment run in the same round trip, beside the
@@ -53,6 +127,26 @@ const PG_STATE_SQL: &str = r#"SELECT json_build_object(
 )"#;
 
 impl Query {
+    /// The same questions, limited to `sections`.
+    pub fn only(&self, sections: Sections) -> Query {
+        let pick = |on: bool, list: &Vec<String>| if on { list.clone() } else { Vec::new() };
+        Query {
+            files: pick(sections.files, &self.files),
+            present: pick(sections.present, &self.present),
+            services: pick(sections.services, &self.services),
+            port: self.port,
+            version: self.version,
+            data_dir: self.data_dir.clone(),
+            probes: if sections.probes {
+                self.probes.clone()
+            } else {
+                Vec::new()
+            },
+            skip_packages: self.skip_packages || !sections.packages,
+            skip_postgres: self.skip_postgres || !sections.postgres,
+        }
+    }
+
     /// The gathering script. Runs as root (files owned by postgres are read too).
     pub fn command(&self) -> RemoteCommand {
         let q = |s: &str| shell_words::quote(s).into_owned();
@@ -72,7 +166,9 @@ impl Query {
                 "probes=$(mktemp); ( {probes}) >\"$probes\" 2>/dev/null & probes_pid=$!; "
             ));
         }
-        s.push_str("echo '@@pgha packages'; dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' 2>/dev/null | awk -F'\\t' '$1 ~ /^ii/ {print $2 \"\\t\" $3}'; ");
+        if !self.skip_packages {
+            s.push_str("echo '@@pgha packages'; dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' 2>/dev/null | awk -F'\\t' '$1 ~ /^ii/ {print $2 \"\\t\" $3}'; ");
+        }
         for f in &self.files {
             s.push_str(&format!(
                 "if [ -f {p} ]; then echo '@@pgha file {f}'; stat -c '%U %G %a' {p}; base64 -w0 {p}; echo; fi; ",
@@ -94,26 +190,28 @@ impl Query {
                 u = q(svc)
             ));
         }
-        let data = q(&self.data_dir);
-        // Two psql runs in all, with the real binary: Debian's `psql` is a Perl wrapper that
-        // costs ~30 ms a call. The first returns the state and the databases, the second
-        // visits every database for its extensions in one session.
-        let psql = format!(
-            "runuser -u postgres -- /usr/lib/postgresql/{}/bin/psql -X -At -p {} -d postgres",
-            self.version, self.port
-        );
-        s.push_str(&format!(
-            "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
-               if [ -f {data}/standby.signal ]; then echo '@@pgha standby_signal'; fi; \
-               if out=$({psql} -c {sql} -c \"SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datallowconn AND datname <> 'template1'\" 2>/dev/null); then \
-                 echo '@@pgha pg_state'; echo \"$out\" | head -n 1; \
-                 echo '@@pgha extensions'; \
-                 for db in $(echo \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
-               else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
-             fi; ",
-            sql = q(PG_STATE_SQL),
-            v = self.version,
-        ));
+        if !self.skip_postgres {
+            let data = q(&self.data_dir);
+            // Two psql runs in all, with the real binary: Debian's `psql` is a Perl wrapper that
+            // costs ~30 ms a call. The first returns the state and the databases, the second
+            // visits every database for its extensions in one session.
+            let psql = format!(
+                "runuser -u postgres -- /usr/lib/postgresql/{}/bin/psql -X -At -p {} -d postgres",
+                self.version, self.port
+            );
+            s.push_str(&format!(
+                "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
+                   if [ -f {data}/standby.signal ]; then echo '@@pgha standby_signal'; fi; \
+                   if out=$({psql} -c {sql} -c \"SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datallowconn AND datname <> 'template1'\" 2>/dev/null); then \
+                     echo '@@pgha pg_state'; echo \"$out\" | head -n 1; \
+                     echo '@@pgha extensions'; \
+                     for db in $(echo \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
+                   else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
+                 fi; ",
+                sql = q(PG_STATE_SQL),
+                v = self.version,
+            ));
+        }
         if !probes.is_empty() {
             s.push_str("wait $probes_pid; cat \"$probes\"; rm -f \"$probes\"; ");
         }
@@ -314,6 +412,55 @@ mod tests {
             ("7441234567890123456", 2)
         );
         assert!(f.files.is_empty());
+    }
+
+    #[test]
+    fn a_re_read_asks_only_the_sections_a_step_touched_and_keeps_the_rest() {
+        use super::{Query, Sections};
+        use crate::facts::{HostFacts, PgFacts};
+        let q = Query {
+            files: vec!["/etc/x".into()],
+            services: vec!["postgresql@15-main".into()],
+            port: 5432,
+            version: 15,
+            data_dir: "/var/lib/postgresql/15/main".into(),
+            ..Query::default()
+        };
+        let only_files = q
+            .only(Sections {
+                files: true,
+                ..Sections::NONE
+            })
+            .command()
+            .display(true);
+        assert!(only_files.contains("@@pgha file /etc/x"));
+        for absent in ["dpkg-query", "@@pgha service", "PG_VERSION"] {
+            assert!(!only_files.contains(absent), "{absent} asked: {only_files}");
+        }
+        let everything = q.command().display(true);
+        assert!(everything.contains("dpkg-query") && everything.contains("PG_VERSION"));
+        let mut facts = HostFacts {
+            postgres: Some(PgFacts {
+                running: true,
+                ..PgFacts::default()
+            }),
+            ..HostFacts::default()
+        };
+        facts.packages.insert("postgresql-15".into(), "15".into());
+        let fresh = parse(
+            "pg1",
+            "@@pgha file /etc/x\nroot root 644\naGk=\n@@pgha end\n",
+        )
+        .expect("parses");
+        facts.refresh(
+            fresh,
+            Sections {
+                files: true,
+                ..Sections::NONE
+            },
+        );
+        assert_eq!(facts.files["/etc/x"].content, "hi");
+        assert!(facts.postgres.is_some() && facts.packages.contains_key("postgresql-15"));
     }
 
     #[test]

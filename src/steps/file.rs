@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::gather::Query;
+use crate::facts::gather::{Query, Sections};
 use crate::model::Sealed;
 use crate::secret::MASK;
 use crate::steps::{Action, Check, Module, StepContext};
@@ -79,6 +79,14 @@ impl Module for File {
 
     fn ask(&self, query: &mut Query) {
         query.files.push(self.dest.clone());
+    }
+
+    /// The file itself; its pending marker is read by no fact.
+    fn invalidates(&self) -> Sections {
+        Sections {
+            files: true,
+            ..Sections::NONE
+        }
     }
 
     fn check(&self, cx: &StepContext) -> Check {

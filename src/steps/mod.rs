@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::facts::gather::Query;
+use crate::facts::gather::{Query, Sections};
 use crate::facts::HostFacts;
 use crate::model::Secrets;
 use crate::transport::RemoteCommand;
@@ -77,6 +77,11 @@ pub trait Module: std::fmt::Debug + Send + Sync + std::any::Any {
     /// What this step needs gathered beyond the standing sections (packages, PostgreSQL's
     /// state): a file's content, a unit's state, whether a guard path exists.
     fn ask(&self, _query: &mut Query) {}
+    /// What a change of this step may make stale in the host's facts: apply reads only that
+    /// again before the next step. Everything unless the kind knows better.
+    fn invalidates(&self) -> Sections {
+        Sections::ALL
+    }
     /// Steps with the same key do the same thing once: where one of them has changes, the
     /// later ones on the host are covered by it (one reload applies every setting).
     fn coalesce_key(&self) -> Option<&'static str> {

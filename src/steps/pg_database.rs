@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::gather::Sections;
 use crate::steps::{pg_role::default_port, sql, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -17,6 +18,11 @@ pub struct PgDatabase {
 impl Module for PgDatabase {
     fn kind(&self) -> &'static str {
         "pg_database"
+    }
+
+    /// Roles, databases, extensions, slots and settings live in PostgreSQL's state.
+    fn invalidates(&self) -> Sections {
+        Sections::POSTGRES
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::pg_params::{self, Context};
+use crate::facts::gather::Sections;
 use crate::steps::file::{pending_key, PENDING_DIR};
 use crate::steps::{Action, Check};
 use crate::steps::{Module, StepContext};
@@ -96,6 +97,16 @@ impl Module for PgReloadOrRestart {
 
     fn coalesce_key(&self) -> Option<&'static str> {
         Some("PostgreSQL reload or restart")
+    }
+
+    /// A reload or restart changes the server's settings, and a restart its unit.
+    fn invalidates(&self) -> Sections {
+        Sections {
+            services: true,
+            postgres: true,
+            probes: true,
+            ..Sections::NONE
+        }
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::RoleFact;
 use crate::secret::mark;
 use crate::secret::scram;
+use crate::facts::gather::Sections;
 use crate::steps::{sql, Module, StepContext};
 use crate::steps::{Action, Check};
 use crate::transport::RemoteCommand;
@@ -93,6 +94,11 @@ impl PgRole {
 impl Module for PgRole {
     fn kind(&self) -> &'static str {
         "pg_role"
+    }
+
+    /// Roles, databases, extensions, slots and settings live in PostgreSQL's state.
+    fn invalidates(&self) -> Sections {
+        Sections::POSTGRES
     }
 
     fn check(&self, cx: &StepContext) -> Check {

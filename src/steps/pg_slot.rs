@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::gather::Sections;
 use crate::steps::{pg_role::default_port, sql, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -16,6 +17,11 @@ pub struct PgSlot {
 impl Module for PgSlot {
     fn kind(&self) -> &'static str {
         "pg_slot"
+    }
+
+    /// Roles, databases, extensions, slots and settings live in PostgreSQL's state.
+    fn invalidates(&self) -> Sections {
+        Sections::POSTGRES
     }
 
     fn check(&self, cx: &StepContext) -> Check {

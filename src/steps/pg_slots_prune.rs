@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::gather::Sections;
 use crate::steps::{pg_role::default_port, sql, Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -21,6 +22,11 @@ pub struct PgSlotsPrune {
 impl Module for PgSlotsPrune {
     fn kind(&self) -> &'static str {
         "pg_slots_prune"
+    }
+
+    /// Roles, databases, extensions, slots and settings live in PostgreSQL's state.
+    fn invalidates(&self) -> Sections {
+        Sections::POSTGRES
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::gather::Query;
+use crate::facts::gather::{Query, Sections};
 use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -29,6 +29,16 @@ impl Module for Service {
 
     fn ask(&self, query: &mut Query) {
         query.services.push(self.name.clone());
+    }
+
+    /// Starting or stopping a unit changes the unit, and the server or DCS member it runs.
+    fn invalidates(&self) -> Sections {
+        Sections {
+            services: true,
+            postgres: true,
+            probes: true,
+            ..Sections::NONE
+        }
     }
 
     fn check(&self, cx: &StepContext) -> Check {

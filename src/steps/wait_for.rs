@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::gather::Sections;
 use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -52,6 +53,11 @@ pub fn postgres_ready(port: u16) -> String {
 impl Module for WaitFor {
     fn kind(&self) -> &'static str {
         "wait_for"
+    }
+
+    /// Roles, databases, extensions, slots and settings live in PostgreSQL's state.
+    fn invalidates(&self) -> Sections {
+        Sections::POSTGRES
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flavours::patroni::probes::{etcd_ready_condition, EtcdFact};
 use crate::steps::wait_for::{default_timeout, poll};
+use crate::facts::gather::Sections;
 use crate::steps::{Check, Module, StepContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,15 @@ pub struct EtcdHealthy {
 impl Module for EtcdHealthy {
     fn kind(&self) -> &'static str {
         "etcd_healthy"
+    }
+
+    /// Waiting changes nothing but what the wait was for.
+    fn invalidates(&self) -> Sections {
+        Sections {
+            postgres: true,
+            probes: true,
+            ..Sections::NONE
+        }
     }
 
     fn check(&self, cx: &StepContext) -> Check {

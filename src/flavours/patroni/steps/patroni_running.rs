@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flavours::patroni::probes::PatroniFact;
 use crate::steps::wait_for::{default_timeout, poll, postgres_ready};
+use crate::facts::gather::Sections;
 use crate::steps::{Check, Module, StepContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,15 @@ pub struct PatroniRunning {
 impl Module for PatroniRunning {
     fn kind(&self) -> &'static str {
         "patroni_running"
+    }
+
+    /// Waiting changes nothing but what the wait was for.
+    fn invalidates(&self) -> Sections {
+        Sections {
+            postgres: true,
+            probes: true,
+            ..Sections::NONE
+        }
     }
 
     fn check(&self, cx: &StepContext) -> Check {
