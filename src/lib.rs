@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod components;
 pub mod diag;
 pub mod exit;
 pub mod facts;

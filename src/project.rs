@@ -6,6 +6,7 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::inventory::{self, Inventory, LoadError};
 use crate::model::{Cluster, Secrets, Topology};
@@ -31,6 +32,8 @@ pub struct Project {
     pub cluster: Cluster,
     /// The HA flavour with its own settings.
     pub flavour: Arc<dyn Flavour>,
+    /// The components the inventory has.
+    pub components: Vec<Arc<dyn Component>>,
     pub playbook: Playbook,
     pub templates: Templates,
 }
@@ -41,12 +44,21 @@ impl Project {
         playbooks: Option<&Path>,
         templates: Option<&Path>,
     ) -> Result<Self, ProjectError> {
-        let Inventory { cluster, flavour } = inventory::load(inventory)?;
-        let playbook = playbook::for_flavour(flavour.as_ref(), playbooks)?;
-        let templates = Templates::new(templates, flavour.templates())?;
+        let Inventory {
+            cluster,
+            flavour,
+            components,
+        } = inventory::load(inventory)?;
+        let playbook = playbook::for_flavour(flavour.as_ref(), &components, playbooks)?;
+        let mut own: Vec<(&'static str, &'static str)> = flavour.templates().to_vec();
+        for c in &components {
+            own.extend_from_slice(c.templates());
+        }
+        let templates = Templates::new(templates, &own)?;
         Ok(Project {
             cluster,
             flavour,
+            components,
             playbook,
             templates,
         })
@@ -61,6 +73,7 @@ impl Project {
                 &self.templates,
                 &self.cluster,
                 self.flavour.as_ref(),
+                &self.components,
                 topology,
                 host,
             )?;
@@ -78,12 +91,15 @@ impl Project {
     pub fn resolve_secrets(&self) -> Result<Secrets, ProjectError> {
         let mut secrets = Secrets::default();
         let mut errors = Vec::new();
-        let flavour_secrets = self.flavour.secrets();
-        let all = self.cluster.secrets().into_iter().chain(
-            flavour_secrets
-                .iter()
-                .map(|s| (s.label.clone(), s.reference)),
-        );
+        let mut plugged = self.flavour.secrets();
+        for c in &self.components {
+            plugged.extend(c.secrets());
+        }
+        let all = self
+            .cluster
+            .secrets()
+            .into_iter()
+            .chain(plugged.iter().map(|s| (s.label.clone(), s.reference)));
         for (label, reference) in all {
             match reference.resolve(&label) {
                 Ok(s) => secrets.insert(&label, s),

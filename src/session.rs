@@ -55,8 +55,12 @@ impl Session {
         // standby-only files of the primary suffice because every host gets asked about
         // every path any host manages.
         let declared = project.expand_declared()?;
-        let mut queries =
-            crate::plan::query::query_for(&project.cluster, project.flavour.as_ref(), &[&declared]);
+        let mut queries = crate::plan::query::query_for(
+            &project.cluster,
+            project.flavour.as_ref(),
+            &project.components,
+            &[&declared],
+        );
         let all_files: Vec<String> = queries.values().flat_map(|q| q.files.clone()).collect();
         for q in queries.values_mut() {
             q.files.extend(all_files.iter().cloned());

@@ -20,6 +20,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
             let mut text = views::status::table(
                 &session.project.cluster,
                 session.project.flavour.as_ref(),
+                &session.project.components,
                 &t,
                 &session.facts,
             );

@@ -74,10 +74,6 @@ impl Reader<'_> {
             }
         }
         let databases = self.databases(&mut top, &roles);
-        let packages = top
-            .take("packages")
-            .map(|n| decode::string_list(self.d, n, "packages"))
-            .unwrap_or_default();
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -104,6 +100,18 @@ impl Reader<'_> {
                 None => {}
             }
         }
+        // Each component's section is a top-level key named after it; present means active.
+        let mut components = Vec::new();
+        for c in crate::components::COMPONENTS {
+            if let (Some(section), Some(hosts)) = (top.take(c.name), &hosts) {
+                components.extend((c.load)(crate::components::SectionInput {
+                    d: self.d,
+                    section,
+                    hosts,
+                    base: &self.base,
+                }));
+            }
+        }
         let flavour = match (flavour, &hosts) {
             (Some(entry), Some(hosts)) => (entry.load)(SectionInput {
                 d: self.d,
@@ -126,11 +134,14 @@ impl Reader<'_> {
             replication: replication?,
             users: users?,
             databases: databases?,
-            packages,
             hosts: hosts?,
             source: source.to_path_buf(),
         };
-        Some(Inventory { cluster, flavour })
+        Some(Inventory {
+            cluster,
+            flavour,
+            components,
+        })
     }
 
     fn cluster_section(&mut self, top: &mut MapReader) -> (Option<String>, Option<&'static Entry>) {

@@ -10,13 +10,16 @@ pub use load::{load, load_str, LoadError};
 
 use std::sync::Arc;
 
+use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::model::Cluster;
 
-/// A checked inventory: the generic cluster model and the flavour that runs it, with the
-/// flavour's own settings.
+/// A checked inventory: the generic cluster model, the flavour that runs it and the
+/// components it has, each with its own settings.
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub cluster: Cluster,
     pub flavour: Arc<dyn Flavour>,
+    /// The components the inventory has sections for.
+    pub components: Vec<Arc<dyn Component>>,
 }

@@ -22,7 +22,6 @@ pub struct Cluster {
     pub replication: Replication,
     pub users: Vec<User>,
     pub databases: Vec<Database>,
-    pub packages: Vec<String>,
     pub hosts: Vec<Host>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,

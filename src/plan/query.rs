@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::facts::gather::Query;
+use std::sync::Arc;
+
+use crate::components::Component;
 use crate::flavours::{base_query, Flavour};
 use crate::model::Cluster;
 use crate::playbook::Step;
@@ -14,11 +17,15 @@ use crate::steps::pg_clone;
 pub fn query_for(
     cluster: &Cluster,
     flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
     expansions: &[&BTreeMap<String, Vec<Step>>],
 ) -> BTreeMap<String, Query> {
     let mut out = BTreeMap::new();
     for host in &cluster.hosts {
         let mut q = base_query(flavour, cluster, host);
+        for c in components {
+            q.probes.extend(c.probes(cluster, host));
+        }
         for steps in expansions.iter().filter_map(|e| e.get(&host.name)) {
             for step in steps {
                 step.module.ask(&mut q);

@@ -207,24 +207,4 @@ mod tests {
             "{notes:?}"
         );
     }
-
-    #[test]
-    fn under_patroni_the_leader_key_decides_even_when_every_server_is_in_recovery() {
-        let inv = inventory(
-            "patroni:\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1, pg2, pg3]}\n  standby_cluster: {host: 10.9.9.9}\n",
-            "patroni",
-        );
-        let mut leader = pg(true, true, Some("10.9.9.9"));
-        leader.probes.insert(
-            "patroni".into(),
-            vec![
-                r#"{"state": "running", "role": "standby_leader"}"#.into(),
-                "{}".into(),
-            ],
-        );
-        let f = facts(&[("pg1", pg(true, true, Some("10.0.0.3"))), ("pg3", leader)]);
-        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("ok");
-        assert_eq!(t.primary, "pg3");
-        assert!(notes[0].contains("pg3 is the primary"), "{notes:?}");
-    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::model::{Cluster, Host, Sealed, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
@@ -47,11 +48,12 @@ pub fn expand(
     templates: &Templates,
     cluster: &Cluster,
     flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
     topology: &Topology,
     host: &Host,
 ) -> Result<Vec<Step>, ExpandError> {
-    let vars = host_vars_json(cluster, flavour, topology, host);
-    let kinds = crate::playbook::kinds_for(flavour.name());
+    let vars = host_vars_json(cluster, flavour, components, topology, host);
+    let kinds = crate::playbook::kinds_for(flavour.name(), components);
     let mut out = Vec::new();
     // Handlers run where a `flush_handlers` step stands, and once more at the end.
     let mut sequence: Vec<(String, &StepDecl, bool)> = Vec::new();

@@ -12,20 +12,33 @@ use crate::diag::Diagnostics;
 
 pub use expand::{expand, Step};
 
+use std::sync::Arc;
+
+use crate::components::{self, Component, COMPONENTS};
 use crate::flavours::{self, Flavour};
 use crate::steps::registry::Kind;
 
-/// The step kinds a flavour's playbook may name: the core ones and the flavour's own.
-pub fn kinds_for(flavour: &str) -> Vec<&'static [Kind]> {
+/// The step kinds a flavour's playbook may name: the core ones, the flavour's own and the
+/// active components'.
+pub fn kinds_for(flavour: &str, components: &[Arc<dyn Component>]) -> Vec<&'static [Kind]> {
     let mut out = vec![crate::steps::KINDS];
     out.extend(flavours::entry(flavour).map(|e| e.kinds));
+    for c in components {
+        out.extend(
+            COMPONENTS
+                .iter()
+                .filter(|e| e.name == c.name())
+                .map(|e| e.kinds),
+        );
+    }
     out
 }
 
-/// Every registered step kind, the flavours' included.
+/// Every registered step kind, the flavours' and components' included.
 pub fn kinds() -> Vec<&'static [Kind]> {
     let mut out = vec![crate::steps::KINDS];
     out.extend(flavours::FLAVOURS.iter().map(|e| e.kinds));
+    out.extend(COMPONENTS.iter().map(|e| e.kinds));
     out
 }
 pub use load::Playbook;
@@ -42,11 +55,12 @@ pub enum PlaybookError {
 /// embedded one.
 pub fn for_flavour(
     flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
     overrides: Option<&Path>,
 ) -> Result<Playbook, PlaybookError> {
     let name = flavour.name();
-    let kinds = kinds_for(name);
-    let fragment = |include: &str| fragment(include, overrides);
+    let kinds = kinds_for(name, components);
+    let fragment = |include: &str| fragment(include, components, overrides);
     let cx = load::LoadCx {
         kinds: &kinds,
         fragment: &fragment,
@@ -71,11 +85,22 @@ const FRAGMENTS: &[(&str, &str)] = &[(
     include_str!("../../playbooks/common/roles-and-databases.yml"),
 )];
 
-/// An included fragment: `DIR/NAME` when an override folder has it, else the embedded one.
-fn fragment(name: &str, overrides: Option<&Path>) -> Result<(PathBuf, String), String> {
+/// An included fragment: `DIR/NAME` when an override folder has it, else the embedded one;
+/// `components/HOOK` stands for the active components' fragments for that hook.
+fn fragment(
+    name: &str,
+    active: &[Arc<dyn Component>],
+    overrides: Option<&Path>,
+) -> Result<(PathBuf, String), String> {
     if name.split('/').any(|part| part == ".." || part.is_empty()) {
         return Err(format!(
             "`{name}` is not a fragment name (a relative path without `..`)"
+        ));
+    }
+    if let Some(hook) = name.strip_prefix("components/") {
+        return Ok((
+            PathBuf::from(format!("<components>/{hook}")),
+            components::hook_text(active, hook),
         ));
     }
     if let Some(dir) = overrides {
@@ -85,6 +110,12 @@ fn fragment(name: &str, overrides: Option<&Path>) -> Result<(PathBuf, String), S
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             return Ok((path, text));
         }
+    }
+    if let Some(text) = components::fragment(active, name) {
+        return Ok((
+            PathBuf::from(format!("<embedded>/playbooks/{name}")),
+            text.to_owned(),
+        ));
     }
     FRAGMENTS
         .iter()

@@ -3,6 +3,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
+use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::model::{server_parameters, Cluster, Host, Role, Topology};
 use crate::secret::mark;
@@ -98,6 +101,7 @@ fn host_vars<'a>(flavour: &dyn Flavour, topology: &'a Topology, h: &'a Host) -> 
 pub fn host_vars_json(
     cluster: &Cluster,
     flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
     topology: &Topology,
     host: &Host,
 ) -> Value {
@@ -141,7 +145,11 @@ pub fn host_vars_json(
         "replication_password": mark("replication.password", None),
         "superuser_password": cluster.postgres.superuser_password.as_ref().map(|_| mark("postgres.superuser_password", None)),
     });
-    for s in flavour.secrets() {
+    let mut plugged = flavour.secrets();
+    for c in components {
+        plugged.extend(c.secrets());
+    }
+    for s in plugged {
         secrets[s.var] = Value::String(mark(&s.label, None));
     }
     let mut vars = json!({
@@ -170,10 +178,12 @@ pub fn host_vars_json(
         "users": users,
         "databases": cluster.databases,
         "extensions": extensions,
-        "packages": cluster.packages,
         "secrets": secrets,
     });
-    // The flavour's own variables, under its name (`patroni.*`).
+    // The flavour's and the components' own variables, each under its name (`patroni.*`).
     vars[flavour.name()] = flavour.vars(cluster, host);
+    for c in components {
+        vars[c.name()] = c.vars(cluster, host);
+    }
     vars
 }

@@ -48,6 +48,9 @@ pub async fn run(
     }
     let view = session.view(topology);
     out.extend(flavour.checks(&view).await);
+    for c in &session.project.components {
+        out.extend(c.checks(&view).await);
+    }
     marker(flavour.as_ref(), &view, timeout, &mut out).await;
     out
 }

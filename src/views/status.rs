@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::facts::HostFacts;
+use std::sync::Arc;
+
+use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::model::{Cluster, Topology};
 
 pub fn table(
     cluster: &Cluster,
     flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
     topology: &Topology,
     facts: &BTreeMap<String, HostFacts>,
 ) -> String {
@@ -128,6 +132,12 @@ pub fn table(
     for line in flavour.status_footer(cluster, facts, &sync_standbys) {
         let _ = writeln!(out, "{line}");
     }
+    for line in components
+        .iter()
+        .flat_map(|c| c.status_lines(cluster, facts))
+    {
+        let _ = writeln!(out, "{line}");
+    }
     out
 }
 
@@ -141,7 +151,7 @@ mod tests {
         let inventory = crate::inventory::load(&path).expect("the example loads");
         let (cluster, flavour) = (&inventory.cluster, inventory.flavour.as_ref());
         let members = |t: &Topology| -> Vec<String> {
-            table(cluster, flavour, t, &BTreeMap::new())
+            table(cluster, flavour, &inventory.components, t, &BTreeMap::new())
                 .lines()
                 .skip(1)
                 .take(3)

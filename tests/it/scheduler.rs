@@ -123,7 +123,12 @@ fn rig(spec: Spec<'_>) -> Rig {
         hosts.insert((*name).to_owned(), fake);
     }
     let declared = project.expand_declared().expect("expands");
-    let queries = query_for(&project.cluster, project.flavour.as_ref(), &[&declared]);
+    let queries = query_for(
+        &project.cluster,
+        project.flavour.as_ref(),
+        &project.components,
+        &[&declared],
+    );
     let runtime = runtime();
     let facts = runtime
         .block_on(gather_all(&transports, &queries))
@@ -871,4 +876,70 @@ fn patroni_will_not_switch_over_to_a_member_tagged_nofailover() {
         "{err}"
     );
     assert!(r.steps().is_empty());
+}
+
+// ---- the real topology and components ---------------------------------------------------------
+
+#[test]
+fn under_patroni_the_leader_key_decides_even_when_every_server_is_in_recovery() {
+    let r = rig(Spec {
+        hosts: &[
+            ("pg1", "primary", None),
+            ("pg2", "standby", None),
+            ("pg3", "standby", Some("pg2")),
+        ],
+        playbook: "steps: []\n",
+        patroni: Some(
+            "patroni:\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1, pg2, pg3]}\n  standby_cluster: {host: 10.9.9.9}\n",
+        ),
+        ..Spec::default()
+    });
+    let mut leader = server(true, Some("10.9.9.9"));
+    leader.probes.insert(
+        "patroni".into(),
+        vec![
+            r#"{"state": "running", "role": "standby_leader"}"#.into(),
+            "{}".into(),
+        ],
+    );
+    let facts: BTreeMap<String, HostFacts> = [
+        ("pg1".to_owned(), server(true, Some("10.0.0.3"))),
+        ("pg3".to_owned(), leader),
+    ]
+    .into();
+    let p = &r.session.project;
+    let (t, notes) =
+        pgha::plan::topology::observe(&p.cluster, p.flavour.as_ref(), &facts).expect("observed");
+    assert_eq!(t.primary, "pg3");
+    assert!(notes[0].contains("pg3 is the primary"), "{notes:?}");
+}
+
+fn step_names(extra: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("inv.yml");
+    let text = format!(
+        "cluster: {{name: t, flavour: streaming}}\npostgres: {{version: 15}}\nreplication: {{user: r, password: {{env: X}}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n{extra}"
+    );
+    std::fs::write(&path, text).expect("write");
+    let project = Project::load(&path, None, None).expect("loads");
+    let topology = Topology::declared(&project.cluster);
+    project.expand(&topology).expect("expands")["pg1"]
+        .iter()
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn a_component_is_active_when_the_inventory_has_its_section() {
+    let without = step_names("");
+    assert!(
+        !without.iter().any(|s| s == "extra packages"),
+        "{without:?}"
+    );
+    let with = step_names("packages: [postgresql-15-cron]\n");
+    let at = |name: &str| with.iter().position(|s| s == name);
+    let extra = at("extra packages").expect("the component's step");
+    // At the `packages` hook: after the server's packages, before its configuration.
+    assert!(at("PostgreSQL packages") < Some(extra));
+    assert!(Some(extra) < at("main configuration file"));
 }

@@ -1,0 +1,120 @@
+//! Components: what any flavour can have besides its own machinery (extra packages now;
+//! client routing, backups, extensions and TLS next). A component is one folder here: its
+//! inventory section (the top-level key named after it), its settings, template variables
+//! under its name, playbook fragments for the hooks the flavours' playbooks offer, its own
+//! templates and step kinds, probes, verify checks and status lines. `COMPONENTS` registers
+//! each in a line; a component is active when the inventory has its section.
+//!
+//! Hooks: a flavour's playbook says where components' steps go with `- include:
+//! components/HOOK` (`packages`: with the server's packages; `running`: once PostgreSQL runs
+//! and the roles exist). Each active component's fragment for that hook stands there, in the
+//! order of `COMPONENTS`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::diag::Diagnostics;
+use crate::facts::gather::Probe;
+use crate::facts::HostFacts;
+use crate::flavours::{BoxFuture, CheckResult, ClusterView, FlavourSecret};
+use crate::model::{Cluster, Host};
+use crate::steps::registry::Kind;
+use crate::yaml::node::Node;
+
+pub mod packages;
+
+/// Every component: one line each.
+pub static COMPONENTS: &[Entry] = &[packages::ENTRY];
+
+/// What the inventory loader needs of a component.
+pub struct Entry {
+    /// Its section's key in the inventory.
+    pub name: &'static str,
+    /// Step kinds of its own.
+    pub kinds: &'static [Kind],
+    pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Component>>,
+}
+
+/// What a component's section reader gets.
+pub struct SectionInput<'a> {
+    pub d: &'a mut Diagnostics,
+    pub section: &'a Node,
+    pub hosts: &'a [Host],
+    /// The inventory's folder (relative paths are read from there).
+    pub base: &'a Path,
+}
+
+/// Everything the engine asks of a component.
+pub trait Component: fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Its playbook fragment for each hook it fills: `(hook, YAML with steps and handlers)`.
+    fn fragments(&self) -> &'static [(&'static str, &'static str)];
+    /// Templates of its own, `(name, text)`.
+    fn templates(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    /// The secrets its settings reference.
+    fn secrets(&self) -> Vec<FlavourSecret<'_>> {
+        Vec::new()
+    }
+    /// What templates and playbooks see under its name.
+    fn vars(&self, cluster: &Cluster, host: &Host) -> Value;
+    /// Its questions to one host, asked in the facts round trip.
+    fn probes(&self, _cluster: &Cluster, _host: &Host) -> Vec<Probe> {
+        Vec::new()
+    }
+    /// Its verify checks.
+    fn checks<'a>(&'a self, _view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Lines under the status table.
+    fn status_lines(
+        &self,
+        _cluster: &Cluster,
+        _facts: &BTreeMap<String, HostFacts>,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The name under which a component's fragment for `hook` is included.
+pub fn fragment_name(component: &str, hook: &str) -> String {
+    format!("component/{component}/{hook}.yml")
+}
+
+/// The playbook text a `components/HOOK` include stands for: an include of each active
+/// component's fragment for that hook.
+pub fn hook_text(components: &[Arc<dyn Component>], hook: &str) -> String {
+    let includes: Vec<String> = components
+        .iter()
+        .filter(|c| c.fragments().iter().any(|(h, _)| *h == hook))
+        .map(|c| format!("  - include: {}\n", fragment_name(c.name(), hook)))
+        .collect();
+    if includes.is_empty() {
+        "steps: []\n".to_owned()
+    } else {
+        format!("steps:\n{}", includes.concat())
+    }
+}
+
+/// A component's fragment by its include name, if it is one.
+pub fn fragment(components: &[Arc<dyn Component>], name: &str) -> Option<&'static str> {
+    components.iter().find_map(|c| {
+        c.fragments()
+            .iter()
+            .find(|(hook, _)| fragment_name(c.name(), hook) == name)
+            .map(|(_, text)| *text)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_hook_no_component_fills_is_empty() {
+        assert_eq!(super::hook_text(&[], "running"), "steps: []\n");
+    }
+}
