@@ -20,6 +20,7 @@ use crate::plan::{Change, Check};
 use crate::playbook::Step;
 use crate::session::{Session, SessionError};
 use crate::steps::StepContext;
+use crate::transport::RemoteCommand;
 
 /// What apply tells the outside world; the view decides how to show it.
 #[derive(Debug, Clone)]
@@ -296,7 +297,29 @@ async fn run_host(
             Check::Changes(changes) => {
                 let mut outcome = Ok(());
                 'changes: for change in changes {
-                    for command in &change.commands {
+                    // A procedure replaces the change's commands.
+                    let ran_procedure = match step.module.execute(&change, transport.as_ref()) {
+                        None => false,
+                        Some(procedure) => match procedure.await {
+                            Ok(said) => {
+                                for text in said {
+                                    observer.event(Event::Said {
+                                        host: host.to_owned(),
+                                        step: step.name.clone(),
+                                        text,
+                                    });
+                                }
+                                true
+                            }
+                            Err(reason) => {
+                                outcome = Err(reason);
+                                break 'changes;
+                            }
+                        },
+                    };
+                    let commands: &[RemoteCommand] =
+                        if ran_procedure { &[] } else { &change.commands };
+                    for command in commands {
                         match transport.run(command).await {
                             Ok(out) if out.success() => {
                                 for text in

@@ -72,6 +72,10 @@ pub struct Change {
     pub diff: Option<String>,
     /// The commands apply runs for it, in order. Secrets appear as marks only.
     pub commands: Vec<RemoteCommand>,
+    /// For a change a procedure makes (it waits and decides as the cluster moves): what the
+    /// procedure is to do, as planned. No secret goes here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<serde_json::Value>,
 }
 
 /// What a step's check found.

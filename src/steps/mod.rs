@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::facts::gather::{Query, Sections};
 use crate::facts::HostFacts;
 use crate::model::Secrets;
-use crate::transport::RemoteCommand;
+use crate::transport::{BoxFuture, RemoteCommand, Transport};
 
 pub mod change;
 pub mod registry;
@@ -63,6 +63,7 @@ impl StepContext<'_> {
             target: target.into(),
             reason: reason.into(),
             diff: None,
+            procedure: None,
             commands,
         }
     }
@@ -81,6 +82,16 @@ pub trait Module: std::fmt::Debug + Send + Sync + std::any::Any {
     /// again before the next step. Everything unless the kind knows better.
     fn invalidates(&self) -> Sections {
         Sections::ALL
+    }
+    /// Make one planned change. Most kinds run the change's commands in order (`None`); a
+    /// kind whose change is a procedure (it waits and decides as the cluster moves) runs it
+    /// here and returns what it did, a line per event.
+    fn execute<'a>(
+        &'a self,
+        _change: &'a Change,
+        _host: &'a dyn Transport,
+    ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
+        None
     }
     /// Steps with the same key do the same thing once: where one of them has changes, the
     /// later ones on the host are covered by it (one reload applies every setting).

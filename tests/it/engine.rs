@@ -178,6 +178,17 @@ fn run_fixture(file: &Path, case: &Value) -> (String, bool) {
             stdin.join("\n---\n")
         );
     }
+    // A change made by a procedure carries what the procedure is to do.
+    let procedures: String = changes
+        .iter()
+        .filter_map(|c| c.procedure.as_ref().map(ToString::to_string))
+        .collect();
+    for needle in strings(expect, "procedure") {
+        assert!(
+            procedures.contains(&needle),
+            "{name}: the procedure lacks {needle:?}: {procedures}"
+        );
+    }
     let diffs: String = changes.iter().filter_map(|c| c.diff.clone()).collect();
     if let Some(d) = expect.get("diff").and_then(Value::as_str) {
         assert!(diffs.contains(d), "{name}: diff lacks {d:?}:\n{diffs}");

@@ -16,7 +16,9 @@ use crate::flavours::{
 use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole};
 
 pub mod config;
+pub mod dcs_change;
 pub mod probes;
+pub mod rest;
 mod section;
 mod status;
 mod switchover;

@@ -1,17 +1,19 @@
 //! Patroni's dynamic configuration (the DCS `/config`): timing, synchronous mode and the
 //! PostgreSQL parameters, compared with what Patroni holds and changed with a PATCH (what
 //! `patronictl edit-config` does). When a change, or drift, needs a restart, the members are
-//! restarted through their REST APIs one at a time, replicas first, the leader last.
+//! restarted through their REST APIs one at a time, replicas first, the leader last: the
+//! change is made by the `DcsChange` procedure.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::flavours::patroni::dcs_change::DcsChange;
 use crate::flavours::patroni::probes::PatroniFact;
 use crate::model::pg_params::{self, Context};
-use crate::steps::{file::unified_diff, Action, Check, Module, StepContext};
-use crate::transport::RemoteCommand;
+use crate::steps::{file::unified_diff, Action, Change, Check, Module, StepContext};
+use crate::transport::{BoxFuture, Transport};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,90 +29,6 @@ pub struct PatroniDcs {
     #[serde(default)]
     pub switchover_first: bool,
 }
-
-/// PATCH /config, then (when asked) restart every member with a pending restart, replicas
-/// first, each time waiting until the member runs again.
-const SCRIPT: &str = r#"import json, sys, time, urllib.request, urllib.error
-url, patch, restart, members = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "restart", json.loads(sys.argv[4])
-switchover_first = sys.argv[5] == "switchover-first"
-def call(u, method="GET", body=None):
-    req = urllib.request.Request(u, data=None if body is None else json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
-    try:
-        r = urllib.request.urlopen(req, timeout=60)
-        return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except Exception as e:
-        return 0, str(e)
-def member(u):
-    code, body = call(u + "/patroni")
-    try:
-        return json.loads(body)
-    except Exception:
-        return {}
-PRIMARY = ("master", "primary")
-def wait_until(ok, seconds):
-    deadline = time.time() + seconds
-    while not ok():
-        if time.time() > deadline:
-            return False
-        time.sleep(1)
-    return True
-if patch:
-    code, body = call(url + "/config", "PATCH", patch)
-    if code != 200:
-        sys.exit("PATCH /config answered %s: %s" % (code, body))
-if patch.get("standby_cluster", 0) is None:
-    # The standby cluster becomes a primary cluster: wait for the promotion.
-    if not wait_until(lambda: member(url).get("role") in PRIMARY, 90):
-        sys.exit("the standby leader was not promoted within 90 s")
-    print("pgha: promoted: this cluster is a primary cluster now")
-if not restart:
-    sys.exit(0)
-# Patroni notices a restart-level change on its next loop: wait for every member to say so.
-wait_until(lambda: all(member(u).get("pending_restart") for u in members.values()), 60)
-order = sorted(members.items(), key=lambda m: member(m[1]).get("role") in PRIMARY + ("standby_leader",))
-def restarted(u):
-    m = member(u)
-    return m.get("state") == "running" and not m.get("pending_restart")
-def switchover(name, u):
-    # The synchronous standby first (in synchronous mode the only allowed candidate), then a
-    # streaming replica that may fail over.
-    code, body = call(u + "/cluster")
-    try:
-        others = [m for m in json.loads(body)["members"] if m["name"] != name and m.get("state") in ("running", "streaming")]
-    except Exception:
-        others = []
-    others = [m for m in others if not m.get("tags", {}).get("nofailover")]
-    others.sort(key=lambda m: (m.get("role") != "sync_standby", m.get("lag", 0) if isinstance(m.get("lag"), int) else 1 << 62))
-    if not others:
-        return False
-    to = others[0]["name"]
-    code, body = call(u + "/switchover", "POST", {"leader": name, "candidate": to})
-    if code not in (200, 202):
-        sys.exit("switchover from %s to %s answered %s: %s" % (name, to, code, body))
-    if not wait_until(lambda: member(members[to]).get("role") in PRIMARY, 120):
-        sys.exit("%s did not take over from %s within 120 s" % (to, name))
-    print("pgha: switched over from %s to %s before its restart" % (name, to))
-    return True
-for name, u in order:
-    if not member(u).get("pending_restart"):
-        continue
-    leads = member(u).get("role") in PRIMARY + ("standby_leader",)
-    if leads and switchover_first and switchover(name, u):
-        # Demoted, the old leader restarts as a replica: often that was the restart it needed.
-        time.sleep(2)
-        wait_until(lambda: member(u).get("state") == "running", 120)
-        if not member(u).get("pending_restart"):
-            print("pgha: restarted", name)
-            continue
-    code, body = call(u + "/restart", "POST", {"restart_pending": True})
-    if code not in (200, 202):
-        sys.exit("restart of %s answered %s: %s" % (name, code, body))
-    if not wait_until(lambda: restarted(u), 120):
-        sys.exit("%s did not come back from its restart within 120 s" % name)
-    print("pgha: restarted", name)
-"#;
 
 /// Values as Patroni's /config returns them: numbers may come back as strings and the other
 /// way round; parameters compare by their meaning (`128MB` = `16384` pages).
@@ -197,6 +115,21 @@ impl Module for PatroniDcs {
         "patroni_dcs"
     }
 
+    fn execute<'a>(
+        &'a self,
+        change: &'a Change,
+        host: &'a dyn Transport,
+    ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
+        Some(Box::pin(async move {
+            let procedure: DcsChange = change
+                .procedure
+                .clone()
+                .and_then(|p| serde_json::from_value(p).ok())
+                .ok_or_else(|| "the planned DCS change is missing".to_owned())?;
+            procedure.run(host).await.map_err(|e| e.to_string())
+        }))
+    }
+
     fn check(&self, cx: &StepContext) -> Check {
         let Some(live) = PatroniFact::of(cx.facts).and_then(|p| p.dcs) else {
             return Check::InSync(
@@ -221,25 +154,18 @@ impl Module for PatroniDcs {
         }
         restart_for.extend(pending);
         let restart = !restart_for.is_empty();
-        let command = RemoteCommand::new([
-            "python3".to_owned(),
-            "-c".to_owned(),
-            SCRIPT.to_owned(),
-            self.url.clone(),
-            if changed {
-                patch.to_string()
+
+        let procedure = DcsChange {
+            url: self.url.clone(),
+            patch: if changed {
+                patch.clone()
             } else {
-                "{}".to_owned()
+                Value::Object(Default::default())
             },
-            if restart { "restart" } else { "no-restart" }.to_owned(),
-            serde_json::to_string(&self.members).unwrap_or_default(),
-            if self.switchover_first {
-                "switchover-first"
-            } else {
-                "in-place"
-            }
-            .to_owned(),
-        ]);
+            restart: !restart_for.is_empty(),
+            members: self.members.clone(),
+            switchover_first: self.switchover_first,
+        };
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         let mut reason = match (&patch["standby_cluster"], &live["standby_cluster"]) {
             (Value::Null, Value::Object(source)) if patch.get("standby_cluster").is_some() => format!(
@@ -273,8 +199,9 @@ impl Module for PatroniDcs {
             },
             "Patroni /config",
             reason,
-            vec![command],
+            Vec::new(),
         );
+        change.procedure = serde_json::to_value(&procedure).ok();
         if changed {
             change.diff = Some(unified_diff(
                 &pretty(&subset(&patch, &live)),
