@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::ExitStatus;
 
 mod apply;
+mod facts;
 mod force_unlock;
 mod plan;
 mod render;
@@ -48,6 +49,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// The cluster table: member, host, role, state, timeline, lag, upstream.
     Status(status::StatusArgs),
+    /// Every host's facts as pgha reads them (JSON, or --raw as gathered). Secrets withheld.
+    Facts(facts::FactsArgs),
     /// Hand the primary role to a standby without losing a commit, then verify.
     Switchover(switchover::SwitchoverArgs),
     /// Remove the cluster lock left by an apply that died.
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::ForceUnlock(args) => force_unlock::run(args),
         Command::Status(args) => status::run(args),
+        Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)

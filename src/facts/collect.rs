@@ -52,8 +52,8 @@ pub async fn connect_all(cluster: &Cluster, secrets: &Secrets) -> Result<Connect
     }
 }
 
-/// Read one host's facts in one round trip.
-pub async fn gather_one(transport: &dyn Transport, query: &Query) -> Result<HostFacts, FactsError> {
+/// Run the facts script on one host: its output as `gather::parse` reads it.
+pub async fn gather_raw(transport: &dyn Transport, query: &Query) -> Result<String, FactsError> {
     let out = transport.run(&query.command()).await?;
     if !out.success() {
         return Err(FactsError::Script {
@@ -62,7 +62,13 @@ pub async fn gather_one(transport: &dyn Transport, query: &Query) -> Result<Host
             stderr: out.stderr.trim().to_owned(),
         });
     }
-    Ok(gather::parse(transport.host(), &out.stdout)?)
+    Ok(out.stdout)
+}
+
+/// Read one host's facts in one round trip.
+pub async fn gather_one(transport: &dyn Transport, query: &Query) -> Result<HostFacts, FactsError> {
+    let raw = gather_raw(transport, query).await?;
+    Ok(gather::parse(transport.host(), &raw)?)
 }
 
 /// Read every host's facts, in parallel.

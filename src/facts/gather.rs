@@ -3,7 +3,7 @@
 //! One round trip: a POSIX shell script prints sections headed `@@pgha KIND ARG`; file
 //! contents travel base64-encoded, PostgreSQL's state as one JSON object from one query.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -356,24 +356,82 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     Ok(facts)
 }
 
+/// What stands in a secret's place in scrubbed output.
+pub const WITHHELD: &str = "(sensitive: withheld)";
+
+/// The script's output fit to show or keep (as a fixture), still read by [`parse`]: the
+/// content of every file in `secret_files` and every role's password verifier become
+/// [`WITHHELD`] (a file's content base64-encoded, as the script sends it). A PostgreSQL state
+/// that is not JSON is withheld whole.
+pub fn scrub(output: &str, secret_files: &BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(output.len());
+    let (mut kind, mut arg, mut index) = ("", "", 0);
+    for line in output.lines() {
+        if let Some(head) = line.strip_prefix("@@pgha ") {
+            (kind, arg) = head.split_once(' ').unwrap_or((head, ""));
+            index = 0;
+            out.push_str(line);
+        } else {
+            index += 1;
+            match kind {
+                // Line 1 is owner, group and mode; line 2 the content.
+                "file" if index >= 2 && secret_files.contains(arg) => {
+                    if index > 2 {
+                        continue;
+                    }
+                    out.push_str(&STANDARD.encode(WITHHELD));
+                }
+                "pg_state" => match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(mut state) => {
+                        let roles = state.get_mut("roles").and_then(|r| r.as_object_mut());
+                        for role in roles.into_iter().flat_map(|r| r.values_mut()) {
+                            if let Some(v) =
+                                role.get_mut("password_verifier").filter(|v| !v.is_null())
+                            {
+                                *v = WITHHELD.into();
+                            }
+                        }
+                        out.push_str(&state.to_string());
+                    }
+                    Err(_) => out.push_str(WITHHELD),
+                },
+                _ => out.push_str(line),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
 
     #[test]
     fn parses_a_running_primary() {
-        let text = include_str!("../../tests/fixtures/facts_converged_primary.txt");
+        let text = include_str!("../../tests/fixtures/facts/streaming_primary.txt");
         let f = parse("pg1", text).expect("parses");
         assert_eq!(
             f.packages.get("postgresql-15").map(String::as_str),
-            Some("15.14-0+deb12u1")
+            Some("15.20-0+deb12u1")
         );
         let hba = &f.files["/etc/postgresql/15/main/pg_hba.conf"];
-        assert_eq!(
-            (hba.content.as_str(), hba.owner.as_str(), hba.mode.as_str()),
-            ("local all all peer\n", "postgres", "0640")
+        assert!(
+            hba.content
+                .contains("\nlocal     all           postgres                         peer\n"),
+            "{}",
+            hba.content
         );
-        assert_eq!(f.present, ["/etc/postgresql/15/main/postgresql.conf"]);
+        assert_eq!(
+            (hba.owner.as_str(), hba.mode.as_str()),
+            ("postgres", "0640")
+        );
+        let pgpass = &f.files["/var/lib/postgresql/.pgpass"];
+        assert_eq!(
+            (pgpass.content.as_str(), pgpass.mode.as_str()),
+            (super::WITHHELD, "0600")
+        );
+        assert!(f.present.is_empty(), "no guard path exists");
         let svc = &f.services["postgresql@15-main"];
         assert!(
             svc.active && svc.enabled,
@@ -381,11 +439,11 @@ mod tests {
         );
         let pg = f.postgres.expect("postgres");
         assert!(pg.running && pg.initialized && !pg.in_recovery && !pg.pristine);
-        assert_eq!(pg.system_identifier, "7441234567890123456");
+        assert_eq!(pg.system_identifier, "7714471226806648434");
         assert_eq!(pg.settings["shared_buffers"].context, "postmaster");
         assert_eq!(
             pg.roles["replicator"].password_verifier.as_deref(),
-            Some("SCRAM-SHA-256$4096:c2FsdA==$a:b")
+            Some(super::WITHHELD)
         );
         assert_eq!(
             pg.databases["appdb"].extensions,
@@ -401,17 +459,21 @@ mod tests {
     fn parses_a_stopped_standby_from_pg_controldata() {
         let f = parse(
             "pg2",
-            include_str!("../../tests/fixtures/facts_stopped_standby.txt"),
+            include_str!("../../tests/fixtures/facts/stopped_standby.txt"),
         )
         .expect("parses");
         assert!(!f.services["postgresql@15-main"].active);
         let pg = f.postgres.expect("postgres");
         assert!(pg.initialized && !pg.running && pg.in_recovery && !pg.pristine);
+        assert!(pg.standby_signal && pg.is_replica());
         assert_eq!(
             (pg.system_identifier.as_str(), pg.timeline),
-            ("7441234567890123456", 2)
+            ("7714471226806648434", 1)
         );
-        assert!(f.files.is_empty());
+        assert!(
+            pg.settings.is_empty() && pg.roles.is_empty(),
+            "only pg_controldata"
+        );
     }
 
     #[test]
@@ -461,6 +523,51 @@ mod tests {
         );
         assert_eq!(facts.files["/etc/x"].content, "hi");
         assert!(facts.postgres.is_some() && facts.packages.contains_key("postgresql-15"));
+    }
+
+    #[test]
+    fn scrubbed_output_withholds_every_secret_and_still_parses() {
+        use super::{scrub, WITHHELD};
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        use std::collections::BTreeSet;
+        let pgpass = STANDARD.encode("10.0.0.1:5432:replication:replicator:s3cret-pass\n");
+        let text = format!(
+            "@@pgha file /var/lib/postgresql/.pgpass\npostgres postgres 600\n{pgpass}\n\
+             @@pgha file /etc/x\nroot root 644\naGk=\n@@pgha pg_initialized\n@@pgha pg_state\n\
+             {{\"in_recovery\" : false, \"roles\" : {{ \"postgres\" : {{\"login\" : true, \"password_verifier\" : null}}, \
+             \"replicator\" : {{\"login\" : true, \"password_verifier\" : \"SCRAM-SHA-256$4096:c2FsdA==$a:b\"}} }}}}\n@@pgha end\n"
+        );
+        let secret_files = BTreeSet::from(["/var/lib/postgresql/.pgpass".to_owned()]);
+        let scrubbed = scrub(&text, &secret_files);
+        assert!(
+            !scrubbed.contains(&pgpass) && !scrubbed.contains("SCRAM-SHA-256"),
+            "{scrubbed}"
+        );
+        assert_eq!(scrub(&scrubbed, &secret_files), scrubbed, "idempotent");
+        let f = parse("pg1", &scrubbed).expect("still parses");
+        let file = &f.files["/var/lib/postgresql/.pgpass"];
+        assert_eq!(
+            (
+                file.content.as_str(),
+                file.owner.as_str(),
+                file.mode.as_str()
+            ),
+            (WITHHELD, "postgres", "0600")
+        );
+        assert_eq!(f.files["/etc/x"].content, "hi", "other files are kept");
+        let pg = f.postgres.expect("postgres");
+        assert!(pg.running && pg.roles["replicator"].login);
+        assert_eq!(
+            pg.roles["replicator"].password_verifier.as_deref(),
+            Some(WITHHELD)
+        );
+        assert_eq!(pg.roles["postgres"].password_verifier, None, "none to hide");
+        let broken = scrub(
+            "@@pgha pg_state\n{\"password_verifier\" : \"SCRAM-SHA-256$x\n@@pgha end\n",
+            &secret_files,
+        );
+        assert!(!broken.contains("SCRAM"), "{broken}");
     }
 
     #[test]

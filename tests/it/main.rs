@@ -2,6 +2,7 @@
 
 mod cluster;
 mod engine;
+mod facts;
 mod patroni;
 mod render;
 mod sandbox;
