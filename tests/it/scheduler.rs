@@ -898,8 +898,7 @@ fn under_patroni_the_leader_key_decides_even_when_every_server_is_in_recovery() 
     leader.probes.insert(
         "patroni".into(),
         vec![
-            r#"{"state": "running", "role": "standby_leader"}"#.into(),
-            "{}".into(),
+            r#"[{"status": 200, "body": {"state": "running", "role": "standby_leader"}}, {"status": 200, "body": {}}]"#.into(),
         ],
     );
     let facts: BTreeMap<String, HostFacts> = [

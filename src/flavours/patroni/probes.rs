@@ -3,71 +3,62 @@
 //! configuration it holds.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
-
-/// A new etcd cluster reports version 3.0.0 until its members agree on one; Patroni reads it
-/// once when it starts and runs without watches on 3.0 (replicas then notice a dead leader a
-/// whole loop_wait late), so a member counts as healthy only once the version is agreed.
-pub const ETCD_VERSION_AGREED: &str = "import json, sys, urllib.request
-v = json.load(urllib.request.urlopen(sys.argv[1] + '/version', timeout=2)).get('etcdcluster', '3.0.0')
-sys.exit(0 if v != '3.0.0' else 1)
-";
-
-/// Prints `leader` when the local etcd member leads its cluster (the v3 JSON gateway).
-const ETCD_LEADS: &str = "import json, sys, urllib.request
-r = urllib.request.Request(sys.argv[1] + '/v3/maintenance/status', data=b'{}', method='POST')
-s = json.load(urllib.request.urlopen(r, timeout=2))
-print('leader' if s.get('leader') and s.get('leader') == s.get('header', {}).get('member_id') else 'follower')
-";
-
-/// GET /patroni and /config; a member that is down answers `{}`.
-const PATRONI_PROBE: &str = "import sys, urllib.request, urllib.error
-for path in ('/patroni', '/config'):
-    try:
-        body = urllib.request.urlopen(sys.argv[1] + path, timeout=2).read()
-    except urllib.error.HTTPError as e:
-        body = e.read()
-    except Exception:
-        body = b'{}'
-    print(body.decode().replace('\\n', ' '))
-";
+use crate::flavours::patroni::rest::{self, Expect, Request};
 
 pub const ETCD: &str = "etcd";
 pub const PATRONI: &str = "patroni";
 
 /// The shell condition that holds once the etcd member at `url` is healthy and its cluster
-/// version agreed.
+/// version agreed. A new etcd cluster reports version 3.0.0 until its members agree on one;
+/// Patroni reads it once when it starts and runs without watches on 3.0 (replicas then notice
+/// a dead leader a whole loop_wait late), so a member counts as healthy only once it is agreed.
 pub fn etcd_ready_condition(url: &str) -> String {
-    let u = shell_words::quote(url);
     format!(
-        "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={u} endpoint health >/dev/null 2>&1 && python3 -c {} {u} 2>/dev/null",
-        shell_words::quote(ETCD_VERSION_AGREED)
+        "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1 && {}",
+        shell_words::quote(url),
+        rest::condition(
+            &[quick(Request::get(format!("{url}/version")))],
+            &[vec![Expect::is_not("etcdcluster", json!("3.0.0"))]],
+        )
     )
 }
 
-/// Health first, then (only when healthy) whether the member leads.
+/// Probes must not hold the facts round trip up.
+fn quick(r: Request) -> Request {
+    Request { timeout: 2, ..r }
+}
+
+/// Health first, then (only when healthy) whether the member leads: `healthy` and `leader`
+/// or `follower`, or `unhealthy`.
 pub fn etcd_probe(url: &str) -> Probe {
+    let leads = rest::condition(
+        &[quick(Request::post(
+            format!("{url}/v3/maintenance/status"),
+            json!({}),
+        ))],
+        &[vec![Expect::same_as("leader", "header.member_id")]],
+    );
     Probe {
         name: ETCD,
         script: format!(
-            "if {}; then echo healthy; python3 -c {} {} 2>/dev/null; else echo unhealthy; fi",
+            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; else echo unhealthy; fi",
             etcd_ready_condition(url),
-            shell_words::quote(ETCD_LEADS),
-            shell_words::quote(url)
         ),
     }
 }
 
+/// The member (`GET /patroni`) and the DCS configuration (`GET /config`): one line of replies.
 pub fn patroni_probe(url: &str) -> Probe {
     Probe {
         name: PATRONI,
-        script: format!(
-            "python3 -c {} {}",
-            shell_words::quote(PATRONI_PROBE),
-            shell_words::quote(url)
-        ),
+        script: rest::shell(&[
+            quick(Request::get(format!("{url}/patroni"))),
+            quick(Request::get(format!("{url}/config"))),
+        ]),
     }
 }
 
@@ -117,11 +108,15 @@ pub struct PatroniFact {
 impl PatroniFact {
     /// Patroni's own answer, or None when it does not run (or was not asked).
     pub fn of(facts: &HostFacts) -> Option<PatroniFact> {
-        let lines = facts.probe(PATRONI)?;
-        parse(
-            lines.first().map(String::as_str).unwrap_or("{}"),
-            lines.get(1).map(String::as_str).unwrap_or("{}"),
-        )
+        let replies = rest::parse(facts.probe(PATRONI)?.first()?)?;
+        let body = |i: usize| {
+            replies
+                .get(i)
+                .filter(|r| r.ok())
+                .map(|r| r.body.clone())
+                .unwrap_or(serde_json::Value::Null)
+        };
+        parse(&body(0), body(1))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -129,8 +124,7 @@ impl PatroniFact {
     }
 }
 
-fn parse(member: &str, config: &str) -> Option<PatroniFact> {
-    let m: serde_json::Value = serde_json::from_str(member).ok()?;
+fn parse(m: &serde_json::Value, config: serde_json::Value) -> Option<PatroniFact> {
     let state = m.get("state")?.as_str()?.to_owned();
     Some(PatroniFact {
         state,
@@ -148,9 +142,7 @@ fn parse(member: &str, config: &str) -> Option<PatroniFact> {
             .get("pending_restart")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
-        dcs: serde_json::from_str::<serde_json::Value>(config)
-            .ok()
-            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
+        dcs: Some(config).filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
     })
 }
 
@@ -172,8 +164,7 @@ mod tests {
         let f = facts(
             PATRONI,
             &[
-                r#"{"state": "running", "role": "master", "timeline": 3, "pending_restart": true}"#,
-                r#"{"ttl": 20, "loop_wait": 10}"#,
+                r#"[{"status": 200, "body": {"state": "running", "role": "master", "timeline": 3, "pending_restart": true}}, {"status": 200, "body": {"ttl": 20, "loop_wait": 10}}]"#,
             ],
         );
         let p = PatroniFact::of(&f).expect("answered");
@@ -184,7 +175,8 @@ mod tests {
 
     #[test]
     fn a_member_that_is_down_answers_nothing() {
-        assert_eq!(PatroniFact::of(&facts(PATRONI, &["{}", "{}"])), None);
+        let down = r#"[{"status": 0, "body": "refused"}, {"status": 0, "body": "refused"}]"#;
+        assert_eq!(PatroniFact::of(&facts(PATRONI, &[down])), None);
         assert_eq!(PatroniFact::of(&HostFacts::default()), None, "not asked");
     }
 

@@ -11,8 +11,14 @@ use crate::flavours::ProcedureError;
 use crate::transport::{RemoteCommand, Transport};
 
 /// Runs the requests given as a JSON list in argv[1]; prints a JSON list of
-/// `{"status": N, "body": ...}`, status 0 when the server did not answer.
+/// `{"status": N, "body": ...}`, status 0 when the server did not answer. With conditions in
+/// argv[2] (a list per reply, see `Expect`) it prints nothing and exits 0 only when every
+/// reply is a success and meets its conditions: a shell condition a host can poll on.
 const CLIENT: &str = r#"import json, sys, urllib.request, urllib.error
+def at(v, path):
+    for k in path.split("."):
+        v = v.get(k) if isinstance(v, dict) else None
+    return v
 out = []
 for r in json.loads(sys.argv[1]):
     data = None if r.get("body") is None else json.dumps(r["body"]).encode()
@@ -29,8 +35,71 @@ for r in json.loads(sys.argv[1]):
     except ValueError:
         body = text
     out.append({"status": status, "body": body})
-print(json.dumps(out))
+if len(sys.argv) < 3:
+    print(json.dumps(out))
+    sys.exit(0)
+def holds(reply, c):
+    v = at(reply["body"], c["path"])
+    if "is" in c:
+        return v == c["is"]
+    if "is_not" in c:
+        return v is not None and v != c["is_not"]
+    return v is not None and v == at(reply["body"], c["same_as"])
+ok = all(200 <= r["status"] < 300 and all(holds(r, c) for c in cs) for r, cs in zip(out, json.loads(sys.argv[2])))
+sys.exit(0 if ok else 1)
 "#;
+
+/// A condition on a reply's JSON body; `path` is dotted (`header.member_id`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Expect {
+    Is { path: String, is: Value },
+    IsNot { path: String, is_not: Value },
+    SameAs { path: String, same_as: String },
+}
+
+impl Expect {
+    pub fn is(path: &str, value: Value) -> Expect {
+        Expect::Is {
+            path: path.to_owned(),
+            is: value,
+        }
+    }
+
+    pub fn is_not(path: &str, value: Value) -> Expect {
+        Expect::IsNot {
+            path: path.to_owned(),
+            is_not: value,
+        }
+    }
+
+    pub fn same_as(path: &str, other: &str) -> Expect {
+        Expect::SameAs {
+            path: path.to_owned(),
+            same_as: other.to_owned(),
+        }
+    }
+}
+
+/// A shell condition, true once every request succeeds and meets its conditions (one list per
+/// request). For waits that poll on the host: one round trip instead of one per attempt.
+pub fn condition(requests: &[Request], expects: &[Vec<Expect>]) -> String {
+    format!(
+        "python3 -c {} {} {} >/dev/null 2>&1",
+        shell_words::quote(CLIENT),
+        shell_words::quote(&serde_json::to_string(requests).unwrap_or_default()),
+        shell_words::quote(&serde_json::to_string(expects).unwrap_or_default()),
+    )
+}
+
+/// The same requests as a shell command printing the replies' JSON line.
+pub fn shell(requests: &[Request]) -> String {
+    format!(
+        "python3 -c {} {}",
+        shell_words::quote(CLIENT),
+        shell_words::quote(&serde_json::to_string(requests).unwrap_or_default()),
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::flavours::patroni::probes::PatroniFact;
+use crate::flavours::patroni::rest::{self, Request};
 use crate::flavours::patroni::Patroni;
-use crate::flavours::{run_ok, ClusterView, Handover, ProcedureError};
-use crate::transport::RemoteCommand;
+use crate::flavours::{ClusterView, Handover, ProcedureError};
 
 pub(super) async fn run(
     p: &Patroni,
@@ -44,16 +44,16 @@ pub(super) async fn run(
         )));
     };
     let url = format!("{}/switchover", p.rest_api(leader));
-    let body = serde_json::json!({"leader": old, "candidate": target}).to_string();
-    let post = RemoteCommand::new([
-        "python3".to_owned(),
-        "-c".to_owned(),
-        "import sys, urllib.request, urllib.error\nreq = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={'Content-Type': 'application/json'})\ntry:\n    r = urllib.request.urlopen(req, timeout=60)\n    print(r.status, r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n    sys.exit(1)\n".to_owned(),
-        url,
-        body,
-    ]);
+    let body = serde_json::json!({"leader": old, "candidate": target});
     let started = Instant::now();
-    run_ok(view.transport(&old)?, &post, "Patroni switchover").await?;
+    let reply = rest::one(view.transport(&old)?, Request::post(url, body)).await?;
+    if !reply.ok() {
+        return Err(ProcedureError::Step {
+            host: old.clone(),
+            what: "Patroni switchover".to_owned(),
+            reason: format!("answered {}: {}", reply.status, reply.body),
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut write_gap = None;
     loop {

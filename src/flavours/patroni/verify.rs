@@ -3,9 +3,9 @@
 //! synchronous standby in synchronous mode, the permanent slots on the leader.
 
 use crate::flavours::patroni::probes::PatroniFact;
+use crate::flavours::patroni::rest::{self, Request};
 use crate::flavours::patroni::{etcd_of, Patroni};
 use crate::flavours::{CheckResult, ClusterView};
-use crate::transport::RemoteCommand;
 
 /// Checks polled with the role and stream checks until they pass.
 pub(super) fn polled(p: &Patroni, view: &ClusterView<'_>) -> Vec<CheckResult> {
@@ -88,23 +88,20 @@ pub(super) async fn checks(p: &Patroni, view: &ClusterView<'_>) -> Vec<CheckResu
     }
     // What a load balancer would see: /leader answers 200 on the leader only, /replica on
     // replicas only.
-    let probe = "import sys, urllib.request, urllib.error\nfor p in sys.argv[2:]:\n    try:\n        print(urllib.request.urlopen(sys.argv[1] + p, timeout=2).status)\n    except urllib.error.HTTPError as e:\n        print(e.code)\n    except Exception:\n        print(0)\n";
     for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
         let Some(t) = view.transports.get(&h.name) else {
             continue;
         };
         let url = p.rest_api(h);
-        let cmd = RemoteCommand::new([
-            "python3".to_owned(),
-            "-c".to_owned(),
-            probe.to_owned(),
-            url,
-            "/leader".into(),
-            "/replica".into(),
-            "/read-only".into(),
-        ]);
-        let codes: Vec<String> = match t.run(&cmd).await {
-            Ok(o) => o.stdout.lines().map(str::to_owned).collect(),
+        let asks: Vec<Request> = ["/leader", "/replica", "/read-only"]
+            .iter()
+            .map(|path| Request {
+                timeout: 2,
+                ..Request::get(format!("{url}{path}"))
+            })
+            .collect();
+        let codes: Vec<String> = match rest::send(t.as_ref(), &asks).await {
+            Ok(replies) => replies.iter().map(|r| r.status.to_string()).collect(),
             Err(_) => Vec::new(),
         };
         // A load balancer's replica pool leaves out the leader and `noloadbalance` members;

@@ -1,5 +1,5 @@
 //! Wait until the local etcd member is healthy and its cluster version agreed (Patroni must
-//! not start before: see `probes::ETCD_VERSION_AGREED`).
+//! not start before: see `probes::etcd_ready_condition`).
 
 use serde::{Deserialize, Serialize};
 

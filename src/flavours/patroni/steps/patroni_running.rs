@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::json;
+
 use crate::flavours::patroni::probes::PatroniFact;
+use crate::flavours::patroni::rest::{self, Expect, Request};
 use crate::steps::wait_for::{default_timeout, poll, postgres_ready};
 use crate::facts::gather::Sections;
 use crate::steps::{Check, Module, StepContext};
@@ -39,9 +42,12 @@ impl Module for PatroniRunning {
         if pg_up && patroni_up {
             return Check::InSync(format!("{what} up"));
         }
-        let running = format!(
-            "python3 -c 'import json,sys,urllib.request; sys.exit(0 if json.load(urllib.request.urlopen(sys.argv[1] + \"/patroni\", timeout=2)).get(\"state\") == \"running\" else 1)' {} 2>/dev/null",
-            shell_words::quote(&self.url)
+        let running = rest::condition(
+            &[Request {
+                timeout: 2,
+                ..Request::get(format!("{}/patroni", self.url))
+            }],
+            &[vec![Expect::is("state", json!("running"))]],
         );
         poll(
             cx,
