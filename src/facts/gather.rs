@@ -61,6 +61,13 @@ impl Sections {
         postgres: true,
         ..Sections::NONE
     };
+    /// What runs: the units, the server, the flavour's services its probes ask.
+    pub const RUNNING: Sections = Sections {
+        services: true,
+        postgres: true,
+        probes: true,
+        ..Sections::NONE
+    };
 
     pub fn and(self, other: Sections) -> Sections {
         Sections {

@@ -101,12 +101,7 @@ impl Module for PgReloadOrRestart {
 
     /// A reload or restart changes the server's settings, and a restart its unit.
     fn invalidates(&self) -> Sections {
-        Sections {
-            services: true,
-            postgres: true,
-            probes: true,
-            ..Sections::NONE
-        }
+        Sections::RUNNING
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -33,12 +33,7 @@ impl Module for Service {
 
     /// Starting or stopping a unit changes the unit, and the server or DCS member it runs.
     fn invalidates(&self) -> Sections {
-        Sections {
-            services: true,
-            postgres: true,
-            probes: true,
-            ..Sections::NONE
-        }
+        Sections::RUNNING
     }
 
     fn check(&self, cx: &StepContext) -> Check {

@@ -294,16 +294,7 @@ fn after_upstream_orders_a_cascade() {
 
 #[test]
 fn after_primary_waits_for_the_primary() {
-    let pb = playbook(
-        &[
-            step(
-                "join",
-                "    when: \"host.role == 'standby'\"\n    after: {host: primary, step: start}\n",
-            ),
-            step("start", ""),
-        ],
-        "",
-    );
+    let pb = join_after_start();
     let mut r = rig(Spec {
         playbook: &pb,
         delay_ms: 5,
@@ -317,6 +308,20 @@ fn after_primary_waits_for_the_primary() {
             "{h} joined early"
         );
     }
+}
+
+/// Standbys join once the primary has started.
+fn join_after_start() -> String {
+    playbook(
+        &[
+            step(
+                "join",
+                "    when: \"host.role == 'standby'\"\n    after: {host: primary, step: start}\n",
+            ),
+            step("start", ""),
+        ],
+        "",
+    )
 }
 
 fn max_concurrency(runs: &[Entry]) -> usize {
@@ -507,16 +512,7 @@ fn a_failed_dependency_stops_the_hosts_that_wait_for_it() {
 
 #[test]
 fn limit_touches_only_the_named_hosts_and_nobody_waits_for_the_others() {
-    let pb = playbook(
-        &[
-            step(
-                "join",
-                "    when: \"host.role == 'standby'\"\n    after: {host: primary, step: start}\n",
-            ),
-            step("start", ""),
-        ],
-        "",
-    );
+    let pb = join_after_start();
     let mut r = rig(Spec {
         playbook: &pb,
         ..Spec::default()

@@ -28,11 +28,7 @@ impl Module for PatroniRunning {
 
     /// Waiting changes nothing but what the wait was for.
     fn invalidates(&self) -> Sections {
-        Sections {
-            postgres: true,
-            probes: true,
-            ..Sections::NONE
-        }
+        Sections::RUNNING
     }
 
     fn check(&self, cx: &StepContext) -> Check {
