@@ -156,6 +156,20 @@ pub struct MemberStatus {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// How a router (haproxy, keepalived) tells whether a member takes writes or reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// An HTTP endpoint answering 200 on the member that takes writes, and one answering 200
+    /// on a member fit for reads (Patroni's `/primary` and `/replica`).
+    Http {
+        port: u16,
+        primary: String,
+        replica: String,
+    },
+    /// A query on PostgreSQL itself, true on the member that takes writes.
+    Sql { port: u16, primary: String },
+}
+
 /// A handover the flavour performed; the caller converges and verifies after it when asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
@@ -241,6 +255,13 @@ pub trait Flavour: fmt::Debug + Send + Sync {
         _sync_standbys: &[String],
     ) -> Vec<String> {
         Vec::new()
+    }
+    /// What a router should ask a member to route writes and reads to it.
+    fn health(&self, cluster: &Cluster, _host: &Host) -> HealthCheck {
+        HealthCheck::Sql {
+            port: cluster.postgres.port,
+            primary: "SELECT NOT pg_is_in_recovery()".to_owned(),
+        }
     }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(

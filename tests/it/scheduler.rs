@@ -938,3 +938,39 @@ fn a_component_is_active_when_the_inventory_has_its_section() {
     assert!(at("PostgreSQL packages") < Some(extra));
     assert!(Some(extra) < at("main configuration file"));
 }
+
+#[test]
+fn a_router_asks_patroni_its_rest_api_and_a_streaming_server_itself() {
+    use pgha::flavours::HealthCheck;
+    let r = rig(Spec {
+        hosts: &[("pg1", "primary", None), ("pg2", "standby", None)],
+        playbook: "steps: []\n",
+        patroni: Some(
+            "patroni:\n  restapi_port: 8009\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1]}\n",
+        ),
+        ..Spec::default()
+    });
+    let p = &r.session.project;
+    let pg2 = p.cluster.host("pg2").expect("pg2");
+    assert_eq!(
+        p.flavour.health(&p.cluster, pg2),
+        HealthCheck::Http {
+            port: 8009,
+            primary: "/primary".into(),
+            replica: "/replica".into()
+        }
+    );
+    let s = rig(Spec {
+        playbook: "steps: []\n",
+        ..Spec::default()
+    });
+    let p = &s.session.project;
+    let HealthCheck::Sql { port, primary } = p.flavour.health(&p.cluster, &p.cluster.hosts[0])
+    else {
+        panic!("streaming has no REST API");
+    };
+    assert_eq!(
+        (port, primary.as_str()),
+        (5432, "SELECT NOT pg_is_in_recovery()")
+    );
+}

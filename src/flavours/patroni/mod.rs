@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{
-    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, MemberStatus,
-    ProcedureError, SectionInput, Source,
+    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, HealthCheck,
+    MemberStatus, ProcedureError, SectionInput, Source,
 };
 use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole};
 
@@ -224,6 +224,16 @@ impl Flavour for Patroni {
         sync_standbys: &[String],
     ) -> Vec<String> {
         status::footer(self, facts, sync_standbys)
+    }
+
+    /// Patroni's REST API knows the leader key, not only the server's state: a member that
+    /// lost its key answers 503 on `/primary` before its server has stepped down.
+    fn health(&self, _cluster: &Cluster, _host: &Host) -> HealthCheck {
+        HealthCheck::Http {
+            port: self.restapi_port,
+            primary: "/primary".to_owned(),
+            replica: "/replica".to_owned(),
+        }
     }
 
     fn switchover<'a>(
