@@ -160,12 +160,16 @@ fn patroni_bootstrap_verify_and_switchover() {
     // names the member; plan sees the stopped service and apply starts it again.
     sb.sh("pg3", "systemctl stop etcd");
     sb.psql("pg1", "CREATE TABLE etcd_member_down AS SELECT 1 AS ok");
-    // The leader renews its key (its lease's time left goes up again) with the member down.
-    let left = sb.leader_lease_left("pg1");
+    // The leader renews its key with the member down: the lease's time left, which only
+    // falls between renewals, goes up again.
+    let last = std::cell::Cell::new(sb.leader_lease_left("pg1"));
     sb.wait_until(
         "the leader renews its key with an etcd member down",
         std::time::Duration::from_secs(40),
-        || sb.leader_lease_left("pg1") > left,
+        || {
+            let left = sb.leader_lease_left("pg1");
+            left > last.replace(left)
+        },
     );
     assert_eq!(
         sb.psql("pg1", "SELECT pg_is_in_recovery()"),
