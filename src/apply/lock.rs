@@ -21,12 +21,19 @@ pub struct LockInfo {
 
 impl LockInfo {
     pub fn new(id: &str, operation: &str) -> Self {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".into());
+        // The OS's word, not the environment's: cron and CI often run without USER.
+        let user = whoami::username()
+            .ok()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let host = whoami::hostname()
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
         let since = std::process::Command::new("date")
             .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
             .output()
@@ -142,4 +149,20 @@ pub async fn release_all(transports: &Connections, id: &str) -> Vec<String> {
         .filter(|(_, r)| r.as_ref().is_ok_and(|o| o.stdout.contains("released")))
         .map(|(h, _)| h)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_owner_comes_from_the_os_even_without_user_in_the_environment() {
+        let info = super::LockInfo::new("abc", "apply");
+        let owner = info.who.split('@').next().unwrap_or_default().to_owned();
+        let os_user = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        assert_eq!(owner, os_user);
+        assert!(!info.who.contains("unknown"), "{}", info.who);
+    }
 }

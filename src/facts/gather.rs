@@ -119,7 +119,7 @@ pub struct Probe {
 const PG_STATE_SQL: &str = r#"SELECT json_build_object(
  'in_recovery', pg_is_in_recovery(),
  'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
- 'timeline', (SELECT timeline_id FROM pg_control_checkpoint()),
+ 'timeline', (SELECT greatest(c.timeline_id, coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0), r.min_recovery_end_timeline) FROM pg_control_checkpoint() c, pg_control_recovery() r),
  'settings', (SELECT coalesce(json_object_agg(name, json_build_object('value', setting, 'context', context, 'pending_restart', pending_restart)), '{}') FROM pg_settings),
  'file_errors', (SELECT coalesce(json_agg(coalesce(sourcefile, '?') || ':' || coalesce(sourceline, 0) || ': ' || error), '[]') FROM pg_file_settings WHERE error IS NOT NULL),
  'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword)), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),

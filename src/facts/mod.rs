@@ -65,6 +65,8 @@ pub struct PgFacts {
     /// Only what initdb made: no user database, role or table. Safe to replace by a clone.
     pub pristine: bool,
     pub system_identifier: String,
+    /// The timeline the server is on: a replica's is the one it receives (or must reach),
+    /// not the last restartpoint's, which lags behind after a promotion upstream.
     pub timeline: u32,
     /// Settings as the server sees them (`pg_settings`).
     pub settings: BTreeMap<String, Setting>,

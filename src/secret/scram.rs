@@ -18,8 +18,16 @@ fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The password as PostgreSQL hashes it: normalised by SASLprep (RFC 4013), or as given when
+/// SASLprep refuses it (prohibited characters), which is what the server does too
+/// (`pg_saslprep`). Without this a password SASLprep changes would never authenticate.
+fn prepared(password: &str) -> std::borrow::Cow<'_, str> {
+    stringprep::saslprep(password).unwrap_or(std::borrow::Cow::Borrowed(password))
+}
+
 /// The verifier for `password` with the given salt and iterations.
 pub fn verifier(password: &str, salt: &[u8], iterations: u32) -> String {
+    let password = prepared(password);
     let mut salted = [0u8; 32];
     pbkdf2::pbkdf2::<Hmac<Sha256>>(password.as_bytes(), salt, iterations, &mut salted)
         .unwrap_or_else(|_| unreachable!());
@@ -61,6 +69,25 @@ pub fn matches(stored: &str, password: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn passwords_are_hashed_as_the_server_prepares_them() {
+        let salt = b"0123456789abcdef";
+        // A soft hyphen maps to nothing, a no-break space to a space (RFC 4013).
+        assert_eq!(
+            super::verifier("pass\u{00AD}word", salt, 4096),
+            super::verifier("password", salt, 4096)
+        );
+        assert_eq!(
+            super::verifier("a\u{00A0}b", salt, 4096),
+            super::verifier("a b", salt, 4096)
+        );
+        // What SASLprep refuses (an unassigned or prohibited character) is used as given.
+        assert_ne!(
+            super::verifier("x\u{0007}y", salt, 4096),
+            super::verifier("xy", salt, 4096)
+        );
+    }
+
     use super::{matches, new_verifier, verifier};
 
     #[test]

@@ -404,6 +404,27 @@ fn failover_under_load_loses_no_acknowledged_write() {
         .stdout_has(&format!("{new_leader} is the primary"))
         .run();
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
+    // Every member is on the new timeline, as pgha reads it and as Patroni says it is (a
+    // replica's last restartpoint still names the old one).
+    let list: serde_json::Value = serde_json::from_str(&sb.sh(
+        new_leader,
+        "patronictl -c /etc/patroni/15-main.yml list -f json",
+    ))
+    .expect("patronictl list");
+    let facts: serde_json::Value =
+        serde_json::from_str(&sb.pgha(["facts"]).run().stdout).expect("pgha facts");
+    let members = list.as_array().expect("members");
+    assert_eq!(members.len(), 3, "{list}");
+    for m in members {
+        let name = m["Member"].as_str().expect("member name");
+        let tl = m["TL"].as_u64().expect("patroni's timeline");
+        assert!(tl >= 2, "{name} is on timeline {tl} after a failover");
+        assert_eq!(
+            facts[name]["postgres"]["timeline"].as_u64(),
+            Some(tl),
+            "{name}"
+        );
+    }
 }
 
 /// Cascading under Patroni: `upstream: pg2` becomes the tag `replicatefrom: pg2`, and pg2
