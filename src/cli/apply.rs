@@ -11,6 +11,8 @@ use crate::apply::{self, lock};
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::plan::build::{digest, Plan};
+use crate::plan::inputs::Inputs;
+use crate::project::Project;
 use crate::session::Session;
 use crate::views;
 
@@ -45,11 +47,41 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                 }
                 None => None,
             };
+        if let Some(plan) = &saved {
+            exactly_as_planned(plan, &args.source)?;
+        }
         let mut session = args.source.open(&args.limit).await?;
         let result = apply_with(&mut session, args, saved, verbose, started).await;
         session.close().await;
         result
     })
+}
+
+/// A saved plan is applied exactly or not at all: the inventory, playbook, templates and
+/// secrets must be what it was made from. Checked before any host is contacted.
+fn exactly_as_planned(plan: &Plan, source: &SourceArgs) -> Result<(), CliError> {
+    let Some(pinned) = &plan.inputs else {
+        return Err(CliError(format!(
+            "the saved plan {} does not record what it was made from (an older pgha made it): run `pgha plan --out` again",
+            plan.id
+        )));
+    };
+    let project = Project::load(
+        &source.inventory,
+        source.playbooks.as_deref(),
+        source.templates.as_deref(),
+    )
+    .map_err(CliError::new)?;
+    let secrets = project.resolve_secrets().map_err(CliError::new)?;
+    let changed = pinned.changes_since(&Inputs::of(&project, &secrets, &pinned.salt));
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "the saved plan {} was made from other input: {} changed since. Nothing was applied; run `pgha plan --out` again",
+        plan.id,
+        changed.join("; ")
+    )))
 }
 
 async fn apply_with(

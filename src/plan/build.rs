@@ -10,6 +10,7 @@ use crate::facts::HostFacts;
 use crate::flavours::Flavour;
 use crate::model::{Role, Secrets, Topology};
 use crate::plan::check::{check_host, Status, StepOutcome};
+use crate::plan::inputs::Inputs;
 use crate::plan::Change;
 use crate::project::{Project, ProjectError};
 
@@ -30,6 +31,10 @@ pub struct Plan {
     pub hosts: BTreeMap<String, Vec<StepOutcome>>,
     /// SHA-256 of each host's facts at planning time: a saved plan whose hosts moved on is stale.
     pub digests: BTreeMap<String, String>,
+    /// What the plan was made from; a saved plan whose inputs changed is refused. Absent in
+    /// plans of older versions, which are refused too.
+    #[serde(default)]
+    pub inputs: Option<Inputs>,
 }
 
 impl Plan {
@@ -134,6 +139,7 @@ pub fn build(
             .iter()
             .map(|(h, f)| (h.clone(), digest(project.flavour.as_ref(), f)))
             .collect(),
+        inputs: Some(Inputs::of(project, secrets, &new_id())),
         hosts,
     })
 }

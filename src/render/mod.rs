@@ -40,6 +40,8 @@ pub enum RenderError {
 /// override folder when there is one.
 pub struct Templates {
     env: Environment<'static>,
+    /// SHA-256 of each template's source as loaded (a saved plan pins them).
+    digests: std::collections::BTreeMap<String, String>,
 }
 
 impl Templates {
@@ -66,11 +68,13 @@ impl Templates {
         env.add_filter("pgpass", pgpass);
         env.add_filter("yaml_secret", yaml_secret);
         env.add_global("managed_header", MANAGED_HEADER);
+        let mut digests = std::collections::BTreeMap::new();
         for &(name, text) in TEMPLATES.iter().chain(more) {
             let source = match overrides {
                 Some(dir) => read_override(dir, name)?.unwrap_or_else(|| text.to_owned()),
                 None => text.to_owned(),
             };
+            digests.insert(name.to_owned(), sha256(&source));
             env.add_template_owned(name.to_owned(), source)
                 .map_err(|e| RenderError::Template {
                     name: name.to_owned(),
@@ -82,6 +86,7 @@ impl Templates {
             for name in extra_templates(dir)? {
                 if env.get_template(&name).is_err() {
                     let source = read_override(dir, &name)?.unwrap_or_default();
+                    digests.insert(name.clone(), sha256(&source));
                     env.add_template_owned(name.clone(), source).map_err(|e| {
                         RenderError::Template {
                             name,
@@ -91,7 +96,12 @@ impl Templates {
                 }
             }
         }
-        Ok(Templates { env })
+        Ok(Templates { env, digests })
+    }
+
+    /// SHA-256 of each template's source, by name.
+    pub fn digests(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.digests
     }
 
     pub fn render(&self, name: &str, context: &Value) -> Result<String, RenderError> {
@@ -211,4 +221,10 @@ fn pgpass(value: Value) -> Result<String, Error> {
         return Ok(mark(label, Some("pgpass")));
     }
     Ok(text.replace('\\', "\\\\").replace(':', "\\:"))
+}
+
+/// Hex SHA-256 of a text.
+pub fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
 }

@@ -223,6 +223,11 @@ impl Secrets {
         self.values.insert(label.to_owned(), secret);
     }
 
+    /// The labels of every resolved secret, in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.values.keys().cloned().collect()
+    }
+
     pub fn get(&self, label: &str) -> Result<&Secret, SecretError> {
         self.values
             .get(label)

@@ -6,6 +6,7 @@ mod facts;
 mod patroni;
 mod render;
 mod sandbox;
+mod saved_plan;
 mod scheduler;
 mod streaming;
 mod support;
