@@ -271,6 +271,28 @@ fn in_base_units(param: &Param, value: &str) -> Option<f64> {
     Some(number * factor / base)
 }
 
+/// `value`, in the parameter's base unit (as `pg_settings.setting` gives it), written in the
+/// unit of `like` (as the user wrote the wanted value): `16384` of shared_buffers is `128MB`
+/// beside a wanted `160MB`. None when `like` has no unit or either is not a number.
+pub fn in_unit_of(param: &Param, value: &str, like: &str) -> Option<String> {
+    let (_, unit) = split_unit(like);
+    if unit.is_empty() {
+        return None;
+    }
+    let number = value.trim().parse::<f64>().ok()?;
+    let (is_memory, base) = base_unit(param.unit)?;
+    let table: &[(&str, f64)] = if is_memory {
+        &MEMORY_UNITS
+    } else {
+        &TIME_UNITS
+    };
+    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
+    let converted = number * base / factor;
+    let text = format!("{converted:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    Some(format!("{text}{unit}"))
+}
+
 /// `"256 MB"` -> (`"256"`, `"MB"`).
 fn split_unit(value: &str) -> (&str, &str) {
     let text = value.trim();
@@ -284,6 +306,25 @@ fn split_unit(value: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_current_value_is_shown_in_the_unit_the_user_wrote() {
+        let sb = super::lookup("shared_buffers").expect("shared_buffers");
+        assert_eq!(
+            super::in_unit_of(sb, "16384", "160MB").as_deref(),
+            Some("128MB")
+        );
+        assert_eq!(
+            super::in_unit_of(sb, "16384", "1GB").as_deref(),
+            Some("0.125GB")
+        );
+        assert_eq!(super::in_unit_of(sb, "16384", "20000"), None);
+        let timeout = super::lookup("statement_timeout").expect("statement_timeout");
+        assert_eq!(
+            super::in_unit_of(timeout, "90000", "2min").as_deref(),
+            Some("1.5min")
+        );
+    }
+
     use super::{check_value, lookup, Context};
 
     fn check(name: &str, value: &str) -> Result<(), String> {

@@ -161,8 +161,9 @@ impl Module for File {
 
 /// The host's version of a file, fit to show. Known secret values are masked; in a file that
 /// holds secrets, a line shaped like one of our secret lines has its secret part masked (the
-/// host may hold an *old* password pgha does not know), and any other line we did not write
-/// is withheld, since it may hold a secret in a shape we cannot recognise.
+/// host may hold an *old* password pgha does not know), and so does the value of a line whose
+/// key names a credential (someone's own `password:`). Every other line is shown as it is: a
+/// DBA must see `synchronous_mode: false` become `true`.
 fn mask_host_text(planned: &Sealed, host_text: &str, secrets: &crate::model::Secrets) -> String {
     if !planned.has_secrets() {
         return secrets.mask(host_text);
@@ -186,11 +187,26 @@ fn mask_host_text(planned: &Sealed, host_text: &str, secrets: &crate::model::Sec
         match shaped {
             Some((pre, post)) => out.push_str(&format!("{pre}{MASK}{post}")),
             None if plain_lines.contains(line) => out.push_str(line),
-            None => out.push_str("(sensitive: a line pgha did not write is not shown)"),
+            None => out.push_str(&mask_credential(line)),
         }
         out.push('\n');
     }
     secrets.mask(&out)
+}
+
+/// A `key: value` or `key = value` line whose key names a credential, with the value masked;
+/// any other line as it is.
+fn mask_credential(line: &str) -> String {
+    const CREDENTIAL: [&str; 5] = ["password", "passwd", "secret", "token", "private_key"];
+    let Some(at) = line.find([':', '=']) else {
+        return line.to_owned();
+    };
+    let key = line[..at].to_ascii_lowercase();
+    if CREDENTIAL.iter().any(|c| key.contains(c)) && !line[at + 1..].trim().is_empty() {
+        format!("{} {MASK}", &line[..=at])
+    } else {
+        line.to_owned()
+    }
 }
 
 fn normalize_mode(mode: &str) -> u32 {

@@ -121,7 +121,11 @@ impl Module for PgReloadOrRestart {
             if same {
                 continue;
             }
-            let was = current.map(|s| s.value.as_str()).unwrap_or("unset");
+            // The running value in the unit the inventory writes (`128MB -> 160MB`, not
+            // `16384 -> 160MB`).
+            let was = current
+                .map(|s| pg_params::in_unit_of(param, &s.value, value).unwrap_or(s.value.clone()))
+                .unwrap_or_else(|| "unset".to_owned());
             let line = format!("{name}: {was} -> {value}");
             if param.context == Context::Postmaster {
                 restart_for.push(format!("{line} (context postmaster)"));

@@ -82,7 +82,7 @@ fn bare_hosts_to_verified_cluster_and_day_two_changes() {
     sb.edit_inventory("shared_buffers: 128MB", "shared_buffers: 160MB");
     sb.pgha(["plan", "--detailed-exitcode"])
         .status(2)
-        .stdout_has("shared_buffers: 16384 -> 160MB (context postmaster)")
+        .stdout_has("shared_buffers: 128MB -> 160MB (context postmaster)")
         .stdout_has("restart postgresql@15-main")
         .run();
     let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
