@@ -10,27 +10,36 @@ use crate::views;
 pub struct StatusArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The same as JSON, for scripts and monitoring.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
         let session = args.source.open(&[]).await?;
         let topology = session.topology().map_err(CliError::new);
-        let text = topology.map(|(t, notes)| {
-            let mut text = views::status::table(
+        let status = topology.map(|(t, notes)| {
+            let mut status = views::status::status(
                 &session.project.cluster,
                 session.project.flavour.as_ref(),
                 &session.project.components,
                 &t,
                 &session.facts,
             );
-            for n in notes {
-                text.push_str(&format!("note: {n}\n"));
-            }
-            text
+            status.notes = notes;
+            status
         });
         session.close().await;
-        print!("{}", text?);
+        let status = status?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).map_err(CliError::new)?
+            );
+        } else {
+            print!("{}", views::status::table(&status));
+        }
         Ok(ExitStatus::Success)
     })
 }

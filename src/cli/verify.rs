@@ -15,6 +15,9 @@ pub struct VerifyArgs {
     /// Seconds the marker row may take to reach every standby.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// The checks as JSON, for scripts and monitoring (the exit status is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: &VerifyArgs) -> Result<ExitStatus, CliError> {
@@ -29,7 +32,11 @@ pub fn run(args: &VerifyArgs) -> Result<ExitStatus, CliError> {
         };
         session.close().await;
         let results = results?;
-        print!("{}", views::verify::table(&results));
+        if args.json {
+            println!("{}", views::verify::json(&results));
+        } else {
+            print!("{}", views::verify::table(&results));
+        }
         if results.is_empty() || results.iter().any(|r| !r.ok) {
             return Err(CliError("verify failed".into()));
         }

@@ -77,7 +77,7 @@ pub struct FlavourSecret<'a> {
 }
 
 /// One verify check's outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckResult {
     pub host: String,
     pub check: String,

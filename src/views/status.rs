@@ -3,22 +3,53 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-use crate::facts::HostFacts;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use crate::components::Component;
+use crate::facts::HostFacts;
 use crate::flavours::Flavour;
 use crate::model::{Cluster, Topology};
 
-pub fn table(
+/// The cluster as status shows it: the same data for the table and for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub cluster: String,
+    pub flavour: String,
+    pub primary: String,
+    /// Depth-first from the primary: each standby under its upstream.
+    pub members: Vec<Member>,
+    /// The flavour's and the components' lines under the table.
+    pub lines: Vec<String>,
+    /// Where the hosts differ from the inventory.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub member: String,
+    /// The tree's drawing before the name (`├─ `), for the table.
+    #[serde(skip)]
+    pub branch: String,
+    pub host: String,
+    pub role: String,
+    pub state: String,
+    pub timeline: Option<u32>,
+    pub lag_bytes: Option<i64>,
+    pub lag_seconds: Option<f64>,
+    pub upstream: Option<String>,
+    pub tags: String,
+}
+
+pub fn status(
     cluster: &Cluster,
     flavour: &dyn Flavour,
     components: &[Arc<dyn Component>],
     topology: &Topology,
     facts: &BTreeMap<String, HostFacts>,
-) -> String {
-    let mut rows: Vec<[String; 8]> = Vec::new();
+) -> Status {
+    let mut members: Vec<Member> = Vec::new();
     let mut sync_standbys: Vec<String> = Vec::new();
     // (member, indentation of its row, its branch glyph). Depth-first from the primary, so
     // each standby sits under its upstream.
@@ -60,23 +91,18 @@ pub fn table(
                 .unwrap_or_else(|| "not streaming".to_owned()),
             (None, Some(_)) => "running".to_owned(),
         };
-        let timeline = pg
-            .filter(|p| p.timeline > 0)
-            .map(|p| p.timeline.to_string())
-            .unwrap_or_default();
-        let lag = stream
-            .map(|r| format!("{} B / {:.1} s", r.lag_bytes, r.lag_seconds))
-            .unwrap_or_default();
-        rows.push([
-            format!("{indent}{glyph}{name}"),
-            host.address.clone(),
+        members.push(Member {
+            member: name.clone(),
+            branch: format!("{indent}{glyph}"),
+            host: host.address.clone(),
             role,
             state,
-            timeline,
-            lag,
-            upstream,
-            member.tags,
-        ]);
+            timeline: pg.map(|p| p.timeline).filter(|t| *t > 0),
+            lag_bytes: stream.map(|r| r.lag_bytes),
+            lag_seconds: stream.map(|r| r.lag_seconds),
+            upstream: Some(upstream).filter(|u| !u.is_empty()),
+            tags: member.tags,
+        });
         let mut children: Vec<String> = topology
             .downstreams(cluster, &name)
             .iter()
@@ -95,6 +121,43 @@ pub fn table(
             visit.push((c, child_indent.clone(), glyph));
         }
     }
+    let mut lines = flavour.status_footer(cluster, facts, &sync_standbys);
+    lines.extend(
+        components
+            .iter()
+            .flat_map(|c| c.status_lines(cluster, facts)),
+    );
+    Status {
+        cluster: cluster.name.clone(),
+        flavour: cluster.flavour.clone(),
+        primary: topology.primary.clone(),
+        members,
+        lines,
+        notes: Vec::new(),
+    }
+}
+
+/// The table: a tree when replication cascades, the flavour's lines and the notes under it.
+pub fn table(status: &Status) -> String {
+    let rows: Vec<[String; 8]> = status
+        .members
+        .iter()
+        .map(|m| {
+            [
+                format!("{}{}", m.branch, m.member),
+                m.host.clone(),
+                m.role.clone(),
+                m.state.clone(),
+                m.timeline.map(|t| t.to_string()).unwrap_or_default(),
+                match (m.lag_bytes, m.lag_seconds) {
+                    (Some(b), Some(s)) => format!("{b} B / {s:.1} s"),
+                    _ => String::new(),
+                },
+                m.upstream.clone().unwrap_or_default(),
+                m.tags.clone(),
+            ]
+        })
+        .collect();
     let header = [
         "MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG", "UPSTREAM", "TAGS",
     ];
@@ -125,18 +188,15 @@ pub fn table(
     let _ = writeln!(
         out,
         "Cluster {} ({}): {} members.",
-        cluster.name,
-        cluster.flavour,
+        status.cluster,
+        status.flavour,
         rows.len()
     );
-    for line in flavour.status_footer(cluster, facts, &sync_standbys) {
+    for line in &status.lines {
         let _ = writeln!(out, "{line}");
     }
-    for line in components
-        .iter()
-        .flat_map(|c| c.status_lines(cluster, facts))
-    {
-        let _ = writeln!(out, "{line}");
+    for n in &status.notes {
+        let _ = writeln!(out, "note: {n}");
     }
     out
 }
@@ -151,19 +211,25 @@ mod tests {
         let inventory = crate::inventory::load(&path).expect("the example loads");
         let (cluster, flavour) = (&inventory.cluster, inventory.flavour.as_ref());
         let members = |t: &Topology| -> Vec<String> {
-            table(cluster, flavour, &inventory.components, t, &BTreeMap::new())
-                .lines()
-                .skip(1)
-                .take(3)
-                // The member column ends where the host's address begins.
-                .map(|l| {
-                    l.split("  10.")
-                        .next()
-                        .unwrap_or_default()
-                        .trim_end()
-                        .to_owned()
-                })
-                .collect()
+            table(&status(
+                cluster,
+                flavour,
+                &inventory.components,
+                t,
+                &BTreeMap::new(),
+            ))
+            .lines()
+            .skip(1)
+            .take(3)
+            // The member column ends where the host's address begins.
+            .map(|l| {
+                l.split("  10.")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect()
         };
         let upstream = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs

@@ -42,3 +42,15 @@ pub fn table(results: &[CheckResult]) -> String {
     );
     out
 }
+
+/// The checks and their tally as JSON.
+pub fn json(results: &[CheckResult]) -> String {
+    let failed = results.iter().filter(|r| !r.ok).count();
+    let value = serde_json::json!({
+        "checks": results,
+        "run": results.len(),
+        "passed": results.len() - failed,
+        "failed": failed,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}

@@ -489,6 +489,27 @@ fn switchover_to_a_standby_and_back() {
         "{}",
         status.stdout
     );
+    // The same as JSON, for scripts: every member on the new timeline (a replica's last
+    // restartpoint would still say 1), both standbys streaming from pg2.
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.pgha(["status", "--json"]).run().stdout).expect("status --json");
+    assert_eq!(json["primary"], "pg2", "{json}");
+    let members = json["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{json}");
+    for m in members {
+        assert_eq!(m["timeline"], 2, "{m}");
+        if m["member"] != "pg2" {
+            assert_eq!(
+                (&m["upstream"], &m["state"]),
+                (&"pg2".into(), &"streaming".into()),
+                "{m}"
+            );
+        }
+    }
+    let verify: serde_json::Value =
+        serde_json::from_str(&sb.pgha(["verify", "--json"]).run().stdout).expect("verify --json");
+    assert_eq!(verify["failed"], 0, "{verify}");
+    assert!(verify["run"].as_u64() >= Some(10), "{verify}");
     // No abandoned slot is left on the old primary.
     assert_eq!(
         sb.psql("pg1", "SELECT count(*) FROM pg_replication_slots"),
