@@ -28,15 +28,18 @@ impl Module for Package {
         }
         // `apt-get update` first only when the lists are missing or a day old: a fresh host
         // has none, and an update on every run would cost seconds. An apt left running by an
-        // interrupted apply (killing pgha does not kill it on the host) is waited for, and a
-        // dpkg run it interrupted is finished first.
+        // interrupted apply (killing pgha does not kill it on the host) is waited for: dpkg's
+        // lock by apt's own timeout, the lists and archives locks (which that timeout does not
+        // cover) by trying again for up to 10 minutes; a dpkg run it interrupted is finished
+        // first.
         let install = format!(
-            "apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold {}",
+            "locked apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold {}",
             shell_words::join(&missing)
         );
         let script = format!(
             "set -e; export DEBIAN_FRONTEND=noninteractive; \
-             if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]; then apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
+             locked() {{ n=0; while :; do if out=$(\"$@\" 2>&1); then return 0; fi; case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) n=$((n+1)); if [ $n -ge 300 ]; then echo \"$out\" >&2; return 1; fi; sleep 2 ;; *) echo \"$out\" >&2; return 1 ;; esac; done; }}; \
+             if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]; then locked apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
              {install} || {{ dpkg --force-confold --configure -a && {install}; }}"
         );
         Check::Changes(vec![cx.change(
@@ -46,5 +49,58 @@ impl Module for Package {
             "not installed",
             vec![RemoteCommand::script(script)],
         )])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Package;
+    use crate::facts::HostFacts;
+    use crate::secret::Secrets;
+    use crate::steps::{Check, Module, StepContext};
+
+    #[test]
+    fn the_install_script_is_valid_sh_and_waits_for_apt_locks() {
+        let facts = HostFacts::default();
+        let cx = StepContext {
+            host: "pg1",
+            step: "packages",
+            facts: &facts,
+            cluster_facts: &Default::default(),
+            secrets: &Secrets::default(),
+        };
+        let Check::Changes(changes) = (Package {
+            names: vec!["postgresql-15".into()],
+        })
+        .check(&cx) else {
+            panic!("a missing package is a change");
+        };
+        let script = changes[0].commands[0].argv[2].masked();
+        assert!(script.contains("locked apt-get update") && script.contains("locked apt-get install"));
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The waiting function itself: a lock held twice, then free (the attempts are counted
+        // in a file: each runs in a subshell, as apt does in its own process).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let count = dir.path().join("attempts");
+        let define = script
+            .split("; if [ -z")
+            .next()
+            .and_then(|s| s.split("locked() ").nth(1))
+            .expect("the function");
+        let probe = format!(
+            "locked() {define}; fake() {{ c=$(cat {f} 2>/dev/null || echo 0); c=$((c+1)); echo $c > {f}; if [ $c -lt 3 ]; then echo 'E: Could not get lock /var/lib/apt/lists/lock' >&2; return 100; fi; }}; locked fake && echo ok",
+            f = count.display()
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &probe.replace("sleep 2", "sleep 0")])
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        let attempts = std::fs::read_to_string(&count).expect("attempts");
+        assert_eq!(attempts.trim(), "3", "tried again while the lock was held");
     }
 }
