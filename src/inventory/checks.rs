@@ -186,7 +186,18 @@ pub fn hba_rule(
         return false;
     };
     let keyword = ["all", "samehost", "samenet"].contains(&address.as_str());
-    if !keyword && address.parse::<ipnet::IpNet>().is_err() && address.parse::<IpAddr>().is_err() {
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        // PostgreSQL would read the method as the netmask and refuse the whole file.
+        let one = if ip.is_ipv4() { 32 } else { 128 };
+        d.error_with_help(
+            address_pos,
+            &format!("{path}.address"),
+            format!("`{address}` has no mask: pg_hba.conf needs a CIDR"),
+            format!("write {address}/{one} for this one host"),
+        );
+        return false;
+    }
+    if !keyword && address.parse::<ipnet::IpNet>().is_err() {
         d.error(
             address_pos,
             &format!("{path}.address"),

@@ -330,13 +330,12 @@ impl Reader<'_> {
         });
         let database = m
             .require(self.d, "database")
-            .and_then(|n| decode::string(self.d, n, &format!("{path}.database")));
+            .and_then(|n| hba_field(self.d, n, &format!("{path}.database")));
         let user = m
             .require(self.d, "user")
-            .and_then(|n| decode::string(self.d, n, &format!("{path}.user")));
+            .and_then(|n| hba_field(self.d, n, &format!("{path}.user")));
         let address_node = m.take("address");
-        let address =
-            address_node.and_then(|n| decode::string(self.d, n, &format!("{path}.address")));
+        let address = address_node.and_then(|n| hba_field(self.d, n, &format!("{path}.address")));
         let method_node = m.require(self.d, "method");
         let method = method_node.and_then(|n| {
             decode::choice(self.d, n, &format!("{path}.method"), &checks::HBA_METHODS)
@@ -366,6 +365,15 @@ impl Reader<'_> {
         let mut m = MapReader::new(self.d, node, "replication")?;
         let user = m.require(self.d, "user").and_then(|n| {
             let u = decode::string(self.d, n, "replication.user")?;
+            if u == "postgres" {
+                self.d.error_with_help(
+                    n.pos,
+                    "replication.user",
+                    "the replication user is `postgres`, the superuser: pgha manages the replication role with NOSUPERUSER and would take its power away",
+                    "name a role of its own, such as `replicator`",
+                );
+                return None;
+            }
             checks::name(self.d, n, "replication.user", &u, checks::NameKind::Role).then_some(u)
         });
         let password = m
@@ -564,7 +572,20 @@ impl Reader<'_> {
     fn ssh(&mut self, node: &Node, path: &str, defaults: &Ssh) -> Option<Ssh> {
         let mut m = MapReader::new(self.d, node, path)?;
         let user = match m.take("user") {
-            Some(n) => decode::string(self.d, n, &m.child("user")),
+            Some(n) => decode::string(self.d, n, &m.child("user")).filter(|u| {
+                let ok = !u.trim().is_empty() && !u.contains(char::is_whitespace);
+                if !ok {
+                    self.d.error(
+                        n.pos,
+                        &m.child("user"),
+                        format!(
+                            "`{}` must name a login (one word, not empty)",
+                            m.child("user")
+                        ),
+                    );
+                }
+                ok
+            }),
             None => Some(defaults.user.clone()),
         };
         let port = match m.take("port") {
@@ -748,6 +769,29 @@ impl Reader<'_> {
             positions,
         ))
     }
+}
+
+/// A pg_hba field: one token. Whitespace would split it into two fields and a newline would
+/// start a rule of its own (a `trust` line the checks never saw).
+fn hba_field(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
+    let text = decode::string(d, node, path)?;
+    if text.is_empty() {
+        d.error(
+            node.pos,
+            path,
+            format!("`{path}` is empty: pg_hba.conf needs a value here (`all` matches every one)"),
+        );
+        return None;
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        d.error(
+            node.pos,
+            path,
+            format!("`{path}` holds whitespace or a line break: a pg_hba.conf field is one word (list several with commas)"),
+        );
+        return None;
+    }
+    Some(text)
 }
 
 fn m_pos(rule: &Node, address: Option<&Node>) -> crate::yaml::node::Pos {

@@ -732,3 +732,64 @@ fn playbook_throttle_out_of_range() {
         "`steps[0].throttle` is 0, outside 1 .. 1000",
     );
 }
+
+// ---- what the server would refuse, and what contradicts itself ------------------------------
+
+#[test]
+fn an_hba_address_without_a_mask_is_refused_with_the_fix() {
+    let out = rejects(
+        &variant("10.0.0.0/24", "10.0.0.5"),
+        "11:55",
+        "`10.0.0.5` has no mask: pg_hba.conf needs a CIDR",
+    );
+    assert!(out.contains("write 10.0.0.5/32 for this one host"), "{out}");
+}
+
+#[test]
+fn an_hba_field_with_a_line_break_cannot_smuggle_in_a_rule() {
+    rejects(
+        &variant(
+            "user: app, address",
+            "user: \"app\\nhost all all 0.0.0.0/0 trust\", address",
+        ),
+        "11:41",
+        "`postgres.hba[0].user` holds whitespace or a line break",
+    );
+    rejects(
+        &variant("database: app,", "database: \"app db\","),
+        "11:30",
+        "`postgres.hba[0].database` holds whitespace or a line break",
+    );
+    rejects(
+        &variant("database: app,", "database: \"\","),
+        "11:30",
+        "`postgres.hba[0].database` is empty",
+    );
+}
+
+#[test]
+fn the_replication_user_cannot_be_the_superuser() {
+    rejects(
+        &variant("  user: replicator", "  user: postgres"),
+        "13:9",
+        "the replication user is `postgres`, the superuser",
+    );
+}
+
+#[test]
+fn an_empty_ssh_user_is_refused() {
+    rejects(
+        &variant("  user: root", "  user: \"\""),
+        "22:9",
+        "`ssh.user` must name a login",
+    );
+}
+
+#[test]
+fn an_etcd_member_listed_twice_is_refused() {
+    rejects(
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg1, pg2]")),
+        "20:14",
+        "etcd member `pg1` is listed twice",
+    );
+}

@@ -311,7 +311,16 @@ impl Reader<'_> {
             );
             return None;
         }
+        let mut seen = std::collections::BTreeSet::new();
         for name in &members {
+            if !seen.insert(name) {
+                self.d.error(
+                    at,
+                    "patroni.etcd.members",
+                    format!("etcd member `{name}` is listed twice: a host runs one member"),
+                );
+                return None;
+            }
             if !hosts.iter().any(|h| &h.name == name) {
                 self.d.error(
                     at,
