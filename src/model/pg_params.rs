@@ -254,6 +254,19 @@ pub fn same_value(param: &Param, a: &str, b: &str) -> bool {
     }
 }
 
+/// The size of one of the parameter's base units and of `unit`, in bytes or milliseconds;
+/// None when `unit` is not of the parameter's kind.
+fn unit_sizes(param: &Param, unit: &str) -> Option<(f64, f64)> {
+    let (is_memory, base) = base_unit(param.unit)?;
+    let table: &[(&str, f64)] = if is_memory {
+        &MEMORY_UNITS
+    } else {
+        &TIME_UNITS
+    };
+    let (_, size) = table.iter().find(|(u, _)| *u == unit)?;
+    Some((base, *size))
+}
+
 /// A numeric value converted to the parameter's base unit.
 fn in_base_units(param: &Param, value: &str) -> Option<f64> {
     let (number, unit) = split_unit(value);
@@ -261,14 +274,8 @@ fn in_base_units(param: &Param, value: &str) -> Option<f64> {
     if unit.is_empty() {
         return Some(number);
     }
-    let (is_memory, base) = base_unit(param.unit)?;
-    let table: &[(&str, f64)] = if is_memory {
-        &MEMORY_UNITS
-    } else {
-        &TIME_UNITS
-    };
-    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
-    Some(number * factor / base)
+    let (base, size) = unit_sizes(param, unit)?;
+    Some(number * size / base)
 }
 
 /// `value`, in the parameter's base unit (as `pg_settings.setting` gives it), written in the
@@ -280,14 +287,8 @@ pub fn in_unit_of(param: &Param, value: &str, like: &str) -> Option<String> {
         return None;
     }
     let number = value.trim().parse::<f64>().ok()?;
-    let (is_memory, base) = base_unit(param.unit)?;
-    let table: &[(&str, f64)] = if is_memory {
-        &MEMORY_UNITS
-    } else {
-        &TIME_UNITS
-    };
-    let (_, factor) = table.iter().find(|(u, _)| *u == unit)?;
-    let converted = number * base / factor;
+    let (base, size) = unit_sizes(param, unit)?;
+    let converted = number * base / size;
     let text = format!("{converted:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     Some(format!("{text}{unit}"))

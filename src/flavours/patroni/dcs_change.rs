@@ -30,12 +30,14 @@ pub struct DcsChange {
     pub switchover_first: bool,
 }
 
-const LEADS: [&str; 2] = ["master", "primary"];
+/// A member that takes writes (Patroni 3.0 says `master`, later versions `primary`).
+fn is_primary(member: &Value) -> bool {
+    matches!(member["role"].as_str(), Some("master" | "primary"))
+}
 
+/// A member that holds the leader key: a primary, or a standby cluster's standby leader.
 fn leads(member: &Value) -> bool {
-    member["role"]
-        .as_str()
-        .is_some_and(|r| LEADS.contains(&r) || r == "standby_leader")
+    is_primary(member) || member["role"].as_str() == Some("standby_leader")
 }
 
 fn failed(host: &dyn Transport, what: &str, reason: String) -> ProcedureError {
@@ -50,6 +52,18 @@ fn failed(host: &dyn Transport, what: &str, reason: String) -> ProcedureError {
 async fn member(host: &dyn Transport, url: &str) -> Result<Value, ProcedureError> {
     let reply = rest::one(host, Request::get(format!("{url}/patroni"))).await?;
     Ok(if reply.ok() { reply.body } else { json!({}) })
+}
+
+/// Wait until the member at `url` takes writes; whether it did within `seconds`.
+async fn becomes_primary(
+    host: &dyn Transport,
+    url: &str,
+    seconds: u64,
+) -> Result<bool, ProcedureError> {
+    wait_until(seconds, || async {
+        Ok(is_primary(&member(host, url).await?))
+    })
+    .await
 }
 
 /// Poll `done` once a second until it holds or `seconds` pass; whether it held.
@@ -91,12 +105,7 @@ impl DcsChange {
         }
         if self.patch.get("standby_cluster") == Some(&Value::Null) {
             // The standby cluster becomes a primary cluster: wait for the promotion.
-            let promoted = wait_until(90, || async {
-                let m = member(host, &self.url).await?;
-                Ok(m["role"].as_str().is_some_and(|r| LEADS.contains(&r)))
-            })
-            .await?;
-            if !promoted {
+            if !becomes_primary(host, &self.url, 90).await? {
                 return Err(failed(
                     host,
                     "promotion",
@@ -228,12 +237,7 @@ impl DcsChange {
             ));
         }
         let to_url = self.members.get(&to).cloned().unwrap_or_default();
-        let took_over = wait_until(120, || async {
-            let m = member(host, &to_url).await?;
-            Ok(m["role"].as_str().is_some_and(|r| LEADS.contains(&r)))
-        })
-        .await?;
-        if !took_over {
+        if !becomes_primary(host, &to_url, 120).await? {
             return Err(failed(
                 host,
                 "switchover",
