@@ -35,6 +35,17 @@ pub struct Session {
     pub limit: Option<Vec<String>>,
 }
 
+/// Every name of `--limit` is a host of the inventory.
+pub fn check_limit(project: &Project, limit: &[String]) -> Result<(), SessionError> {
+    match limit
+        .iter()
+        .find(|name| project.cluster.host(name).is_none())
+    {
+        Some(name) => Err(SessionError::Limit(name.clone())),
+        None => Ok(()),
+    }
+}
+
 impl Session {
     /// Load, resolve every secret (before any connection), connect to every host, read facts.
     pub async fn open(
@@ -44,12 +55,18 @@ impl Session {
         limit: &[String],
     ) -> Result<Self, SessionError> {
         let project = Project::load(inventory, playbooks, templates)?;
-        for name in limit {
-            if project.cluster.host(name).is_none() {
-                return Err(SessionError::Limit(name.clone()));
-            }
-        }
+        check_limit(&project, limit)?;
         let secrets = project.resolve_secrets()?;
+        Self::connect(project, secrets, limit).await
+    }
+
+    /// Connect to every host of a loaded project whose secrets are resolved (and `limit`
+    /// checked), and read the hosts' facts.
+    pub async fn connect(
+        project: Project,
+        secrets: Secrets,
+        limit: &[String],
+    ) -> Result<Self, SessionError> {
         // The query covers every role a host could have: expand once as declared and once
         // with each host as primary would be costly; the declared expansion plus the
         // standby-only files of the primary suffice because every host gets asked about

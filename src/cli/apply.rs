@@ -10,10 +10,11 @@ use clap::Args;
 use crate::apply::{self, lock};
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
+use crate::model::Secrets;
 use crate::plan::build::{digest, Plan};
 use crate::plan::inputs::Inputs;
 use crate::project::Project;
-use crate::session::Session;
+use crate::session::{check_limit, Session};
 use crate::views;
 
 #[derive(Args, Debug)]
@@ -47,10 +48,17 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                 }
                 None => None,
             };
-        if let Some(plan) = &saved {
-            exactly_as_planned(plan, &args.source)?;
-        }
-        let mut session = args.source.open(&args.limit).await?;
+        let mut session = match &saved {
+            // The project checked against the plan is the one the session uses: the secrets
+            // are resolved once (a `command` secret may ask someone).
+            Some(plan) => {
+                let (project, secrets) = exactly_as_planned(plan, &args.source, &args.limit)?;
+                Session::connect(project, secrets, &args.limit)
+                    .await
+                    .map_err(CliError::new)?
+            }
+            None => args.source.open(&args.limit).await?,
+        };
         let result = apply_with(&mut session, args, saved, verbose, started).await;
         session.close().await;
         result
@@ -58,8 +66,13 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
 }
 
 /// A saved plan is applied exactly or not at all: the inventory, playbook, templates and
-/// secrets must be what it was made from. Checked before any host is contacted.
-fn exactly_as_planned(plan: &Plan, source: &SourceArgs) -> Result<(), CliError> {
+/// secrets must be what it was made from. Checked before any host is contacted; the loaded
+/// project and its secrets are what the session then uses.
+fn exactly_as_planned(
+    plan: &Plan,
+    source: &SourceArgs,
+    limit: &[String],
+) -> Result<(Project, Secrets), CliError> {
     let Some(pinned) = &plan.inputs else {
         return Err(CliError(format!(
             "the saved plan {} does not record what it was made from (an older pgha made it): run `pgha plan --out` again",
@@ -72,10 +85,11 @@ fn exactly_as_planned(plan: &Plan, source: &SourceArgs) -> Result<(), CliError> 
         source.templates.as_deref(),
     )
     .map_err(CliError::new)?;
+    check_limit(&project, limit).map_err(CliError::new)?;
     let secrets = project.resolve_secrets().map_err(CliError::new)?;
     let changed = pinned.changes_since(&Inputs::of(&project, &secrets, &pinned.salt));
     if changed.is_empty() {
-        return Ok(());
+        return Ok((project, secrets));
     }
     Err(CliError(format!(
         "the saved plan {} was made from other input: {} changed since. Nothing was applied; run `pgha plan --out` again",

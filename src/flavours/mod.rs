@@ -291,15 +291,3 @@ pub async fn run_ok(
     }
     Ok(out.stdout.trim().to_owned())
 }
-
-/// The facts query of one host: the flavour's probes and data directory, the rest added by
-/// the steps.
-pub fn base_query(flavour: &dyn Flavour, cluster: &Cluster, host: &Host) -> Query {
-    Query {
-        port: cluster.postgres.port,
-        version: cluster.postgres.version,
-        data_dir: flavour.data_dir(cluster).to_owned(),
-        probes: flavour.probes(cluster, host),
-        ..Query::default()
-    }
-}

@@ -7,7 +7,7 @@ use crate::facts::gather::Query;
 use std::sync::Arc;
 
 use crate::components::Component;
-use crate::flavours::{base_query, Flavour};
+use crate::flavours::Flavour;
 use crate::model::Cluster;
 use crate::playbook::Step;
 use crate::steps::pg_clone;
@@ -22,7 +22,14 @@ pub fn query_for(
 ) -> BTreeMap<String, Query> {
     let mut out = BTreeMap::new();
     for host in &cluster.hosts {
-        let mut q = base_query(flavour, cluster, host);
+        // The flavour's data directory and probes; the steps add what they read.
+        let mut q = Query {
+            port: cluster.postgres.port,
+            version: cluster.postgres.version,
+            data_dir: flavour.data_dir(cluster).to_owned(),
+            probes: flavour.probes(cluster, host),
+            ..Query::default()
+        };
         for c in components {
             q.probes.extend(c.probes(cluster, host));
         }

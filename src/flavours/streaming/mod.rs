@@ -22,9 +22,8 @@ pub const ENTRY: Entry = Entry {
     load,
 };
 
-fn load(input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
-    // No section of its own: everything it needs is in the common ones.
-    let _ = input;
+/// No section of its own: everything it needs is in the common ones.
+fn load(_: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
     Some(Arc::new(Streaming))
 }
 
