@@ -24,7 +24,6 @@ pub struct FakeTransport {
     delay: Duration,
     /// Paths that exist on the modelled host; None when the host is not modelled.
     paths: Option<Mutex<BTreeSet<String>>>,
-    unreachable: bool,
 }
 
 /// One command as the journal saw it: its start and end in one sequence over every host.
@@ -55,14 +54,6 @@ impl Journal {
     /// Every finished command, in the order they ended.
     pub fn entries(&self) -> Vec<Entry> {
         self.entries.lock().map(|e| e.clone()).unwrap_or_default()
-    }
-
-    /// The commands whose display contains `needle`, in the order they ended.
-    pub fn matching(&self, needle: &str) -> Vec<Entry> {
-        self.entries()
-            .into_iter()
-            .filter(|e| e.command.contains(needle))
-            .collect()
     }
 }
 
@@ -100,12 +91,6 @@ impl FakeTransport {
         self
     }
 
-    /// Every command fails as a lost connection does.
-    pub fn unreachable(mut self) -> Self {
-        self.unreachable = true;
-        self
-    }
-
     /// Every command run so far, as logs would show them.
     pub fn commands(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -134,12 +119,6 @@ impl FakeTransport {
         let shown = Self::seen(command);
         if let Ok(mut log) = self.log.lock() {
             log.push(shown.clone());
-        }
-        if self.unreachable {
-            return Err(TransportError::Unreachable {
-                host: self.host.clone(),
-                reason: "connection lost".to_owned(),
-            });
         }
         // A modelled host answers the facts script itself, whatever the scripted replies say
         // (the script names the paths they may look for).
