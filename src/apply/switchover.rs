@@ -46,7 +46,7 @@ pub async fn run(
         flavour.switchover(&view, target).await?
     };
     let mut failed_hosts = Vec::new();
-    session.refresh_all().await?;
+    session.refresh_every().await?;
     if handover.converge {
         let (new_topology, _) = session.topology()?;
         let recaps = apply::run(session, &new_topology, observer).await?;

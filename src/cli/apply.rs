@@ -1,6 +1,7 @@
 //! `pgha apply [PLANFILE]`: plan (or load a saved plan and refuse it when stale), confirm, lock,
 //! execute, verify.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,11 +54,11 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
             // are resolved once (a `command` secret may ask someone).
             Some(plan) => {
                 let (project, secrets) = exactly_as_planned(plan, &args.source, &args.limit)?;
-                Session::connect(project, secrets, &args.limit)
+                Session::connect(project, secrets, &args.source.reach(&args.limit))
                     .await
                     .map_err(CliError::new)?
             }
-            None => args.source.open(&args.limit).await?,
+            None => args.source.open(&args.source.reach(&args.limit)).await?,
         };
         let result = apply_with(&mut session, args, saved, verbose, started).await;
         session.close().await;
@@ -106,6 +107,9 @@ async fn apply_with(
     started: Instant,
 ) -> Result<ExitStatus, CliError> {
     let plan = match saved {
+        Some(plan) if !session.unreachable.is_empty() => {
+            return Err(not_reached(&session.unreachable, &plan.id));
+        }
         Some(plan) => {
             let stale: Vec<String> = plan
                 .digests
@@ -128,6 +132,9 @@ async fn apply_with(
         None => session.plan().map_err(CliError::new)?,
     };
     print!("{}", views::plan::human(&plan, verbose));
+    if !session.unreachable.is_empty() {
+        return Err(not_reached(&session.unreachable, &plan.id));
+    }
     if !plan.refusals().is_empty() {
         return Err(CliError(
             "refused steps in the plan: nothing was applied".into(),
@@ -180,13 +187,26 @@ async fn apply_with(
     verify_at_end(session, args).await
 }
 
+/// Apply runs only on hosts it reached: a plan missing a host's steps is not the whole story.
+fn not_reached(unreachable: &BTreeMap<String, String>, plan: &str) -> CliError {
+    let names: Vec<String> = unreachable
+        .iter()
+        .map(|(h, why)| format!("{h} ({why})"))
+        .collect();
+    CliError(format!(
+        "not reached: {}. Nothing of plan {plan} was applied. Bring {} back, or apply the others with -l",
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "them" }
+    ))
+}
+
 async fn verify_at_end(session: &mut Session, args: &ApplyArgs) -> Result<ExitStatus, CliError> {
     if args.no_verify || !args.limit.is_empty() {
         return Ok(ExitStatus::Success);
     }
     // Apply may have moved the leader (a switchover before a restart): verify what the
     // hosts say now, not what the plan saw.
-    session.refresh_all().await.map_err(CliError::new)?;
+    session.refresh_all().await;
     let (topology, _) = session.topology().map_err(CliError::new)?;
     let results = crate::verify::run(session, &topology, Duration::from_secs(30)).await;
     print!("{}", views::verify::table(&results));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::diag::Diagnostics;
-use crate::facts::collect::{self, FactsError};
+use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::{Probe, Query};
 use crate::facts::HostFacts;
 use crate::model::{Cluster, HbaRule, Host, MemberRole, Postgres, SecretRef, Topology};
@@ -104,12 +104,15 @@ pub struct ClusterView<'a> {
     pub transports: &'a Connections,
     /// What to ask each host when facts are read again.
     pub queries: &'a BTreeMap<String, Query>,
+    /// Hosts not reached or not read, with the reason: they have no facts here.
+    pub unreachable: &'a Unreachable,
 }
 
 impl ClusterView<'_> {
-    /// Every host's facts as they are now (a procedure waiting for the cluster to move).
-    pub async fn gather(&self) -> Result<BTreeMap<String, HostFacts>, FactsError> {
-        collect::gather_all(self.transports, self.queries).await
+    /// The facts of every host that answers now (a procedure waiting for the cluster to
+    /// move: a host that stops answering meanwhile is one whose awaited state never comes).
+    pub async fn gather(&self) -> BTreeMap<String, HostFacts> {
+        collect::gather_all(self.transports, self.queries).await.0
     }
 
     /// The connection to a host, or a refusal naming it.

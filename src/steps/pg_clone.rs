@@ -92,6 +92,21 @@ impl Module for PgClone {
         // initdb's empty cluster holds nothing to lose, whatever its identifier (hosts built
         // from one image even share it).
         if let Some(pg) = here.filter(|pg| pg.initialized && !pg.pristine) {
+            if primary_id.is_none() {
+                // The primary was not read (down, or outside what was contacted): its data
+                // cannot be compared, so nothing is replaced on a guess.
+                return if pg.is_replica() {
+                    Check::InSync(format!(
+                        "a replica (system identifier {}); {} was not read to compare",
+                        pg.system_identifier, self.primary
+                    ))
+                } else {
+                    Check::Refused(format!(
+                        "{} holds data and {} was not read: pgha cannot tell whether it is this cluster's, and replaces nothing on a guess",
+                        cx.host, self.primary
+                    ))
+                };
+            }
             let same_cluster = primary_id.as_deref() == Some(pg.system_identifier.as_str());
             if same_cluster && pg.is_replica() {
                 return Check::InSync(format!(

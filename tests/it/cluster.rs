@@ -146,16 +146,35 @@ impl Sandbox {
             .unwrap_or_else(|| panic!("no host {host}"))
     }
 
-    /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
+    /// The container of host `name`.
     #[track_caller]
-    pub fn sh(&self, host: &str, script: &str) -> String {
-        let container = self
-            .info
+    pub fn container(&self, host: &str) -> String {
+        self.info
             .hosts
             .iter()
             .find(|h| h.name == host)
             .map(|h| h.container.clone())
-            .expect("host");
+            .unwrap_or_else(|| panic!("no host {host}"))
+    }
+
+    /// `docker VERB CONTAINER` for a host: `stop` (a clean shutdown), `kill` (the host dies
+    /// at once), `start`.
+    #[track_caller]
+    pub fn docker(&self, verb: &str, host: &str) {
+        let container = self.container(host);
+        let ok = Command::new("docker")
+            .args([verb, &container])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker")
+            .success();
+        assert!(ok, "docker {verb} {container}");
+    }
+
+    /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
+    #[track_caller]
+    pub fn sh(&self, host: &str, script: &str) -> String {
+        let container = self.container(host);
         let out = Command::new("docker")
             .args(["exec", &container, "sh", "-c", script])
             .output()

@@ -3,6 +3,7 @@
 mod cluster;
 mod engine;
 mod facts;
+mod faults;
 mod patroni;
 mod render;
 mod sandbox;

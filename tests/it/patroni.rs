@@ -247,7 +247,6 @@ fn patroni_bootstrap_verify_and_switchover() {
 /// missing. The old host comes back as a replica and plan has nothing to undo.
 #[test]
 fn failover_under_load_loses_no_acknowledged_write() {
-    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -309,19 +308,8 @@ fn failover_under_load_loses_no_acknowledged_write() {
         })
     };
     std::thread::sleep(Duration::from_secs(5));
-    let leader_container = sb
-        .info
-        .hosts
-        .iter()
-        .find(|h| h.name == "pg1")
-        .map(|h| h.container.clone())
-        .expect("pg1");
     let killed_at = Instant::now();
-    assert!(Command::new("docker")
-        .args(["kill", &leader_container])
-        .status()
-        .expect("docker kill")
-        .success());
+    sb.docker("kill", "pg1");
     // Wait for writes to resume, then a little more.
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline && !psql("SELECT 1 FROM writes LIMIT 1") {
@@ -375,11 +363,7 @@ fn failover_under_load_loses_no_acknowledged_write() {
     assert!(gap < Duration::from_secs(40), "write gap {gap:?}");
 
     // The old leader comes back as a replica; plan has nothing to undo.
-    assert!(Command::new("docker")
-        .args(["start", &leader_container])
-        .status()
-        .expect("docker start")
-        .success());
+    sb.docker("start", "pg1");
     let deadline = Instant::now() + Duration::from_secs(120);
     // Until its sshd is up, status cannot reach it and says so (exit 1): keep asking.
     loop {

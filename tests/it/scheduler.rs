@@ -130,9 +130,8 @@ fn rig(spec: Spec<'_>) -> Rig {
         &[&declared],
     );
     let runtime = runtime();
-    let facts = runtime
-        .block_on(gather_all(&transports, &queries))
-        .expect("fake facts");
+    let (facts, unreachable) = runtime.block_on(gather_all(&transports, &queries));
+    assert!(unreachable.is_empty(), "fake facts: {unreachable:?}");
     let session = Session {
         project,
         secrets: Secrets::default(),
@@ -140,6 +139,9 @@ fn rig(spec: Spec<'_>) -> Rig {
         queries,
         facts,
         limit: None,
+        unreachable,
+        read_outside_limit: BTreeMap::new(),
+        forks: 8,
     };
     Rig {
         _dir: dir,
