@@ -49,7 +49,7 @@ pub async fn run(
     session.refresh_every().await?;
     if handover.converge {
         let (new_topology, _) = session.topology()?;
-        let recaps = apply::run(session, &new_topology, observer).await?;
+        let recaps = apply::run(session, &new_topology, observer, &apply::Stop::default()).await?;
         failed_hosts = recaps
             .iter()
             .filter(|(_, r)| r.failed.is_some())

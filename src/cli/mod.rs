@@ -11,6 +11,7 @@ use crate::exit::ExitStatus;
 mod apply;
 mod facts;
 mod force_unlock;
+mod interrupt;
 mod plan;
 mod render;
 mod status;

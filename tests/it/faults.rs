@@ -134,3 +134,144 @@ fn a_host_down_is_a_state_not_a_crash() {
     );
     sb.assert_plan_clean();
 }
+
+/// Send `signal` (`INT`, `TERM`) to a process.
+fn signal(child: &std::process::Child, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{signal}");
+}
+
+/// Wait until the apply `child` holds the cluster lock; fail with its output if it ends first.
+#[track_caller]
+fn wait_for_lock(sb: &Sandbox, child: &mut std::process::Child, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if sb
+            .sh(
+                "pg1",
+                "test -f /var/lib/pgha/cluster.lock && echo held || true",
+            )
+            .contains("held")
+        {
+            return;
+        }
+        let ended = child.try_wait().ok().flatten();
+        if ended.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("apply did not take the lock ({ended:?}):\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The exit code of a child once it ends.
+fn finish(mut child: std::process::Child) -> i32 {
+    child.wait().expect("wait").code().unwrap_or(-1)
+}
+
+/// Ctrl-C or SIGTERM during apply, at several points: the run stops after the steps running
+/// then, releases the lock, says how to continue, exits 130; a second signal aborts at once
+/// and leaves the lock (named with its removal). The next apply converges.
+#[test]
+fn signals_during_apply_stop_gracefully_and_release_the_lock() {
+    use std::process::Stdio;
+
+    let sb = Sandbox::up("signal", Options::packaged(3));
+    let lock_held = |sb: &Sandbox| {
+        sb.sh(
+            "pg1",
+            "test -f /var/lib/pgha/cluster.lock && echo held || true",
+        )
+        .contains("held")
+    };
+    // Output to a file, not a pipe: a plan's diffs would fill a pipe nobody reads yet.
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let spawn = || {
+        // Appending, so that the two streams do not overwrite each other.
+        let file = || {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(log.path())
+                    .expect("log"),
+            )
+        };
+        std::fs::write(log.path(), "").expect("truncate log");
+        sb.command("apply")
+            .arg("-y")
+            .stdout(file())
+            .stderr(file())
+            .spawn()
+            .expect("spawn apply")
+    };
+    let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    // Twice, during the bootstrap: aborts at once, the lock stays and its removal is named.
+    let child = spawn();
+    let mut child = child;
+    wait_for_lock(&sb, &mut child, &read_log);
+    // Back to back (two different signals: the kernel merges a pending one with its twin),
+    // so the second lands while the first is still being honoured.
+    let both = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {0}; kill -TERM {0}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(both.success());
+    let code = finish(child);
+    let out = read_log();
+    assert_eq!(code, 130, "{out}");
+    assert!(out.contains("aborted at once"), "{out}");
+    let unlock = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("pgha force-unlock "))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| panic!("the removal of the lock is named:\n{out}"));
+    assert!(lock_held(&sb), "an abort leaves the lock\n{out}");
+    let id = unlock.split_whitespace().nth(2).expect("lock id");
+    sb.pgha(["force-unlock", id])
+        .stdout_has("Released lock")
+        .run();
+
+    let mut changed_runs = 0;
+    // Right after the lock is taken, and a few seconds into the configuration and clones.
+    for (sig, extra_ms) in [("INT", 0u64), ("TERM", 3000), ("INT", 6000)] {
+        let child = spawn();
+        let mut child = child;
+        wait_for_lock(&sb, &mut child, &read_log);
+        std::thread::sleep(Duration::from_millis(extra_ms));
+        signal(&child, sig);
+        let code = finish(child);
+        let out = read_log();
+        if code == 0 {
+            // It finished before the signal landed: nothing left to stop.
+            break;
+        }
+        assert_eq!(code, 130, "SIG{sig}: exit 130\n{out}");
+        assert!(
+            out.contains("no new step starts")
+                && out.contains("The lock is released. Continue with:\n  pgha apply -i "),
+            "SIG{sig}: says what happened and how to continue:\n{out}"
+        );
+        assert!(!lock_held(&sb), "SIG{sig}: the lock is released\n{out}");
+        let changed = out
+            .lines()
+            .filter_map(|l| l.split("changed=").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+            .sum::<usize>();
+        if changed > 0 {
+            changed_runs += 1;
+        }
+    }
+    assert!(
+        changed_runs >= 1,
+        "at least one interrupted run had changed something"
+    );
+
+    sb.pgha(["apply", "-y"])
+        .stdout_has("10 checks run, 10 passed, 0 failed.")
+        .run();
+    sb.assert_plan_clean();
+}

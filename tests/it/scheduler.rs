@@ -163,7 +163,12 @@ impl Rig {
         let events = Events::default();
         let topology = Topology::declared(&self.session.project.cluster);
         let recaps = runtime()
-            .block_on(apply::run(&mut self.session, &topology, &events))
+            .block_on(apply::run(
+                &mut self.session,
+                &topology,
+                &events,
+                &apply::Stop::default(),
+            ))
             .expect("apply runs");
         (recaps, events.all())
     }
