@@ -6,8 +6,8 @@
 //! standby clones after its upstream made its slot); the primary's handlers wait for the
 //! standbys' (restart standbys first, the primary last).
 
+pub mod handover;
 pub mod lock;
-pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@ use crate::exit::ExitStatus;
 
 mod apply;
 mod facts;
+mod failover;
 mod force_unlock;
 mod interrupt;
 mod plan;
@@ -54,6 +55,8 @@ enum Command {
     Facts(facts::FactsArgs),
     /// Hand the primary role to a standby without losing a commit, then verify.
     Switchover(switchover::SwitchoverArgs),
+    /// The primary is gone: promote the standby with the most WAL, fence the old one, verify.
+    Failover(failover::FailoverArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Local test hosts (containers with systemd and sshd) and a ready inventory.
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
+        Command::Failover(args) => failover::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::apply::{lock, switchover};
+use crate::apply::{handover, lock};
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::session::Session;
@@ -39,9 +39,7 @@ async fn go(session: &mut Session, args: &SwitchoverArgs) -> Result<ExitStatus, 
             topology.primary, args.to
         ))?;
     }
-    let mut id_bytes = [0u8; 6];
-    let _ = getrandom::fill(&mut id_bytes);
-    let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = crate::plan::build::new_id();
     let info = lock::LockInfo::new(&id, "switchover");
     lock::take_all(
         &session.transports,
@@ -50,7 +48,7 @@ async fn go(session: &mut Session, args: &SwitchoverArgs) -> Result<ExitStatus, 
     )
     .await
     .map_err(CliError::new)?;
-    let report = switchover::run(
+    let report = handover::switchover(
         session,
         &args.to,
         crate::views::progress::observer(session.transports.keys()).as_ref(),

@@ -181,6 +181,22 @@ pub struct Handover {
     pub converge: bool,
 }
 
+/// A failover decided on: which standby is promoted in place of a primary that is gone, and
+/// what the choice rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// The primary that is gone.
+    pub old: String,
+    pub target: String,
+    /// The WAL position the target has received: what survives.
+    pub received: String,
+    /// Whether the old primary's host answers (it is then fenced: stopped and kept from
+    /// starting as a primary).
+    pub fence: bool,
+    /// What the DBA should know before confirming (standbys not reached, ...).
+    pub notes: Vec<String>,
+}
+
 /// Everything the engine asks of an HA flavour.
 pub trait Flavour: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
@@ -272,6 +288,31 @@ pub trait Flavour: fmt::Debug + Send + Sync {
         view: &'a ClusterView<'a>,
         target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>>;
+    /// Which standby to promote now that the primary is gone (`to`: the DBA's choice, to be
+    /// checked). Flavours that fail over on their own refuse.
+    fn failover_choice(
+        &self,
+        _view: &ClusterView<'_>,
+        _to: Option<&str>,
+    ) -> Result<Failover, ProcedureError> {
+        Err(ProcedureError::Refused(format!(
+            "the {} flavour fails over on its own; `pgha status` shows who leads, `pgha switchover` moves the role",
+            self.name()
+        )))
+    }
+    /// Fence the old primary where it answers, promote the chosen standby.
+    fn failover<'a>(
+        &'a self,
+        _view: &'a ClusterView<'a>,
+        _choice: &'a Failover,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
+        Box::pin(async move {
+            Err(ProcedureError::Refused(format!(
+                "the {} flavour fails over on its own",
+                self.name()
+            )))
+        })
+    }
 }
 
 /// Run a command that must succeed; its trimmed standard output.

@@ -83,7 +83,8 @@ pub fn digest(flavour: &dyn Flavour, facts: &HostFacts) -> String {
     format!("{:x}", Sha256::digest(&json))
 }
 
-fn new_id() -> String {
+/// A fresh random id (plans, locks, salts): 12 hex digits.
+pub fn new_id() -> String {
     let mut bytes = [0u8; 6];
     let _ = getrandom::fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

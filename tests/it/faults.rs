@@ -275,3 +275,161 @@ fn signals_during_apply_stop_gracefully_and_release_the_lock() {
         .run();
     sb.assert_plan_clean();
 }
+
+/// The timeline of every member as `status --json` shows it.
+fn timelines(sb: &Sandbox) -> Vec<(String, u64)> {
+    let out = sb.command("status").arg("--json").output().expect("status");
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    parsed["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    (
+                        m["member"].as_str().unwrap_or_default().to_owned(),
+                        m["timeline"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The primary's host dies under a write load; `pgha failover` promotes the standby with the
+/// most WAL and re-points the other; writes resume. Async replication may lose what the
+/// dead primary acknowledged but never sent: reported, and bounded to its last moments. The
+/// host comes back running as a second primary on the old timeline: plan shows its rewind
+/// and what that discards; apply rejoins it; everything verifies on the new timeline.
+#[test]
+fn streaming_failover_under_load_then_the_old_primary_rejoins_by_rewind() {
+    use crate::load::{app_conninfo, client_sql, Writer};
+
+    let sb = Sandbox::up("failover", Options::packaged(3));
+    sb.pgha(["apply", "-y"])
+        .stdout_has("10 checks run, 10 passed, 0 failed.")
+        .run();
+    let (conninfo, password) = app_conninfo(&sb, &["pg1", "pg2", "pg3"]);
+    let writer = Writer::start(&conninfo, &password);
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    sb.docker("kill", "pg1");
+
+    let failover = sb
+        .pgha(["failover", "-y"])
+        .stdout_has("in place of pg1, which was not reached")
+        .stdout_has("Failed over from pg1 to pg")
+        .run();
+    let new = if failover.stdout.contains("Failed over from pg1 to pg2") {
+        "pg2"
+    } else {
+        "pg3"
+    };
+    let other = if new == "pg2" { "pg3" } else { "pg2" };
+    let failed_over = killed_at.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !client_sql(&conninfo, &password, "SELECT 1") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = writer.stop();
+    let gap = acked.gap_around(killed_at);
+    let missing = acked.missing_on(&sb, new);
+    eprintln!(
+        "streaming failover: {} writes acknowledged, crash to promoted {:.1} s (the command alone, run right after the crash), write gap {:.1} s, {} acknowledged writes missing on {new} (asynchronous replication)",
+        acked.ids.len(),
+        failed_over.as_secs_f64(),
+        gap.as_secs_f64(),
+        missing.len()
+    );
+    assert!(acked.after(killed_at) > 0, "writes resumed on {new}");
+    // What is lost is what pg1 acknowledged in its last moments and never sent.
+    for (id, at) in &missing {
+        assert!(
+            killed_at.duration_since(*at) < Duration::from_secs(1),
+            "id {id}, acknowledged long before the crash, is missing on {new}"
+        );
+    }
+    let tl = timelines(&sb);
+    assert!(
+        tl.iter().any(|(m, t)| m == new && *t == 2)
+            && tl.iter().any(|(m, t)| m == other && *t == 2),
+        "{new} and {other} are on timeline 2: {tl:?}"
+    );
+
+    // pg1 comes back: its PostgreSQL starts at boot as a primary on timeline 1.
+    sb.docker("start", "pg1");
+    sb.wait_until("pg1 runs again", Duration::from_secs(120), || {
+        sb.sh("pg1", "runuser -u postgres -- psql -X -At -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true")
+            .trim()
+            == "f"
+    });
+    let plan = sb
+        .pgha(["plan"])
+        .stdout_has("pg1 runs as a second primary on an older timeline of this cluster")
+        .stdout_has(&format!(
+            "rewind /var/lib/postgresql/15/main onto {new}'s timeline 2"
+        ))
+        .stdout_has("it discards what it wrote after the fork at ")
+        .run();
+    assert!(
+        !plan.stdout.contains("clone /var/lib"),
+        "never a clone:\n{}",
+        plan.stdout
+    );
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("10 checks run, 10 passed, 0 failed.")
+        .run();
+    eprintln!(
+        "streaming failover: the old primary rejoined by rewind in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let tl = timelines(&sb);
+    assert!(tl.len() == 3 && tl.iter().all(|(_, t)| *t == 2), "{tl:?}");
+    sb.assert_plan_clean();
+}
+
+/// The primary's PostgreSQL stopped on a host that still answers: failover refuses while it
+/// runs, then with `--to` promotes that standby and fences the old primary (stopped, masked,
+/// a marker saying why); plan rewinds it, apply rejoins it.
+#[test]
+fn streaming_failover_fences_a_reachable_old_primary() {
+    let sb = Sandbox::up("fence", Options::packaged(3));
+    sb.pgha(["apply", "-y"])
+        .stdout_has("10 checks run, 10 passed, 0 failed.")
+        .run();
+    sb.pgha(["failover", "-y"])
+        .status(1)
+        .stderr_has("pg1 answers as the primary")
+        .stderr_has("pgha switchover --to")
+        .run();
+    sb.psql("pg1", "CREATE TABLE before_failover AS SELECT 1 AS ok");
+    sb.sh("pg1", "systemctl stop postgresql@15-main");
+    sb.pgha(["failover", "-y", "--to", "pg3"])
+        .stdout_has("which answers but runs no primary")
+        .stdout_has("Failed over from pg1 to pg3")
+        .run();
+    assert_eq!(
+        sb.sh("pg1", "systemctl is-enabled postgresql@15-main || true")
+            .trim(),
+        "masked"
+    );
+    assert!(sb
+        .sh("pg1", "cat /var/lib/pgha/fenced")
+        .contains("pg3 was promoted"));
+    assert_eq!(sb.psql("pg3", "SELECT ok FROM before_failover"), "1");
+    sb.pgha(["plan"])
+        .stdout_has("pg1 was a primary on timeline 1 (the primary pg3 is now on timeline 2)")
+        .stdout_has("rewind /var/lib/postgresql/15/main onto pg3's timeline 2")
+        .run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("10 checks run, 10 passed, 0 failed.")
+        .run();
+    let enabled = sb.sh("pg1", "systemctl is-enabled postgresql@15-main || true");
+    // Debian's generator enables a cluster whose start.conf says auto for the running boot.
+    assert!(enabled.starts_with("enabled"), "unmasked: {enabled}");
+    assert_eq!(sb.psql("pg1", "SELECT pg_is_in_recovery()"), "t");
+    sb.assert_plan_clean();
+}

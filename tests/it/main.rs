@@ -3,7 +3,9 @@
 mod cluster;
 mod engine;
 mod facts;
+mod failover;
 mod faults;
+mod load;
 mod patroni;
 mod render;
 mod sandbox;
