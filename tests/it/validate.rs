@@ -811,3 +811,243 @@ fn an_etcd_member_listed_twice_is_refused() {
         "etcd member `pg1` is listed twice",
     );
 }
+
+// ---- pg_hba: what PostgreSQL 15 refuses in a rule ------------------------------------------
+
+/// BASE with its one pg_hba rule (line 11) replaced by `rules`, one flow mapping a line.
+fn with_hba(rules: &[&str]) -> String {
+    let lines: String = rules.iter().map(|r| format!("    - {r}\n")).collect();
+    variant(
+        "    - {type: host, database: app, user: app, address: 10.0.0.0/24, method: scram-sha-256}\n",
+        &lines,
+    )
+}
+
+/// BASE with the method of its pg_hba rule (line 11, column 76) replaced.
+fn with_hba_method(method: &str) -> String {
+    variant("method: scram-sha-256}", &format!("method: {method}}}"))
+}
+
+#[test]
+fn hba_cert_needs_a_hostssl_rule() {
+    rejects(
+        &with_hba_method("cert"),
+        "11:76",
+        "`cert` works only for `hostssl` rules (a client certificate needs SSL), not `host`",
+    );
+    accepts(&with_hba_method("cert").replacen("type: host,", "type: hostssl,", 1));
+}
+
+#[test]
+fn hba_ldap_and_radius_need_options_pgha_cannot_write() {
+    let err = rejects(
+        &with_hba_method("ldap"),
+        "11:76",
+        "`ldap` needs the option ldapbasedn, ldapprefix or ldapsuffix",
+    );
+    assert!(err.contains("carry no options yet"), "{err}");
+    rejects(
+        &with_hba_method("radius"),
+        "11:76",
+        "`radius` needs the option radiusservers",
+    );
+}
+
+#[test]
+fn hba_sspi_exists_only_on_windows() {
+    rejects(
+        &with_hba_method("sspi"),
+        "11:76",
+        "`sspi` exists only in PostgreSQL for Windows",
+    );
+}
+
+#[test]
+fn hba_gss_on_a_local_rule() {
+    rejects(
+        &with_hba(&["{type: local, database: app, user: app, method: gss}"]),
+        "11:55",
+        "`gss` does not work on `local` rules",
+    );
+}
+
+#[test]
+fn hba_ipv6_mask_longer_than_128_bits() {
+    rejects(
+        &variant("10.0.0.0/24", "\"fd00::/129\""),
+        "11:55",
+        "`fd00::/129` is not a CIDR address: an IPv6 mask is /0 to /128",
+    );
+}
+
+#[test]
+fn hba_address_with_host_bits_set() {
+    // The server masks them away: one address written with /24 lets in its whole network.
+    let err = rejects(
+        &variant("10.0.0.0/24", "10.0.0.12/24"),
+        "11:55",
+        "`10.0.0.12/24` has host bits set: PostgreSQL ignores them and lets in all of 10.0.0.0/24",
+    );
+    assert!(
+        err.contains("write 10.0.0.0/24 for the network, or 10.0.0.12/32 for this one host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hba_empty_user() {
+    rejects(
+        &variant("user: app, address", "user: \"\", address"),
+        "11:41",
+        "`postgres.hba[0].user` is empty",
+    );
+}
+
+#[test]
+fn hba_trailing_comma_would_swallow_the_next_field() {
+    // `app,` then the user field: PostgreSQL reads `app,app` as the database list.
+    rejects(
+        &variant("database: app,", "database: \"app,\","),
+        "11:30",
+        "`postgres.hba[0].database` has an empty item in its comma list",
+    );
+}
+
+#[test]
+fn hba_comment_sign_in_a_field() {
+    rejects(
+        &variant("user: app, address", "user: \"app#1\", address"),
+        "11:41",
+        "`postgres.hba[0].user` holds `#`",
+    );
+}
+
+#[test]
+fn hba_keyword_in_upper_case_is_a_name() {
+    // pg_hba.conf compares keywords case-sensitively: `ALL` is a database named ALL.
+    rejects(
+        &variant("database: app,", "database: ALL,"),
+        "11:30",
+        "`ALL` is not the keyword `all`",
+    );
+    rejects(
+        &variant("10.0.0.0/24", "SameNet"),
+        "11:55",
+        "`SameNet` is not the keyword `samenet`",
+    );
+}
+
+#[test]
+fn hba_database_keyword_in_the_user_field() {
+    rejects(
+        &variant("user: app, address", "user: sameuser, address"),
+        "11:41",
+        "`sameuser` is a keyword of the database field",
+    );
+}
+
+#[test]
+fn hba_group_marker_in_the_database_field() {
+    rejects(
+        &variant("database: app,", "database: +admins,"),
+        "11:30",
+        "`+admins`: `+` marks a group only in the user field",
+    );
+}
+
+#[test]
+fn hba_included_file_pgha_does_not_write() {
+    rejects(
+        &variant("user: app, address", "user: \"@admins\", address"),
+        "11:41",
+        "`@admins` includes a file of names, which pgha does not write",
+    );
+}
+
+#[test]
+fn hba_network_rule_without_an_address() {
+    rejects(
+        &variant(" address: 10.0.0.0/24,", ""),
+        "11:7",
+        "a `host` rule needs an address",
+    );
+}
+
+#[test]
+fn hba_local_rule_with_an_address() {
+    rejects(
+        &variant("type: host,", "type: local,"),
+        "11:56",
+        "a `local` rule takes no address",
+    );
+}
+
+#[test]
+fn hba_host_name_instead_of_a_cidr() {
+    rejects(
+        &variant("10.0.0.0/24", "db.example.com"),
+        "11:55",
+        "`db.example.com` is not a CIDR address (like 10.0.0.0/24) nor all/samehost/samenet",
+    );
+}
+
+#[test]
+fn hba_rule_hidden_by_an_earlier_one_with_the_same_net_written_otherwise() {
+    // The first matching rule wins, so the second is dead: the DBA meant something else.
+    rejects(
+        &with_hba(&[
+            "{type: host, database: all, user: all, address: \"fd00::/64\", method: reject}",
+            "{type: host, database: app, user: app, address: \"fd00:0:0::/64\", method: scram-sha-256}",
+        ]),
+        "12:7",
+        "`postgres.hba[1]` never applies: `postgres.hba[0]` comes first",
+    );
+}
+
+#[test]
+fn hba_hostssl_rule_hidden_by_a_wider_host_rule() {
+    rejects(
+        &with_hba(&[
+            "{type: host, database: all, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+            "{type: hostssl, database: app, user: app, address: 10.0.2.0/24, method: cert}",
+        ]),
+        "12:7",
+        "`postgres.hba[1]` never applies",
+    );
+}
+
+#[test]
+fn hba_narrow_rule_before_a_wide_one_is_accepted() {
+    accepts(&with_hba(&[
+        "{type: host, database: app, user: app, address: 10.0.2.0/24, method: reject}",
+        "{type: host, database: all, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+        // `all` does not match replication connections: this one is reachable.
+        "{type: host, database: replication, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+    ]));
+}
+
+#[test]
+fn hba_hostssl_rule_with_ssl_off() {
+    // The server records an error for the file, and a reload with errors is refused.
+    rejects(
+        &with_parameter("ssl: \"off\"").replacen("type: host,", "type: hostssl,", 1),
+        "12:14",
+        "a `hostssl` rule cannot match: `ssl` is off",
+    );
+}
+
+#[test]
+fn a_template_that_renders_a_pg_hba_line_the_server_refuses() {
+    let (dir, path) = write_inventory(BASE);
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("postgresql")).expect("mkdir");
+    std::fs::write(
+        templates.join("postgresql/pg_hba.conf.j2"),
+        "# {{ managed_header }}\nlocal all postgres peer\nhost all all 10.0.0.0/8 peer\n",
+    )
+    .expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("renders /etc/postgresql/15/main/pg_hba.conf with line 3, which PostgreSQL would refuse: `peer` works only for `local` rules")
+        .run();
+}
