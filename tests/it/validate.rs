@@ -1051,3 +1051,167 @@ fn a_template_that_renders_a_pg_hba_line_the_server_refuses() {
         .stderr_has("renders /etc/postgresql/15/main/pg_hba.conf with line 3, which PostgreSQL would refuse: `peer` works only for `local` rules")
         .run();
 }
+
+// ---- roles and databases -------------------------------------------------------------------
+
+/// BASE with a user added after `app`: its `name` is line 18, column 11.
+fn with_user(item: &str) -> String {
+    variant(
+        "    password: {env: PGHA_APP_PASSWORD}\n",
+        &format!("    password: {{env: PGHA_APP_PASSWORD}}\n{item}"),
+    )
+}
+
+/// BASE with a database added after `app`: its `name` is line 21, column 11.
+fn with_database(item: &str) -> String {
+    variant("    owner: app\n", &format!("    owner: app\n{item}"))
+}
+
+#[test]
+fn a_user_declared_twice_with_other_attributes() {
+    rejects(
+        &with_user("  - name: app\n    login: false\n"),
+        "18:11",
+        "user `app` is declared twice (first at users[0].name)",
+    );
+}
+
+#[test]
+fn a_database_declared_twice() {
+    rejects(
+        &with_database("  - name: app\n    owner: postgres\n"),
+        "21:11",
+        "database `app` is declared twice (first at databases[0].name)",
+    );
+}
+
+#[test]
+fn users_named_like_the_servers_own_roles() {
+    // pgha would ALTER the superuser to NOSUPERUSER.
+    rejects(
+        &with_user("  - name: postgres\n"),
+        "18:11",
+        "`users[1].name` cannot be `postgres`",
+    );
+    rejects(
+        &with_user("  - name: pg_monitor\n"),
+        "18:11",
+        "names starting with `pg_` are reserved for PostgreSQL's built-in roles",
+    );
+    rejects(
+        &with_user("  - name: public\n"),
+        "18:11",
+        "`public` is PostgreSQL's pseudo-role for everyone",
+    );
+    rejects(
+        &with_user("  - name: none\n"),
+        "18:11",
+        "`none` is reserved by PostgreSQL",
+    );
+}
+
+#[test]
+fn a_user_named_like_an_sql_keyword_for_the_current_role() {
+    // `GRANT ... TO current_user` would grant to whoever runs it, not to this role.
+    rejects(
+        &with_user("  - name: current_user\n"),
+        "18:11",
+        "`users[1].name` cannot be `current_user`: this is an SQL keyword",
+    );
+}
+
+#[test]
+fn a_user_that_is_the_replication_user() {
+    rejects(
+        &with_user("  - name: replicator\n"),
+        "18:11",
+        "user `replicator` is also the replication user",
+    );
+}
+
+#[test]
+fn a_role_name_longer_than_the_server_keeps() {
+    // PostgreSQL cuts names to 63 bytes without a word: two long names would be one role.
+    rejects(
+        &with_user(&format!("  - name: {}\n", "a".repeat(64))),
+        "18:11",
+        "at most 63 bytes",
+    );
+}
+
+#[test]
+fn a_role_name_in_upper_case() {
+    rejects(
+        &with_user("  - name: Reports\n"),
+        "18:11",
+        "PostgreSQL folds unquoted names to lower case",
+    );
+}
+
+#[test]
+fn the_replication_user_with_a_reserved_name() {
+    rejects(
+        &variant("  user: replicator", "  user: pg_replicator"),
+        "13:9",
+        "`replication.user` cannot be `pg_replicator`",
+    );
+}
+
+#[test]
+fn a_template_database() {
+    rejects(
+        &with_database("  - name: template1\n"),
+        "21:11",
+        "`template1` is a template database made by initdb",
+    );
+}
+
+#[test]
+fn the_maintenance_database_given_to_an_application_role() {
+    rejects(
+        &with_database("  - name: postgres\n    owner: app\n"),
+        "21:11",
+        "the maintenance database `postgres` belongs to the superuser: pgha would give it to `app`",
+    );
+    // For its extensions, as it is: accepted.
+    accepts(&with_database(
+        "  - name: postgres\n    extensions: [pg_stat_statements]\n",
+    ));
+}
+
+#[test]
+fn a_database_owned_by_the_replication_user() {
+    rejects(
+        &with_database("  - name: reports\n    owner: replicator\n"),
+        "22:12",
+        "owner `replicator` is the replication user",
+    );
+}
+
+#[test]
+fn a_user_refused_for_its_password_is_still_a_known_owner() {
+    let err = rejects(
+        &variant("{env: PGHA_APP_PASSWORD}", "{env: \"\"}"),
+        "17:21",
+        "is not a valid environment variable name",
+    );
+    assert!(!err.contains("is not a role of this inventory"), "{err}");
+}
+
+#[test]
+fn an_extension_listed_twice() {
+    rejects(
+        &with_database("  - name: reports\n    extensions: [pg_trgm, pg_trgm]\n"),
+        "22:27",
+        "extension `pg_trgm` is declared twice",
+    );
+}
+
+#[test]
+fn an_extension_name_with_a_space() {
+    rejects(
+        &with_database("  - name: reports\n    extensions: [\"pg trgm\"]\n"),
+        "22:18",
+        "`pg trgm` is not an extension name",
+    );
+}
