@@ -1215,3 +1215,222 @@ fn an_extension_name_with_a_space() {
         "`pg trgm` is not an extension name",
     );
 }
+
+// ---- server parameters ---------------------------------------------------------------------
+
+/// BASE with `postgres.listen_addresses` set, as line 7 (its value at column 21).
+fn with_listen_addresses(value: &str) -> String {
+    variant(
+        "  port: 5432\n",
+        &format!("  port: 5432\n  listen_addresses: {value}\n"),
+    )
+}
+
+#[test]
+fn a_parameter_set_twice_in_another_letter_case() {
+    // GUC names are case-insensitive: one of the two values would silently win.
+    rejects(
+        &with_parameter("Shared_Buffers: 1GB"),
+        "10:5",
+        "`Shared_Buffers` is set twice (also as `shared_buffers`)",
+    );
+}
+
+#[test]
+fn a_custom_parameter_name_the_server_refuses() {
+    rejects(
+        &with_parameter("my-ext.max: 1"),
+        "10:5",
+        "`my-ext.max` is not a parameter name PostgreSQL takes",
+    );
+}
+
+#[test]
+fn hot_standby_off() {
+    rejects(
+        &with_parameter("hot_standby: \"off\""),
+        "10:18",
+        "`hot_standby` must stay on",
+    );
+}
+
+#[test]
+fn full_page_writes_off() {
+    rejects(
+        &with_parameter("full_page_writes: false"),
+        "10:23",
+        "`full_page_writes` must stay on",
+    );
+}
+
+#[test]
+fn max_connections_no_larger_than_the_superuser_reserve() {
+    // The postmaster exits: superuser_reserved_connections (3) must be less than it.
+    rejects(
+        &variant("max_connections: 100", "max_connections: 3"),
+        "9:22",
+        "superuser_reserved_connections (3) must be less than max_connections (3)",
+    );
+}
+
+#[test]
+fn more_server_processes_than_the_server_counts() {
+    rejects(
+        &variant("max_connections: 100", "max_connections: 262143"),
+        "9:22",
+        "more than the 262143 server processes PostgreSQL counts",
+    );
+}
+
+#[test]
+fn primary_conninfo_is_pgha_s_per_standby() {
+    rejects(
+        &with_parameter("primary_conninfo: \"host=10.0.0.11\""),
+        "10:5",
+        "`primary_conninfo` is set by pgha from `hosts[].upstream`",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_naming_no_host() {
+    // Each standby connects with its host's name as application_name: a typo here makes
+    // every commit wait for a standby that never comes.
+    let err = rejects(
+        &with_parameter("synchronous_standby_names: \"FIRST 1 (pg9)\""),
+        "10:32",
+        "`pg9` in synchronous_standby_names is not a data host of this inventory",
+    );
+    assert!(err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn synchronous_standby_names_with_an_unquoted_dash() {
+    rejects(
+        &with_parameter("synchronous_standby_names: \"FIRST 1 (pg-2)\""),
+        "10:32",
+        "`-` cannot stand there unquoted",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_waiting_for_more_standbys_than_exist() {
+    rejects(
+        &with_parameter("synchronous_standby_names: \"ANY 3 (pg2, pg3)\""),
+        "10:32",
+        "every commit would wait forever",
+    );
+    accepts(&with_parameter(
+        "synchronous_standby_names: \"ANY 1 (PG2, pg3)\"",
+    ));
+}
+
+#[test]
+fn memory_unit_in_lower_case() {
+    // Units are case-sensitive to the server: `mb` is no unit at all.
+    rejects(
+        &variant("256MB", "256mb"),
+        "8:21",
+        "`mb` is not a unit of `shared_buffers`: valid units are B, kB, MB, GB, TB (case-sensitive)",
+    );
+}
+
+#[test]
+fn checkpoint_timeout_below_its_minimum() {
+    rejects(
+        &with_parameter("checkpoint_timeout: 10s"),
+        "10:25",
+        "`10s` is out of range for `checkpoint_timeout`",
+    );
+}
+
+#[test]
+fn a_parameter_given_as_a_list() {
+    rejects(
+        &with_parameter("shared_preload_libraries: [pg_stat_statements]"),
+        "10:31",
+        "`postgres.parameters.shared_preload_libraries` must be a plain value, found a list",
+    );
+}
+
+#[test]
+fn listen_addresses_localhost_only() {
+    let err = rejects(
+        &with_listen_addresses("localhost"),
+        "7:21",
+        "listen_addresses `localhost` leaves out the address of `pg1` (10.0.0.11)",
+    );
+    assert!(err.contains("list every host's address"), "{err}");
+    rejects(
+        &with_listen_addresses("\"\""),
+        "7:21",
+        "leaves out the address of `pg1`",
+    );
+}
+
+#[test]
+fn listen_addresses_missing_one_host() {
+    rejects(
+        &with_listen_addresses("\"10.0.0.11, 10.0.0.12\""),
+        "7:21",
+        "leaves out the address of `pg3` (10.0.0.13)",
+    );
+    accepts(&with_listen_addresses(
+        "\"10.0.0.11, 10.0.0.12, 10.0.0.13, localhost\"",
+    ));
+    accepts(&with_listen_addresses("0.0.0.0"));
+}
+
+// ---- replication settings ------------------------------------------------------------------
+
+/// BASE with `line` added to `replication:`, as line 15.
+fn with_replication(line: &str) -> String {
+    variant(
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n",
+        &format!("  password: {{env: PGHA_REPLICATION_PASSWORD}}\n  {line}\n"),
+    )
+}
+
+#[test]
+fn fewer_wal_senders_than_standbys() {
+    // After a switchover any data host may be the primary and feed all the others.
+    rejects(
+        &with_replication("max_wal_senders: 1"),
+        "15:20",
+        "max_wal_senders 1 is fewer than the 2 standbys",
+    );
+}
+
+#[test]
+fn fewer_replication_slots_than_standbys() {
+    rejects(
+        &with_replication("max_replication_slots: 1"),
+        "15:26",
+        "max_replication_slots 1 is fewer than the 2 replication slots a primary of this cluster keeps",
+    );
+    accepts(
+        &with_replication("max_replication_slots: 1").replacen(
+            "  max_replication",
+            "  slots: false\n  max_replication",
+            1,
+        ),
+    );
+}
+
+#[test]
+fn archiving_on_without_a_command() {
+    rejects(
+        &with_replication("archive: {mode: \"on\"}"),
+        "15:12",
+        "archive mode `on` needs `replication.archive.command`",
+    );
+}
+
+#[test]
+fn a_yaml_1_1_boolean_is_a_string() {
+    // Only true/false are booleans: `yes` would be the string "yes".
+    rejects(
+        &with_replication("slots: yes"),
+        "15:10",
+        "`replication.slots` must be true or false, found a string",
+    );
+}
