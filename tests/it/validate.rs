@@ -1434,3 +1434,155 @@ fn a_yaml_1_1_boolean_is_a_string() {
         "`replication.slots` must be true or false, found a string",
     );
 }
+
+// ---- hosts, addresses and ports ------------------------------------------------------------
+
+/// BASE with `lines` added to the last host (pg3), from line 34.
+fn with_last_host(lines: &str) -> String {
+    format!("{BASE}{lines}")
+}
+
+/// BASE with pg3's address (line 32, column 14) replaced.
+fn with_pg3_address(address: &str) -> String {
+    variant("10.0.0.13", address)
+}
+
+/// BASE with pg3's name (line 31, column 11) replaced.
+fn with_pg3_name(name: &str) -> String {
+    variant("  - name: pg3", &format!("  - name: {name}"))
+}
+
+#[test]
+fn an_etcd_host_in_a_streaming_cluster() {
+    rejects(
+        &format!("{BASE}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n"),
+        "36:11",
+        "role `etcd` belongs to flavour patroni, and this cluster's flavour is streaming",
+    );
+}
+
+#[test]
+fn one_ipv6_address_written_two_ways() {
+    rejects(
+        &variant("10.0.0.12", "fd00::12").replacen("10.0.0.13", "fd00:0:0::12", 1),
+        "32:14",
+        "address `fd00:0:0::12` is used twice (first at hosts[1])",
+    );
+}
+
+#[test]
+fn an_ipv4_address_written_as_ipv4_mapped_ipv6() {
+    rejects(
+        &with_pg3_address("\"::ffff:10.0.0.12\""),
+        "32:14",
+        "address `::ffff:10.0.0.12` is used twice (first at hosts[1])",
+    );
+}
+
+#[test]
+fn an_address_that_is_no_one_host() {
+    rejects(
+        &with_pg3_address("0.0.0.0"),
+        "32:14",
+        "`0.0.0.0` is not the address of one host",
+    );
+}
+
+#[test]
+fn host_names_that_are_not_dns_labels() {
+    // `pg_3` would share the slot `pg_3` with a host `pg-3`.
+    for name in ["pg_3", "PG3", "pg3-"] {
+        rejects(
+            &with_pg3_name(name),
+            "31:11",
+            &format!("`{name}` is not a valid name for `hosts[2].name`: use a DNS label"),
+        );
+    }
+}
+
+#[test]
+fn a_host_name_too_long_for_its_slot() {
+    let name = "a".repeat(60);
+    rejects(
+        &with_pg3_name(&name),
+        "31:11",
+        &format!("gives the replication slot name `pgha_{name}`, which PostgreSQL refuses"),
+    );
+}
+
+#[test]
+fn two_servers_on_one_machine_behind_other_ssh_ports() {
+    rejects(
+        &format!("{}    ssh: {{port: 2222}}\n", with_pg3_address("10.0.0.12")),
+        "32:14",
+        "`pg2` and `pg3` are one machine (10.0.0.12): both PostgreSQL servers would listen on port 5432",
+    );
+}
+
+#[test]
+fn sshd_and_postgresql_on_one_port() {
+    rejects(
+        &with_last_host("    ssh: {port: 5432}\n"),
+        "34:17",
+        "`pg3` would have sshd and PostgreSQL both on port 5432",
+    );
+}
+
+#[test]
+fn a_privileged_postgresql_port() {
+    rejects(
+        &variant("  port: 5432", "  port: 80"),
+        "6:9",
+        "port 80 is below 1024: only root may listen there",
+    );
+}
+
+#[test]
+fn a_host_ssh_port_out_of_range() {
+    rejects(
+        &with_last_host("    ssh: {port: 70000}\n"),
+        "34:17",
+        "`hosts[2].ssh.port` is 70000, outside 1 .. 65535",
+    );
+}
+
+#[test]
+fn allow_wipe_written_yes() {
+    rejects(
+        &with_last_host("    allow_wipe: yes\n"),
+        "34:17",
+        "`hosts[2].allow_wipe` must be true or false, found a string",
+    );
+}
+
+#[test]
+fn a_misspelt_host_key() {
+    let err = rejects(
+        &variant("    address: 10.0.0.13", "    adress: 10.0.0.13"),
+        "32:5",
+        "unknown key `adress` in `hosts[2]`",
+    );
+    assert!(err.contains("did you mean `address`?"), "{err}");
+}
+
+#[test]
+fn an_upstream_with_a_typo() {
+    let err = rejects(
+        &with_last_host("    upstream: pg22\n"),
+        "34:15",
+        "upstream `pg22` is not a host of this inventory",
+    );
+    assert!(err.contains("did you mean `pg2`?"), "{err}");
+}
+
+#[test]
+fn an_upstream_cycle_of_three() {
+    let text = variant(
+        "    address: 10.0.0.12\n    role: standby\n",
+        "    address: 10.0.0.12\n    role: standby\n    upstream: pg4\n",
+    );
+    let text = format!(
+        "{text}    upstream: pg2\n  - name: pg4\n    address: 10.0.0.14\n    role: standby\n    upstream: pg3\n"
+    );
+    rejects(&text, "31:15", "runs in a cycle (pg2 -> pg3 -> pg4)");
+}
