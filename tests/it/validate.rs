@@ -1586,3 +1586,228 @@ fn an_upstream_cycle_of_three() {
     );
     rejects(&text, "31:15", "runs in a cycle (pg2 -> pg3 -> pg4)");
 }
+
+// ---- the Patroni flavour -------------------------------------------------------------------
+
+/// The Patroni inventory with `lines` added to the `patroni:` section, from line 21.
+fn with_patroni(lines: &str) -> String {
+    patroni_variant(&format!("{PATRONI}{lines}"))
+}
+
+/// The Patroni inventory with `line` added to `postgres.parameters`, as line 11.
+fn patroni_with_parameter(line: &str) -> String {
+    patroni_variant(PATRONI).replacen(
+        "    max_connections: 100\n",
+        &format!("    max_connections: 100\n    {line}\n"),
+        1,
+    )
+}
+
+/// The Patroni inventory with etcd on pg1, pg2 and a dedicated host etcd1 (lines 43 to 45,
+/// then `etcd1_lines`), and `pg3_lines` added to pg3 (from line 43, before etcd1).
+fn with_etcd_host(pg3_lines: &str, etcd1_lines: &str) -> String {
+    let text = patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2, etcd1]"));
+    format!("{text}{pg3_lines}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n{etcd1_lines}")
+}
+
+/// The Patroni inventory with `patroni.rewind.user` set, as line 18 (value at column 11).
+fn with_rewind_user(user: &str) -> String {
+    patroni_variant(&PATRONI.replace("  rewind:\n", &format!("  rewind:\n    user: {user}\n")))
+}
+
+/// The Patroni inventory with `line` added to `patroni.etcd`, as line 21.
+fn with_etcd_setting(line: &str) -> String {
+    patroni_variant(&format!("{PATRONI}    {line}\n"))
+}
+
+#[test]
+fn patroni_rest_api_on_postgresql_s_port() {
+    rejects(
+        &with_patroni("  restapi_port: 5432\n"),
+        "21:17",
+        "Patroni's REST API (patroni.restapi_port) and PostgreSQL would both listen on port 5432 on `pg1`",
+    );
+}
+
+#[test]
+fn patroni_rest_api_on_a_privileged_port() {
+    rejects(
+        &with_patroni("  restapi_port: 80\n"),
+        "21:17",
+        "Patroni's REST API on port 80: only root may listen below 1024",
+    );
+}
+
+#[test]
+fn etcd_client_and_peer_ports_the_same() {
+    // Reported at the key the inventory sets (the peer port is left to its default).
+    rejects(
+        &with_etcd_setting("client_port: 2380"),
+        "21:18",
+        "etcd's peer port (patroni.etcd.peer_port) and etcd's client port would both listen on port 2380 on `pg1`",
+    );
+}
+
+#[test]
+fn etcd_on_postgresql_s_port() {
+    rejects(
+        &with_etcd_setting("client_port: 5432"),
+        "21:18",
+        "etcd's client port (patroni.etcd.client_port) and PostgreSQL would both listen on port 5432",
+    );
+}
+
+#[test]
+fn a_standby_cluster_slot_name_the_server_refuses() {
+    rejects(
+        &with_patroni("  standby_cluster:\n    host: 10.1.0.11\n    primary_slot_name: site-b\n"),
+        "23:24",
+        "`site-b` is not a replication slot name",
+    );
+}
+
+#[test]
+fn a_standby_cluster_of_itself() {
+    rejects(
+        &with_patroni("  standby_cluster:\n    host: 10.0.0.12\n"),
+        "22:11",
+        "the standby cluster's source `10.0.0.12` is `pg2`, a member of this cluster",
+    );
+}
+
+#[test]
+fn a_permanent_slot_listed_twice() {
+    rejects(
+        &with_patroni("  permanent_slots: [site_b, site_b]\n"),
+        "21:29",
+        "slot `site_b` is listed twice",
+    );
+}
+
+#[test]
+fn permanent_slots_count_against_max_replication_slots() {
+    let text = with_patroni("  permanent_slots: [site_b]\n").replacen(
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n",
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n  max_replication_slots: 2\n",
+        1,
+    );
+    rejects(
+        &text,
+        "25:26",
+        "max_replication_slots 2 is fewer than the 3 replication slots",
+    );
+}
+
+#[test]
+fn the_rewind_user_shared_with_another_role() {
+    rejects(
+        &with_rewind_user("replicator"),
+        "18:11",
+        "the rewind user `replicator` is also the replication user",
+    );
+    rejects(
+        &with_rewind_user("app"),
+        "18:11",
+        "the rewind user `app` is also declared under `users:`",
+    );
+    rejects(
+        &with_rewind_user("postgres"),
+        "18:11",
+        "`patroni.rewind.user` cannot be `postgres`",
+    );
+}
+
+#[test]
+fn synchronous_mode_strict_without_synchronous_mode() {
+    rejects(
+        &with_patroni("  synchronous_mode_strict: true\n"),
+        "21:28",
+        "synchronous_mode_strict needs synchronous_mode: true",
+    );
+}
+
+#[test]
+fn more_synchronous_standbys_than_there_are() {
+    rejects(
+        &with_patroni("  synchronous_mode: true\n  synchronous_node_count: 3\n"),
+        "22:27",
+        "3 synchronous standbys need at least 4 PostgreSQL hosts; there are 3",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_is_patroni_s() {
+    rejects(
+        &patroni_with_parameter("synchronous_standby_names: \"pg2\""),
+        "11:5",
+        "`synchronous_standby_names` is set by the patroni flavour from `patroni.synchronous_mode`",
+    );
+}
+
+#[test]
+fn patroni_data_dir_is_the_debian_cluster_s() {
+    rejects(
+        &with_patroni("  data_dir: /var/lib/postgresql/15/main\n"),
+        "21:13",
+        "Patroni's data directory must not be the Debian cluster's",
+    );
+}
+
+#[test]
+fn an_etcd_member_that_is_no_host() {
+    let err = rejects(
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2, pg4]")),
+        "20:25",
+        "etcd member `pg4` is not a host of this inventory",
+    );
+    assert!(err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn an_etcd_host_that_is_no_member() {
+    rejects(
+        &format!(
+            "{}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n",
+            patroni_variant(PATRONI)
+        ),
+        "45:11",
+        "host `etcd1` has `role: etcd` but is not in patroni.etcd.members",
+    );
+}
+
+#[test]
+fn a_standby_streaming_from_an_etcd_host() {
+    rejects(
+        &with_etcd_host("    upstream: etcd1\n", ""),
+        "43:15",
+        "upstream `etcd1` is an etcd host, which holds no data to stream",
+    );
+}
+
+#[test]
+fn an_etcd_host_with_an_upstream() {
+    rejects(
+        &with_etcd_host("", "    upstream: pg1\n"),
+        "46:15",
+        "`etcd1` is an etcd host, which does not replicate: it has no upstream",
+    );
+}
+
+#[test]
+fn patroni_ssl_without_certificate_files() {
+    // Patroni's own data directory holds no server.crt: the server would not start.
+    rejects(
+        &patroni_with_parameter("ssl: \"on\""),
+        "11:10",
+        "`ssl` is on without `ssl_cert_file`",
+    );
+}
+
+#[test]
+fn patroni_hostssl_rule_without_ssl() {
+    rejects(
+        &patroni_variant(PATRONI).replacen("type: host,", "type: hostssl,", 1),
+        "12:14",
+        "a `hostssl` rule cannot match: Patroni's servers run without SSL",
+    );
+}
