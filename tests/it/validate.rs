@@ -1811,3 +1811,77 @@ fn patroni_hostssl_rule_without_ssl() {
         "a `hostssl` rule cannot match: Patroni's servers run without SSL",
     );
 }
+
+// ---- secrets written where their reference belongs -----------------------------------------
+// Whatever is wrong, what was written there may be the password: it shows nowhere.
+
+/// BASE with the app user's password (line 17, column 15) written as `value`.
+fn with_app_password(value: &str) -> String {
+    variant("{env: PGHA_APP_PASSWORD}", value)
+}
+
+#[test]
+fn a_password_written_as_a_number() {
+    rejects_unechoed(
+        &variant(
+            "  password: {env: PGHA_REPLICATION_PASSWORD}",
+            "  password: 84736251",
+        ),
+        "14:13",
+        "`replication.password` is a literal secret (an integer)",
+        "84736251",
+    );
+}
+
+#[test]
+fn a_password_written_as_a_variable_name() {
+    rejects_unechoed(
+        &with_app_password("{env: \"s3cr3t!P4ss\"}"),
+        "17:21",
+        "`users[0].password.env` is not a valid environment variable name (not shown: it may be the secret itself)",
+        "s3cr3t!P4ss",
+    );
+}
+
+#[test]
+fn a_password_in_braces_taken_for_quoting() {
+    // `{s3cr3tP4ss}` is a mapping whose key is the password.
+    rejects_unechoed(
+        &with_app_password("{s3cr3tP4ss}"),
+        "17:16",
+        "unknown key in `users[0].password`: a secret reference takes env, file or command",
+        "s3cr3tP4ss",
+    );
+}
+
+#[test]
+fn a_password_in_a_list() {
+    rejects_unechoed(
+        &with_app_password("[hunter2hunter2]"),
+        "17:15",
+        "`users[0].password` is a literal secret (a list)",
+        "hunter2hunter2",
+    );
+}
+
+#[test]
+fn a_password_as_a_plain_string_under_patroni() {
+    rejects_unechoed(
+        &patroni_variant(
+            &PATRONI.replace("{env: PGHA_REWIND_PASSWORD}", "\"correct horse battery\""),
+        ),
+        "18:15",
+        "`patroni.rewind.password` is a literal secret (a string)",
+        "correct horse battery",
+    );
+}
+
+#[test]
+fn a_misspelt_secret_source() {
+    let err = rejects(
+        &with_app_password("{evn: PGHA_APP_PASSWORD}"),
+        "17:16",
+        "unknown key in `users[0].password`",
+    );
+    assert!(err.contains("did you mean `env`?"), "{err}");
+}
