@@ -1407,13 +1407,11 @@ fn fewer_replication_slots_than_standbys() {
         "15:26",
         "max_replication_slots 1 is fewer than the 2 replication slots a primary of this cluster keeps",
     );
-    accepts(
-        &with_replication("max_replication_slots: 1").replacen(
-            "  max_replication",
-            "  slots: false\n  max_replication",
-            1,
-        ),
-    );
+    accepts(&with_replication("max_replication_slots: 1").replacen(
+        "  max_replication",
+        "  slots: false\n  max_replication",
+        1,
+    ));
 }
 
 #[test]
@@ -1607,7 +1605,9 @@ fn patroni_with_parameter(line: &str) -> String {
 /// then `etcd1_lines`), and `pg3_lines` added to pg3 (from line 43, before etcd1).
 fn with_etcd_host(pg3_lines: &str, etcd1_lines: &str) -> String {
     let text = patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2, etcd1]"));
-    format!("{text}{pg3_lines}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n{etcd1_lines}")
+    format!(
+        "{text}{pg3_lines}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n{etcd1_lines}"
+    )
 }
 
 /// The Patroni inventory with `patroni.rewind.user` set, as line 18 (value at column 11).
