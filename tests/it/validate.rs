@@ -1220,9 +1220,16 @@ fn an_extension_name_with_a_space() {
 
 /// BASE with `postgres.listen_addresses` set, as line 7 (its value at column 21).
 fn with_listen_addresses(value: &str) -> String {
-    variant(
+    listen_addresses_in(BASE, value)
+}
+
+/// `text` (BASE or a variant of it) with `postgres.listen_addresses` set, as line 7.
+fn listen_addresses_in(text: &str, value: &str) -> String {
+    assert_eq!(text.matches("  port: 5432\n").count(), 1);
+    text.replacen(
         "  port: 5432\n",
         &format!("  port: 5432\n  listen_addresses: {value}\n"),
+        1,
     )
 }
 
@@ -1884,4 +1891,31 @@ fn a_misspelt_secret_source() {
         "unknown key in `users[0].password`",
     );
     assert!(err.contains("did you mean `env`?"), "{err}");
+}
+
+#[test]
+fn listen_addresses_by_ip_with_hosts_known_by_name_is_accepted() {
+    // Offline, a DNS name cannot be compared with an IP address: only a loopback-only list
+    // surely leaves such a host out.
+    let named = variant("10.0.0.11", "db1.example.com")
+        .replacen("10.0.0.12", "db2.example.com", 1)
+        .replacen("10.0.0.13", "db3.example.com", 1);
+    accepts(&listen_addresses_in(
+        &named,
+        "\"10.0.0.11, 10.0.0.12, 10.0.0.13\"",
+    ));
+    rejects(
+        &listen_addresses_in(&named, "\"localhost, ::1\""),
+        "7:21",
+        "leaves out the address of `pg1` (db1.example.com)",
+    );
+}
+
+#[test]
+fn long_host_names_are_fine_without_slots() {
+    accepts(&with_pg3_name(&"a".repeat(60)).replacen(
+        "  user: replicator\n",
+        "  user: replicator\n  slots: false\n",
+        1,
+    ));
 }

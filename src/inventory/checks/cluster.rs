@@ -141,11 +141,17 @@ fn listen_addresses(d: &mut Diagnostics, at: &At, cluster: &Cluster) {
         return;
     }
     let listed: Vec<String> = items.iter().map(|i| same_machine(i)).collect();
+    let loopback =
+        |item: &str| item == "localhost" || item.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    // A host known by a DNS name may be any of the addresses listed: only loopback ones
+    // surely leave it out.
+    let anything_else = items.iter().any(|i| !loopback(i));
     let covered = |h: &Host| match h.address.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
         // The server binds IPv6 sockets IPv6-only: `::` does not cover IPv4 addresses.
         Ok(IpAddr::V4(_)) if items.contains(&"0.0.0.0") => true,
         Ok(IpAddr::V6(_)) if items.contains(&"::") => true,
-        _ => listed.contains(&same_machine(&h.address)),
+        Ok(_) => listed.contains(&same_machine(&h.address)),
+        Err(_) => anything_else || listed.contains(&same_machine(&h.address)),
     };
     if let Some((_, h)) = data_hosts(cluster).find(|(_, h)| !covered(h)) {
         d.error_with_help(
@@ -274,6 +280,9 @@ fn ports(d: &mut Diagnostics, at: &At, cluster: &Cluster) {
 
 /// The slot each data host streams through must be a name the server takes, one per host.
 fn slot_names(d: &mut Diagnostics, at: &At, cluster: &Cluster, flavour: &dyn Flavour) {
+    if flavour.slots_needed(cluster) == 0 {
+        return;
+    }
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (i, h) in data_hosts(cluster) {
         let slot = flavour.slot_name(&h.name);
