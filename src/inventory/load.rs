@@ -366,7 +366,6 @@ impl Reader<'_> {
             method: method?,
         };
         let positions = HbaPositions {
-            item: node.pos,
             kind: at(kind_node),
             database: at(database_node),
             user: at(user_node),

@@ -45,7 +45,6 @@ impl HbaField {
 /// Where a rule's keys stand, for errors about one of them.
 #[derive(Debug, Clone, Copy)]
 pub struct HbaPositions {
-    pub item: Pos,
     pub kind: Pos,
     pub database: Pos,
     pub user: Pos,
