@@ -21,7 +21,9 @@ use crate::diag::Diagnostics;
 use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::{Probe, Query};
 use crate::facts::HostFacts;
-use crate::model::{Cluster, HbaRule, Host, MemberRole, Postgres, SecretRef, Topology};
+use crate::model::{
+    Cluster, HbaRule, Host, MemberRole, Postgres, Replication, SecretRef, Topology, User,
+};
 use crate::steps::registry::Kind;
 use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
@@ -47,6 +49,9 @@ pub struct Entry {
     pub host_keys: &'static [&'static str],
     /// Step kinds of its own, besides the core ones.
     pub kinds: &'static [Kind],
+    /// Server parameters the flavour sets itself, with the key of its section that decides
+    /// them: `postgres.parameters` may not set them too.
+    pub managed_parameters: &'static [(&'static str, &'static str)],
     /// Read the flavour's section (its name as the top-level key) and host keys; errors go to
     /// the diagnostics with their positions.
     pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Flavour>>,
@@ -63,6 +68,8 @@ pub struct SectionInput<'a> {
     /// The flavour's host keys as written: (host, key, node, path for messages).
     pub host_entries: Vec<(String, String, &'a Node, String)>,
     pub postgres: Option<&'a Postgres>,
+    pub replication: Option<&'a Replication>,
+    pub users: Option<&'a [User]>,
     /// The inventory's folder (relative secret files are read from there).
     pub base: &'a Path,
 }
@@ -212,6 +219,20 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     }
     /// The physical slot a standby uses on its upstream.
     fn slot_name(&self, host: &str) -> String;
+    /// How many replication slots a primary of this cluster keeps: one per other data host
+    /// when standbys use slots (after a switchover any of them may be the primary).
+    fn slots_needed(&self, cluster: &Cluster) -> usize {
+        if cluster.replication.slots {
+            cluster
+                .hosts
+                .iter()
+                .filter(|h| h.role.holds_data())
+                .count()
+                .saturating_sub(1)
+        } else {
+            0
+        }
+    }
     /// pg_hba rules for connections from one cluster host's address, after pgha's own.
     fn hba(&self, _address: &str) -> Vec<HbaRule> {
         Vec::new()

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use crate::components::Component;
 use crate::flavours::Flavour;
-use crate::model::{Cluster, Host, Sealed, Topology};
+use crate::model::{pg_hba, Cluster, Host, Sealed, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::host_vars_json;
 use crate::render::{describe, Templates};
@@ -172,10 +172,31 @@ fn template_to_file(
     // A YAML file that does not parse is refused here, before any host sees it; what the
     // service itself thinks of it is the step's `validate` command's job, on the host.
     let dest = map.get("dest").and_then(Json::as_str).unwrap_or_default();
+    let refused = |line: String, p: pg_hba::Problem| {
+        format!(
+            "template {src} renders {dest} with {line}, which PostgreSQL would refuse: {}",
+            p.message
+        )
+    };
     if dest.ends_with(".yml") || dest.ends_with(".yaml") {
-        serde_saphyr::from_str::<Json>(&content).map_err(|e| {
+        let yaml = serde_saphyr::from_str::<Json>(&content).map_err(|e| {
             format!("template {src} renders {dest} as YAML that does not parse: {e}")
         })?;
+        // Patroni writes pg_hba.conf from `postgresql.pg_hba`, one line per item.
+        let rules = yaml["postgresql"]["pg_hba"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        for (i, rule) in rules.enumerate() {
+            if let Err(p) = pg_hba::check_line(rule.as_str().unwrap_or_default()) {
+                return Err(refused(format!("postgresql.pg_hba[{i}]"), p));
+            }
+        }
+    }
+    if dest.ends_with("pg_hba.conf") {
+        if let Some((line, p)) = pg_hba::check_file(&content).into_iter().next() {
+            return Err(refused(format!("line {line}"), p));
+        }
     }
     map.insert(
         "content".to_owned(),

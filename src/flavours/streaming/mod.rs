@@ -16,6 +16,7 @@ pub const ENTRY: Entry = Entry {
     roles: &[],
     host_keys: &[],
     kinds: &[],
+    managed_parameters: &[],
     load,
 };
 
