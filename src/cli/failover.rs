@@ -1,15 +1,12 @@
 //! `pgha failover [--to NODE]`: the primary is gone; promote the standby that has received the
 //! most WAL, fence the old primary where its host answers, re-point the others, verify.
 
-use std::time::Duration;
-
 use clap::Args;
 
-use crate::apply::{handover, lock};
-use crate::cli::{runtime, CliError, SourceArgs};
+use crate::apply::handover as apply_handover;
+use crate::cli::{handover, runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::session::Session;
-use crate::views;
 
 #[derive(Args, Debug)]
 pub struct FailoverArgs {
@@ -66,54 +63,34 @@ async fn go(session: &mut Session, args: &FailoverArgs) -> Result<ExitStatus, Cl
             choice.old, choice.target
         ))?;
     }
-    let id = crate::plan::build::new_id();
-    let info = lock::LockInfo::new(&id, "failover");
-    lock::take_all(
-        &session.transports,
-        &info,
-        &args.source.inventory.display().to_string(),
-    )
-    .await
-    .map_err(CliError::new)?;
-    let report = handover::failover(
+    let id = handover::lock(session, &args.source, "failover").await?;
+    let report = apply_handover::failover(
         session,
         &choice,
         crate::views::progress::observer(session.transports.keys()).as_ref(),
     )
     .await;
-    lock::release_all(&session.transports, &id).await;
-    let report = report.map_err(CliError::new)?;
+    // The old primary is verified once it has rejoined; the rest now.
+    let old = choice.old.clone();
+    let old_slot = format!("slot {}", session.project.flavour.slot_name(&old));
+    let result = handover::finish(
+        session,
+        &id,
+        report,
+        "failover",
+        |r| {
+            format!(
+                "Failed over from {} to {}: promoted in {:.1} s.",
+                r.old_primary,
+                r.new_primary,
+                r.write_gap.as_secs_f64()
+            )
+        },
+        |r| r.host != old && !r.check.ends_with(&format!(" {old}")) && r.check != old_slot,
+    )
+    .await;
     println!(
-        "Failed over from {} to {}: promoted in {:.1} s.",
-        report.old_primary,
-        report.new_primary,
-        report.write_gap.as_secs_f64()
+        "{old} is left out until it rejoins: once it is back, `pgha plan` shows its rewind onto the new timeline and `pgha apply` does it."
     );
-    if !report.failed_hosts.is_empty() {
-        return Err(CliError(format!(
-            "converging after the failover failed: {}",
-            report.failed_hosts.join("; ")
-        )));
-    }
-    // The old primary is verified when it has rejoined; the rest now.
-    let (topology, _) = session.topology().map_err(CliError::new)?;
-    let old_slot = format!("slot {}", session.project.flavour.slot_name(&choice.old));
-    let results: Vec<_> = crate::verify::run(session, &topology, Duration::from_secs(30))
-        .await
-        .into_iter()
-        .filter(|r| {
-            r.host != choice.old
-                && !r.check.ends_with(&format!(" {}", choice.old))
-                && r.check != old_slot
-        })
-        .collect();
-    print!("{}", views::verify::table(&results));
-    println!(
-        "{} is left out until it rejoins: once it is back, `pgha plan` shows its rewind onto the new timeline and `pgha apply` does it.",
-        choice.old
-    );
-    if results.is_empty() || results.iter().any(|r| !r.ok) {
-        return Err(CliError("verify failed after the failover".into()));
-    }
-    Ok(ExitStatus::Success)
+    result
 }

@@ -12,6 +12,7 @@ mod apply;
 mod facts;
 mod failover;
 mod force_unlock;
+mod handover;
 mod interrupt;
 mod plan;
 mod render;

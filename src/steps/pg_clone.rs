@@ -81,16 +81,27 @@ impl PgClone {
                  install -d -m 0700 -o postgres -g postgres {data}; find {data} -mindepth 1 -delete"
             )),
             RemoteCommand::new(basebackup).as_user("postgres"),
-            RemoteCommand::new([
-                "touch".to_owned(),
-                format!("{}/standby.signal", self.data_dir),
-            ])
-            .as_user("postgres"),
-            RemoteCommand::script(format!(
-                "rm -f {CLONE_MARKER} {FENCE_MARKER}; systemctl unmask {} >/dev/null 2>&1 || true",
-                shell_words::quote(&self.service)
-            )),
+            self.standby_signal(),
+            self.done(CLONE_MARKER),
         ]
+    }
+
+    /// Starts as a standby (the configuration is pgha's `pgha-standby.conf`).
+    fn standby_signal(&self) -> RemoteCommand {
+        RemoteCommand::new([
+            "touch".to_owned(),
+            format!("{}/standby.signal", self.data_dir),
+        ])
+        .as_user("postgres")
+    }
+
+    /// The work `marker` stood for is complete; a failover's fence is lifted: the server may
+    /// start again, as the standby it now is.
+    fn done(&self, marker: &str) -> RemoteCommand {
+        RemoteCommand::script(format!(
+            "rm -f {marker} {FENCE_MARKER}; systemctl unmask {} >/dev/null 2>&1 || true",
+            shell_words::quote(&self.service)
+        ))
     }
 
     fn rewind_commands(&self) -> Vec<RemoteCommand> {
@@ -112,16 +123,8 @@ impl PgClone {
                 "set -e; mkdir -p /var/lib/pgha; touch {REWIND_MARKER}"
             )),
             RemoteCommand::new(rewind).as_user("postgres"),
-            RemoteCommand::new([
-                "touch".to_owned(),
-                format!("{}/standby.signal", self.data_dir),
-            ])
-            .as_user("postgres"),
-            // Fenced by a failover: it may start again, as the standby it now is.
-            RemoteCommand::script(format!(
-                "rm -f {REWIND_MARKER} {FENCE_MARKER}; systemctl unmask {} >/dev/null 2>&1 || true",
-                shell_words::quote(&self.service)
-            )),
+            self.standby_signal(),
+            self.done(REWIND_MARKER),
         ]
     }
 
