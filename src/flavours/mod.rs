@@ -29,10 +29,11 @@ use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
 
 pub mod patroni;
+pub mod repmgr;
 pub mod streaming;
 
 /// Every flavour: one line each.
-pub static FLAVOURS: &[Entry] = &[streaming::ENTRY, patroni::ENTRY];
+pub static FLAVOURS: &[Entry] = &[streaming::ENTRY, patroni::ENTRY, repmgr::ENTRY];
 
 /// The flavour an inventory names, or None.
 pub fn entry(name: &str) -> Option<&'static Entry> {
@@ -233,6 +234,9 @@ pub trait Flavour: fmt::Debug + Send + Sync {
             0
         }
     }
+    /// Adjust the server parameters pgha writes (a library the flavour needs loaded, merged
+    /// with the user's).
+    fn parameters(&self, _parameters: &mut BTreeMap<String, String>) {}
     /// pg_hba rules for connections from one cluster host's address, after pgha's own.
     fn hba(&self, _address: &str) -> Vec<HbaRule> {
         Vec::new()

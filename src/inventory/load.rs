@@ -164,15 +164,6 @@ impl Reader<'_> {
             if let Some(e) = flavours::entry(&name) {
                 return Some(e);
             }
-            if name == "repmgr" {
-                self.d.error_with_help(
-                    n.pos,
-                    "cluster.flavour",
-                    "flavour `repmgr` has no playbook in this version of pgha",
-                    format!("use {}; repmgr is being built", names.join(" or ")),
-                );
-                return None;
-            }
             decode::choice(self.d, n, "cluster.flavour", &names);
             None
         });

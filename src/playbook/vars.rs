@@ -106,14 +106,19 @@ pub fn host_vars_json(
     host: &Host,
 ) -> Value {
     let pg = &cluster.postgres;
+    // Name, address and the flavour's own keys (a repmgr node id).
+    let brief = |h: &Host| {
+        let mut m = flavour.host_vars(h);
+        m.insert("name".into(), json!(h.name));
+        m.insert("address".into(), json!(h.address));
+        Value::Object(m)
+    };
     let upstream = topology
         .upstream
         .get(&host.name)
         .and_then(|u| cluster.host(u))
-        .map(|u| json!({"name": u.name, "address": u.address}));
-    let primary = cluster
-        .host(&topology.primary)
-        .map(|p| json!({"name": p.name, "address": p.address}));
+        .map(brief);
+    let primary = cluster.host(&topology.primary).map(brief);
     let downstreams: Vec<Value> = topology
         .downstreams(cluster, &host.name)
         .iter()
@@ -152,6 +157,8 @@ pub fn host_vars_json(
     for s in plugged {
         secrets[s.var] = Value::String(mark(&s.label, None));
     }
+    let mut parameters = server_parameters(cluster);
+    flavour.parameters(&mut parameters);
     let mut vars = json!({
         "cluster": {"name": cluster.name, "flavour": cluster.flavour},
         "pg": {
@@ -163,7 +170,7 @@ pub fn host_vars_json(
             "bin_dir": format!("/usr/lib/postgresql/{}/bin", pg.version),
             "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
         },
-        "parameters": server_parameters(cluster),
+        "parameters": parameters,
         "hba": hba(cluster, flavour),
         "replication": {
             "user": cluster.replication.user,

@@ -128,25 +128,24 @@ impl PgClone {
         ]
     }
 
-    fn clone(&self, cx: &StepContext, reason: impl Into<String>) -> Check {
-        Check::Changes(vec![cx.change(
-            self.kind(),
-            Action::Clone,
-            format!("{} from {}", self.data_dir, self.upstream),
-            reason,
-            self.clone_commands(),
-        )])
+    fn clone(&self, _cx: &StepContext, reason: impl Into<String>) -> Decision {
+        Decision::Clone {
+            target: format!("{} from {}", self.data_dir, self.upstream),
+            reason: reason.into(),
+        }
     }
 
     /// This cluster's data on a timeline the primary left, or a second primary: rewind it
     /// onto the primary's timeline, saying what that discards.
-    fn rewind(&self, cx: &StepContext, here: &PgFacts, primary: &PgFacts) -> Check {
+    fn rewind(&self, cx: &StepContext, here: &PgFacts, primary: &PgFacts) -> Decision {
         let was = if here.running && !here.in_recovery {
             format!(
                 "runs as a second primary on timeline {} (the primary {} is on timeline {})",
                 here.timeline, self.primary, primary.timeline
             )
-        } else if !here.in_recovery && !here.standby_signal {
+        } else if !here.running
+            && (here.state == "in production" || (!here.in_recovery && !here.standby_signal))
+        {
             format!(
                 "was a primary on timeline {} (the primary {} is now on timeline {}){}",
                 here.timeline,
@@ -163,13 +162,10 @@ impl PgClone {
                 here.timeline, self.primary, primary.timeline
             )
         };
-        Check::Changes(vec![cx.change(
-            self.kind(),
-            Action::Rewind,
-            format!("{} onto {}'s timeline {}", self.data_dir, self.upstream, primary.timeline),
-            format!("{} {was}: stopped, rewound with pg_rewind and started as a standby; {}", cx.host, discarded(here, primary)),
-            self.rewind_commands(),
-        )])
+        Decision::Rewind {
+            target: format!("{} onto {}'s timeline {}", self.data_dir, self.upstream, primary.timeline),
+            reason: format!("{} {was}: stopped, rewound with pg_rewind and started as a standby; {}", cx.host, discarded(here, primary)),
+        }
     }
 }
 
@@ -202,6 +198,12 @@ fn diverged(here: &PgFacts, primary: &PgFacts) -> bool {
     if !here.is_replica() {
         return true;
     }
+    // A primary that crashed (standby.signal added since, by hand or by a failed rejoin):
+    // its last checkpoint says nothing of the WAL it wrote after it, which may pass the fork.
+    let crashed_primary = !here.running && here.state == "in production";
+    if crashed_primary && here.timeline < primary.timeline {
+        return true;
+    }
     if here.timeline == 0 || here.timeline >= primary.timeline {
         return false;
     }
@@ -219,12 +221,46 @@ fn pg_of(f: Option<&HostFacts>) -> Option<&PgFacts> {
     f.and_then(|f| f.postgres.as_ref())
 }
 
+/// What a standby's data directory needs, whatever tool then does it (pg_basebackup and
+/// pg_rewind here; a flavour's own, such as repmgr's clone and rejoin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    InSync(String),
+    Refused(String),
+    Clone { target: String, reason: String },
+    Rewind { target: String, reason: String },
+}
+
 impl Module for PgClone {
     fn kind(&self) -> &'static str {
         "pg_clone"
     }
 
     fn check(&self, cx: &StepContext) -> Check {
+        match self.decide(cx) {
+            Decision::InSync(why) => Check::InSync(why),
+            Decision::Refused(why) => Check::Refused(why),
+            Decision::Clone { target, reason } => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Clone,
+                target,
+                reason,
+                self.clone_commands(),
+            )]),
+            Decision::Rewind { target, reason } => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Rewind,
+                target,
+                reason,
+                self.rewind_commands(),
+            )]),
+        }
+    }
+}
+
+impl PgClone {
+    /// Clone, rewind, leave alone, or refuse: the safety rules every tool shares.
+    pub fn decide(&self, cx: &StepContext) -> Decision {
         let primary = pg_of(cx.cluster_facts.get(&self.primary))
             .filter(|pg| !pg.system_identifier.is_empty());
         let interrupted = cx.facts.present.iter().any(|p| p == CLONE_MARKER);
@@ -245,12 +281,12 @@ impl Module for PgClone {
             // The primary was not read (down, or outside what was contacted): its data
             // cannot be compared, so nothing is replaced on a guess.
             return if pg.is_replica() && !rewind_failed {
-                Check::InSync(format!(
+                Decision::InSync(format!(
                     "a replica (system identifier {}); {} was not read to compare",
                     pg.system_identifier, self.primary
                 ))
             } else {
-                Check::Refused(format!(
+                Decision::Refused(format!(
                     "{} holds data and {} was not read: pgha cannot tell whether it is this cluster's, and replaces nothing on a guess",
                     cx.host, self.primary
                 ))
@@ -266,7 +302,7 @@ impl Module for PgClone {
                     ),
                 )
             } else {
-                Check::Refused(format!(
+                Decision::Refused(format!(
                     "{} holds a different cluster with data (system identifier {}) in {}; pgha will not wipe it. Set `allow_wipe: true` on this host to replace it",
                     cx.host, pg.system_identifier, self.data_dir
                 ))
@@ -281,7 +317,7 @@ impl Module for PgClone {
                     format!("a pg_rewind of {} failed or was interrupted, which leaves it unusable; allow_wipe is set: it is deleted and cloned again", self.data_dir),
                 )
             } else {
-                Check::Refused(format!(
+                Decision::Refused(format!(
                     "a pg_rewind of {} on {} failed or was interrupted, which leaves it unusable. Set `allow_wipe: true` on {} to delete it and clone it again from {}",
                     self.data_dir, cx.host, cx.host, self.upstream
                 ))
@@ -292,14 +328,14 @@ impl Module for PgClone {
             // primary's. On the same (or an unknown) timeline pgha cannot tell which holds
             // the writes that count.
             if !pg.is_replica() && (pg.timeline == 0 || pg.timeline >= primary.timeline) {
-                return Check::Refused(format!(
+                return Decision::Refused(format!(
                     "{} holds this cluster but is not a standby, and its timeline {} is not older than the primary {}'s ({}): a second primary. Decide which one is real before anything is rewound",
                     cx.host, pg.timeline, self.primary, primary.timeline
                 ));
             }
             return self.rewind(cx, pg, primary);
         }
-        Check::InSync(format!(
+        Decision::InSync(format!(
             "already a replica of this cluster (system identifier {})",
             pg.system_identifier
         ))

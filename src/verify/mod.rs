@@ -94,6 +94,11 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
             ));
             continue;
         };
+        if !h.role.holds_data() {
+            // A server of the flavour's own (a repmgr witness): it runs; its part is the
+            // flavour's to check.
+            continue;
+        }
         let standby_leader = flavour.source().filter(|_| topology.primary == h.name);
         if let Some(source) = standby_leader {
             // A standby cluster's leader replays what its source cluster sends.

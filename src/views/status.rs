@@ -125,27 +125,33 @@ pub fn status(
             visit.push((c, child_indent.clone(), glyph));
         }
     }
-    // Hosts outside the replication tree (a dedicated etcd member) show only when they were
-    // not reached: that is worth a row.
+    // Hosts outside the replication tree: a server of the flavour's own (a repmgr witness)
+    // always; a dedicated DCS member only when it was not reached.
     for h in &cluster.hosts {
-        let Some(why) = view.unreachable.get(&h.name) else {
-            continue;
-        };
-        if members.iter().any(|m| m.member == h.name) {
+        let why = view.unreachable.get(&h.name);
+        if members.iter().any(|m| m.member == h.name) || (why.is_none() && !h.role.has_postgres()) {
             continue;
         }
+        let f = facts.get(&h.name);
+        let pg = f.and_then(|f| f.postgres.as_ref());
+        let member = flavour.member_status(h, false, false, f);
         members.push(Member {
             member: h.name.clone(),
             branch: String::new(),
             host: h.address.clone(),
-            role: h.role.name().to_owned(),
-            state: "unreachable".to_owned(),
+            role: member.role.unwrap_or_else(|| h.role.name().to_owned()),
+            state: match (why, pg) {
+                (Some(_), _) => "unreachable".to_owned(),
+                (None, Some(pg)) if pg.running => "running".to_owned(),
+                (None, Some(_)) => "stopped".to_owned(),
+                (None, None) => "no cluster".to_owned(),
+            },
             timeline: None,
             lag_bytes: None,
             lag_seconds: None,
             upstream: None,
-            tags: String::new(),
-            unreachable: Some(why.clone()),
+            tags: member.tags,
+            unreachable: why.cloned(),
         });
     }
     let mut lines = flavour.status_footer(cluster, facts, &sync_standbys);

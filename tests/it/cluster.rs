@@ -56,6 +56,14 @@ impl Sandbox {
         Sandbox::up_with(tag, options, |_| {})
     }
 
+    /// A repmgr sandbox on the packages image: `data` data nodes and a witness after them.
+    pub fn repmgr(tag: &str, data: usize) -> Sandbox {
+        Sandbox::up_with(tag, Options::packaged(data + 1), |o| {
+            o.flavour = pgha::sandbox::Flavour::Repmgr;
+            o.witness = true;
+        })
+    }
+
     /// A Patroni sandbox on the packages image (3 etcd members co-located).
     pub fn patroni(tag: &str, hosts: usize) -> Sandbox {
         Sandbox::patroni_etcd(tag, hosts, 3)

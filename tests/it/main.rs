@@ -8,6 +8,7 @@ mod faults;
 mod load;
 mod patroni;
 mod render;
+mod repmgr;
 mod sandbox;
 mod saved_plan;
 mod scheduler;
