@@ -179,6 +179,19 @@ impl Sandbox {
         assert!(ok, "docker {verb} {container}");
     }
 
+    /// Cut the network between two hosts, both ways (a blackhole route on each side); the
+    /// others still reach both.
+    pub fn cut(&self, a: &str, b: &str) {
+        self.sh(a, &format!("ip route add blackhole {}/32", self.ip(b)));
+        self.sh(b, &format!("ip route add blackhole {}/32", self.ip(a)));
+    }
+
+    /// Undo [`Sandbox::cut`].
+    pub fn heal(&self, a: &str, b: &str) {
+        self.sh(a, &format!("ip route del blackhole {}/32", self.ip(b)));
+        self.sh(b, &format!("ip route del blackhole {}/32", self.ip(a)));
+    }
+
     /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
     #[track_caller]
     pub fn sh(&self, host: &str, script: &str) -> String {

@@ -105,3 +105,93 @@ fn repmgr_with_a_witness_fails_over_and_the_old_primary_rejoins_before_start() {
     );
     sb.assert_plan_clean();
 }
+
+/// Whether PostgreSQL on `host` answers as a primary.
+fn is_primary(sb: &Sandbox, host: &str) -> bool {
+    sb.sh(
+        host,
+        "runuser -u postgres -- psql -X -At -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true",
+    )
+    .trim()
+        == "f"
+}
+
+/// Longer than repmgrd needs to declare a primary dead with pgha's defaults (about 27 s),
+/// with room for the election.
+const PAST_DETECTION: Duration = Duration::from_secs(45);
+
+/// Splits with the witness as tie-breaker: a standby cut off from everyone does not promote;
+/// a broken primary-standby link alone does not promote while the witness sees the primary
+/// (consensus); both heal into streaming again. First, a sudoers template with a syntax error
+/// is refused before it reaches a host.
+#[test]
+fn repmgr_splits_do_not_promote_while_the_primary_is_seen() {
+    let sb = Sandbox::repmgr("split", 3);
+    sb.pgha(["apply", "-y"])
+        .stdout_has("19 checks run, 19 passed, 0 failed.")
+        .run();
+
+    // A broken sudoers override: visudo refuses it, the host's file stays byte-identical.
+    let sum = |sb: &Sandbox| sb.sh("pg2", "sha256sum /etc/sudoers.d/pgha-repmgr");
+    let before = sum(&sb);
+    let templates = tempfile::tempdir().expect("templates");
+    std::fs::create_dir_all(templates.path().join("repmgr")).expect("dir");
+    std::fs::write(
+        templates.path().join("repmgr/sudoers.j2"),
+        "postgres ALL=(root) NOPASSWD /usr/bin/pg_ctlcluster\n",
+    )
+    .expect("template");
+    let refused = sb
+        .pgha([
+            "apply".to_owned(),
+            "-y".to_owned(),
+            format!("--templates={}", templates.path().display()),
+        ])
+        .status(1)
+        .run();
+    assert!(
+        (refused.stdout.clone() + &refused.stderr)
+            .contains("what repmgr may run as root: FAILED: sh exited 3: /etc/sudoers.d/pgha-repmgr.pgha-new:1:52: syntax error"),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert_eq!(sum(&sb), before, "the host's sudoers file is untouched");
+
+    // A standby cut off from the primary and the witness (and its sibling): no promotion.
+    for other in ["pg1", "pg2", "pg4"] {
+        sb.cut("pg3", other);
+    }
+    std::thread::sleep(PAST_DETECTION);
+    assert!(
+        !is_primary(&sb, "pg3"),
+        "an isolated standby promoted itself"
+    );
+    assert!(is_primary(&sb, "pg1"));
+    for other in ["pg1", "pg2", "pg4"] {
+        sb.heal("pg3", other);
+    }
+    sb.wait_until("pg3 streams again", Duration::from_secs(120), || {
+        sb.psql(
+            "pg1",
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg3' AND state = 'streaming'",
+        ) == "1"
+    });
+
+    // Only the primary-standby link broken; the witness sees both: consensus, no promotion.
+    sb.cut("pg1", "pg2");
+    std::thread::sleep(PAST_DETECTION);
+    assert!(
+        !is_primary(&sb, "pg2") && !is_primary(&sb, "pg3"),
+        "a standby promoted while the witness still saw the primary"
+    );
+    sb.heal("pg1", "pg2");
+    sb.wait_until("pg2 streams again", Duration::from_secs(120), || {
+        sb.psql(
+            "pg1",
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg2' AND state = 'streaming'",
+        ) == "1"
+    });
+
+    sb.assert_plan_clean();
+}

@@ -119,7 +119,8 @@ impl Flavour for Repmgr {
         }]
     }
 
-    /// repmgr's library is loaded on every node (repmgrd needs it), with the user's.
+    /// repmgr's library is loaded on every node (repmgrd needs it), with the user's; WAL is
+    /// kept for rewinds unless the user says how much.
     fn parameters(&self, parameters: &mut BTreeMap<String, String>) {
         let mut libraries: Vec<String> = parameters
             .get("shared_preload_libraries")
@@ -134,6 +135,11 @@ impl Flavour for Repmgr {
             libraries.push("repmgr".to_owned());
         }
         parameters.insert("shared_preload_libraries".to_owned(), libraries.join(","));
+        // A former primary is rewound from the last checkpoint before the fork: its own WAL
+        // back to there must still be on disk, also after it went on alone for a while.
+        parameters
+            .entry("wal_keep_size".to_owned())
+            .or_insert_with(|| "512MB".to_owned());
     }
 
     fn vars(&self, cluster: &Cluster, _host: &Host) -> Value {
