@@ -6,6 +6,8 @@ use clap::Args;
 
 use crate::cli::{CliError, SourceArgs};
 use crate::exit::ExitStatus;
+use crate::model::{Secrets, Topology};
+use crate::playbook::Step;
 use crate::project::Project;
 use crate::steps::file::File;
 
@@ -33,28 +35,43 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
     } else {
         None
     };
-    let hosts = project.expand_declared().map_err(CliError::new)?;
+    // Every host is expanded once to find any error before a file is written, then again to
+    // write its files: one host's steps in memory at a time, not every host's.
+    let declared = Topology::declared(&project.cluster);
+    project.expand_each(&declared, |_, _| Ok::<_, CliError>(()))?;
     let mut count = 0;
-    for (host, steps) in &hosts {
-        for step in steps {
-            let Some(file) = step.module.downcast::<File>() else {
-                continue;
-            };
-            let text = match &secrets {
-                Some(s) => file.content.reveal(s).map_err(CliError::new)?,
-                None => file.content.masked(),
-            };
-            let target = args.out.join(host).join(file.dest.trim_start_matches('/'));
-            write(&target, &text)?;
-            count += 1;
-        }
-    }
+    project.expand_each(&declared, |host, steps| {
+        write_host(args, &host.name, &steps, secrets.as_ref(), &mut count)
+    })?;
     println!(
         "Rendered {count} files for {} hosts into {}",
-        hosts.len(),
+        project.cluster.hosts.len(),
         args.out.display()
     );
     Ok(ExitStatus::Success)
+}
+
+/// The files among one host's steps, into `OUT/<host>/`.
+fn write_host(
+    args: &RenderArgs,
+    host: &str,
+    steps: &[Step],
+    secrets: Option<&Secrets>,
+    count: &mut usize,
+) -> Result<(), CliError> {
+    for step in steps {
+        let Some(file) = step.module.downcast::<File>() else {
+            continue;
+        };
+        let text = match secrets {
+            Some(s) => file.content.reveal(s).map_err(CliError::new)?,
+            None => file.content.masked(),
+        };
+        let target = args.out.join(host).join(file.dest.trim_start_matches('/'));
+        write(&target, &text)?;
+        *count += 1;
+    }
+    Ok(())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
