@@ -1,5 +1,6 @@
 //! `pgha render`: every managed file of every host into a folder, `OUT/<host>/<path>`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -35,14 +36,24 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
     } else {
         None
     };
-    // Every host is expanded once to find any error before a file is written, then again to
-    // write its files: one host's steps in memory at a time, not every host's.
+    // One host at a time, its files written into a staging folder inside OUT: memory holds one
+    // host's steps, not every host's. Only when every host is done do the files move to their
+    // places; on an error nothing is written.
     let declared = Topology::declared(&project.cluster);
-    project.expand_each(&declared, |_, _| Ok::<_, CliError>(()))?;
+    let mut staging = Staging::new(&args.out)?;
+    let mut written = BTreeMap::new();
     let mut count = 0;
     project.expand_each(&declared, |host, steps| {
-        write_host(args, &host.name, &steps, secrets.as_ref(), &mut count)
+        stage_host(
+            &staging,
+            &host.name,
+            &steps,
+            secrets.as_ref(),
+            &mut written,
+            &mut count,
+        )
     })?;
+    staging.commit(&written)?;
     println!(
         "Rendered {count} files for {} hosts into {}",
         project.cluster.hosts.len(),
@@ -51,12 +62,75 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
     Ok(ExitStatus::Success)
 }
 
-/// The files among one host's steps, into `OUT/<host>/`.
-fn write_host(
-    args: &RenderArgs,
+/// A folder inside OUT where files wait until every host's are written. Removed when dropped
+/// (with OUT when this made it and it stayed empty), also after an error.
+struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+    /// Folders this made for OUT (OUT and its missing parents), the deepest first.
+    made: Vec<PathBuf>,
+}
+
+impl Staging {
+    fn new(out: &Path) -> Result<Self, CliError> {
+        let made = out
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let dir = out.join(format!(".pgha-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            dir,
+            made,
+        })
+    }
+
+    /// Where file number `n` waits: flat, no folder to make for it.
+    fn staged(&self, n: usize) -> PathBuf {
+        self.dir.join(n.to_string())
+    }
+
+    /// Move the staged files (by their paths relative to OUT) to their places.
+    fn commit(&mut self, files: &BTreeMap<PathBuf, usize>) -> Result<(), CliError> {
+        let mut made = BTreeSet::new();
+        for (rel, n) in files {
+            let target = self.out.join(rel);
+            if let Some(parent) = target.parent() {
+                if !made.contains(parent) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        CliError(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                    made.insert(parent.to_path_buf());
+                }
+            }
+            std::fs::rename(self.staged(*n), &target)
+                .map_err(|e| CliError(format!("cannot write {}: {e}", target.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // Only empty ones go: after an error, or when no host had a file.
+        for dir in &self.made {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The files among one host's steps, staged; `written` maps each one's path relative to OUT
+/// (`<host>/<path>`) to its staged file, and `count` counts every file written.
+fn stage_host(
+    staging: &Staging,
     host: &str,
     steps: &[Step],
     secrets: Option<&Secrets>,
+    written: &mut BTreeMap<PathBuf, usize>,
     count: &mut usize,
 ) -> Result<(), CliError> {
     for step in steps {
@@ -67,18 +141,16 @@ fn write_host(
             Some(s) => file.content.reveal(s).map_err(CliError::new)?,
             None => file.content.masked(),
         };
-        let target = args.out.join(host).join(file.dest.trim_start_matches('/'));
-        write(&target, &text)?;
+        let rel = Path::new(host).join(file.dest.trim_start_matches('/'));
+        let next = written.len();
+        let n = *written.entry(rel.clone()).or_insert(next);
+        std::fs::write(staging.staged(n), text.as_bytes()).map_err(|e| {
+            CliError(format!(
+                "cannot write {}: {e}",
+                staging.out.join(&rel).display()
+            ))
+        })?;
         *count += 1;
     }
     Ok(())
-}
-
-fn write(path: &Path, text: &str) -> Result<(), CliError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| CliError(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    std::fs::write(path, text)
-        .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))
 }
