@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """Write a large inventory for the scale benchmarks (see bench/README.md).
 
-usage: scale_inventory.py FLAVOUR HOSTS OUT [--address-base A.B] [--ssh-dir DIR]
+usage: scale_inventory.py FLAVOUR HOSTS OUT [--first-address IP] [--ssh-dir DIR] [--name NAME]
 
 FLAVOUR streaming: one primary and HOSTS-1 standbys streaming from it.
 FLAVOUR patroni:   three dedicated etcd hosts (`role: etcd`), a primary and HOSTS-4 standbys
                    (HOSTS-3 Patroni members).
 
-Host names are pg1..pgN (etcd1..etcd3 under Patroni), addresses A.B.x.y counted from
-A.B.1.1 (default 10.80). With --ssh-dir, ssh.identity_file and ssh.known_hosts point into
-DIR (id_ed25519, known_hosts) and the host keys are `accept-new`; otherwise the ssh section
-names no key (validate and render never connect). Secrets are read from the environment:
+Host names are pg1..pgN (etcd1..etcd3 under Patroni, first), addresses counted up from
+--first-address (default 10.80.1.1), skipping those ending in .0 or .255. With --ssh-dir,
+ssh.identity_file and ssh.known_hosts point into DIR (id_ed25519, known_hosts, which must
+hold every host's key: host_key_policy strict); otherwise the ssh section names no key
+(validate and render never connect). Secrets are read from the environment:
 PGHA_REPLICATION_PASSWORD, PGHA_SUPERUSER_PASSWORD, PGHA_APP_PASSWORD, PGHA_REWIND_PASSWORD.
 """
 import argparse
+import ipaddress
 import sys
 
 
-def address(base, i):
-    """The i-th address (0-based) under base A.B, skipping .0 and .255."""
-    return f"{base}.{1 + i // 254}.{1 + i % 254}"
+def addresses(first, count):
+    """`count` IPv4 addresses from `first` up, skipping .0 and .255."""
+    at = int(ipaddress.IPv4Address(first))
+    while count > 0:
+        ip = ipaddress.IPv4Address(at)
+        at += 1
+        if ip.packed[3] in (0, 255):
+            continue
+        count -= 1
+        yield str(ip)
 
 
 def main():
@@ -27,7 +36,7 @@ def main():
     ap.add_argument("flavour", choices=["streaming", "patroni"])
     ap.add_argument("hosts", type=int)
     ap.add_argument("out")
-    ap.add_argument("--address-base", default="10.80")
+    ap.add_argument("--first-address", default="10.80.1.1")
     ap.add_argument("--ssh-dir")
     ap.add_argument("--name", default="scale")
     args = ap.parse_args()
@@ -71,7 +80,7 @@ def main():
         lines += [
             f"  identity_file: {args.ssh_dir}/id_ed25519",
             f"  known_hosts: {args.ssh_dir}/known_hosts",
-            "  host_key_policy: accept-new",
+            "  host_key_policy: strict",
             "  connect_timeout: 30",
         ]
     hosts = []
@@ -89,8 +98,8 @@ def main():
     members = n - len(hosts)
     hosts += [(f"pg{i}", "primary" if i == 1 else "standby") for i in range(1, members + 1)]
     lines.append("hosts:")
-    for i, (name, role) in enumerate(hosts):
-        lines += [f"  - name: {name}", f"    address: {address(args.address_base, i)}", f"    role: {role}"]
+    for (name, role), ip in zip(hosts, addresses(args.first_address, len(hosts))):
+        lines += [f"  - name: {name}", f"    address: {ip}", f"    role: {role}"]
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
 
