@@ -83,6 +83,14 @@ impl Diagnostics {
         }
     }
 
+    /// Mark every finding from the `from`-th on as about a secret: their snippets never show
+    /// the value.
+    pub fn redact_since(&mut self, from: usize) {
+        for item in self.items.iter_mut().skip(from) {
+            item.redact = true;
+        }
+    }
+
     /// An error about a name that is not one of `candidates`: with a "did you mean" when it is
     /// close to one, else with `otherwise` as the help (if any).
     pub fn unknown<'a>(

@@ -1,5 +1,5 @@
 //! Exit codes, in one place: 0 ok / no changes, 1 error, 2 changes pending (only with
-//! `--detailed-exitcode`).
+//! `--detailed-exitcode`), 130 stopped by a signal (as shells report an interrupted command).
 
 use std::process::ExitCode;
 
@@ -8,7 +8,11 @@ pub enum ExitStatus {
     Success,
     Failure,
     ChangesPending,
+    Interrupted,
 }
+
+/// The exit code of a run stopped by SIGINT or SIGTERM.
+pub const INTERRUPTED: i32 = 130;
 
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> ExitCode {
@@ -16,6 +20,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::from(0),
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::ChangesPending => ExitCode::from(2),
+            ExitStatus::Interrupted => ExitCode::from(INTERRUPTED as u8),
         }
     }
 }

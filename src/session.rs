@@ -1,10 +1,10 @@
 //! A working session with a cluster: the project, its secrets, one SSH connection per host and
 //! the hosts' current facts. Shared by plan, apply, verify, status and switchover.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::facts::collect::{self, FactsError};
+use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::Query;
 use crate::facts::HostFacts;
 use crate::flavours::ClusterView;
@@ -33,6 +33,29 @@ pub struct Session {
     pub queries: BTreeMap<String, Query>,
     pub facts: BTreeMap<String, HostFacts>,
     pub limit: Option<Vec<String>>,
+    /// Hosts contacted but not reached or not read, with the reason.
+    pub unreachable: Unreachable,
+    /// Hosts outside `--limit` that were read (never changed), with why.
+    pub read_outside_limit: BTreeMap<String, String>,
+    /// At most this many connections are opened at a time.
+    pub forks: usize,
+}
+
+/// Which hosts to reach and how many at a time.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// Only these hosts (and those their steps need the facts of); empty: every host.
+    pub limit: Vec<String>,
+    pub forks: usize,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Reach {
+            limit: Vec::new(),
+            forks: usize::from(collect::DEFAULT_FORKS),
+        }
+    }
 }
 
 /// Every name of `--limit` is a host of the inventory.
@@ -52,20 +75,20 @@ impl Session {
         inventory: &Path,
         playbooks: Option<&Path>,
         templates: Option<&Path>,
-        limit: &[String],
+        reach: &Reach,
     ) -> Result<Self, SessionError> {
         let project = Project::load(inventory, playbooks, templates)?;
-        check_limit(&project, limit)?;
+        check_limit(&project, &reach.limit)?;
         let secrets = project.resolve_secrets()?;
-        Self::connect(project, secrets, limit).await
+        Self::connect(project, secrets, reach).await
     }
 
-    /// Connect to every host of a loaded project whose secrets are resolved (and `limit`
-    /// checked), and read the hosts' facts.
+    /// Connect to the hosts of a loaded project whose secrets are resolved (and limit
+    /// checked), and read their facts. Hosts that do not answer are noted, not fatal.
     pub async fn connect(
         project: Project,
         secrets: Secrets,
-        limit: &[String],
+        reach: &Reach,
     ) -> Result<Self, SessionError> {
         // The query covers every role a host could have: expand once as declared and once
         // with each host as primary would be costly; the declared expansion plus the
@@ -84,16 +107,111 @@ impl Session {
             q.files.sort();
             q.files.dedup();
         }
-        let transports = collect::connect_all(&project.cluster, &secrets).await?;
-        let facts = collect::gather_all(&transports, &queries).await?;
-        Ok(Session {
+        let limit = &reach.limit;
+        let first: Vec<String> = if limit.is_empty() {
+            project
+                .cluster
+                .hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .collect()
+        } else {
+            limit.clone()
+        };
+        let mut session = Session {
             project,
             secrets,
-            transports,
+            transports: Default::default(),
             queries,
-            facts,
-            limit: (!limit.is_empty()).then(|| limit.to_vec()),
-        })
+            facts: BTreeMap::new(),
+            limit: (!limit.is_empty()).then(|| limit.clone()),
+            unreachable: Unreachable::new(),
+            read_outside_limit: BTreeMap::new(),
+            forks: reach.forks,
+        };
+        session.reach(&first).await;
+        // A limited host's steps compare with its upstream's and the primary's facts; who
+        // those are shows only once the limited hosts are read (a failover may have moved
+        // the primary), so read outward until nothing new is needed.
+        while session.limit.is_some() {
+            let needed: BTreeMap<String, String> = session
+                .needed_outside_limit()
+                .into_iter()
+                .filter(|(h, _)| {
+                    !session.transports.contains_key(h) && !session.unreachable.contains_key(h)
+                })
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            let hosts: Vec<String> = needed.keys().cloned().collect();
+            session.read_outside_limit.extend(needed);
+            session.reach(&hosts).await;
+        }
+        Ok(session)
+    }
+
+    /// Connect to these hosts and read their facts; the ones that fail are noted.
+    async fn reach(&mut self, names: &[String]) {
+        let hosts: Vec<&crate::model::Host> = names
+            .iter()
+            .filter_map(|n| self.project.cluster.host(n))
+            .collect();
+        let (transports, unreachable) = collect::connect(&hosts, &self.secrets, self.forks).await;
+        let (facts, unread) = collect::gather_all(&transports, &self.queries).await;
+        self.facts.extend(facts);
+        self.unreachable.extend(unreachable);
+        self.unreachable.extend(unread);
+        self.transports.extend(transports);
+    }
+
+    /// Hosts outside the limit whose facts the limited hosts' steps need, with why: the
+    /// primary, each limited standby's upstream and the host it really streams from.
+    fn needed_outside_limit(&self) -> BTreeMap<String, String> {
+        let Some(limit) = &self.limit else {
+            return BTreeMap::new();
+        };
+        let Ok((topology, _)) = self.topology() else {
+            return BTreeMap::new();
+        };
+        let limited: BTreeSet<&String> = limit.iter().collect();
+        let mut needed = BTreeMap::new();
+        let mut need = |host: &str, why: String| {
+            if !limited.contains(&host.to_owned()) && self.project.cluster.host(host).is_some() {
+                needed.entry(host.to_owned()).or_insert(why);
+            }
+        };
+        for name in limit {
+            let Some(host) = self.project.cluster.host(name) else {
+                continue;
+            };
+            if !host.role.holds_data() || *name == topology.primary {
+                continue;
+            }
+            need(
+                &topology.primary,
+                format!("the primary: {name}'s steps compare its data with the primary's"),
+            );
+            if let Some(up) = topology.upstream.get(name) {
+                need(up, format!("{name}'s upstream"));
+            }
+            let sender = self
+                .facts
+                .get(name)
+                .and_then(|f| f.postgres.as_ref())
+                .and_then(|pg| pg.wal_receiver.as_ref())
+                .and_then(|w| {
+                    self.project
+                        .cluster
+                        .hosts
+                        .iter()
+                        .find(|h| h.address == w.sender_host)
+                });
+            if let Some(sender) = sender {
+                need(&sender.name, format!("{name} streams from it"));
+            }
+        }
+        needed
     }
 
     pub fn topology(&self) -> Result<(Topology, Vec<String>), SessionError> {
@@ -110,9 +228,13 @@ impl Session {
             &self.project,
             topology,
             notes,
-            &self.facts,
+            &build::Reading {
+                facts: &self.facts,
+                limit: self.limit.as_deref(),
+                unreachable: &self.unreachable,
+                read_outside_limit: &self.read_outside_limit,
+            },
             &self.secrets,
-            self.limit.as_deref(),
         )?)
     }
 
@@ -125,10 +247,32 @@ impl Session {
         Ok(())
     }
 
-    /// Read every host's facts again, in parallel.
-    pub async fn refresh_all(&mut self) -> Result<(), SessionError> {
-        self.facts = collect::gather_all(&self.transports, &self.queries).await?;
-        Ok(())
+    /// Read every connected host's facts again, in parallel. A host that stops answering
+    /// loses its facts and is noted as unreachable.
+    pub async fn refresh_all(&mut self) {
+        let (facts, failed) = collect::gather_all(&self.transports, &self.queries).await;
+        for host in facts.keys() {
+            self.unreachable.remove(host);
+        }
+        self.facts = facts;
+        self.unreachable.extend(failed);
+    }
+
+    /// Every connected host's facts again, or an error naming the hosts that did not answer
+    /// (for what must see all of them: a procedure's next move).
+    pub async fn refresh_every(&mut self) -> Result<(), SessionError> {
+        self.refresh_all().await;
+        let failed: Unreachable = self
+            .unreachable
+            .iter()
+            .filter(|(h, _)| self.transports.contains_key(*h))
+            .map(|(h, r)| (h.clone(), r.clone()))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(FactsError::Unreachable(failed).into())
+        }
     }
 
     /// What a flavour's checks and procedures see of the cluster now.
@@ -139,6 +283,7 @@ impl Session {
             facts: &self.facts,
             transports: &self.transports,
             queries: &self.queries,
+            unreachable: &self.unreachable,
         }
     }
 

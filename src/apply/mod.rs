@@ -6,10 +6,11 @@
 //! standby clones after its upstream made its slot); the primary's handlers wait for the
 //! standbys' (restart standbys first, the primary last).
 
+pub mod handover;
 pub mod lock;
-pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
@@ -68,6 +69,24 @@ pub struct Recap {
     pub ok: usize,
     pub changed: usize,
     pub failed: Option<String>,
+    /// Steps not started because a stop was requested.
+    pub not_started: usize,
+}
+
+/// A request to start no new step (an interrupt): the steps running finish, each host stops
+/// before its next one, and the apply returns as it would after its last step.
+#[derive(Debug, Default)]
+pub struct Stop(AtomicBool);
+
+impl Stop {
+    /// Ask apply to stop; true the first time.
+    pub fn request(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +149,16 @@ impl Shared {
         !has_step || done || finished
     }
 
-    /// Wait until every `(host, step key)` has passed.
-    async fn wait(&self, needs: &[(String, String)], steps_of: &BTreeMap<String, Vec<Step>>) {
+    /// Wait until every `(host, step key)` has passed, or a stop is requested.
+    async fn wait(
+        &self,
+        needs: &[(String, String)],
+        steps_of: &BTreeMap<String, Vec<Step>>,
+        stop: &Stop,
+    ) {
         loop {
             let notified = self.progress.notified();
-            if needs.iter().all(|(h, k)| self.passed(h, k, steps_of)) {
+            if stop.requested() || needs.iter().all(|(h, k)| self.passed(h, k, steps_of)) {
                 return;
             }
             // Bounded wait: a missed notification costs at most this long.
@@ -143,11 +167,12 @@ impl Shared {
     }
 }
 
-/// Run every host's steps. Returns each host's recap.
+/// Run every host's steps until done or `stop` is requested. Returns each host's recap.
 pub async fn run(
     session: &mut Session,
     topology: &Topology,
     observer: &dyn Observer,
+    stop: &Stop,
 ) -> Result<BTreeMap<String, Recap>, ApplyError> {
     let steps_of = session
         .project
@@ -171,9 +196,17 @@ pub async fn run(
         shared.finish(h);
     }
     let session_ref: &Session = session;
-    let tasks = hosts
-        .iter()
-        .map(|host| run_host(session_ref, topology, host, &steps_of, &shared, observer));
+    let tasks = hosts.iter().map(|host| {
+        run_host(
+            session_ref,
+            topology,
+            host,
+            &steps_of,
+            &shared,
+            observer,
+            stop,
+        )
+    });
     let recaps: BTreeMap<String, Recap> =
         futures::future::join_all(tasks).await.into_iter().collect();
     let facts = shared.facts.into_inner().unwrap_or_default();
@@ -188,6 +221,7 @@ async fn run_host(
     steps_of: &BTreeMap<String, Vec<Step>>,
     shared: &Shared,
     observer: &dyn Observer,
+    stop: &Stop,
 ) -> (String, Recap) {
     let mut recap = Recap::default();
     let Some(transport) = session.transports.get(host) else {
@@ -199,6 +233,10 @@ async fn run_host(
     let mut notified: BTreeSet<String> = BTreeSet::new();
     let is_primary = topology.primary == host;
     for (index, step) in steps.iter().enumerate() {
+        if stop.requested() {
+            recap.not_started = steps.len() - index;
+            break;
+        }
         let mut needs = Vec::new();
         if let Some((other, name)) = &step.after {
             if let Some(s) = steps_of
@@ -220,7 +258,7 @@ async fn run_host(
         if !needs.is_empty() && !needs.iter().all(|(h, k)| shared.passed(h, k, steps_of)) {
             // Said only when the wait is felt: most dependencies are met within moments.
             let quick = std::time::Duration::from_secs(2);
-            if tokio::time::timeout(quick, shared.wait(&needs, steps_of))
+            if tokio::time::timeout(quick, shared.wait(&needs, steps_of, stop))
                 .await
                 .is_err()
             {
@@ -230,7 +268,11 @@ async fn run_host(
                     step: step.name.clone(),
                     on: on.join(", "),
                 });
-                shared.wait(&needs, steps_of).await;
+                shared.wait(&needs, steps_of, stop).await;
+            }
+            if stop.requested() {
+                recap.not_started = steps.len() - index;
+                break;
             }
         }
         let failed_before: Vec<String> = {

@@ -1,6 +1,7 @@
 //! `pgha apply [PLANFILE]`: plan (or load a saved plan and refuse it when stale), confirm, lock,
 //! execute, verify.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::apply::{self, lock};
-use crate::cli::{runtime, CliError, SourceArgs};
+use crate::cli::{interrupt, runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::model::Secrets;
 use crate::plan::build::{digest, Plan};
@@ -37,6 +38,7 @@ pub struct ApplyArgs {
 pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     let started = Instant::now();
     runtime()?.block_on(async {
+        let guard = interrupt::install().map_err(CliError::new)?;
         let saved: Option<Plan> =
             match &args.planfile {
                 Some(path) => {
@@ -53,13 +55,13 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
             // are resolved once (a `command` secret may ask someone).
             Some(plan) => {
                 let (project, secrets) = exactly_as_planned(plan, &args.source, &args.limit)?;
-                Session::connect(project, secrets, &args.limit)
+                Session::connect(project, secrets, &args.source.reach(&args.limit))
                     .await
                     .map_err(CliError::new)?
             }
-            None => args.source.open(&args.limit).await?,
+            None => args.source.open(&args.source.reach(&args.limit)).await?,
         };
-        let result = apply_with(&mut session, args, saved, verbose, started).await;
+        let result = apply_with(&mut session, args, saved, verbose, started, &guard).await;
         session.close().await;
         result
     })
@@ -104,8 +106,12 @@ async fn apply_with(
     saved: Option<Plan>,
     verbose: u8,
     started: Instant,
+    guard: &interrupt::Guard,
 ) -> Result<ExitStatus, CliError> {
     let plan = match saved {
+        Some(plan) if !session.unreachable.is_empty() => {
+            return Err(not_reached(&session.unreachable, &plan.id));
+        }
         Some(plan) => {
             let stale: Vec<String> = plan
                 .digests
@@ -128,6 +134,9 @@ async fn apply_with(
         None => session.plan().map_err(CliError::new)?,
     };
     print!("{}", views::plan::human(&plan, verbose));
+    if !session.unreachable.is_empty() {
+        return Err(not_reached(&session.unreachable, &plan.id));
+    }
     if !plan.refusals().is_empty() {
         return Err(CliError(
             "refused steps in the plan: nothing was applied".into(),
@@ -142,29 +151,47 @@ async fn apply_with(
     }
     let info = lock::LockInfo::new(&plan.id, "apply");
     let inventory = args.source.inventory.display().to_string();
-    lock::take_all(&session.transports, &info, &inventory)
-        .await
-        .map_err(CliError::new)?;
+    // The hint is ready before the lock exists: a signal may come while it is taken.
+    guard.holding_lock(format!("pgha force-unlock {} -i {inventory}", plan.id));
+    if let Err(e) = lock::take_all(&session.transports, &info, &inventory).await {
+        guard.released();
+        return Err(CliError::new(e));
+    }
     let recaps = apply::run(
         session,
         &plan.topology,
         crate::views::progress::observer(session.transports.keys()).as_ref(),
+        &guard.stop,
     )
     .await;
     lock::release_all(&session.transports, &plan.id).await;
+    guard.released();
     let recaps = recaps.map_err(CliError::new)?;
     println!("\nRecap:");
     let mut failed = false;
     let mut changed = 0;
+    let mut not_started = 0;
     for (host, r) in &recaps {
         changed += r.changed;
-        match &r.failed {
-            Some(why) => {
+        not_started += r.not_started;
+        let tail = match (&r.failed, r.not_started) {
+            (Some(why), _) => {
                 failed = true;
-                println!("  {host}: ok={} changed={} failed: {why}", r.ok, r.changed);
+                format!("failed: {why}")
             }
-            None => println!("  {host}: ok={} changed={} failed=0", r.ok, r.changed),
-        }
+            (None, 0) => "failed=0".to_owned(),
+            (None, n) => format!("failed=0 not started={n}"),
+        };
+        println!("  {host}: ok={} changed={} {tail}", r.ok, r.changed);
+    }
+    if guard.stop.requested() {
+        eprintln!(
+            "Stopped by a signal after {changed} change{}; {not_started} step{} not started. The lock is released. Continue with:\n  pgha apply -i {}",
+            if changed == 1 { "" } else { "s" },
+            if not_started == 1 { " was" } else { "s were" },
+            args.source.inventory.display()
+        );
+        return Ok(ExitStatus::Interrupted);
     }
     if failed {
         return Err(CliError(format!(
@@ -180,13 +207,26 @@ async fn apply_with(
     verify_at_end(session, args).await
 }
 
+/// Apply runs only on hosts it reached: a plan missing a host's steps is not the whole story.
+fn not_reached(unreachable: &BTreeMap<String, String>, plan: &str) -> CliError {
+    let names: Vec<String> = unreachable
+        .iter()
+        .map(|(h, why)| format!("{h} ({why})"))
+        .collect();
+    CliError(format!(
+        "not reached: {}. Nothing of plan {plan} was applied. Bring {} back, or apply the others with -l",
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "them" }
+    ))
+}
+
 async fn verify_at_end(session: &mut Session, args: &ApplyArgs) -> Result<ExitStatus, CliError> {
     if args.no_verify || !args.limit.is_empty() {
         return Ok(ExitStatus::Success);
     }
     // Apply may have moved the leader (a switchover before a restart): verify what the
     // hosts say now, not what the plan saw.
-    session.refresh_all().await.map_err(CliError::new)?;
+    session.refresh_all().await;
     let (topology, _) = session.topology().map_err(CliError::new)?;
     let results = crate::verify::run(session, &topology, Duration::from_secs(30)).await;
     print!("{}", views::verify::table(&results));

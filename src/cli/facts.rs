@@ -24,7 +24,7 @@ pub struct FactsArgs {
 
 pub fn run(args: &FactsArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = args.source.open(&args.limit).await?;
+        let session = args.source.open(&args.source.reach(&args.limit)).await?;
         // The managed files whose content holds a secret, on any host.
         let secret_files: BTreeSet<String> = match session.project.expand_declared() {
             Ok(hosts) => hosts
@@ -52,7 +52,12 @@ pub fn run(args: &FactsArgs) -> Result<ExitStatus, CliError> {
         });
         let outputs = futures::future::join_all(runs).await;
         let mut texts = BTreeMap::new();
-        let mut errors = Vec::new();
+        let mut errors: Vec<String> = session
+            .unreachable
+            .iter()
+            .filter(|(h, _)| args.limit.is_empty() || args.limit.contains(h))
+            .map(|(h, why)| format!("{h}: unreachable: {why}"))
+            .collect();
         for (host, out) in hosts.iter().zip(outputs) {
             match out {
                 Ok(text) => {
@@ -62,9 +67,6 @@ pub fn run(args: &FactsArgs) -> Result<ExitStatus, CliError> {
             }
         }
         session.close().await;
-        if !errors.is_empty() {
-            return Err(CliError(errors.join("\n")));
-        }
         if args.raw {
             for (host, text) in &texts {
                 println!("=== {host}");
@@ -82,6 +84,10 @@ pub fn run(args: &FactsArgs) -> Result<ExitStatus, CliError> {
                 "{}",
                 serde_json::to_string_pretty(&facts).map_err(CliError::new)?
             );
+        }
+        // What was read is printed; the hosts that were not are named after it.
+        if !errors.is_empty() {
+            return Err(CliError(errors.join("\n")));
         }
         Ok(ExitStatus::Success)
     })

@@ -23,17 +23,32 @@ pub fn run(args: &ForceUnlockArgs) -> Result<ExitStatus, CliError> {
             args.source.templates.as_deref(),
         )
         .map_err(CliError::new)?;
-        let transports = collect::connect_all(&project.cluster, &crate::model::Secrets::default())
-            .await
-            .map_err(CliError::new)?;
+        let hosts: Vec<&crate::model::Host> = project.cluster.hosts.iter().collect();
+        let (transports, unreachable) = collect::connect(
+            &hosts,
+            &crate::model::Secrets::default(),
+            usize::from(args.source.forks),
+        )
+        .await;
         let released = lock::release_all(&transports, &args.id).await;
         for (_, t) in transports {
             t.close().await;
         }
-        if released.is_empty() {
-            return Err(CliError(format!("no host holds lock {}", args.id)));
+        if !released.is_empty() {
+            println!("Released lock {} on {}.", args.id, released.join(", "));
         }
-        println!("Released lock {} on {}.", args.id, released.join(", "));
-        Ok(ExitStatus::Success)
+        // A host down keeps its copy of the lock until it is back and this runs again.
+        let not_reached: Vec<String> = unreachable
+            .iter()
+            .map(|(h, why)| format!("{h}: unreachable: {why}"))
+            .collect();
+        match (released.is_empty(), not_reached.is_empty()) {
+            (_, false) => Err(CliError(format!(
+                "{}\nthe lock stays on the hosts not reached: run this again once they are back",
+                not_reached.join("\n")
+            ))),
+            (true, true) => Err(CliError(format!("no host holds lock {}", args.id))),
+            (false, true) => Ok(ExitStatus::Success),
+        }
     })
 }

@@ -10,7 +10,10 @@ use crate::exit::ExitStatus;
 
 mod apply;
 mod facts;
+mod failover;
 mod force_unlock;
+mod handover;
+mod interrupt;
 mod plan;
 mod render;
 mod status;
@@ -53,6 +56,8 @@ enum Command {
     Facts(facts::FactsArgs),
     /// Hand the primary role to a standby without losing a commit, then verify.
     Switchover(switchover::SwitchoverArgs),
+    /// The primary is gone: promote the standby with the most WAL, fence the old one, verify.
+    Failover(failover::FailoverArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// Local test hosts (containers with systemd and sshd) and a ready inventory.
@@ -71,16 +76,30 @@ pub struct SourceArgs {
     /// Folder of playbook overrides (`<flavour>.yml`).
     #[arg(long, value_name = "DIR")]
     pub playbooks: Option<PathBuf>,
+    /// At most this many hosts are connected to at a time.
+    #[arg(long, value_name = "N", default_value_t = crate::facts::collect::DEFAULT_FORKS, value_parser = clap::value_parser!(u16).range(1..))]
+    pub forks: u16,
 }
 
 impl SourceArgs {
-    /// Load, resolve the secrets, connect to every host and read its facts.
-    pub async fn open(&self, limit: &[String]) -> Result<crate::session::Session, CliError> {
+    /// Which hosts to reach (`limit`, empty for all) and how many at a time.
+    pub fn reach(&self, limit: &[String]) -> crate::session::Reach {
+        crate::session::Reach {
+            limit: limit.to_vec(),
+            forks: usize::from(self.forks),
+        }
+    }
+
+    /// Load, resolve the secrets, connect to the hosts and read their facts.
+    pub async fn open(
+        &self,
+        reach: &crate::session::Reach,
+    ) -> Result<crate::session::Session, CliError> {
         crate::session::Session::open(
             &self.inventory,
             self.playbooks.as_deref(),
             self.templates.as_deref(),
-            limit,
+            reach,
         )
         .await
         .map_err(CliError::new)
@@ -146,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
+        Command::Failover(args) => failover::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

@@ -28,7 +28,7 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = args.source.open(&args.limit).await?;
+        let session = args.source.open(&args.source.reach(&args.limit)).await?;
         let plan = session.plan().map_err(CliError::new);
         session.close().await;
         let plan = plan?;
@@ -51,7 +51,7 @@ pub fn run(args: &PlanArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                 path.display()
             );
         }
-        if !plan.refusals().is_empty() {
+        if !plan.refusals().is_empty() || !plan.unreachable.is_empty() {
             return Ok(ExitStatus::Failure);
         }
         Ok(if args.detailed_exitcode && plan.change_count() > 0 {

@@ -17,15 +17,13 @@ pub struct StatusArgs {
 
 pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = args.source.open(&[]).await?;
+        let session = args.source.open(&args.source.reach(&[])).await?;
         let topology = session.topology().map_err(CliError::new);
         let status = topology.map(|(t, notes)| {
             let mut status = views::status::status(
-                &session.project.cluster,
+                &session.view(&t),
                 session.project.flavour.as_ref(),
                 &session.project.components,
-                &t,
-                &session.facts,
             );
             status.notes = notes;
             status
@@ -39,6 +37,10 @@ pub fn run(args: &StatusArgs) -> Result<ExitStatus, CliError> {
             );
         } else {
             print!("{}", views::status::table(&status));
+        }
+        // Every member is shown first; a host not reached makes the exit status say so.
+        if status.members.iter().any(|m| m.unreachable.is_some()) {
+            return Ok(ExitStatus::Failure);
         }
         Ok(ExitStatus::Success)
     })

@@ -1,14 +1,11 @@
 //! `pgha switchover --to NODE`: hand the primary role to a standby without losing a commit.
 
-use std::time::Duration;
-
 use clap::Args;
 
-use crate::apply::{lock, switchover};
-use crate::cli::{runtime, CliError, SourceArgs};
+use crate::apply::handover as apply_handover;
+use crate::cli::{handover, runtime, CliError, SourceArgs};
 use crate::exit::ExitStatus;
 use crate::session::Session;
-use crate::views;
 
 #[derive(Args, Debug)]
 pub struct SwitchoverArgs {
@@ -24,7 +21,7 @@ pub struct SwitchoverArgs {
 
 pub fn run(args: &SwitchoverArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = args.source.open(&[]).await?;
+        let mut session = args.source.open(&args.source.reach(&[])).await?;
         let result = go(&mut session, args).await;
         session.close().await;
         result
@@ -39,42 +36,27 @@ async fn go(session: &mut Session, args: &SwitchoverArgs) -> Result<ExitStatus, 
             topology.primary, args.to
         ))?;
     }
-    let mut id_bytes = [0u8; 6];
-    let _ = getrandom::fill(&mut id_bytes);
-    let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let info = lock::LockInfo::new(&id, "switchover");
-    lock::take_all(
-        &session.transports,
-        &info,
-        &args.source.inventory.display().to_string(),
-    )
-    .await
-    .map_err(CliError::new)?;
-    let report = switchover::run(
+    let id = handover::lock(session, &args.source, "switchover").await?;
+    let report = apply_handover::switchover(
         session,
         &args.to,
         crate::views::progress::observer(session.transports.keys()).as_ref(),
     )
     .await;
-    lock::release_all(&session.transports, &id).await;
-    let report = report.map_err(CliError::new)?;
-    println!(
-        "Switched over from {} to {}: writes were refused for {:.1} s.",
-        report.old_primary,
-        report.new_primary,
-        report.write_gap.as_secs_f64()
-    );
-    if !report.failed_hosts.is_empty() {
-        return Err(CliError(format!(
-            "converging after the switchover failed: {}",
-            report.failed_hosts.join("; ")
-        )));
-    }
-    let (topology, _) = session.topology().map_err(CliError::new)?;
-    let results = crate::verify::run(session, &topology, Duration::from_secs(30)).await;
-    print!("{}", views::verify::table(&results));
-    if results.is_empty() || results.iter().any(|r| !r.ok) {
-        return Err(CliError("verify failed after the switchover".into()));
-    }
-    Ok(ExitStatus::Success)
+    handover::finish(
+        session,
+        &id,
+        report,
+        "switchover",
+        |r| {
+            format!(
+                "Switched over from {} to {}: writes were refused for {:.1} s.",
+                r.old_primary,
+                r.new_primary,
+                r.write_gap.as_secs_f64()
+            )
+        },
+        |_| true,
+    )
+    .await
 }

@@ -22,7 +22,7 @@ pub struct VerifyArgs {
 
 pub fn run(args: &VerifyArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = args.source.open(&[]).await?;
+        let mut session = args.source.open(&args.source.reach(&[])).await?;
         let topology = session.topology().map_err(CliError::new);
         let results = match topology {
             Ok((t, _)) => {

@@ -119,10 +119,12 @@ pub struct Probe {
 const PG_STATE_SQL: &str = r#"SELECT json_build_object(
  'in_recovery', pg_is_in_recovery(),
  'system_identifier', (SELECT system_identifier::text FROM pg_control_system()),
- 'timeline', (SELECT greatest(c.timeline_id, coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0), r.min_recovery_end_timeline) FROM pg_control_checkpoint() c, pg_control_recovery() r),
+ 'timeline', CASE WHEN pg_is_in_recovery() THEN (SELECT greatest(c.timeline_id, coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0), r.min_recovery_end_timeline) FROM pg_control_checkpoint() c, pg_control_recovery() r) ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+ 'received_lsn', CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text ELSE '' END,
+ 'history', CASE WHEN pg_is_in_recovery() THEN '' ELSE coalesce(pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history', 0, 1048576, true), '') END,
  'settings', (SELECT coalesce(json_object_agg(name, json_build_object('value', setting, 'context', context, 'pending_restart', pending_restart)), '{}') FROM pg_settings),
  'file_errors', (SELECT coalesce(json_agg(coalesce(sourcefile, '?') || ':' || coalesce(sourceline, 0) || ': ' || error), '[]') FROM pg_file_settings WHERE error IS NOT NULL),
- 'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword)), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),
+ 'roles', (SELECT coalesce(json_object_agg(rolname, json_build_object('login', rolcanlogin, 'superuser', rolsuper, 'createdb', rolcreatedb, 'createrole', rolcreaterole, 'replication', rolreplication, 'connection_limit', rolconnlimit, 'password_verifier', rolpassword, 'rewind', rolsuper OR (has_function_privilege(oid, 'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'EXECUTE') AND has_function_privilege(oid, 'pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE') AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text)', 'EXECUTE') AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')))), '{}') FROM pg_authid WHERE rolname !~ '^pg_'),
  'databases', (SELECT coalesce(json_object_agg(datname, json_build_object('owner', pg_get_userbyid(datdba))), '{}') FROM pg_database WHERE datallowconn),
  'slots', (SELECT coalesce(json_object_agg(slot_name, json_build_object('active', active, 'physical', slot_type = 'physical')), '{}') FROM pg_replication_slots),
  'replication', (SELECT coalesce(json_agg(json_build_object('application_name', application_name, 'client_addr', coalesce(host(client_addr), ''), 'state', coalesce(state, ''), 'sync_state', coalesce(sync_state, ''), 'lag_bytes', coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, replay_lsn), 0)::bigint, 'lag_seconds', coalesce(extract(epoch FROM replay_lag), 0))), '[]') FROM pg_stat_replication),
@@ -210,10 +212,10 @@ impl Query {
                 "if [ -f {data}/PG_VERSION ]; then echo '@@pgha pg_initialized'; \
                    if [ -f {data}/standby.signal ]; then echo '@@pgha standby_signal'; fi; \
                    if out=$({psql} -c {sql} -c \"SELECT string_agg(quote_ident(datname), ' ') FROM pg_database WHERE datallowconn AND datname <> 'template1'\" 2>/dev/null); then \
-                     echo '@@pgha pg_state'; echo \"$out\" | head -n 1; \
+                     echo '@@pgha pg_state'; printf '%s\\n' \"$out\" | head -n 1; \
                      echo '@@pgha extensions'; \
-                     for db in $(echo \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
-                   else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Database cluster state)'; fi; \
+                     for db in $(printf '%s\\n' \"$out\" | sed -n 2p); do printf '\\\\c %s\\nSELECT current_database() || chr(9) || coalesce(json_agg(extname), %s) FROM pg_extension;\\n' \"$db\" \"'[]'\"; done | {psql} -q 2>/dev/null; \
+                   else echo '@@pgha pg_control'; /usr/lib/postgresql/{v}/bin/pg_controldata {data} 2>/dev/null | grep -E '^(Database system identifier|Latest checkpoint.s TimeLineID|Latest checkpoint location|Database cluster state)'; fi; \
                  fi; ",
                 sql = q(PG_STATE_SQL),
                 v = self.version,
@@ -334,7 +336,11 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                             "Latest checkpoint's TimeLineID" => {
                                 p.timeline = value.parse().unwrap_or(0)
                             }
-                            "Database cluster state" => p.in_recovery = value.contains("recovery"),
+                            "Latest checkpoint location" => p.lsn = value.to_owned(),
+                            "Database cluster state" => {
+                                p.in_recovery = value.contains("recovery");
+                                p.state = value.to_owned();
+                            }
                             _ => {}
                         }
                     }

@@ -80,8 +80,35 @@ pub struct PgFacts {
     pub replication: Vec<ReplicationFact>,
     /// `pg_stat_wal_receiver`: what this node streams from.
     pub wal_receiver: Option<WalReceiverFact>,
-    /// Last WAL position written (primary) or replayed (standby).
+    /// Last WAL position written (primary) or replayed (standby); for a stopped server its
+    /// last checkpoint's.
     pub lsn: String,
+    /// A standby's last WAL position received (kept after its upstream is gone): who would
+    /// lose least if promoted.
+    pub received_lsn: String,
+    /// A primary's timeline history (`pg_wal/<timeline>.history`): where each earlier
+    /// timeline forked off. Empty on timeline 1.
+    pub history: String,
+    /// A stopped server's state as pg_controldata says it (`shut down`, `in production` for
+    /// one that crashed while primary, ...).
+    pub state: String,
+}
+
+/// A WAL position `X/Y` as a number of bytes.
+pub fn lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// Where `timeline` ended in a timeline history: the position at which its successor forked.
+pub fn fork_point(history: &str, timeline: u32) -> Option<u64> {
+    history.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let parent: u32 = fields.next()?.parse().ok()?;
+        (parent == timeline)
+            .then(|| fields.next().and_then(lsn))
+            .flatten()
+    })
 }
 
 impl PgFacts {
@@ -112,6 +139,8 @@ pub struct RoleFact {
     pub connection_limit: i32,
     /// The stored SCRAM verifier, so a password can be compared without being sent anywhere.
     pub password_verifier: Option<String>,
+    /// May run the functions pg_rewind calls on its source (superusers may).
+    pub rewind: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

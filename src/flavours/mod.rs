@@ -18,19 +18,22 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::diag::Diagnostics;
-use crate::facts::collect::{self, FactsError};
+use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::{Probe, Query};
 use crate::facts::HostFacts;
-use crate::model::{Cluster, HbaRule, Host, MemberRole, Postgres, SecretRef, Topology};
+use crate::model::{
+    Cluster, HbaRule, Host, MemberRole, Postgres, Replication, SecretRef, Topology, User,
+};
 use crate::steps::registry::Kind;
 use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
 
 pub mod patroni;
+pub mod repmgr;
 pub mod streaming;
 
 /// Every flavour: one line each.
-pub static FLAVOURS: &[Entry] = &[streaming::ENTRY, patroni::ENTRY];
+pub static FLAVOURS: &[Entry] = &[streaming::ENTRY, patroni::ENTRY, repmgr::ENTRY];
 
 /// The flavour an inventory names, or None.
 pub fn entry(name: &str) -> Option<&'static Entry> {
@@ -47,6 +50,9 @@ pub struct Entry {
     pub host_keys: &'static [&'static str],
     /// Step kinds of its own, besides the core ones.
     pub kinds: &'static [Kind],
+    /// Server parameters the flavour sets itself, with the key of its section that decides
+    /// them: `postgres.parameters` may not set them too.
+    pub managed_parameters: &'static [(&'static str, &'static str)],
     /// Read the flavour's section (its name as the top-level key) and host keys; errors go to
     /// the diagnostics with their positions.
     pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Flavour>>,
@@ -63,6 +69,8 @@ pub struct SectionInput<'a> {
     /// The flavour's host keys as written: (host, key, node, path for messages).
     pub host_entries: Vec<(String, String, &'a Node, String)>,
     pub postgres: Option<&'a Postgres>,
+    pub replication: Option<&'a Replication>,
+    pub users: Option<&'a [User]>,
     /// The inventory's folder (relative secret files are read from there).
     pub base: &'a Path,
 }
@@ -104,12 +112,15 @@ pub struct ClusterView<'a> {
     pub transports: &'a Connections,
     /// What to ask each host when facts are read again.
     pub queries: &'a BTreeMap<String, Query>,
+    /// Hosts not reached or not read, with the reason: they have no facts here.
+    pub unreachable: &'a Unreachable,
 }
 
 impl ClusterView<'_> {
-    /// Every host's facts as they are now (a procedure waiting for the cluster to move).
-    pub async fn gather(&self) -> Result<BTreeMap<String, HostFacts>, FactsError> {
-        collect::gather_all(self.transports, self.queries).await
+    /// The facts of every host that answers now (a procedure waiting for the cluster to
+    /// move: a host that stops answering meanwhile is one whose awaited state never comes).
+    pub async fn gather(&self) -> BTreeMap<String, HostFacts> {
+        collect::gather_all(self.transports, self.queries).await.0
     }
 
     /// The connection to a host, or a refusal naming it.
@@ -178,6 +189,22 @@ pub struct Handover {
     pub converge: bool,
 }
 
+/// A failover decided on: which standby is promoted in place of a primary that is gone, and
+/// what the choice rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// The primary that is gone.
+    pub old: String,
+    pub target: String,
+    /// The WAL position the target has received: what survives.
+    pub received: String,
+    /// Whether the old primary's host answers (it is then fenced: stopped and kept from
+    /// starting as a primary).
+    pub fence: bool,
+    /// What the DBA should know before confirming (standbys not reached, ...).
+    pub notes: Vec<String>,
+}
+
 /// Everything the engine asks of an HA flavour.
 pub trait Flavour: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
@@ -193,6 +220,23 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     }
     /// The physical slot a standby uses on its upstream.
     fn slot_name(&self, host: &str) -> String;
+    /// How many replication slots a primary of this cluster keeps: one per other data host
+    /// when standbys use slots (after a switchover any of them may be the primary).
+    fn slots_needed(&self, cluster: &Cluster) -> usize {
+        if cluster.replication.slots {
+            cluster
+                .hosts
+                .iter()
+                .filter(|h| h.role.holds_data())
+                .count()
+                .saturating_sub(1)
+        } else {
+            0
+        }
+    }
+    /// Adjust the server parameters pgha writes (a library the flavour needs loaded, merged
+    /// with the user's).
+    fn parameters(&self, _parameters: &mut BTreeMap<String, String>) {}
     /// pg_hba rules for connections from one cluster host's address, after pgha's own.
     fn hba(&self, _address: &str) -> Vec<HbaRule> {
         Vec::new()
@@ -275,6 +319,31 @@ pub trait Flavour: fmt::Debug + Send + Sync {
         view: &'a ClusterView<'a>,
         target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>>;
+    /// Which standby to promote now that the primary is gone (`to`: the DBA's choice, to be
+    /// checked). Flavours that fail over on their own refuse.
+    fn failover_choice(
+        &self,
+        _view: &ClusterView<'_>,
+        _to: Option<&str>,
+    ) -> Result<Failover, ProcedureError> {
+        Err(ProcedureError::Refused(format!(
+            "the {} flavour fails over on its own; `pgha status` shows who leads, `pgha switchover` moves the role",
+            self.name()
+        )))
+    }
+    /// Fence the old primary where it answers, promote the chosen standby.
+    fn failover<'a>(
+        &'a self,
+        _view: &'a ClusterView<'a>,
+        _choice: &'a Failover,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
+        Box::pin(async move {
+            Err(ProcedureError::Refused(format!(
+                "the {} flavour fails over on its own",
+                self.name()
+            )))
+        })
+    }
 }
 
 /// Run a command that must succeed; its trimmed standard output.

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
 use crate::flavours::{self, Entry, SectionInput};
-use crate::inventory::checks;
+use crate::inventory::checks::params::FlavourManaged;
+use crate::inventory::checks::roles::Declared;
+use crate::inventory::checks::{self, roles, HbaField, HbaPositions};
 use crate::inventory::Inventory;
 use crate::model::pg_params;
 use crate::model::{
@@ -60,20 +62,17 @@ impl Reader<'_> {
     fn inventory(&mut self, root: &Node, source: &Path) -> Option<Inventory> {
         let mut top = MapReader::new(self.d, root, "")?;
         let (name, flavour) = self.cluster_section(&mut top);
-        let postgres = self.postgres(&mut top);
+        let managed = match flavour {
+            Some(e) => (e.name, e.managed_parameters),
+            None => ("", &[][..]),
+        };
+        let postgres = self.postgres(&mut top, managed);
         let replication = self.replication(&mut top);
-        let users = self.users(&mut top);
+        let replication_user = replication.as_ref().map(|r| r.user.as_str());
+        // Owners are checked against every user named, also one refused for another reason.
         let mut roles: Vec<String> = vec!["postgres".to_owned()];
-        roles.extend(users.iter().flatten().map(|u| u.name.clone()));
-        if let (Some(r), Some(users)) = (&replication, &users) {
-            if users.iter().any(|u| u.name == r.user) {
-                self.d.error(root.pos, "users", format!(
-                    "user `{}` is also the replication user: pgha manages that role from `replication:`",
-                    r.user
-                ));
-            }
-        }
-        let databases = self.databases(&mut top, &roles);
+        let users = self.users(&mut top, replication_user, &mut roles);
+        let databases = self.databases(&mut top, &roles, replication_user);
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -120,6 +119,8 @@ impl Reader<'_> {
                 hosts,
                 host_entries,
                 postgres: postgres.as_ref(),
+                replication: replication.as_ref(),
+                users: users.as_deref(),
                 base: &self.base,
             }),
             _ => None,
@@ -137,6 +138,7 @@ impl Reader<'_> {
             hosts: hosts?,
             source: source.to_path_buf(),
         };
+        checks::cluster::check(self.d, root, &cluster, flavour.as_ref());
         Some(Inventory {
             cluster,
             flavour,
@@ -162,15 +164,6 @@ impl Reader<'_> {
             if let Some(e) = flavours::entry(&name) {
                 return Some(e);
             }
-            if name == "repmgr" {
-                self.d.error_with_help(
-                    n.pos,
-                    "cluster.flavour",
-                    "flavour `repmgr` has no playbook in this version of pgha",
-                    format!("use {}; repmgr is being built", names.join(" or ")),
-                );
-                return None;
-            }
             decode::choice(self.d, n, "cluster.flavour", &names);
             None
         });
@@ -178,7 +171,7 @@ impl Reader<'_> {
         (name, flavour)
     }
 
-    fn postgres(&mut self, top: &mut MapReader) -> Option<Postgres> {
+    fn postgres(&mut self, top: &mut MapReader, managed: FlavourManaged) -> Option<Postgres> {
         let node = top.require(self.d, "postgres")?;
         let mut m = MapReader::new(self.d, node, "postgres")?;
         let version = match m.take("version") {
@@ -232,7 +225,7 @@ impl Reader<'_> {
             None => None,
         };
         let parameters = match m.take("parameters") {
-            Some(n) => self.parameters(n),
+            Some(n) => self.parameters(n, managed),
             None => Some(BTreeMap::new()),
         };
         let allow_network_trust = match m.take("allow_network_trust") {
@@ -277,12 +270,21 @@ impl Reader<'_> {
         }
     }
 
-    fn parameters(&mut self, node: &Node) -> Option<BTreeMap<String, String>> {
+    fn parameters(
+        &mut self,
+        node: &Node,
+        managed: FlavourManaged,
+    ) -> Option<BTreeMap<String, String>> {
         let m = MapReader::new(self.d, node, "postgres.parameters")?;
         let mut out = BTreeMap::new();
+        let mut seen = BTreeMap::new();
         let mut ok = true;
         for (key, value) in m.entries() {
             let path = format!("postgres.parameters.{}", key.name);
+            if !checks::params::once(self.d, &mut seen, key, &path) {
+                ok = false;
+                continue;
+            }
             let Some(text) = value.scalar_text() else {
                 self.d.error(
                     value.pos,
@@ -301,7 +303,7 @@ impl Reader<'_> {
                 Value::Bool(false) => "off".to_owned(),
                 _ => text,
             };
-            ok &= checks::parameter(self.d, key, value, &path, &text);
+            ok &= checks::params::parameter(self.d, key, value, &path, &text, managed);
             out.insert(key.name.to_ascii_lowercase(), text);
         }
         // Everything was read by hand above; no unknown-key pass for a free-form mapping.
@@ -315,27 +317,28 @@ impl Reader<'_> {
         for (i, item) in items.iter().enumerate() {
             let path = format!("postgres.hba[{i}]");
             match self.hba_rule(item, &path, allow_network_trust) {
-                Some(r) => rules.push(r),
+                Some(r) => rules.push((r, item.pos, path)),
                 None => ok = false,
             }
         }
-        ok.then_some(rules)
+        ok &= checks::hba::shadowed(self.d, &rules);
+        ok.then(|| rules.into_iter().map(|(r, _, _)| r).collect())
     }
 
     fn hba_rule(&mut self, node: &Node, path: &str, allow_network_trust: bool) -> Option<HbaRule> {
         let mut m = MapReader::new(self.d, node, path)?;
-        let kind = m.require(self.d, "type").and_then(|n| {
+        let at = |n: Option<&Node>| n.map(|n| n.pos).unwrap_or(node.pos);
+        let kind_node = m.require(self.d, "type");
+        let kind = kind_node.and_then(|n| {
             decode::choice(self.d, n, &format!("{path}.type"), &checks::HBA_TYPES)
                 .map(str::to_owned)
         });
-        let database = m
-            .require(self.d, "database")
-            .and_then(|n| hba_field(self.d, n, &format!("{path}.database")));
-        let user = m
-            .require(self.d, "user")
-            .and_then(|n| hba_field(self.d, n, &format!("{path}.user")));
+        let database_node = m.require(self.d, "database");
+        let database = self.hba_field(database_node, &m, "database", HbaField::Database);
+        let user_node = m.require(self.d, "user");
+        let user = self.hba_field(user_node, &m, "user", HbaField::User);
         let address_node = m.take("address");
-        let address = address_node.and_then(|n| hba_field(self.d, n, &format!("{path}.address")));
+        let address = self.hba_field(address_node, &m, "address", HbaField::Address);
         let method_node = m.require(self.d, "method");
         let method = method_node.and_then(|n| {
             decode::choice(self.d, n, &format!("{path}.method"), &checks::HBA_METHODS)
@@ -346,18 +349,31 @@ impl Reader<'_> {
             kind: kind?,
             database: database?,
             user: user?,
-            address,
+            // An address that was refused is not an address left out.
+            address: match address_node {
+                Some(_) => Some(address?),
+                None => None,
+            },
             method: method?,
         };
-        checks::hba_rule(
-            self.d,
-            &rule,
-            m_pos(node, address_node),
-            method_node.map(|n| n.pos),
-            path,
-            allow_network_trust,
-        )
-        .then_some(rule)
+        let positions = HbaPositions {
+            kind: at(kind_node),
+            database: at(database_node),
+            user: at(user_node),
+            address: at(address_node),
+            method: at(method_node),
+        };
+        checks::hba::hba_rule(self.d, &rule, &positions, path, allow_network_trust).then_some(rule)
+    }
+
+    fn hba_field(
+        &mut self,
+        node: Option<&Node>,
+        m: &MapReader,
+        key: &str,
+        which: HbaField,
+    ) -> Option<String> {
+        node.and_then(|n| checks::hba::field(self.d, n, &m.child(key), which))
     }
 
     fn replication(&mut self, top: &mut MapReader) -> Option<Replication> {
@@ -374,7 +390,7 @@ impl Reader<'_> {
                 );
                 return None;
             }
-            checks::name(self.d, n, "replication.user", &u, checks::NameKind::Role).then_some(u)
+            checks::names::role(self.d, n, "replication.user", &u).then_some(u)
         });
         let password = m
             .require(self.d, "password")
@@ -464,27 +480,49 @@ impl Reader<'_> {
         (mode, command)
     }
 
-    fn users(&mut self, top: &mut MapReader) -> Option<Vec<User>> {
+    fn users(
+        &mut self,
+        top: &mut MapReader,
+        replication_user: Option<&str>,
+        names: &mut Vec<String>,
+    ) -> Option<Vec<User>> {
         let Some(node) = top.take("users") else {
             return Some(Vec::new());
         };
         let items = decode::list(self.d, node, "users")?;
+        let mut declared = Declared::new("user");
         let mut out = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match self.user(item, &format!("users[{i}]")) {
+            let path = format!("users[{i}]");
+            match self.user(item, &path, &mut declared, replication_user) {
                 Some(u) => out.push(u),
                 None => ok = false,
             }
         }
+        names.extend(declared.names());
         ok.then_some(out)
     }
 
-    fn user(&mut self, node: &Node, path: &str) -> Option<User> {
+    fn user(
+        &mut self,
+        node: &Node,
+        path: &str,
+        declared: &mut Declared,
+        replication_user: Option<&str>,
+    ) -> Option<User> {
         let mut m = MapReader::new(self.d, node, path)?;
         let name = m.require(self.d, "name").and_then(|n| {
-            let s = decode::string(self.d, n, &m.child("name"))?;
-            checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Role).then_some(s)
+            let key = m.child("name");
+            let s = decode::string(self.d, n, &key)?;
+            if replication_user == Some(s.as_str()) {
+                self.d.error(n.pos, &key, format!(
+                    "user `{s}` is also the replication user: pgha manages that role from `replication:`"
+                ));
+                return None;
+            }
+            (checks::names::role(self.d, n, &key, &s) && declared.once(self.d, n, &key, &s))
+                .then_some(s)
         });
         let password = m
             .take("password")
@@ -517,54 +555,78 @@ impl Reader<'_> {
         })
     }
 
-    fn databases(&mut self, top: &mut MapReader, roles: &[String]) -> Option<Vec<Database>> {
+    fn databases(
+        &mut self,
+        top: &mut MapReader,
+        roles: &[String],
+        replication_user: Option<&str>,
+    ) -> Option<Vec<Database>> {
         let Some(node) = top.take("databases") else {
             return Some(Vec::new());
         };
         let items = decode::list(self.d, node, "databases")?;
+        let mut declared = Declared::new("database");
         let mut out = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let path = format!("databases[{i}]");
-            let Some(mut m) = MapReader::new(self.d, item, &path) else {
-                ok = false;
-                continue;
-            };
-            let name = m.require(self.d, "name").and_then(|n| {
-                let s = decode::string(self.d, n, &m.child("name"))?;
-                checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Role).then_some(s)
-            });
-            let owner = match m.take("owner") {
-                Some(n) => decode::string(self.d, n, &m.child("owner")).filter(|o| {
-                    let known = roles.contains(o);
-                    if !known {
-                        self.d.error_with_help(
-                            n.pos,
-                            &m.child("owner"),
-                            format!("owner `{o}` is not a role of this inventory"),
-                            format!(
-                                "declare it under `users:` or use one of: {}",
-                                roles.join(", ")
-                            ),
-                        );
-                    }
-                    known
-                }),
-                None => Some("postgres".to_owned()),
-            };
-            let extensions = match m.take("extensions") {
-                Some(n) => decode::string_list(self.d, n, &m.child("extensions")),
-                None => Vec::new(),
-            };
-            m.finish(self.d);
-            match (name, owner) {
-                (Some(name), Some(owner)) => out.push(Database {
-                    name,
-                    owner,
-                    extensions,
-                }),
-                _ => ok = false,
+            match self.database(item, &path, &mut declared, roles, replication_user) {
+                Some(db) => out.push(db),
+                None => ok = false,
             }
+        }
+        ok.then_some(out)
+    }
+
+    fn database(
+        &mut self,
+        item: &Node,
+        path: &str,
+        declared: &mut Declared,
+        roles: &[String],
+        replication_user: Option<&str>,
+    ) -> Option<Database> {
+        let mut m = MapReader::new(self.d, item, path)?;
+        let name_node = m.require(self.d, "name");
+        let name = name_node.and_then(|n| {
+            let key = m.child("name");
+            let s = decode::string(self.d, n, &key)?;
+            (checks::name(self.d, n, &key, &s, checks::NameKind::Role)
+                && declared.once(self.d, n, &key, &s))
+            .then_some(s)
+        });
+        let owner = match m.take("owner") {
+            Some(n) => decode::string(self.d, n, &m.child("owner"))
+                .filter(|o| roles::owner(self.d, n, &m.child("owner"), o, roles, replication_user)),
+            None => Some("postgres".to_owned()),
+        };
+        let extensions = match m.take("extensions") {
+            Some(n) => self.extensions(n, &m.child("extensions")),
+            None => Some(Vec::new()),
+        };
+        let key = m.child("name");
+        m.finish(self.d);
+        let (name, owner) = (name?, owner?);
+        match name_node {
+            Some(n) if !roles::database(self.d, n, &key, &name, &owner) => return None,
+            _ => {}
+        }
+        Some(Database {
+            name,
+            owner,
+            extensions: extensions?,
+        })
+    }
+
+    /// A database's extensions: each named once, as CREATE EXTENSION takes it.
+    fn extensions(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let mut declared = Declared::new("extension");
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (i, name, n) in decode::string_items(self.d, node, path) {
+            let at = format!("{path}[{i}]");
+            ok &= roles::extension(self.d, n, &at, &name) && declared.once(self.d, n, &at, &name);
+            out.push(name);
         }
         ok.then_some(out)
     }
@@ -712,6 +774,27 @@ impl Reader<'_> {
             .chain(extra.iter().map(|r| r.name))
             .collect();
         let role = role_node.and_then(|n| {
+            if let (Some(e), Value::Str(r)) = (flavour, &n.value) {
+                let other = flavours::FLAVOURS
+                    .iter()
+                    .find(|o| o.name != e.name && o.roles.iter().any(|x| x.name == r));
+                if let Some(other) = other {
+                    self.d.error_with_help(
+                        n.pos,
+                        &m.child("role"),
+                        format!(
+                            "role `{r}` belongs to flavour {}, and this cluster's flavour is {}",
+                            other.name, e.name
+                        ),
+                        format!(
+                            "a {} cluster's hosts are one of: {}",
+                            e.name,
+                            names.join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            }
             decode::choice(self.d, n, &m.child("role"), &names).and_then(|r| match r {
                 "primary" => Some(Role::Primary),
                 "standby" => Some(Role::Standby),
@@ -769,33 +852,6 @@ impl Reader<'_> {
             positions,
         ))
     }
-}
-
-/// A pg_hba field: one token. Whitespace would split it into two fields and a newline would
-/// start a rule of its own (a `trust` line the checks never saw).
-fn hba_field(d: &mut Diagnostics, node: &Node, path: &str) -> Option<String> {
-    let text = decode::string(d, node, path)?;
-    if text.is_empty() {
-        d.error(
-            node.pos,
-            path,
-            format!("`{path}` is empty: pg_hba.conf needs a value here (`all` matches every one)"),
-        );
-        return None;
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        d.error(
-            node.pos,
-            path,
-            format!("`{path}` holds whitespace or a line break: a pg_hba.conf field is one word (list several with commas)"),
-        );
-        return None;
-    }
-    Some(text)
-}
-
-fn m_pos(rule: &Node, address: Option<&Node>) -> crate::yaml::node::Pos {
-    address.map(|n| n.pos).unwrap_or(rule.pos)
 }
 
 fn default_ssh() -> Ssh {

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub mod pg_hba;
+pub mod pg_names;
 pub mod pg_params;
+pub mod sync_standbys;
 
 pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
 
@@ -173,6 +176,16 @@ pub struct Host {
 impl Host {
     pub fn ip(&self) -> Option<IpAddr> {
         self.address.parse().ok()
+    }
+}
+
+/// An address as the machine it reaches: an IP address in its canonical form (`fd00:0:0::1`
+/// is `fd00::1`, `::ffff:10.0.0.1` is `10.0.0.1`), a DNS name in lower case without the
+/// final dot. Two hosts with the same one are one machine.
+pub fn same_machine(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => address.trim_end_matches('.').to_ascii_lowercase(),
     }
 }
 

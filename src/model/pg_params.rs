@@ -100,6 +100,36 @@ pub fn is_custom(name: &str) -> bool {
     name.contains('.')
 }
 
+/// A custom parameter name the server takes (`valid_custom_variable_name`): two or more
+/// simple identifiers joined by dots, each a letter or `_` followed by letters, digits, `_`
+/// or `$`.
+pub fn valid_custom_name(name: &str) -> bool {
+    let identifier = |part: &str| {
+        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    name.split('.').count() >= 2 && name.split('.').all(identifier)
+}
+
+/// The server's own value of a parameter pgha's rules need when the inventory leaves it out
+/// (PostgreSQL 15's boot values).
+pub fn default_value(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "max_connections" => "100",
+        "superuser_reserved_connections" => "3",
+        "autovacuum_max_workers" => "3",
+        "max_worker_processes" => "8",
+        _ => return None,
+    })
+}
+
+/// A numeric value in the parameter's base unit (`1GB` of shared_buffers is 131072 pages).
+pub fn number(param: &Param, value: &str) -> Option<f64> {
+    in_base_units(param, value)
+}
+
 /// Why a value does not fit the parameter, as a sentence for the user.
 pub fn check_value(param: &Param, value: &str) -> Result<(), String> {
     match param.kind {

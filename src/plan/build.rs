@@ -28,6 +28,10 @@ pub struct Plan {
     /// Where the hosts differ from the inventory's word (a switchover happened, ...).
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
+    /// Hosts that could not be reached or read, with the reason: their steps are not in the
+    /// plan, and a plan with any is not applied.
+    #[serde(default)]
+    pub unreachable: BTreeMap<String, String>,
     pub hosts: BTreeMap<String, Vec<StepOutcome>>,
     /// SHA-256 of each host's facts at planning time: a saved plan whose hosts moved on is stale.
     pub digests: BTreeMap<String, String>,
@@ -79,20 +83,32 @@ pub fn digest(flavour: &dyn Flavour, facts: &HostFacts) -> String {
     format!("{:x}", Sha256::digest(&json))
 }
 
-fn new_id() -> String {
+/// A fresh random id (plans, locks, salts): 12 hex digits.
+pub fn new_id() -> String {
     let mut bytes = [0u8; 6];
     let _ = getrandom::fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a session read of the hosts, as a plan is built from it.
+pub struct Reading<'a> {
+    pub facts: &'a BTreeMap<String, HostFacts>,
+    /// Only these hosts' steps are planned.
+    pub limit: Option<&'a [String]>,
+    /// Hosts not reached or not read, with the reason.
+    pub unreachable: &'a BTreeMap<String, String>,
+    /// Hosts outside the limit that were read for the limited ones, with why.
+    pub read_outside_limit: &'a BTreeMap<String, String>,
 }
 
 pub fn build(
     project: &Project,
     topology: Topology,
     notes: Vec<String>,
-    facts: &BTreeMap<String, HostFacts>,
+    reading: &Reading<'_>,
     secrets: &Secrets,
-    limit: Option<&[String]>,
 ) -> Result<Plan, ProjectError> {
+    let (facts, limit) = (reading.facts, reading.limit);
     let steps = project.expand(&topology)?;
     let mut hosts = BTreeMap::new();
     for (host, steps) in &steps {
@@ -133,8 +149,17 @@ pub fn build(
                 _ => None,
             })
             .collect(),
-        notes,
+        notes: notes
+            .into_iter()
+            .chain(
+                reading
+                    .read_outside_limit
+                    .iter()
+                    .map(|(h, why)| format!("{h} was read, not changed ({why})")),
+            )
+            .collect(),
         warnings,
+        unreachable: reading.unreachable.clone(),
         digests: facts
             .iter()
             .map(|(h, f)| (h.clone(), digest(project.flavour.as_ref(), f)))

@@ -44,11 +44,23 @@ pub fn observe(
         (Some(leader), [] | [_]) => leader,
         (None, []) => declared.primary.clone(),
         (None, [one]) => one.clone(),
-        (_, many) => {
+        (_, many) => match newest_timeline(many, facts) {
+            // A failover promoted one while the other was away: the promoted one is on a
+            // newer timeline of the same cluster and is the primary; the other is a former
+            // primary that came back, which plan rewinds (naming what that discards).
+            Some(newest) => {
+                for other in many.iter().filter(|h| **h != newest) {
+                    notes.push(format!(
+                        "{other} runs as a second primary on an older timeline of this cluster: {newest} was promoted after it. Plan rewinds {other} onto {newest}'s timeline"
+                    ));
+                }
+                newest
+            }
             // A fresh Debian cluster on a standby-to-be is "not in recovery" too; only data
-            // that is not pristine counts as a primary, and two of those is a split brain.
-            return Err(TopologyError::SplitBrain(many.to_vec()));
-        }
+            // that is not pristine counts as a primary, and two of those that a timeline does
+            // not tell apart are a split brain.
+            None => return Err(TopologyError::SplitBrain(many.to_vec())),
+        },
     };
     if primary != declared.primary {
         notes.push(format!(
@@ -90,6 +102,28 @@ pub fn observe(
         upstream.insert(h.name.clone(), wanted);
     }
     Ok((Topology { primary, upstream }, notes))
+}
+
+/// Of servers running as primaries, the one on the newest timeline when all hold the same
+/// cluster and exactly one is newest.
+fn newest_timeline(hosts: &[String], facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+    let pg = |h: &String| facts.get(h).and_then(|f| f.postgres.as_ref());
+    let first = pg(hosts.first()?)?;
+    if hosts
+        .iter()
+        .any(|h| pg(h).is_none_or(|p| p.system_identifier != first.system_identifier))
+    {
+        return None;
+    }
+    let newest = hosts
+        .iter()
+        .max_by_key(|h| pg(h).map_or(0, |p| p.timeline))?;
+    let top = pg(newest)?.timeline;
+    let tied = hosts
+        .iter()
+        .filter(|h| pg(h).is_some_and(|p| p.timeline == top))
+        .count();
+    (tied == 1).then(|| newest.clone())
 }
 
 #[cfg(test)]
@@ -176,6 +210,32 @@ mod tests {
         let TopologyError::SplitBrain(hosts) = &err;
         assert_eq!(hosts, &["pg1", "pg2"]);
         assert!(err.to_string().contains("will not pick one"));
+    }
+
+    #[test]
+    fn a_former_primary_back_on_an_older_timeline_is_not_a_split_brain() {
+        let inv = streaming();
+        let on = |timeline: u32| {
+            let mut f = pg(true, false, None);
+            if let Some(p) = f.postgres.as_mut() {
+                p.timeline = timeline;
+                p.system_identifier = "7".into();
+            }
+            f
+        };
+        let f = facts(&[("pg1", on(1)), ("pg2", on(2))]);
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("resolved");
+        assert_eq!(t.primary, "pg2");
+        assert_eq!(t.upstream["pg1"], "pg2");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("pg1 runs as a second primary")),
+            "{notes:?}"
+        );
+        // The same timeline tells nothing: pgha does not pick.
+        let f = facts(&[("pg1", on(2)), ("pg2", on(2))]);
+        assert!(observe(&inv.cluster, inv.flavour.as_ref(), &f).is_err());
     }
 
     #[test]

@@ -15,10 +15,10 @@ use serde_json::Value as Json;
 
 use crate::components::Component;
 use crate::flavours::Flavour;
-use crate::model::{Cluster, Host, Topology};
+use crate::model::{pg_hba, Cluster, Host, Topology};
 use crate::playbook::load::{strip_braces, After, Playbook, StepDecl, FLUSH_HANDLERS};
 use crate::playbook::vars::Vars;
-use crate::render::shared::{self, Rendered};
+use crate::render::shared::{self, Doc, Item, Rendered};
 use crate::render::{describe, Expression, Template, Templates};
 use crate::steps::registry::{self, Kind};
 use crate::steps::Module;
@@ -85,8 +85,81 @@ struct Prepared<'a> {
 /// it, kept for the others.
 struct SharedOutput {
     output: Rendered,
-    /// Whether it parses as YAML, once a `.yml` destination asked.
-    yaml: OnceCell<Result<(), String>>,
+    /// What the checks of a file said of it, once a destination asked (YAML: it parses and
+    /// Patroni's pg_hba items are lines PostgreSQL takes; pg_hba.conf: every line is).
+    checked: OnceCell<Result<(), Refusal>>,
+    /// As a fragment of pg_hba items: the first PostgreSQL would refuse, by its index.
+    items_checked: OnceCell<FirstRefused>,
+}
+
+/// Why a rendered file is refused, said with its template and destination by `refusal`.
+#[derive(Debug, Clone)]
+enum Refusal {
+    /// The YAML parser's message.
+    Yaml(String),
+    /// Where (`line 3`, `postgresql.pg_hba[4]`) and why PostgreSQL would refuse a pg_hba line.
+    Hba(String, pg_hba::Problem),
+}
+
+fn refusal(src: &str, dest: &str, r: Refusal) -> String {
+    match r {
+        Refusal::Yaml(e) => {
+            format!("template {src} renders {dest} as YAML that does not parse: {e}")
+        }
+        Refusal::Hba(line, p) => format!(
+            "template {src} renders {dest} with {line}, which PostgreSQL would refuse: {}",
+            p.message
+        ),
+    }
+}
+
+/// The checks of a file's content by its destination: a YAML file must parse, and Patroni
+/// writes pg_hba.conf from `postgresql.pg_hba`, one line per item; every line of a pg_hba.conf
+/// must be one PostgreSQL takes. `fragment_items` checks the items of a fragment (by name)
+/// that stands in a list: the first refused, by its index there.
+fn check_content(
+    dest: &str,
+    doc: Option<Result<Doc<'_>, String>>,
+    content: &str,
+    fragment_items: &dyn Fn(&str, &[String]) -> FirstRefused,
+) -> Result<(), Refusal> {
+    if let Some(doc) = doc {
+        let doc = doc.map_err(Refusal::Yaml)?;
+        let mut i = 0;
+        for item in doc.list(&["postgresql", "pg_hba"]) {
+            match item {
+                Item::One(rule) => {
+                    if let Err(p) = pg_hba::check_line(rule.as_str().unwrap_or_default()) {
+                        return Err(Refusal::Hba(format!("postgresql.pg_hba[{i}]"), p));
+                    }
+                    i += 1;
+                }
+                Item::Fragment { name, items } => {
+                    if let Some((j, p)) = fragment_items(name, items) {
+                        return Err(Refusal::Hba(format!("postgresql.pg_hba[{}]", i + j), p));
+                    }
+                    i += items.len();
+                }
+            }
+        }
+    }
+    if dest.ends_with("pg_hba.conf") {
+        if let Some((line, p)) = pg_hba::check_file(content).into_iter().next() {
+            return Err(Refusal::Hba(format!("line {line}"), p));
+        }
+    }
+    Ok(())
+}
+
+/// The first item PostgreSQL would refuse as a pg_hba line: its index and why.
+type FirstRefused = Option<(usize, pg_hba::Problem)>;
+
+/// The first item PostgreSQL would refuse as a pg_hba line, by its index.
+fn first_refused(items: &[String]) -> FirstRefused {
+    items
+        .iter()
+        .enumerate()
+        .find_map(|(i, line)| pg_hba::check_line(line).err().map(|p| (i, p)))
 }
 
 /// What is kept of a template by name: its output when it is the same on every host (or the
@@ -251,27 +324,26 @@ impl<'a> Expander<'a> {
         let Some(Json::String(src)) = map.remove("src") else {
             return Err("`template` needs `src`, the template's name".to_owned());
         };
-        // A YAML file that does not parse is refused here, before any host sees it; what the
-        // service itself thinks of it is the step's `validate` command's job, on the host.
+        // A file the service would refuse is refused here, before any host sees it (see
+        // `check_content`); what the service itself thinks of it is the step's `validate`
+        // command's job, on the host.
         let dest = map.get("dest").and_then(Json::as_str).unwrap_or_default();
         let yaml = dest.ends_with(".yml") || dest.ends_with(".yaml");
-        let yaml_error =
-            |e: String| format!("template {src} renders {dest} as YAML that does not parse: {e}");
-        let parse = |content: &str| {
-            serde_saphyr::from_str::<Json>(content)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        };
         let output = self.output(&src, context)?;
         let text = &output.rendered().text;
         let content = if !output.rendered().calls_shared {
-            if yaml {
-                match &output {
-                    Output::Shared(s) => s.yaml.get_or_init(|| parse(text)).clone(),
-                    Output::Own(_) => parse(text),
+            let check = || {
+                let doc = yaml.then(|| shared::parse_whole(text));
+                check_content(dest, doc, text, &|_, items| first_refused(items))
+            };
+            match &output {
+                // The same content, the same destination kind: checked once.
+                Output::Shared(s) if yaml || dest.ends_with("pg_hba.conf") => {
+                    s.checked.get_or_init(check).clone()
                 }
-                .map_err(yaml_error)?;
+                _ => check(),
             }
+            .map_err(|r| refusal(&src, dest, r))?;
             text.clone()
         } else {
             // `shared(NAME)` calls: each fragment rendered (once, when it is the same on
@@ -292,9 +364,16 @@ impl<'a> Expander<'a> {
             }
             let get = |name: &str| fragments[name].rendered();
             let composed = shared::compose(&pieces, get);
-            if yaml {
-                shared::check_yaml(&pieces, get, &composed).map_err(yaml_error)?;
-            }
+            // A fragment the same on every host has its items checked once.
+            let fragment_items = |name: &str, items: &[String]| match fragments.get(name) {
+                Some(Output::Shared(s)) => {
+                    s.items_checked.get_or_init(|| first_refused(items)).clone()
+                }
+                _ => first_refused(items),
+            };
+            let doc = yaml.then(|| shared::parse_yaml(&pieces, get, &composed));
+            check_content(dest, doc, &composed, &fragment_items)
+                .map_err(|r| refusal(&src, dest, r))?;
             composed
         };
         map.insert(
@@ -324,7 +403,8 @@ impl<'a> Expander<'a> {
                 render().map(|text| {
                     Rc::new(SharedOutput {
                         output: Rendered::new(text),
-                        yaml: OnceCell::new(),
+                        checked: OnceCell::new(),
+                        items_checked: OnceCell::new(),
                     })
                 })
             })

@@ -117,8 +117,8 @@ pub struct Vars<'a> {
     plugged: BTreeMap<&'static str, Tmpl>,
     /// Each host's `host` (also the items of `hosts`).
     host: BTreeMap<&'a str, Tmpl>,
-    /// `{name, address}` of each host, for `upstream`.
-    name_address: BTreeMap<&'a str, Tmpl>,
+    /// `{name, address, ...}` of each host, for `upstream`.
+    brief_of: BTreeMap<&'a str, Tmpl>,
     /// `downstreams` of each upstream, in the inventory's order of hosts.
     downstreams: BTreeMap<&'a str, Vec<Tmpl>>,
     /// Names of per-host variables besides `PER_HOST`: the flavour's and components' names
@@ -151,15 +151,17 @@ impl<'a> Vars<'a> {
             .iter()
             .map(|h| (h.name.as_str(), tmpl(&host_json(h))))
             .collect();
-        let name_address: BTreeMap<&str, Tmpl> = cluster
+        // Name, address and the flavour's own keys (a repmgr node id): `upstream`, `primary`.
+        let brief = |h: &Host| {
+            let mut m = flavour.host_vars(h);
+            m.insert("name".into(), json!(h.name));
+            m.insert("address".into(), json!(h.address));
+            Value::Object(m)
+        };
+        let brief_of: BTreeMap<&str, Tmpl> = cluster
             .hosts
             .iter()
-            .map(|h| {
-                (
-                    h.name.as_str(),
-                    tmpl(&json!({"name": h.name, "address": h.address})),
-                )
-            })
+            .map(|h| (h.name.as_str(), tmpl(&brief(h))))
             .collect();
         let mut downstreams: BTreeMap<&str, Vec<Tmpl>> = BTreeMap::new();
         for h in &cluster.hosts {
@@ -200,9 +202,10 @@ impl<'a> Vars<'a> {
         for s in plugged {
             secrets[s.var] = Value::String(mark(&s.label, None));
         }
-        let primary = cluster
-            .host(&topology.primary)
-            .map(|p| json!({"name": p.name, "address": p.address}));
+        let primary = brief_of
+            .get(topology.primary.as_str())
+            .cloned()
+            .unwrap_or(Tmpl::from(()));
         let mut shared: BTreeMap<String, Tmpl> = BTreeMap::new();
         let mut set = |key: &str, value: Tmpl| {
             shared.insert(key.to_owned(), value);
@@ -223,7 +226,9 @@ impl<'a> Vars<'a> {
                 "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
             })),
         );
-        set("parameters", tmpl(&json!(server_parameters(cluster))));
+        let mut parameters = server_parameters(cluster);
+        flavour.parameters(&mut parameters);
+        set("parameters", tmpl(&json!(parameters)));
         set("hba", tmpl(&Value::Array(hba(cluster, flavour))));
         set(
             "replication",
@@ -232,7 +237,7 @@ impl<'a> Vars<'a> {
                 "slots": cluster.replication.slots,
             })),
         );
-        set("primary", tmpl(&json!(primary)));
+        set("primary", primary);
         set(
             "hosts",
             Tmpl::from(
@@ -281,7 +286,7 @@ impl<'a> Vars<'a> {
             shared: Tmpl::from(shared),
             plugged,
             host,
-            name_address,
+            brief_of,
             downstreams,
             per_host,
         }
@@ -298,7 +303,7 @@ impl<'a> Vars<'a> {
         let upstream = topology
             .upstream
             .get(&host.name)
-            .and_then(|u| self.name_address.get(u.as_str()))
+            .and_then(|u| self.brief_of.get(u.as_str()))
             .cloned()
             .unwrap_or(Tmpl::from(()));
         let downstreams = self

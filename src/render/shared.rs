@@ -3,16 +3,18 @@
 //! (Patroni's copy of the pg_hba rules of every host); as a fragment, that part is rendered once
 //! for all hosts by whoever keeps the fragments (`playbook::expand`), not once per host.
 //!
-//! Rendering leaves a mark where a fragment goes; `Composed` puts the fragments in. Like a block
+//! Rendering leaves a mark where a fragment goes; `compose` puts the fragments in. Like a block
 //! tag under `trim_blocks`, the call takes the line break right after it: a call on a line of
 //! its own is replaced by the fragment's lines.
 //!
 //! A YAML file is checked to parse. Parsing every host's whole file would again cost the
 //! fragment's size on every host, so a fragment made of list entries (each line `- "text"` at
-//! one indentation, checked once) is stood in for by one such entry while a host's file is
-//! checked, and the result is trusted only when that entry came back whole, as an item of a
+//! one indentation, parsed once) is stood in for by one such entry while a host's file is
+//! parsed, and the result is trusted only when that entry came back whole, as an item of a
 //! list: then the fragment's lines are more items of the same list, which parses alike. Any
-//! doubt parses the whole text, which also gives the error message.
+//! doubt parses the whole text, which also gives the parser's own error message.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
@@ -20,29 +22,28 @@ use crate::secret::find_mark;
 
 const OPEN: &str = "\u{27e6}shared:";
 const CLOSE: char = '\u{27e7}';
-/// What stands for a fragment while a file is checked.
-const STAND_IN: &str = "\u{27e6}shared\u{27e7}";
 
-/// The mark `shared(NAME)` renders.
+/// The mark `shared(NAME)` renders; also what stands for the fragment while YAML is parsed.
 pub(super) fn mark(name: &str) -> String {
     format!("{OPEN}{name}{CLOSE}")
 }
 
-/// A template's output, with what putting fragments in and checking YAML need to know of it.
+/// A template's output, with what putting fragments in and parsing YAML need to know of it.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub text: String,
     /// It calls `shared()`: fragments are to be put in.
     pub calls_shared: bool,
     /// Set when every line is a list entry `- "text"` (a double-quoted scalar on one line) at
-    /// this indentation and the lines parse as that many strings.
+    /// one indentation, and the lines parse as that many strings.
     entries: Option<Entries>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entries {
     indent: usize,
-    lines: usize,
+    /// The strings, one per line.
+    items: Vec<String>,
 }
 
 impl Rendered {
@@ -78,8 +79,14 @@ fn list_entries(text: &str) -> Option<Entries> {
         lines += 1;
     }
     let parsed: Vec<Json> = serde_saphyr::from_str(&dedented).ok()?;
-    (parsed.len() == lines && parsed.iter().all(Json::is_string))
-        .then_some(Entries { indent, lines })
+    let items: Vec<String> = parsed
+        .into_iter()
+        .map(|v| match v {
+            Json::String(s) => Some(s),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    (items.len() == lines).then_some(Entries { indent, items })
 }
 
 /// One part of a rendered text.
@@ -117,7 +124,7 @@ pub fn pieces(text: &str) -> Vec<Piece<'_>> {
             rest = r;
         }
         out.push(Piece::Fragment { name, own_line });
-        line_start = own_line || rest.is_empty();
+        line_start = own_line;
     }
     if !rest.is_empty() {
         out.push(Piece::Text(rest));
@@ -152,91 +159,155 @@ pub fn compose<'f>(pieces: &[Piece<'_>], fragment: impl Fn(&str) -> &'f Rendered
     out
 }
 
-/// Whether `composed` (the pieces with their fragments in) parses as YAML, as
-/// `serde_saphyr::from_str` says; its error message when not.
-pub fn check_yaml<'f>(
-    pieces: &[Piece<'_>],
-    fragment: impl Fn(&str) -> &'f Rendered,
-    composed: &str,
-) -> Result<(), String> {
-    if stand_ins_parse(pieces, fragment) {
-        return Ok(());
+/// A composed text's YAML document, as `serde_saphyr::from_str` reads it. Where a fragment of
+/// list entries was stood in for, its items are not in the parsed value: `list` puts them back.
+#[derive(Debug)]
+pub struct Doc<'f> {
+    value: Json,
+    /// Each stand-in and the items of the fragment it stands for.
+    stand_ins: BTreeMap<String, &'f [String]>,
+}
+
+/// An item of a list in a document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item<'d> {
+    One(&'d Json),
+    /// A fragment's items, in its place: `name` is the fragment's.
+    Fragment {
+        name: &'d str,
+        items: &'d [String],
+    },
+}
+
+impl Doc<'_> {
+    /// The items of the list at `path` (mapping keys from the top); none when there is no list.
+    pub fn list(&self, path: &[&str]) -> Vec<Item<'_>> {
+        let mut at = &self.value;
+        for key in path {
+            at = &at[*key];
+        }
+        let Some(items) = at.as_array() else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|item| {
+                let stood_in = item.as_str().and_then(|s| self.stand_ins.get_key_value(s));
+                match stood_in {
+                    Some((mark, items)) => Item::Fragment {
+                        name: &mark[OPEN.len()..mark.len() - CLOSE.len_utf8()],
+                        items,
+                    },
+                    None => Item::One(item),
+                }
+            })
+            .collect()
     }
-    serde_saphyr::from_str::<Json>(composed)
-        .map(drop)
+}
+
+/// Parse a text without fragments as YAML: the document, or the parser's error message.
+pub fn parse_whole(text: &str) -> Result<Doc<'static>, String> {
+    serde_saphyr::from_str::<Json>(text)
+        .map(|value| Doc {
+            value,
+            stand_ins: BTreeMap::new(),
+        })
         .map_err(|e| e.to_string())
 }
 
-/// The pieces with every fragment stood in for by one list entry parse, each stand-in came back
-/// as a whole item of a list, and the full text would stay within the parser's limits. False
-/// when a fragment is not list entries on lines of their own, or on any doubt.
-fn stand_ins_parse<'f>(pieces: &[Piece<'_>], fragment: impl Fn(&str) -> &'f Rendered) -> bool {
+/// Parse `composed` (the pieces with their fragments in) as YAML, as `serde_saphyr::from_str`
+/// does: the document, or the parser's error message.
+pub fn parse_yaml<'f>(
+    pieces: &[Piece<'_>],
+    fragment: impl Fn(&str) -> &'f Rendered,
+    composed: &str,
+) -> Result<Doc<'f>, String> {
+    match parse_stood_in(pieces, fragment) {
+        Some(doc) => Ok(doc),
+        None => parse_whole(composed),
+    }
+}
+
+/// The pieces parsed with every fragment stood in for by one list entry (its mark), when each
+/// stand-in came back as a whole item of a list and the full text would stay within the
+/// parser's limits. None when a fragment is not list entries on lines of their own, or on any
+/// doubt.
+fn parse_stood_in<'f>(
+    pieces: &[Piece<'_>],
+    fragment: impl Fn(&str) -> &'f Rendered,
+) -> Option<Doc<'f>> {
     let mut text = String::new();
-    let mut stand_ins = 0;
+    let mut stand_ins: BTreeMap<String, &'f [String]> = BTreeMap::new();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
     let (mut lines, mut bytes) = (0, 0);
     for p in pieces {
         match p {
             Piece::Text(t) => text.push_str(t),
             Piece::Fragment { name, own_line } => {
                 let f = fragment(name);
-                let (Some(entries), true) = (f.entries, *own_line) else {
-                    return false;
+                let (Some(entries), true) = (&f.entries, *own_line) else {
+                    return None;
                 };
+                let stand_in = mark(name);
                 text.push_str(&" ".repeat(entries.indent));
-                text.push_str(&format!("- \"{STAND_IN}\"\n"));
-                stand_ins += 1;
-                lines += entries.lines;
+                text.push_str("- ");
+                text.push_str(&serde_json::to_string(&stand_in).ok()?);
+                text.push('\n');
+                *expected.entry(stand_in.clone()).or_default() += 1;
+                stand_ins.insert(stand_in, &entries.items);
+                lines += entries.items.len();
                 bytes += f.text.len();
             }
         }
     }
-    if stand_ins == 0 {
-        return false;
+    if stand_ins.is_empty() {
+        return None;
     }
-    // The fragments' lines count against the parser's limits as well: check the stand-ins
-    // against limits lowered by more than the fragments could use (a node and a few events
-    // per line, a scalar of at most twice the line's length).
+    // The fragments' lines count against the parser's limits as well: parse with limits
+    // lowered by more than the fragments could use (a node and a few events per line, a
+    // scalar of at most twice the line's length).
     let mut budget = serde_saphyr::Budget::default();
-    let (Some(max_nodes), Some(max_events), Some(max_scalar_bytes)) = (
-        budget.max_nodes.checked_sub(2 * lines),
-        budget.max_events.checked_sub(4 * lines),
-        budget.max_total_scalar_bytes.checked_sub(2 * bytes),
-    ) else {
-        return false;
-    };
-    budget.max_nodes = max_nodes;
-    budget.max_events = max_events;
-    budget.max_total_scalar_bytes = max_scalar_bytes;
+    budget.max_nodes = budget.max_nodes.checked_sub(2 * lines)?;
+    budget.max_events = budget.max_events.checked_sub(4 * lines)?;
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.checked_sub(2 * bytes)?;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    let Ok(parsed) = serde_saphyr::from_str_with_options::<Json>(&text, options) else {
-        return false;
-    };
-    let mut whole = 0;
+    let value = serde_saphyr::from_str_with_options::<Json>(&text, options).ok()?;
+    let mut whole = BTreeMap::new();
     let mut stray = false;
-    count_stand_ins(&parsed, &mut whole, &mut stray);
-    !stray && whole == stand_ins
+    count_stand_ins(&value, &stand_ins, &mut whole, &mut stray);
+    (!stray && whole == expected).then_some(Doc { value, stand_ins })
 }
 
-/// Stand-ins that are whole items of a list, and whether one shows anywhere else (in a longer
-/// string, a key, a mapping's value).
-fn count_stand_ins(value: &Json, whole: &mut usize, stray: &mut bool) {
+/// How often each stand-in came back as a whole item of a list, and whether a mark shows
+/// anywhere else (in a longer string, a key, a mapping's value).
+fn count_stand_ins(
+    value: &Json,
+    stand_ins: &BTreeMap<String, &[String]>,
+    whole: &mut BTreeMap<String, usize>,
+    stray: &mut bool,
+) {
     match value {
         Json::Array(items) => {
             for item in items {
                 match item {
-                    Json::String(s) if s == STAND_IN => *whole += 1,
-                    other => count_stand_ins(other, whole, stray),
+                    Json::String(s) if stand_ins.contains_key(s) => {
+                        *whole.entry(s.clone()).or_default() += 1;
+                    }
+                    other => count_stand_ins(other, stand_ins, whole, stray),
                 }
             }
         }
         Json::Object(map) => {
             for (k, v) in map {
-                *stray |= k.contains(STAND_IN);
-                count_stand_ins(v, whole, stray);
+                *stray |= k.contains(OPEN);
+                match v {
+                    Json::String(s) => *stray |= s.contains(OPEN),
+                    other => count_stand_ins(other, stand_ins, whole, stray),
+                }
             }
         }
-        Json::String(s) => *stray |= s.contains(STAND_IN),
+        Json::String(s) => *stray |= s.contains(OPEN),
         _ => {}
     }
 }
@@ -252,21 +323,58 @@ mod tests {
     const RULES: &str =
         "    - \"host all all 10.0.0.1/32 md5\"\n    - \"host all all 10.0.0.2/32 md5\"\n";
 
-    fn check(template_output: &str, f: &Rendered) -> (String, Result<(), String>, bool) {
+    /// The composed text, what parse_yaml says of it, and whether it took the stand-ins.
+    fn parse(template_output: &str, f: &Rendered) -> (String, Result<Json, String>, bool) {
         let pieces = pieces(template_output);
         let composed = compose(&pieces, |_| f);
-        let fast = stand_ins_parse(&pieces, |_| f);
-        let checked = check_yaml(&pieces, |_| f, &composed);
-        (composed, checked, fast)
+        let fast = parse_stood_in(&pieces, |_| f).is_some();
+        let parsed = parse_yaml(&pieces, |_| f, &composed).map(|doc| {
+            // The document as the whole text reads: every list with its fragments' items.
+            fn expand(doc: &Doc<'_>, path: &mut Vec<String>, v: &Json) -> Json {
+                match v {
+                    Json::Array(_) => {
+                        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                        Json::Array(
+                            doc.list(&keys)
+                                .into_iter()
+                                .flat_map(|i| match i {
+                                    Item::One(j) => vec![j.clone()],
+                                    Item::Fragment { items, .. } => {
+                                        items.iter().cloned().map(Json::String).collect()
+                                    }
+                                })
+                                .collect(),
+                        )
+                    }
+                    Json::Object(m) => Json::Object(
+                        m.iter()
+                            .map(|(k, v)| {
+                                path.push(k.clone());
+                                let e = expand(doc, path, v);
+                                path.pop();
+                                (k.clone(), e)
+                            })
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                }
+            }
+            expand(&doc, &mut Vec::new(), &doc.value)
+        });
+        (composed, parsed, fast)
+    }
+
+    fn whole(text: &str) -> Result<Json, String> {
+        serde_saphyr::from_str::<Json>(text).map_err(|e| e.to_string())
     }
 
     #[test]
     fn a_call_on_its_own_line_is_replaced_by_the_fragment_lines() {
         let text = format!("a:\n  b:\n{}\n  c: 1\n", mark("x"));
-        let (composed, checked, fast) = check(&text, &fragment(RULES));
+        let (composed, parsed, fast) = parse(&text, &fragment(RULES));
         assert_eq!(composed, format!("a:\n  b:\n{RULES}  c: 1\n"));
-        assert_eq!(checked, Ok(()));
-        assert!(fast, "list entries in a list take the quick check");
+        assert!(fast, "list entries in a list take the stand-in");
+        assert_eq!(parsed, whole(&composed));
         assert_eq!(
             pieces(&text)[1],
             Piece::Fragment {
@@ -277,30 +385,45 @@ mod tests {
     }
 
     #[test]
+    fn the_same_fragment_twice_and_items_around_it() {
+        let text = format!(
+            "a:\n  - \"first\"\n{m}\n  - \"last\"\nb:\n{m}\n",
+            m = mark("x")
+        );
+        let f = fragment("  - \"r1\"\n  - \"r2\"\n");
+        let (composed, parsed, fast) = parse(&text, &f);
+        assert!(fast);
+        assert_eq!(parsed, whole(&composed));
+        let pieces = pieces(&text);
+        let doc = parse_yaml(&pieces, |_| &f, &composed).expect("parses");
+        let items = doc.list(&["a"]);
+        assert_eq!(items.len(), 3);
+        assert!(matches!(items[1], Item::Fragment { name: "x", items } if items.len() == 2));
+    }
+
+    #[test]
     fn a_call_within_a_line_keeps_the_text_around_it() {
         let text = format!("a: [{}]\n", mark("x"));
         let f = fragment("1, 2");
-        let (composed, checked, fast) = check(&text, &f);
+        let (composed, parsed, fast) = parse(&text, &f);
         assert_eq!(composed, "a: [1, 2]\n");
-        assert_eq!(checked, Ok(()));
         assert!(!fast);
+        assert_eq!(parsed, whole(&composed));
     }
 
     #[test]
     fn what_does_not_parse_whole_is_refused_with_the_parsers_message() {
         // Within a flow list the entries are no YAML.
         let text = format!("a: [\n{}\n]\n", mark("x"));
-        let (composed, checked, fast) = check(&text, &fragment(RULES));
+        let (composed, parsed, fast) = parse(&text, &fragment(RULES));
         assert!(!fast);
-        let expected = serde_saphyr::from_str::<Json>(&composed)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(checked, Err(expected));
+        assert_eq!(parsed, whole(&composed));
+        assert!(parsed.is_err());
         // An entry at another indentation than the list it follows.
         let text = format!("a:\n  - \"x\"\n{}\n", mark("x"));
-        let (composed, checked, _) = check(&text, &fragment("   - \"y\"\n"));
-        assert!(serde_saphyr::from_str::<Json>(&composed).is_err());
-        assert!(checked.is_err());
+        let (composed, parsed, _) = parse(&text, &fragment("   - \"y\"\n"));
+        assert!(parsed.is_err());
+        assert_eq!(parsed, whole(&composed));
     }
 
     #[test]
@@ -309,14 +432,11 @@ mod tests {
             format!("a: |\n{}\n", mark("x")),
             format!("a: \"start\n{}\n  end\"\n", mark("x")),
             format!("a: plain\n{}\n", mark("x")),
+            format!("a:\n  ? \n{}\n", mark("x")),
         ] {
-            let (composed, checked, fast) = check(&text, &fragment(RULES));
+            let (composed, parsed, fast) = parse(&text, &fragment(RULES));
             assert!(!fast, "{text}");
-            assert_eq!(
-                checked.is_ok(),
-                serde_saphyr::from_str::<Json>(&composed).is_ok(),
-                "{text}"
-            );
+            assert_eq!(parsed, whole(&composed), "{text}");
         }
     }
 

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use super::{note, SandboxError, SandboxInfo};
 
 /// The PGHA_* variables the inventory refers to, in `env.sh` order.
-pub(crate) const PASSWORD_VARS: [&str; 4] = [
+pub(crate) const PASSWORD_VARS: [&str; 5] = [
     "PGHA_REPLICATION_PASSWORD",
     "PGHA_SUPERUSER_PASSWORD",
     "PGHA_APP_PASSWORD",
     "PGHA_REWIND_PASSWORD",
+    "PGHA_REPMGR_PASSWORD",
 ];
 
 /// Create the state folder (0700: it holds a private key) and return its absolute path.
@@ -144,8 +145,13 @@ fn quoted(s: &str) -> String {
 /// The inventory, with exactly the keys of `inventory.example`.
 pub(crate) fn render_inventory(info: &SandboxInfo) -> String {
     let mut hosts = String::new();
+    let last = info.hosts.len().saturating_sub(1);
     for (i, h) in info.hosts.iter().enumerate() {
-        let role = if i == 0 { "primary" } else { "standby" };
+        let role = match i {
+            0 => "primary",
+            i if i == last && info.witness => "witness",
+            _ => "standby",
+        };
         hosts.push_str(&format!(
             "  - name: {}\n    address: {}\n    role: {role}\n",
             h.name, h.ip
@@ -218,7 +224,7 @@ ssh:
 
 {patroni}hosts:
 {hosts}"#,
-        patroni = patroni_section(info),
+        patroni = flavour_section(info),
         sandbox = info.name,
         env = info.env_file.display(),
         cluster = cluster_name(&info.name),
@@ -230,10 +236,13 @@ ssh:
     )
 }
 
-/// The Patroni flavour's section: etcd co-located on the first hosts, defaults otherwise.
-fn patroni_section(info: &SandboxInfo) -> String {
-    if info.flavour.as_str() != "patroni" {
-        return String::new();
+/// The flavour's section: Patroni's with etcd co-located on the first hosts, repmgr's with
+/// its password; defaults otherwise.
+fn flavour_section(info: &SandboxInfo) -> String {
+    match info.flavour.as_str() {
+        "patroni" => {}
+        "repmgr" => return "repmgr:\n  password: {env: PGHA_REPMGR_PASSWORD}\n\n".to_owned(),
+        _ => return String::new(),
     }
     let members: Vec<&str> = info
         .hosts
@@ -307,6 +316,7 @@ mod tests {
             known_hosts: dir.join("known_hosts"),
             env_file: dir.join("env.sh"),
             ssh_user: "deploy".into(),
+            witness: false,
         }
     }
 
@@ -315,9 +325,11 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let text = render_inventory(&info(d.path()));
         let ours: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
-        let example_text =
-            fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory.example"))
-                .expect("example");
+        let example_text = fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventory.repmgr.example"
+        ))
+        .expect("example");
         let example: serde_json::Value =
             serde_saphyr::from_str(&example_text).expect("example YAML");
         assert_same_keys(&example, &ours, "");

@@ -89,6 +89,9 @@ pub struct UpArgs {
     /// default so that losing any one host loses neither the DCS quorum nor the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub etcd: u8,
+    /// repmgr flavour: one more host, `role: witness` (repmgr's tie-breaker).
+    #[arg(long)]
+    pub witness: bool,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -128,6 +131,8 @@ pub struct UpOptions {
     pub subnet: Option<String>,
     /// Patroni flavour: etcd members on the first hosts (1 or 3, at most the host count).
     pub etcd_members: usize,
+    /// repmgr flavour: the last host is the witness.
+    pub witness: bool,
 }
 
 impl UpOptions {
@@ -143,6 +148,7 @@ impl UpOptions {
             image_with_packages: false,
             subnet: None,
             etcd_members: 3,
+            witness: false,
         }
     }
 }
@@ -159,6 +165,7 @@ impl From<&UpArgs> for UpOptions {
             image_with_packages: a.image_with_packages,
             subnet: a.subnet.clone(),
             etcd_members: usize::from(a.etcd),
+            witness: a.witness,
         }
     }
 }
@@ -188,6 +195,9 @@ pub struct SandboxInfo {
     /// Patroni flavour: how many of the first hosts run an etcd member.
     #[serde(default)]
     pub etcd_members: usize,
+    /// repmgr flavour: the last host is the witness.
+    #[serde(default)]
+    pub witness: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -499,6 +509,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         } else {
             1
         },
+        witness: opts.witness && opts.flavour == Flavour::Repmgr,
     };
     inventory::write_all(&info)?;
     note(format!(

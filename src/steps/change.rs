@@ -18,6 +18,7 @@ pub enum Action {
     Reload,
     Restart,
     Clone,
+    Rewind,
     Run,
 }
 
@@ -34,6 +35,7 @@ impl Action {
             Action::Reload => "reload",
             Action::Restart => "restart",
             Action::Clone => "clone",
+            Action::Rewind => "rewind",
             Action::Run => "run",
         }
     }
@@ -42,7 +44,7 @@ impl Action {
     pub fn symbol(self) -> &'static str {
         match self {
             Action::Install | Action::Create | Action::Clone => "+",
-            Action::Update => "~",
+            Action::Update | Action::Rewind => "~",
             Action::Start
             | Action::Stop
             | Action::Enable

@@ -31,7 +31,18 @@ pub struct PgRole {
     pub password: Option<String>,
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Grant what pg_rewind runs on its source (never revoked: false means "not asked").
+    #[serde(default)]
+    pub rewind: bool,
 }
+
+/// The functions pg_rewind calls on its source server.
+const REWIND_FUNCTIONS: [&str; 4] = [
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+];
 
 fn yes() -> bool {
     true
@@ -61,6 +72,16 @@ impl PgRole {
             format!("CONNECTION LIMIT {}", self.connection_limit),
         ]
         .join(" ")
+    }
+
+    fn rewind_grants(&self) -> String {
+        if !self.rewind {
+            return String::new();
+        }
+        REWIND_FUNCTIONS
+            .iter()
+            .map(|f| format!("GRANT EXECUTE ON FUNCTION {f} TO {};\n", sql::ident(&self.name)))
+            .collect()
     }
 
     fn password_clause(&self) -> String {
@@ -110,11 +131,12 @@ impl Module for PgRole {
         let Some(current) = current else {
             // Created idempotently: a re-run after an interrupted apply finds it and alters it.
             let statement = format!(
-                "SELECT format('CREATE ROLE %I', {lit}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit})\\gexec\nALTER ROLE {id} {attrs}{pw};\n",
+                "SELECT format('CREATE ROLE %I', {lit}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit})\\gexec\nALTER ROLE {id} {attrs}{pw};\n{grants}",
                 lit = sql::literal(&self.name),
                 id = sql::ident(&self.name),
                 attrs = self.attributes(),
                 pw = self.password_clause(),
+                grants = self.rewind_grants(),
             );
             return Check::Changes(vec![cx.change(
                 self.kind(),
@@ -138,15 +160,24 @@ impl Module for PgRole {
                 reasons.push("password".to_owned());
             }
         }
+        let grants_missing = self.rewind && !current.rewind;
+        if grants_missing {
+            reasons.push("pg_rewind's functions not granted".to_owned());
+        }
         if reasons.is_empty() {
             return Check::InSync("attributes and password match".to_owned());
         }
         let statement = format!(
-            "ALTER ROLE {} {}{};\n",
+            "ALTER ROLE {} {}{};\n{}",
             sql::ident(&self.name),
             self.attributes(),
             if reasons.iter().any(|r| r == "password") {
                 self.password_clause()
+            } else {
+                String::new()
+            },
+            if grants_missing {
+                self.rewind_grants()
             } else {
                 String::new()
             }

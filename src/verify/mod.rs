@@ -25,9 +25,7 @@ pub async fn run(
     topology: &Topology,
     timeout: Duration,
 ) -> Vec<CheckResult> {
-    if let Err(e) = session.refresh_all().await {
-        return vec![result(&topology.primary, "facts", false, e.to_string())];
-    }
+    session.refresh_all().await;
     // Standbys reconnect a few seconds after their upstream restarts: poll until every
     // role and stream check passes, or the timeout says they will not.
     let started = Instant::now();
@@ -38,14 +36,22 @@ pub async fn run(
         let view = session.view(topology);
         roles_and_streams(flavour.as_ref(), &view, &mut out);
         out.extend(flavour.polled_checks(&view));
-        if out.iter().all(|r| r.ok) || started.elapsed() > timeout {
+        let waiting = out
+            .iter()
+            .any(|r| !r.ok && !about_unreachable(r, &session.unreachable));
+        if !waiting || started.elapsed() > timeout {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Err(e) = session.refresh_all().await {
-            return vec![result(&topology.primary, "facts", false, e.to_string())];
-        }
+        session.refresh_all().await;
     }
+    // A host not reached fails its row and every check that needs it; the others still run.
+    out.extend(
+        session
+            .unreachable
+            .iter()
+            .map(|(host, why)| result(host, "reachable", false, format!("unreachable: {why}"))),
+    );
     let view = session.view(topology);
     out.extend(flavour.checks(&view).await);
     for c in &session.project.components {
@@ -53,6 +59,13 @@ pub async fn run(
     }
     marker(flavour.as_ref(), &view, timeout, &mut out).await;
     out
+}
+
+/// A failed check of or towards a host not reached: waiting will not make it pass.
+fn about_unreachable(r: &CheckResult, unreachable: &crate::facts::collect::Unreachable) -> bool {
+    unreachable
+        .keys()
+        .any(|u| r.host == *u || r.check.ends_with(&format!(" {u}")))
 }
 
 fn bytes(n: i64) -> String {
@@ -67,6 +80,10 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
     let (cluster, topology) = (view.cluster, view.topology);
     let max_lag = flavour.max_lag_bytes();
     for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
+        if view.unreachable.contains_key(&h.name) {
+            // Its own row says so; every check of it would fail for that one reason.
+            continue;
+        }
         let pg = view.facts.get(&h.name).and_then(|f| f.postgres.as_ref());
         let Some(pg) = pg.filter(|pg| pg.running) else {
             out.push(result(
@@ -77,6 +94,11 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
             ));
             continue;
         };
+        if !h.role.holds_data() {
+            // A server of the flavour's own (a repmgr witness): it runs; its part is the
+            // flavour's to check.
+            continue;
+        }
         let standby_leader = flavour.source().filter(|_| topology.primary == h.name);
         if let Some(source) = standby_leader {
             // A standby cluster's leader replays what its source cluster sends.
@@ -126,6 +148,16 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
             ));
         }
         for d in topology.downstreams(cluster, &h.name) {
+            if view.unreachable.contains_key(&d.name) {
+                // Neither its stream nor its slot can be in use; one row says why.
+                out.push(result(
+                    &h.name,
+                    &format!("streams to {}", d.name),
+                    false,
+                    format!("{} is unreachable", d.name),
+                ));
+                continue;
+            }
             let stream = pg
                 .replication
                 .iter()
@@ -205,7 +237,16 @@ async fn marker(
         let read = read.clone();
         async move {
             let Some(t) = view.transports.get(*name) else {
-                return result(name, "marker row read", false, "no connection");
+                let why = view
+                    .unreachable
+                    .get(*name)
+                    .map_or("no connection", String::as_str);
+                return result(
+                    name,
+                    "marker row read",
+                    false,
+                    format!("unreachable: {why}"),
+                );
             };
             let started = Instant::now();
             loop {
@@ -393,6 +434,7 @@ mod tests {
             facts,
             transports: &transports,
             queries: &queries,
+            unreachable: &BTreeMap::new(),
         };
         let mut out = Vec::new();
         roles_and_streams(inv.flavour.as_ref(), &view, &mut out);
@@ -474,6 +516,7 @@ mod tests {
             facts: &facts,
             transports: &transports,
             queries: &queries,
+            unreachable: &BTreeMap::new(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()

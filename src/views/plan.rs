@@ -85,10 +85,30 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
             let _ = writeln!(out, "  (in sync)");
         }
     }
+    for (host, reason) in &plan.unreachable {
+        let _ = writeln!(
+            out,
+            "\n{} ({})\n  {} {reason}",
+            style(host).bold(),
+            style("unreachable").red().bold(),
+            style("!").red().bold()
+        );
+    }
     out.push('\n');
     let refusals = plan.refusals().len();
     let count = plan.change_count();
-    if count == 0 && refusals == 0 {
+    if !plan.unreachable.is_empty() {
+        let names: Vec<&str> = plan.unreachable.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "{} {} not reached: this plan covers only the other hosts and apply will not run it. Bring {} back, or leave {} out with -l.",
+            style("error:").red().bold(),
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            if names.len() == 1 { "it" } else { "them" },
+        );
+    }
+    if count == 0 && refusals == 0 && plan.unreachable.is_empty() {
         out.push_str("No changes. The cluster matches the inventory.\n");
     } else {
         let per_host: Vec<String> = plan

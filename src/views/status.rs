@@ -1,16 +1,15 @@
 //! The cluster table (`patronictl list` / `repmgr cluster show` style), a tree when
 //! replication cascades.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::components::Component;
-use crate::facts::HostFacts;
-use crate::flavours::Flavour;
-use crate::model::{Cluster, Topology};
+use crate::flavours::{ClusterView, Flavour};
+#[cfg(test)]
+use crate::model::Topology;
 
 /// The cluster as status shows it: the same data for the table and for `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -40,15 +39,17 @@ pub struct Member {
     pub lag_seconds: Option<f64>,
     pub upstream: Option<String>,
     pub tags: String,
+    /// Why the host was not reached or read, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
 }
 
 pub fn status(
-    cluster: &Cluster,
+    view: &ClusterView<'_>,
     flavour: &dyn Flavour,
     components: &[Arc<dyn Component>],
-    topology: &Topology,
-    facts: &BTreeMap<String, HostFacts>,
 ) -> Status {
+    let (cluster, topology, facts) = (view.cluster, view.topology, view.facts);
     let mut members: Vec<Member> = Vec::new();
     let mut sync_standbys: Vec<String> = Vec::new();
     // (member, indentation of its row, its branch glyph). Depth-first from the primary, so
@@ -80,7 +81,9 @@ pub fn status(
             }
             .to_owned()
         });
+        let unreachable = view.unreachable.get(&name);
         let state = match (member.state, pg) {
+            _ if unreachable.is_some() => "unreachable".to_owned(),
             (Some(s), _) => s,
             (None, None) => "no cluster".to_owned(),
             (None, Some(pg)) if !pg.running => "stopped".to_owned(),
@@ -102,6 +105,7 @@ pub fn status(
             lag_seconds: stream.map(|r| r.lag_seconds),
             upstream: Some(upstream).filter(|u| !u.is_empty()),
             tags: member.tags,
+            unreachable: unreachable.cloned(),
         });
         let mut children: Vec<String> = topology
             .downstreams(cluster, &name)
@@ -120,6 +124,35 @@ pub fn status(
             let glyph = if i == last { "└─ " } else { "├─ " };
             visit.push((c, child_indent.clone(), glyph));
         }
+    }
+    // Hosts outside the replication tree: a server of the flavour's own (a repmgr witness)
+    // always; a dedicated DCS member only when it was not reached.
+    for h in &cluster.hosts {
+        let why = view.unreachable.get(&h.name);
+        if members.iter().any(|m| m.member == h.name) || (why.is_none() && !h.role.has_postgres()) {
+            continue;
+        }
+        let f = facts.get(&h.name);
+        let pg = f.and_then(|f| f.postgres.as_ref());
+        let member = flavour.member_status(h, false, false, f);
+        members.push(Member {
+            member: h.name.clone(),
+            branch: String::new(),
+            host: h.address.clone(),
+            role: member.role.unwrap_or_else(|| h.role.name().to_owned()),
+            state: match (why, pg) {
+                (Some(_), _) => "unreachable".to_owned(),
+                (None, Some(pg)) if pg.running => "running".to_owned(),
+                (None, Some(_)) => "stopped".to_owned(),
+                (None, None) => "no cluster".to_owned(),
+            },
+            timeline: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            upstream: None,
+            tags: member.tags,
+            unreachable: why.cloned(),
+        });
     }
     let mut lines = flavour.status_footer(cluster, facts, &sync_standbys);
     lines.extend(
@@ -195,6 +228,11 @@ pub fn table(status: &Status) -> String {
     for line in &status.lines {
         let _ = writeln!(out, "{line}");
     }
+    for m in &status.members {
+        if let Some(why) = &m.unreachable {
+            let _ = writeln!(out, "{}: unreachable: {why}", m.member);
+        }
+    }
     for n in &status.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -203,6 +241,8 @@ pub fn table(status: &Status) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -211,25 +251,27 @@ mod tests {
         let inventory = crate::inventory::load(&path).expect("the example loads");
         let (cluster, flavour) = (&inventory.cluster, inventory.flavour.as_ref());
         let members = |t: &Topology| -> Vec<String> {
-            table(&status(
+            let view = ClusterView {
                 cluster,
-                flavour,
-                &inventory.components,
-                t,
-                &BTreeMap::new(),
-            ))
-            .lines()
-            .skip(1)
-            .take(3)
-            // The member column ends where the host's address begins.
-            .map(|l| {
-                l.split("  10.")
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end()
-                    .to_owned()
-            })
-            .collect()
+                topology: t,
+                facts: &BTreeMap::new(),
+                transports: &Default::default(),
+                queries: &BTreeMap::new(),
+                unreachable: &BTreeMap::new(),
+            };
+            table(&status(&view, flavour, &inventory.components))
+                .lines()
+                .skip(1)
+                .take(3)
+                // The member column ends where the host's address begins.
+                .map(|l| {
+                    l.split("  10.")
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end()
+                        .to_owned()
+                })
+                .collect()
         };
         let upstream = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs

@@ -195,13 +195,25 @@ pub fn list<'a>(d: &mut Diagnostics, node: &'a Node, path: &str) -> Option<&'a [
 
 /// A list of strings, e.g. package or extension names.
 pub fn string_list(d: &mut Diagnostics, node: &Node, path: &str) -> Vec<String> {
+    string_items(d, node, path)
+        .into_iter()
+        .map(|(_, s, _)| s)
+        .collect()
+}
+
+/// A list of strings with the index and node of each, for errors about one item.
+pub fn string_items<'a>(
+    d: &mut Diagnostics,
+    node: &'a Node,
+    path: &str,
+) -> Vec<(usize, String, &'a Node)> {
     let Some(items) = list(d, node, path) else {
         return Vec::new();
     };
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| string(d, item, &format!("{path}[{i}]")))
+        .filter_map(|(i, item)| string(d, item, &format!("{path}[{i}]")).map(|s| (i, s, item)))
         .collect()
 }
 
@@ -231,81 +243,111 @@ pub fn choice<'c>(
     None
 }
 
+/// The keys of a secret reference.
+const SECRET_SOURCES: [&str; 3] = ["env", "file", "command"];
+
 /// A secret reference: `{env: VAR}`, `{file: path}` (relative to `base`) or `{command: "..."}`.
-/// A literal is refused without being echoed.
+/// Whatever is wrong with it, nothing written there is echoed: neither in a message nor in
+/// the snippet of the line (a password typed where its reference belongs, `{hunter2}` taken
+/// for quoting, a password given as the variable's name).
 pub fn secret_ref(d: &mut Diagnostics, node: &Node, path: &str, base: &Path) -> Option<SecretRef> {
-    if let Value::Str(_) = node.value {
-        d.secret_error(
+    let before = d.items.len();
+    let found = secret_ref_inner(d, node, path, base);
+    d.redact_since(before);
+    found
+}
+
+fn secret_ref_inner(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &str,
+    base: &Path,
+) -> Option<SecretRef> {
+    let help = "write {env: VARIABLE}, {file: path} or {command: \"...\"}";
+    let Value::Map(entries) = &node.value else {
+        d.error_with_help(
             node.pos,
             path,
-            format!("`{path}` is a literal secret: secrets are given by reference, never written in the inventory"),
-            "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+            format!("`{path}` is a literal secret ({}): secrets are given by reference, never written in the inventory", node.value.kind()),
+            help,
         );
         return None;
+    };
+    // Keys are not named back: `{s3cr3t}` is a mapping whose key is the password.
+    for (key, _) in entries {
+        if !SECRET_SOURCES.contains(&key.name.as_str()) {
+            let help = match crate::diag::did_you_mean(&key.name, SECRET_SOURCES) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => help.to_owned(),
+            };
+            d.error_with_help(
+                key.pos,
+                path,
+                format!("unknown key in `{path}`: a secret reference takes env, file or command"),
+                help,
+            );
+        }
     }
-    let mut m = MapReader::new(d, node, path)?;
-    let env = m.take("env");
-    let file = m.take("file");
-    let command = m.take("command");
-    m.finish(d);
-    let given = [env.is_some(), file.is_some(), command.is_some()]
+    let given: Vec<&(Key, Node)> = entries
         .iter()
-        .filter(|b| **b)
-        .count();
-    if given != 1 {
+        .filter(|(k, v)| SECRET_SOURCES.contains(&k.name.as_str()) && v.value != Value::Null)
+        .collect();
+    let [(key, n)] = given.as_slice() else {
         d.error_with_help(
             node.pos,
             path,
             format!("`{path}` must name exactly one of env, file or command"),
-            "write {env: VARIABLE}, {file: path} or {command: \"...\"}",
+            help,
         );
         return None;
-    }
-    if let Some(n) = env {
-        let var = string(d, n, &format!("{path}.env"))?;
-        let valid = var
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            d.error(
-                n.pos,
-                &format!("{path}.env"),
-                format!("`{var}` is not a valid environment variable name"),
-            );
-            return None;
+    };
+    let at = format!("{path}.{}", key.name);
+    let text = string(d, n, &at)?;
+    match key.name.as_str() {
+        "env" => {
+            let valid = text
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                d.error_with_help(
+                    n.pos,
+                    &at,
+                    format!("`{at}` is not a valid environment variable name (not shown: it may be the secret itself)"),
+                    "a variable name has letters, digits and `_`, and does not start with a digit",
+                );
+                return None;
+            }
+            Some(SecretRef::Env(text))
         }
-        return Some(SecretRef::Env(var));
-    }
-    if let Some(n) = file {
-        let f = string(d, n, &format!("{path}.file"))?;
-        if f.is_empty() {
-            d.error(
-                n.pos,
-                &format!("{path}.file"),
-                "the secret file path is empty",
-            );
-            return None;
+        "file" if text.is_empty() => {
+            d.error(n.pos, &at, "the secret file path is empty");
+            None
         }
-        return Some(SecretRef::File(file_path(base, &f)));
+        "file" => Some(SecretRef::File(file_path(base, &text))),
+        _ if text.trim().is_empty() => {
+            d.error(n.pos, &at, "the secret command is empty");
+            None
+        }
+        _ => Some(SecretRef::Command(text)),
     }
-    let n = command?;
-    let c = string(d, n, &format!("{path}.command"))?;
-    if c.trim().is_empty() {
-        d.error(
-            n.pos,
-            &format!("{path}.command"),
-            "the secret command is empty",
-        );
-        return None;
-    }
-    Some(SecretRef::Command(c))
 }
 
-/// An IP address or a DNS name.
+/// An IP address or a DNS name; not an address that names no one host (`0.0.0.0` means
+/// every address of the machine it is used on, a multicast address a group).
 pub fn address(d: &mut Diagnostics, node: &Node, path: &str, value: &str) -> bool {
-    if value.parse::<IpAddr>().is_ok() {
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        let ip = ip.to_canonical();
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || ip.is_multicast() || broadcast {
+            d.error(
+                node.pos,
+                path,
+                format!("`{value}` is not the address of one host: it is an unspecified, broadcast or multicast address"),
+            );
+            return false;
+        }
         return true;
     }
     let looks_numeric = value.chars().all(|c| c.is_ascii_digit() || c == '.');

@@ -64,6 +64,69 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The entry under `key`, when this is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<(&Key, &Node)> {
+        self.find(|k| k == key)
+    }
+
+    /// The entry whose key is `key` in any letter case (server parameter names).
+    pub fn get_ignore_case(&self, key: &str) -> Option<(&Key, &Node)> {
+        self.find(|k| k.eq_ignore_ascii_case(key))
+    }
+
+    fn find(&self, matches: impl Fn(&str) -> bool) -> Option<(&Key, &Node)> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches(&k.name))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+
+    /// The `i`-th item, when this is a list that long.
+    pub fn item(&self, i: usize) -> Option<&Node> {
+        match &self.value {
+            Value::Seq(items) => items.get(i),
+            _ => None,
+        }
+    }
+
+    /// Where the node at `path` stands, or the nearest of its parents that is there (a key
+    /// left to its default is reported at the section that would hold it).
+    pub fn pos_near(&self, path: &str) -> Pos {
+        let mut path = path;
+        loop {
+            if let Some(n) = self.at(path) {
+                return n.pos;
+            }
+            match path.rfind(['.', '[']) {
+                Some(i) => path = &path[..i],
+                None => return self.pos,
+            }
+        }
+    }
+
+    /// The node at a path as messages write it (`hosts[1].ssh.port`), when it is there.
+    pub fn at(&self, path: &str) -> Option<&Node> {
+        let mut node = self;
+        for part in path.split('.') {
+            let (key, index) = match part.split_once('[') {
+                Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            if !key.is_empty() {
+                node = node.get(key)?.1;
+            }
+            if let Some(i) = index {
+                node = node.item(i)?;
+            }
+        }
+        Some(node)
+    }
+}
+
 fn pos_of<T>(s: &Spanned<T>) -> Pos {
     Pos {
         line: s.referenced.line(),
@@ -208,6 +271,16 @@ mod tests {
         };
         assert_eq!(inner[0].1.value, Value::Str("on".into()));
         assert_eq!(inner[1].0.pos.line, 4);
+    }
+
+    #[test]
+    fn finds_nodes_by_path() {
+        let root =
+            parse("hosts:\n  - name: a\n  - name: b\n    ssh: {port: 2222}\n").expect("parses");
+        let port = root.at("hosts[1].ssh.port").expect("found");
+        assert_eq!((port.pos.line, port.value.clone()), (4, Value::Int(2222)));
+        assert!(root.at("hosts[2].name").is_none());
+        assert!(root.get_ignore_case("HOSTS").is_some());
     }
 
     #[test]

@@ -56,6 +56,14 @@ impl Sandbox {
         Sandbox::up_with(tag, options, |_| {})
     }
 
+    /// A repmgr sandbox on the packages image: `data` data nodes and a witness after them.
+    pub fn repmgr(tag: &str, data: usize) -> Sandbox {
+        Sandbox::up_with(tag, Options::packaged(data + 1), |o| {
+            o.flavour = pgha::sandbox::Flavour::Repmgr;
+            o.witness = true;
+        })
+    }
+
     /// A Patroni sandbox on the packages image (3 etcd members co-located).
     pub fn patroni(tag: &str, hosts: usize) -> Sandbox {
         Sandbox::patroni_etcd(tag, hosts, 3)
@@ -146,16 +154,35 @@ impl Sandbox {
             .unwrap_or_else(|| panic!("no host {host}"))
     }
 
-    /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
+    /// The container of host `name`.
     #[track_caller]
-    pub fn sh(&self, host: &str, script: &str) -> String {
-        let container = self
-            .info
+    pub fn container(&self, host: &str) -> String {
+        self.info
             .hosts
             .iter()
             .find(|h| h.name == host)
             .map(|h| h.container.clone())
-            .expect("host");
+            .unwrap_or_else(|| panic!("no host {host}"))
+    }
+
+    /// `docker VERB CONTAINER` for a host: `stop` (a clean shutdown), `kill` (the host dies
+    /// at once), `start`.
+    #[track_caller]
+    pub fn docker(&self, verb: &str, host: &str) {
+        let container = self.container(host);
+        let ok = Command::new("docker")
+            .args([verb, &container])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker")
+            .success();
+        assert!(ok, "docker {verb} {container}");
+    }
+
+    /// Run a shell command on a host as root (through docker exec: independent of pgha's SSH).
+    #[track_caller]
+    pub fn sh(&self, host: &str, script: &str) -> String {
+        let container = self.container(host);
         let out = Command::new("docker")
             .args(["exec", &container, "sh", "-c", script])
             .output()

@@ -318,6 +318,7 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
                     replication: r.replication,
                     connection_limit: r.connection_limit,
                     password_verifier: verifier,
+                    rewind: r.rewind,
                 },
             );
         } else if let Some(d) = m.downcast::<PgDatabase>() {

@@ -3,8 +3,12 @@
 mod cluster;
 mod engine;
 mod facts;
+mod failover;
+mod faults;
+mod load;
 mod patroni;
 mod render;
+mod repmgr;
 mod sandbox;
 mod saved_plan;
 mod scheduler;

@@ -247,9 +247,7 @@ fn patroni_bootstrap_verify_and_switchover() {
 /// missing. The old host comes back as a replica and plan has nothing to undo.
 #[test]
 fn failover_under_load_loses_no_acknowledged_write() {
-    use std::process::Command;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use crate::load::{app_conninfo, client_sql, Writer};
     use std::time::{Duration, Instant};
 
     let sb = Sandbox::patroni("failover", 3);
@@ -273,80 +271,28 @@ fn failover_under_load_loses_no_acknowledged_write() {
         "{}",
         status.stdout
     );
-    let hosts: Vec<String> = ["pg1", "pg2", "pg3"].iter().map(|h| sb.ip(h)).collect();
-    let password = sb
-        .env
-        .iter()
-        .find(|(k, _)| k == "PGHA_APP_PASSWORD")
-        .map(|(_, v)| v.clone())
-        .expect("app password");
-    let conninfo = format!(
-        "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",
-        hosts.join(",")
-    );
+    let (conninfo, password) = app_conninfo(&sb, &["pg1", "pg2", "pg3"]);
     let psql = |sql: &str| client_sql(&conninfo, &password, sql);
-    assert!(psql("CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"), "the app user can write");
-
-    // The writer: one INSERT per connection, as a client that reconnects after a failure.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let conninfo = conninfo.clone();
-        let password = password.clone();
-        std::thread::spawn(move || {
-            let mut acked: Vec<(i64, Instant)> = Vec::new();
-            let mut id = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                id += 1;
-                let sql = format!("INSERT INTO writes (id) VALUES ({id})");
-                if client_sql(&conninfo, &password, &sql) {
-                    acked.push((id, Instant::now()));
-                } else {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            acked
-        })
-    };
+    let writer = Writer::start(&conninfo, &password);
     std::thread::sleep(Duration::from_secs(5));
-    let leader_container = sb
-        .info
-        .hosts
-        .iter()
-        .find(|h| h.name == "pg1")
-        .map(|h| h.container.clone())
-        .expect("pg1");
     let killed_at = Instant::now();
-    assert!(Command::new("docker")
-        .args(["kill", &leader_container])
-        .status()
-        .expect("docker kill")
-        .success());
+    sb.docker("kill", "pg1");
     // Wait for writes to resume, then a little more.
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline && !psql("SELECT 1 FROM writes LIMIT 1") {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(5));
-    stop.store(true, Ordering::Relaxed);
-    let acked = writer.join().expect("writer");
-    let before = acked.iter().filter(|(_, t)| *t < killed_at).count();
-    let after = acked.iter().filter(|(_, t)| *t >= killed_at).count();
+    let acked = writer.stop();
+    let (before, after) = (acked.before(killed_at), acked.after(killed_at));
     assert!(
         before > 0 && after > 0,
         "writes before ({before}) and after ({after}) the crash"
     );
-    // The write gap: the longest pause between two acknowledged writes around the crash (an
-    // INSERT in flight when the kill lands may still be acknowledged just after it).
-    let gap = acked
-        .windows(2)
-        .filter(|w| w[1].1 + Duration::from_secs(2) >= killed_at)
-        .map(|w| w[1].1.duration_since(w[0].1))
-        .max()
-        .unwrap_or_default();
+    let gap = acked.gap_around(killed_at);
     eprintln!(
         "failover: {} writes acknowledged, write gap {:.1} s",
-        acked.len(),
+        acked.ids.len(),
         gap.as_secs_f64()
     );
 
@@ -355,31 +301,16 @@ fn failover_under_load_loses_no_acknowledged_write() {
         .into_iter()
         .find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f")
         .expect("a new leader");
-    let present: std::collections::BTreeSet<i64> = sb
-        .sh(
-            new_leader,
-            "cd / && runuser -u postgres -- psql -X -At -d appdb -c 'SELECT id FROM writes'",
-        )
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let missing: Vec<i64> = acked
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !present.contains(id))
-        .collect();
+    let missing = acked.missing_on(&sb, new_leader);
     assert!(
         missing.is_empty(),
-        "acknowledged writes missing on {new_leader}: {missing:?}"
+        "acknowledged writes missing on {new_leader}: {:?}",
+        missing.iter().map(|(id, _)| id).collect::<Vec<_>>()
     );
     assert!(gap < Duration::from_secs(40), "write gap {gap:?}");
 
     // The old leader comes back as a replica; plan has nothing to undo.
-    assert!(Command::new("docker")
-        .args(["start", &leader_container])
-        .status()
-        .expect("docker start")
-        .success());
+    sb.docker("start", "pg1");
     let deadline = Instant::now() + Duration::from_secs(120);
     // Until its sshd is up, status cannot reach it and says so (exit 1): keep asking.
     loop {
@@ -672,23 +603,4 @@ fn patroni_from_bare_hosts_with_a_dedicated_etcd_host() {
         "inactive"
     );
     sb.assert_converged();
-}
-
-/// One statement as a client of the cluster: a new connection through `conninfo` (libpq
-/// picks the host), true when it was acknowledged.
-fn client_sql(conninfo: &str, password: &str, sql: &str) -> bool {
-    std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            conninfo,
-            "-c",
-            sql,
-        ])
-        .env("PGPASSWORD", password)
-        .output()
-        .is_ok_and(|o| o.status.success())
 }

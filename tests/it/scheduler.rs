@@ -130,9 +130,8 @@ fn rig(spec: Spec<'_>) -> Rig {
         &[&declared],
     );
     let runtime = runtime();
-    let facts = runtime
-        .block_on(gather_all(&transports, &queries))
-        .expect("fake facts");
+    let (facts, unreachable) = runtime.block_on(gather_all(&transports, &queries));
+    assert!(unreachable.is_empty(), "fake facts: {unreachable:?}");
     let session = Session {
         project,
         secrets: Secrets::default(),
@@ -140,6 +139,9 @@ fn rig(spec: Spec<'_>) -> Rig {
         queries,
         facts,
         limit: None,
+        unreachable,
+        read_outside_limit: BTreeMap::new(),
+        forks: 8,
     };
     Rig {
         _dir: dir,
@@ -161,7 +163,12 @@ impl Rig {
         let events = Events::default();
         let topology = Topology::declared(&self.session.project.cluster);
         let recaps = runtime()
-            .block_on(apply::run(&mut self.session, &topology, &events))
+            .block_on(apply::run(
+                &mut self.session,
+                &topology,
+                &events,
+                &apply::Stop::default(),
+            ))
             .expect("apply runs");
         (recaps, events.all())
     }

@@ -329,7 +329,7 @@ fn bad_inventory_and_unreachable_host() {
     std::fs::write(sb.inventory(), text).expect("write");
     sb.pgha(["apply", "-y"])
         .status(1)
-        .stderr_has("pg9: unreachable")
+        .stderr_has("not reached: pg9 (ssh ")
         .run();
     assert_eq!(sb.sh("pg1", "ls /var/lib/pgha 2>/dev/null; test -e /etc/postgresql/15/main/conf.d/pgha.conf && echo touched || echo untouched").trim(), "untouched");
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{root, Test};
+use crate::support::{root, Ran, Test};
 
 const BASE: &str = "\
 cluster:
@@ -70,6 +70,31 @@ fn variant(from: &str, to: &str) -> String {
 /// Validate `text`, expect exit 1 and an error with `message` at `line:column`.
 #[track_caller]
 fn rejects(text: &str, location: &str, message: &str) -> String {
+    rejected(text, location, message).stderr
+}
+
+/// `rejects`, for a value that may be a secret: `secret` shows nowhere in the output.
+#[track_caller]
+fn rejects_unechoed(text: &str, location: &str, message: &str, secret: &str) {
+    let ran = rejected(text, location, message);
+    assert!(
+        !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+        "{secret:?} is shown:\n{}{}",
+        ran.stdout,
+        ran.stderr
+    );
+}
+
+/// Validate `text` and check it passes.
+#[track_caller]
+fn accepts(text: &str) {
+    let (_dir, path) = write_inventory(text);
+    Test::new().args(["validate", "-i"]).arg_path(&path).run();
+}
+
+/// `rejects`, with both outputs of the run.
+#[track_caller]
+fn rejected(text: &str, location: &str, message: &str) -> Ran {
     let (_dir, path) = write_inventory(text);
     let ran = Test::new()
         .args(["validate", "-i"])
@@ -88,8 +113,10 @@ fn rejects(text: &str, location: &str, message: &str) -> String {
         "the first location after {message:?} is not {location}:\n{}",
         ran.stderr
     );
-    ran.stderr
+    ran
 }
+
+// ---- the examples, and secrets when asked ------------------------------------------------------
 
 #[test]
 fn the_base_inventory_is_valid() {
@@ -134,6 +161,17 @@ fn validate_secrets_passes_when_all_resolve() {
         .stdout_has("every secret resolved")
         .run();
 }
+
+#[test]
+fn missing_inventory_file() {
+    Test::new()
+        .args(["validate", "-i", "/nonexistent/inventory.yml"])
+        .status(1)
+        .stderr_has("cannot read inventory /nonexistent/inventory.yml")
+        .run();
+}
+
+// ---- YAML and the schema -----------------------------------------------------------------------
 
 #[test]
 fn yaml_syntax_error() {
@@ -188,136 +226,104 @@ fn port_out_of_range() {
 }
 
 #[test]
-fn no_primary() {
+fn missing_required_key() {
     rejects(
-        &variant("    role: primary", "    role: standby"),
-        "25:3",
-        "no host has `role: primary`",
+        &variant("  user: replicator\n", ""),
+        "13:3",
+        "missing required key `replication.user`",
     );
 }
 
 #[test]
-fn two_primaries() {
-    rejects(
-        &variant(
-            "    address: 10.0.0.12\n    role: standby",
-            "    address: 10.0.0.12\n    role: primary",
-        ),
-        "30:11",
-        "`pg2` is a second primary",
-    );
-}
-
-#[test]
-fn duplicate_host_name() {
-    rejects(
-        &variant("  - name: pg3", "  - name: pg2"),
-        "31:11",
-        "host name `pg2` is used twice",
-    );
-}
-
-#[test]
-fn duplicate_address() {
-    rejects(
-        &variant("10.0.0.13", "10.0.0.12"),
-        "32:14",
-        "address `10.0.0.12` is used twice",
-    );
-}
-
-#[test]
-fn invalid_address() {
-    rejects(
-        &variant("10.0.0.13", "10.0.0.999"),
-        "32:14",
-        "`10.0.0.999` is not an IP address or a host name",
-    );
-}
-
-#[test]
-fn invalid_hba_cidr() {
-    rejects(
-        &variant("10.0.0.0/24", "10.0.0.0/33"),
-        "11:55",
-        "`10.0.0.0/33` is not a CIDR address",
-    );
-}
-
-#[test]
-fn upstream_names_no_host() {
-    let text = format!("{BASE}    upstream: pgx\n");
-    rejects(
-        &text,
-        "34:15",
-        "upstream `pgx` is not a host of this inventory",
-    );
-}
-
-#[test]
-fn upstream_cycle() {
-    let text = variant(
-        "    address: 10.0.0.12\n    role: standby\n",
-        "    address: 10.0.0.12\n    role: standby\n    upstream: pg3\n",
-    );
-    let text = format!("{text}    upstream: pg2\n");
-    rejects(&text, "31:15", "runs in a cycle");
-}
-
-#[test]
-fn upstream_is_itself() {
-    let text = format!("{BASE}    upstream: pg3\n");
-    rejects(&text, "34:15", "`pg3` cannot stream from itself");
-}
-
-#[test]
-fn primary_with_upstream() {
-    rejects(
-        &variant(
-            "    role: primary\n",
-            "    role: primary\n    upstream: pg2\n",
-        ),
-        "28:15",
-        "the primary `pg1` cannot have an upstream",
-    );
-}
-
-#[test]
-fn literal_secret_is_refused() {
+fn flavour_typo() {
     let err = rejects(
-        &variant(
-            "  password: {env: PGHA_REPLICATION_PASSWORD}",
-            "  password: hunter2hunter2",
-        ),
-        "14:13",
-        "`replication.password` is a literal secret",
+        &variant("flavour: streaming", "flavour: streamin"),
+        "3:12",
+        "`streamin` is not a valid `cluster.flavour`",
     );
-    assert!(
-        !err.contains("hunter2hunter2"),
-        "the literal must not be echoed back:\n{err}"
-    );
+    assert!(err.contains("did you mean `streaming`?"), "{err}");
 }
 
 #[test]
-fn unknown_secret_source() {
-    let err = rejects(
-        &variant("{env: PGHA_REPLICATION_PASSWORD}", "{vault: secret/repl}"),
-        "14:14",
-        "unknown key `vault` in `replication.password`",
-    );
-    assert!(
-        err.contains("must name exactly one of env, file or command"),
-        "{err}"
-    );
-}
-
-#[test]
-fn invalid_environment_variable_name() {
+fn unsupported_version() {
     rejects(
-        &variant("{env: PGHA_APP_PASSWORD}", "{env: 1-BAD}"),
-        "17:21",
-        "`1-BAD` is not a valid environment variable name",
+        &variant("version: 15", "version: 14"),
+        "5:12",
+        "PostgreSQL 14 is not supported",
     );
+}
+
+#[test]
+fn invalid_cluster_name() {
+    rejects(
+        &variant("name: demo", "name: Demo!"),
+        "2:9",
+        "`Demo!` is not a valid name for `cluster.name`",
+    );
+}
+
+#[test]
+fn invalid_host_key_policy() {
+    rejects(
+        &variant("host_key_policy: strict", "host_key_policy: yolo"),
+        "23:20",
+        "`yolo` is not a valid `ssh.host_key_policy`",
+    );
+}
+
+#[test]
+fn an_empty_ssh_user_is_refused() {
+    rejects(
+        &variant("  user: root", "  user: \"\""),
+        "22:9",
+        "`ssh.user` must name a login",
+    );
+}
+
+#[test]
+fn a_yaml_1_1_boolean_is_a_string() {
+    // Only true/false are booleans: `yes` would be the string "yes".
+    rejects(
+        &with_replication("slots: yes"),
+        "15:10",
+        "`replication.slots` must be true or false, found a string",
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = variant("  port: 5432", "  prot: 5432")
+        .replacen("10.0.0.13", "10.0.0.999", 1)
+        .replacen("256MB", "256XB", 1);
+    let err = rejects(&text, "6:3", "unknown key `prot`");
+    assert!(err.contains("is not an IP address"), "{err}");
+    assert!(err.contains("is not a unit of `shared_buffers`"), "{err}");
+    assert!(err.contains("3 errors found"), "{err}");
+}
+
+// ---- server parameters -------------------------------------------------------------------------
+
+/// BASE with `line` (`name: value`) added to `postgres.parameters`, as line 10.
+fn with_parameter(line: &str) -> String {
+    variant(
+        "    max_connections: 100\n",
+        &format!("    max_connections: 100\n    {line}\n"),
+    )
+}
+
+/// BASE with `postgres.listen_addresses` set, as line 7 (its value at column 21).
+fn with_listen_addresses(value: &str) -> String {
+    listen_addresses_in(BASE, value)
+}
+
+/// `text` (BASE or a variant of it) with `postgres.listen_addresses` set, as line 7.
+fn listen_addresses_in(text: &str, value: &str) -> String {
+    assert_eq!(text.matches("  port: 5432\n").count(), 1);
+    text.replacen(
+        "  port: 5432\n",
+        &format!("  port: 5432\n  listen_addresses: {value}\n"),
+        1,
+    )
 }
 
 #[test]
@@ -358,12 +364,28 @@ fn memory_unit_unknown() {
 }
 
 #[test]
+fn memory_unit_in_lower_case() {
+    // Units are case-sensitive to the server: `mb` is no unit at all.
+    rejects(
+        &variant("256MB", "256mb"),
+        "8:21",
+        "`mb` is not a unit of `shared_buffers`: valid units are B, kB, MB, GB, TB (case-sensitive)",
+    );
+}
+
+#[test]
+fn checkpoint_timeout_below_its_minimum() {
+    rejects(
+        &with_parameter("checkpoint_timeout: 10s"),
+        "10:25",
+        "`10s` is out of range for `checkpoint_timeout`",
+    );
+}
+
+#[test]
 fn enum_parameter_value() {
     rejects(
-        &variant(
-            "    max_connections: 100\n",
-            "    max_connections: 100\n    wal_level: archive\n",
-        ),
+        &with_parameter("wal_level: archive"),
         "10:16",
         "`archive` is not a value of `wal_level`",
     );
@@ -372,34 +394,25 @@ fn enum_parameter_value() {
 #[test]
 fn boolean_parameter_value() {
     rejects(
-        &variant(
-            "    max_connections: 100\n",
-            "    max_connections: 100\n    hot_standby: maybe\n",
-        ),
+        &with_parameter("hot_standby: maybe"),
         "10:18",
         "`hot_standby` is a boolean",
     );
 }
 
 #[test]
-fn wal_level_minimal_breaks_standbys() {
+fn a_parameter_given_as_a_list() {
     rejects(
-        &variant(
-            "    max_connections: 100\n",
-            "    max_connections: 100\n    wal_level: minimal\n",
-        ),
-        "10:16",
-        "`wal_level = minimal` cannot feed standbys",
+        &with_parameter("shared_preload_libraries: [pg_stat_statements]"),
+        "10:31",
+        "`postgres.parameters.shared_preload_libraries` must be a plain value, found a list",
     );
 }
 
 #[test]
 fn read_only_parameter() {
     rejects(
-        &variant(
-            "    max_connections: 100\n",
-            "    max_connections: 100\n    block_size: 16384\n",
-        ),
+        &with_parameter("block_size: 16384"),
         "10:5",
         "`block_size` is read-only",
     );
@@ -408,16 +421,251 @@ fn read_only_parameter() {
 #[test]
 fn parameter_managed_by_another_key() {
     let err = rejects(
-        &variant(
-            "    max_connections: 100\n",
-            "    max_connections: 100\n    max_wal_senders: 5\n",
-        ),
+        &with_parameter("max_wal_senders: 5"),
         "10:5",
         "`max_wal_senders` is set by pgha from `replication.max_wal_senders`",
     );
     assert!(
         err.contains("set `replication.max_wal_senders` instead"),
         "{err}"
+    );
+}
+
+#[test]
+fn primary_conninfo_is_pgha_s_per_standby() {
+    rejects(
+        &with_parameter("primary_conninfo: \"host=10.0.0.11\""),
+        "10:5",
+        "`primary_conninfo` is set by pgha from `hosts[].upstream`",
+    );
+}
+
+#[test]
+fn a_parameter_set_twice_in_another_letter_case() {
+    // GUC names are case-insensitive: one of the two values would silently win.
+    rejects(
+        &with_parameter("Shared_Buffers: 1GB"),
+        "10:5",
+        "`Shared_Buffers` is set twice (also as `shared_buffers`)",
+    );
+}
+
+#[test]
+fn a_custom_parameter_name_the_server_refuses() {
+    rejects(
+        &with_parameter("my-ext.max: 1"),
+        "10:5",
+        "`my-ext.max` is not a parameter name PostgreSQL takes",
+    );
+}
+
+#[test]
+fn wal_level_minimal_breaks_standbys() {
+    rejects(
+        &with_parameter("wal_level: minimal"),
+        "10:16",
+        "`wal_level = minimal` cannot feed standbys",
+    );
+}
+
+#[test]
+fn hot_standby_off() {
+    rejects(
+        &with_parameter("hot_standby: \"off\""),
+        "10:18",
+        "`hot_standby` must stay on",
+    );
+}
+
+#[test]
+fn full_page_writes_off() {
+    rejects(
+        &with_parameter("full_page_writes: false"),
+        "10:23",
+        "`full_page_writes` must stay on",
+    );
+}
+
+#[test]
+fn max_connections_no_larger_than_the_superuser_reserve() {
+    // The postmaster exits: superuser_reserved_connections (3) must be less than it.
+    rejects(
+        &variant("max_connections: 100", "max_connections: 3"),
+        "9:22",
+        "superuser_reserved_connections (3) must be less than max_connections (3)",
+    );
+}
+
+#[test]
+fn more_server_processes_than_the_server_counts() {
+    rejects(
+        &variant("max_connections: 100", "max_connections: 262143"),
+        "9:22",
+        "more than the 262143 server processes PostgreSQL counts",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_naming_no_host() {
+    // Each standby connects with its host's name as application_name: a typo here makes
+    // every commit wait for a standby that never comes.
+    let err = rejects(
+        &with_parameter("synchronous_standby_names: \"FIRST 1 (pg9)\""),
+        "10:32",
+        "`pg9` in synchronous_standby_names is not a data host of this inventory",
+    );
+    assert!(err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn synchronous_standby_names_with_an_unquoted_dash() {
+    rejects(
+        &with_parameter("synchronous_standby_names: \"FIRST 1 (pg-2)\""),
+        "10:32",
+        "`-` cannot stand there unquoted",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_waiting_for_more_standbys_than_exist() {
+    rejects(
+        &with_parameter("synchronous_standby_names: \"ANY 3 (pg2, pg3)\""),
+        "10:32",
+        "every commit would wait forever",
+    );
+    accepts(&with_parameter(
+        "synchronous_standby_names: \"ANY 1 (PG2, pg3)\"",
+    ));
+}
+
+#[test]
+fn listen_addresses_localhost_only() {
+    let err = rejects(
+        &with_listen_addresses("localhost"),
+        "7:21",
+        "listen_addresses `localhost` leaves out the address of `pg1` (10.0.0.11)",
+    );
+    assert!(err.contains("list every host's address"), "{err}");
+    rejects(
+        &with_listen_addresses("\"\""),
+        "7:21",
+        "leaves out the address of `pg1`",
+    );
+}
+
+#[test]
+fn listen_addresses_missing_one_host() {
+    rejects(
+        &with_listen_addresses("\"10.0.0.11, 10.0.0.12\""),
+        "7:21",
+        "leaves out the address of `pg3` (10.0.0.13)",
+    );
+    accepts(&with_listen_addresses(
+        "\"10.0.0.11, 10.0.0.12, 10.0.0.13, localhost\"",
+    ));
+    accepts(&with_listen_addresses("0.0.0.0"));
+}
+
+#[test]
+fn listen_addresses_by_ip_with_hosts_known_by_name_is_accepted() {
+    // Offline, a DNS name cannot be compared with an IP address: only a loopback-only list
+    // surely leaves such a host out.
+    let named = variant("10.0.0.11", "db1.example.com")
+        .replacen("10.0.0.12", "db2.example.com", 1)
+        .replacen("10.0.0.13", "db3.example.com", 1);
+    accepts(&listen_addresses_in(
+        &named,
+        "\"10.0.0.11, 10.0.0.12, 10.0.0.13\"",
+    ));
+    rejects(
+        &listen_addresses_in(&named, "\"localhost, ::1\""),
+        "7:21",
+        "leaves out the address of `pg1` (db1.example.com)",
+    );
+}
+
+// ---- pg_hba: what PostgreSQL 15 refuses in a rule, and rules that cannot apply -----------------
+
+/// BASE with its one pg_hba rule (line 11) replaced by `rules`, one flow mapping a line.
+fn with_hba(rules: &[&str]) -> String {
+    let lines: String = rules.iter().map(|r| format!("    - {r}\n")).collect();
+    variant(
+        "    - {type: host, database: app, user: app, address: 10.0.0.0/24, method: scram-sha-256}\n",
+        &lines,
+    )
+}
+
+/// BASE with the method of its pg_hba rule (line 11, column 76) replaced.
+fn with_hba_method(method: &str) -> String {
+    variant("method: scram-sha-256}", &format!("method: {method}}}"))
+}
+
+#[test]
+fn invalid_hba_cidr() {
+    rejects(
+        &variant("10.0.0.0/24", "10.0.0.0/33"),
+        "11:55",
+        "`10.0.0.0/33` is not a CIDR address",
+    );
+}
+
+#[test]
+fn hba_ipv6_mask_longer_than_128_bits() {
+    rejects(
+        &variant("10.0.0.0/24", "\"fd00::/129\""),
+        "11:55",
+        "`fd00::/129` is not a CIDR address: an IPv6 mask is /0 to /128",
+    );
+}
+
+#[test]
+fn an_hba_address_without_a_mask_is_refused_with_the_fix() {
+    let out = rejects(
+        &variant("10.0.0.0/24", "10.0.0.5"),
+        "11:55",
+        "`10.0.0.5` has no mask: pg_hba.conf needs a CIDR",
+    );
+    assert!(out.contains("write 10.0.0.5/32 for this one host"), "{out}");
+}
+
+#[test]
+fn hba_address_with_host_bits_set() {
+    // The server masks them away: one address written with /24 lets in its whole network.
+    let err = rejects(
+        &variant("10.0.0.0/24", "10.0.0.12/24"),
+        "11:55",
+        "`10.0.0.12/24` has host bits set: PostgreSQL ignores them and lets in all of 10.0.0.0/24",
+    );
+    assert!(
+        err.contains("write 10.0.0.0/24 for the network, or 10.0.0.12/32 for this one host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hba_host_name_instead_of_a_cidr() {
+    rejects(
+        &variant("10.0.0.0/24", "db.example.com"),
+        "11:55",
+        "`db.example.com` is not a CIDR address (like 10.0.0.0/24) nor all/samehost/samenet",
+    );
+}
+
+#[test]
+fn hba_network_rule_without_an_address() {
+    rejects(
+        &variant(" address: 10.0.0.0/24,", ""),
+        "11:7",
+        "a `host` rule needs an address",
+    );
+}
+
+#[test]
+fn hba_local_rule_with_an_address() {
+    rejects(
+        &variant("type: host,", "type: local,"),
+        "11:56",
+        "a `local` rule takes no address",
     );
 }
 
@@ -433,13 +681,13 @@ fn network_trust_needs_opt_in() {
 
 #[test]
 fn network_trust_with_opt_in_is_accepted() {
-    let text = variant("method: scram-sha-256}", "method: trust}").replacen(
-        "  hba:\n",
-        "  allow_network_trust: true\n  hba:\n",
-        1,
+    accepts(
+        &variant("method: scram-sha-256}", "method: trust}").replacen(
+            "  hba:\n",
+            "  allow_network_trust: true\n  hba:\n",
+            1,
+        ),
     );
-    let (_dir, path) = write_inventory(&text);
-    Test::new().args(["validate", "-i"]).arg_path(&path).run();
 }
 
 #[test]
@@ -462,30 +710,339 @@ fn unknown_hba_method_with_suggestion() {
 }
 
 #[test]
-fn flavour_typo() {
+fn hba_cert_needs_a_hostssl_rule() {
+    rejects(
+        &with_hba_method("cert"),
+        "11:76",
+        "`cert` works only for `hostssl` rules (a client certificate needs SSL), not `host`",
+    );
+    accepts(&with_hba_method("cert").replacen("type: host,", "type: hostssl,", 1));
+}
+
+#[test]
+fn hba_ldap_and_radius_need_options_pgha_cannot_write() {
     let err = rejects(
-        &variant("flavour: streaming", "flavour: streamin"),
-        "3:12",
-        "`streamin` is not a valid `cluster.flavour`",
+        &with_hba_method("ldap"),
+        "11:76",
+        "`ldap` needs the option ldapbasedn, ldapprefix or ldapsuffix",
     );
-    assert!(err.contains("did you mean `streaming`?"), "{err}");
-}
-
-#[test]
-fn unsupported_version() {
+    assert!(err.contains("carry no options yet"), "{err}");
     rejects(
-        &variant("version: 15", "version: 14"),
-        "5:12",
-        "PostgreSQL 14 is not supported",
+        &with_hba_method("radius"),
+        "11:76",
+        "`radius` needs the option radiusservers",
     );
 }
 
 #[test]
-fn missing_required_key() {
+fn hba_sspi_exists_only_on_windows() {
     rejects(
-        &variant("  user: replicator\n", ""),
-        "13:3",
-        "missing required key `replication.user`",
+        &with_hba_method("sspi"),
+        "11:76",
+        "`sspi` exists only in PostgreSQL for Windows",
+    );
+}
+
+#[test]
+fn hba_gss_on_a_local_rule() {
+    rejects(
+        &with_hba(&["{type: local, database: app, user: app, method: gss}"]),
+        "11:55",
+        "`gss` does not work on `local` rules",
+    );
+}
+
+#[test]
+fn an_hba_field_with_a_line_break_cannot_smuggle_in_a_rule() {
+    rejects(
+        &variant(
+            "user: app, address",
+            "user: \"app\\nhost all all 0.0.0.0/0 trust\", address",
+        ),
+        "11:41",
+        "`postgres.hba[0].user` holds whitespace or a line break",
+    );
+    rejects(
+        &variant("database: app,", "database: \"app db\","),
+        "11:30",
+        "`postgres.hba[0].database` holds whitespace or a line break",
+    );
+    rejects(
+        &variant("database: app,", "database: \"\","),
+        "11:30",
+        "`postgres.hba[0].database` is empty",
+    );
+}
+
+#[test]
+fn hba_empty_user() {
+    rejects(
+        &variant("user: app, address", "user: \"\", address"),
+        "11:41",
+        "`postgres.hba[0].user` is empty",
+    );
+}
+
+#[test]
+fn hba_trailing_comma_would_swallow_the_next_field() {
+    // `app,` then the user field: PostgreSQL reads `app,app` as the database list.
+    rejects(
+        &variant("database: app,", "database: \"app,\","),
+        "11:30",
+        "`postgres.hba[0].database` has an empty item in its comma list",
+    );
+}
+
+#[test]
+fn hba_comment_sign_in_a_field() {
+    rejects(
+        &variant("user: app, address", "user: \"app#1\", address"),
+        "11:41",
+        "`postgres.hba[0].user` holds `#`",
+    );
+}
+
+#[test]
+fn hba_keyword_in_upper_case_is_a_name() {
+    // pg_hba.conf compares keywords case-sensitively: `ALL` is a database named ALL.
+    rejects(
+        &variant("database: app,", "database: ALL,"),
+        "11:30",
+        "`ALL` is not the keyword `all`",
+    );
+    rejects(
+        &variant("10.0.0.0/24", "SameNet"),
+        "11:55",
+        "`SameNet` is not the keyword `samenet`",
+    );
+}
+
+#[test]
+fn hba_database_keyword_in_the_user_field() {
+    rejects(
+        &variant("user: app, address", "user: sameuser, address"),
+        "11:41",
+        "`sameuser` is a keyword of the database field",
+    );
+}
+
+#[test]
+fn hba_group_marker_in_the_database_field() {
+    rejects(
+        &variant("database: app,", "database: +admins,"),
+        "11:30",
+        "`+admins`: `+` marks a group only in the user field",
+    );
+}
+
+#[test]
+fn hba_included_file_pgha_does_not_write() {
+    rejects(
+        &variant("user: app, address", "user: \"@admins\", address"),
+        "11:41",
+        "`@admins` includes a file of names, which pgha does not write",
+    );
+}
+
+#[test]
+fn hba_rule_hidden_by_an_earlier_one_with_the_same_net_written_otherwise() {
+    // The first matching rule wins, so the second is dead: the DBA meant something else.
+    rejects(
+        &with_hba(&[
+            "{type: host, database: all, user: all, address: \"fd00::/64\", method: reject}",
+            "{type: host, database: app, user: app, address: \"fd00:0:0::/64\", method: scram-sha-256}",
+        ]),
+        "12:7",
+        "`postgres.hba[1]` never applies: `postgres.hba[0]` comes first",
+    );
+}
+
+#[test]
+fn hba_hostssl_rule_hidden_by_a_wider_host_rule() {
+    rejects(
+        &with_hba(&[
+            "{type: host, database: all, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+            "{type: hostssl, database: app, user: app, address: 10.0.2.0/24, method: cert}",
+        ]),
+        "12:7",
+        "`postgres.hba[1]` never applies",
+    );
+}
+
+#[test]
+fn hba_narrow_rule_before_a_wide_one_is_accepted() {
+    accepts(&with_hba(&[
+        "{type: host, database: app, user: app, address: 10.0.2.0/24, method: reject}",
+        "{type: host, database: all, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+        // `all` does not match replication connections: this one is reachable.
+        "{type: host, database: replication, user: all, address: 10.0.0.0/16, method: scram-sha-256}",
+    ]));
+}
+
+#[test]
+fn hba_hostssl_rule_with_ssl_off() {
+    // The server records an error for the file, and a reload with errors is refused.
+    rejects(
+        &with_parameter("ssl: \"off\"").replacen("type: host,", "type: hostssl,", 1),
+        "12:14",
+        "a `hostssl` rule cannot match: `ssl` is off",
+    );
+}
+
+// ---- replication settings ----------------------------------------------------------------------
+
+/// BASE with `line` added to `replication:`, as line 15.
+fn with_replication(line: &str) -> String {
+    variant(
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n",
+        &format!("  password: {{env: PGHA_REPLICATION_PASSWORD}}\n  {line}\n"),
+    )
+}
+
+#[test]
+fn the_replication_user_cannot_be_the_superuser() {
+    rejects(
+        &variant("  user: replicator", "  user: postgres"),
+        "13:9",
+        "the replication user is `postgres`, the superuser",
+    );
+}
+
+#[test]
+fn the_replication_user_with_a_reserved_name() {
+    rejects(
+        &variant("  user: replicator", "  user: pg_replicator"),
+        "13:9",
+        "`replication.user` cannot be `pg_replicator`",
+    );
+}
+
+#[test]
+fn fewer_wal_senders_than_standbys() {
+    // After a switchover any data host may be the primary and feed all the others.
+    rejects(
+        &with_replication("max_wal_senders: 1"),
+        "15:20",
+        "max_wal_senders 1 is fewer than the 2 standbys",
+    );
+}
+
+#[test]
+fn fewer_replication_slots_than_standbys() {
+    rejects(
+        &with_replication("max_replication_slots: 1"),
+        "15:26",
+        "max_replication_slots 1 is fewer than the 2 replication slots a primary of this cluster keeps",
+    );
+    accepts(&with_replication("max_replication_slots: 1").replacen(
+        "  max_replication",
+        "  slots: false\n  max_replication",
+        1,
+    ));
+}
+
+#[test]
+fn archiving_on_without_a_command() {
+    rejects(
+        &with_replication("archive: {mode: \"on\"}"),
+        "15:12",
+        "archive mode `on` needs `replication.archive.command`",
+    );
+}
+
+// ---- roles and databases -----------------------------------------------------------------------
+
+/// BASE with a user added after `app`: its `name` is line 18, column 11.
+fn with_user(item: &str) -> String {
+    variant(
+        "    password: {env: PGHA_APP_PASSWORD}\n",
+        &format!("    password: {{env: PGHA_APP_PASSWORD}}\n{item}"),
+    )
+}
+
+/// BASE with a database added after `app`: its `name` is line 21, column 11.
+fn with_database(item: &str) -> String {
+    variant("    owner: app\n", &format!("    owner: app\n{item}"))
+}
+
+#[test]
+fn a_user_declared_twice_with_other_attributes() {
+    rejects(
+        &with_user("  - name: app\n    login: false\n"),
+        "18:11",
+        "user `app` is declared twice (first at users[0].name)",
+    );
+}
+
+#[test]
+fn a_database_declared_twice() {
+    rejects(
+        &with_database("  - name: app\n    owner: postgres\n"),
+        "21:11",
+        "database `app` is declared twice (first at databases[0].name)",
+    );
+}
+
+#[test]
+fn users_named_like_the_servers_own_roles() {
+    // pgha would ALTER the superuser to NOSUPERUSER.
+    rejects(
+        &with_user("  - name: postgres\n"),
+        "18:11",
+        "`users[1].name` cannot be `postgres`",
+    );
+    rejects(
+        &with_user("  - name: pg_monitor\n"),
+        "18:11",
+        "names starting with `pg_` are reserved for PostgreSQL's built-in roles",
+    );
+    rejects(
+        &with_user("  - name: public\n"),
+        "18:11",
+        "`public` is PostgreSQL's pseudo-role for everyone",
+    );
+    rejects(
+        &with_user("  - name: none\n"),
+        "18:11",
+        "`none` is reserved by PostgreSQL",
+    );
+}
+
+#[test]
+fn a_user_named_like_an_sql_keyword_for_the_current_role() {
+    // `GRANT ... TO current_user` would grant to whoever runs it, not to this role.
+    rejects(
+        &with_user("  - name: current_user\n"),
+        "18:11",
+        "`users[1].name` cannot be `current_user`: this is an SQL keyword",
+    );
+}
+
+#[test]
+fn a_user_that_is_the_replication_user() {
+    rejects(
+        &with_user("  - name: replicator\n"),
+        "18:11",
+        "user `replicator` is also the replication user",
+    );
+}
+
+#[test]
+fn a_role_name_longer_than_the_server_keeps() {
+    // PostgreSQL cuts names to 63 bytes without a word: two long names would be one role.
+    rejects(
+        &with_user(&format!("  - name: {}\n", "a".repeat(64))),
+        "18:11",
+        "at most 63 bytes",
+    );
+}
+
+#[test]
+fn a_role_name_in_upper_case() {
+    rejects(
+        &with_user("  - name: Reports\n"),
+        "18:11",
+        "PostgreSQL folds unquoted names to lower case",
     );
 }
 
@@ -499,42 +1056,424 @@ fn database_owner_not_declared() {
 }
 
 #[test]
-fn invalid_cluster_name() {
+fn a_template_database() {
     rejects(
-        &variant("name: demo", "name: Demo!"),
-        "2:9",
-        "`Demo!` is not a valid name for `cluster.name`",
+        &with_database("  - name: template1\n"),
+        "21:11",
+        "`template1` is a template database made by initdb",
     );
 }
 
 #[test]
-fn invalid_host_key_policy() {
+fn the_maintenance_database_given_to_an_application_role() {
     rejects(
-        &variant("host_key_policy: strict", "host_key_policy: yolo"),
-        "23:20",
-        "`yolo` is not a valid `ssh.host_key_policy`",
+        &with_database("  - name: postgres\n    owner: app\n"),
+        "21:11",
+        "the maintenance database `postgres` belongs to the superuser: pgha would give it to `app`",
+    );
+    // For its extensions, as it is: accepted.
+    accepts(&with_database(
+        "  - name: postgres\n    extensions: [pg_stat_statements]\n",
+    ));
+}
+
+#[test]
+fn a_database_owned_by_the_replication_user() {
+    rejects(
+        &with_database("  - name: reports\n    owner: replicator\n"),
+        "22:12",
+        "owner `replicator` is the replication user",
     );
 }
 
 #[test]
-fn every_error_is_reported_at_once() {
-    let text = variant("  port: 5432", "  prot: 5432")
-        .replacen("10.0.0.13", "10.0.0.999", 1)
-        .replacen("256MB", "256XB", 1);
-    let err = rejects(&text, "6:3", "unknown key `prot`");
-    assert!(err.contains("is not an IP address"), "{err}");
-    assert!(err.contains("is not a unit of `shared_buffers`"), "{err}");
-    assert!(err.contains("3 errors found"), "{err}");
+fn a_user_refused_for_its_password_is_still_a_known_owner() {
+    let err = rejects(
+        &variant("{env: PGHA_APP_PASSWORD}", "{env: \"\"}"),
+        "17:21",
+        "is not a valid environment variable name",
+    );
+    assert!(!err.contains("is not a role of this inventory"), "{err}");
 }
 
 #[test]
-fn missing_inventory_file() {
-    Test::new()
-        .args(["validate", "-i", "/nonexistent/inventory.yml"])
-        .status(1)
-        .stderr_has("cannot read inventory /nonexistent/inventory.yml")
-        .run();
+fn an_extension_listed_twice() {
+    rejects(
+        &with_database("  - name: reports\n    extensions: [pg_trgm, pg_trgm]\n"),
+        "22:27",
+        "extension `pg_trgm` is declared twice",
+    );
 }
+
+#[test]
+fn an_extension_name_with_a_space() {
+    rejects(
+        &with_database("  - name: reports\n    extensions: [\"pg trgm\"]\n"),
+        "22:18",
+        "`pg trgm` is not an extension name",
+    );
+}
+
+// ---- hosts, addresses, ports and the topology --------------------------------------------------
+
+/// BASE with `lines` after the last host's keys (pg3's, or a host of their own), from line 34.
+fn with_last_host(lines: &str) -> String {
+    format!("{BASE}{lines}")
+}
+
+/// BASE with pg3's address (line 32, column 14) replaced.
+fn with_pg3_address(address: &str) -> String {
+    variant("10.0.0.13", address)
+}
+
+/// BASE with pg3's name (line 31, column 11) replaced.
+fn with_pg3_name(name: &str) -> String {
+    variant("  - name: pg3", &format!("  - name: {name}"))
+}
+
+#[test]
+fn no_primary() {
+    rejects(
+        &variant("    role: primary", "    role: standby"),
+        "25:3",
+        "no host has `role: primary`",
+    );
+}
+
+#[test]
+fn two_primaries() {
+    rejects(
+        &variant(
+            "    address: 10.0.0.12\n    role: standby",
+            "    address: 10.0.0.12\n    role: primary",
+        ),
+        "30:11",
+        "`pg2` is a second primary",
+    );
+}
+
+#[test]
+fn duplicate_host_name() {
+    rejects(
+        &variant("  - name: pg3", "  - name: pg2"),
+        "31:11",
+        "host name `pg2` is used twice",
+    );
+}
+
+#[test]
+fn duplicate_address() {
+    rejects(
+        &variant("10.0.0.13", "10.0.0.12"),
+        "32:14",
+        "address `10.0.0.12` is used twice",
+    );
+}
+
+#[test]
+fn one_ipv6_address_written_two_ways() {
+    rejects(
+        &variant("10.0.0.12", "fd00::12").replacen("10.0.0.13", "fd00:0:0::12", 1),
+        "32:14",
+        "address `fd00:0:0::12` is used twice (first at hosts[1])",
+    );
+}
+
+#[test]
+fn an_ipv4_address_written_as_ipv4_mapped_ipv6() {
+    rejects(
+        &with_pg3_address("\"::ffff:10.0.0.12\""),
+        "32:14",
+        "address `::ffff:10.0.0.12` is used twice (first at hosts[1])",
+    );
+}
+
+#[test]
+fn invalid_address() {
+    rejects(
+        &variant("10.0.0.13", "10.0.0.999"),
+        "32:14",
+        "`10.0.0.999` is not an IP address or a host name",
+    );
+}
+
+#[test]
+fn an_address_that_is_no_one_host() {
+    rejects(
+        &with_pg3_address("0.0.0.0"),
+        "32:14",
+        "`0.0.0.0` is not the address of one host",
+    );
+}
+
+#[test]
+fn host_names_that_are_not_dns_labels() {
+    // `pg_3` would share the slot `pg_3` with a host `pg-3`.
+    for name in ["pg_3", "PG3", "pg3-"] {
+        rejects(
+            &with_pg3_name(name),
+            "31:11",
+            &format!("`{name}` is not a valid name for `hosts[2].name`: use a DNS label"),
+        );
+    }
+}
+
+#[test]
+fn a_host_name_too_long_for_its_slot() {
+    let name = "a".repeat(60);
+    rejects(
+        &with_pg3_name(&name),
+        "31:11",
+        &format!("gives the replication slot name `pgha_{name}`, which PostgreSQL refuses"),
+    );
+}
+
+#[test]
+fn long_host_names_are_fine_without_slots() {
+    accepts(&with_pg3_name(&"a".repeat(60)).replacen(
+        "  user: replicator\n",
+        "  user: replicator\n  slots: false\n",
+        1,
+    ));
+}
+
+#[test]
+fn an_etcd_host_in_a_streaming_cluster() {
+    rejects(
+        &with_last_host("  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n"),
+        "36:11",
+        "role `etcd` belongs to flavour patroni, and this cluster's flavour is streaming",
+    );
+}
+
+#[test]
+fn a_misspelt_host_key() {
+    let err = rejects(
+        &variant("    address: 10.0.0.13", "    adress: 10.0.0.13"),
+        "32:5",
+        "unknown key `adress` in `hosts[2]`",
+    );
+    assert!(err.contains("did you mean `address`?"), "{err}");
+}
+
+#[test]
+fn allow_wipe_written_yes() {
+    rejects(
+        &with_last_host("    allow_wipe: yes\n"),
+        "34:17",
+        "`hosts[2].allow_wipe` must be true or false, found a string",
+    );
+}
+
+#[test]
+fn a_host_ssh_port_out_of_range() {
+    rejects(
+        &with_last_host("    ssh: {port: 70000}\n"),
+        "34:17",
+        "`hosts[2].ssh.port` is 70000, outside 1 .. 65535",
+    );
+}
+
+#[test]
+fn a_privileged_postgresql_port() {
+    rejects(
+        &variant("  port: 5432", "  port: 80"),
+        "6:9",
+        "port 80 is below 1024: only root may listen there",
+    );
+}
+
+#[test]
+fn sshd_and_postgresql_on_one_port() {
+    rejects(
+        &with_last_host("    ssh: {port: 5432}\n"),
+        "34:17",
+        "`pg3` would have sshd and PostgreSQL both on port 5432",
+    );
+}
+
+#[test]
+fn two_servers_on_one_machine_behind_other_ssh_ports() {
+    rejects(
+        &format!("{}    ssh: {{port: 2222}}\n", with_pg3_address("10.0.0.12")),
+        "32:14",
+        "`pg2` and `pg3` are one machine (10.0.0.12): both PostgreSQL servers would listen on port 5432",
+    );
+}
+
+#[test]
+fn upstream_names_no_host() {
+    rejects(
+        &with_last_host("    upstream: pgx\n"),
+        "34:15",
+        "upstream `pgx` is not a host of this inventory",
+    );
+}
+
+#[test]
+fn an_upstream_with_a_typo() {
+    let err = rejects(
+        &with_last_host("    upstream: pg22\n"),
+        "34:15",
+        "upstream `pg22` is not a host of this inventory",
+    );
+    assert!(err.contains("did you mean `pg2`?"), "{err}");
+}
+
+#[test]
+fn upstream_is_itself() {
+    rejects(
+        &with_last_host("    upstream: pg3\n"),
+        "34:15",
+        "`pg3` cannot stream from itself",
+    );
+}
+
+#[test]
+fn primary_with_upstream() {
+    rejects(
+        &variant(
+            "    role: primary\n",
+            "    role: primary\n    upstream: pg2\n",
+        ),
+        "28:15",
+        "the primary `pg1` cannot have an upstream",
+    );
+}
+
+#[test]
+fn upstream_cycle() {
+    let text = variant(
+        "    address: 10.0.0.12\n    role: standby\n",
+        "    address: 10.0.0.12\n    role: standby\n    upstream: pg3\n",
+    );
+    let text = format!("{text}    upstream: pg2\n");
+    rejects(&text, "31:15", "runs in a cycle");
+}
+
+#[test]
+fn an_upstream_cycle_of_three() {
+    let text = variant(
+        "    address: 10.0.0.12\n    role: standby\n",
+        "    address: 10.0.0.12\n    role: standby\n    upstream: pg4\n",
+    );
+    let text = format!(
+        "{text}    upstream: pg2\n  - name: pg4\n    address: 10.0.0.14\n    role: standby\n    upstream: pg3\n"
+    );
+    rejects(&text, "31:15", "runs in a cycle (pg2 -> pg3 -> pg4)");
+}
+
+// ---- secrets -----------------------------------------------------------------------------------
+// Whatever is wrong, what was written there may be the password: it shows nowhere.
+
+/// BASE with the app user's password (line 17, column 15) written as `value`.
+fn with_app_password(value: &str) -> String {
+    variant("{env: PGHA_APP_PASSWORD}", value)
+}
+
+#[test]
+fn literal_secret_is_refused() {
+    rejects_unechoed(
+        &variant(
+            "  password: {env: PGHA_REPLICATION_PASSWORD}",
+            "  password: hunter2hunter2",
+        ),
+        "14:13",
+        "`replication.password` is a literal secret",
+        "hunter2hunter2",
+    );
+}
+
+#[test]
+fn unknown_secret_source() {
+    let err = rejects(
+        &variant("{env: PGHA_REPLICATION_PASSWORD}", "{vault: secret/repl}"),
+        "14:14",
+        "unknown key in `replication.password`: a secret reference takes env, file or command",
+    );
+    assert!(
+        err.contains("must name exactly one of env, file or command"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_secret_source() {
+    let err = rejects(
+        &with_app_password("{evn: PGHA_APP_PASSWORD}"),
+        "17:16",
+        "unknown key in `users[0].password`",
+    );
+    assert!(err.contains("did you mean `env`?"), "{err}");
+}
+
+#[test]
+fn invalid_environment_variable_name() {
+    rejects_unechoed(
+        &variant("{env: PGHA_APP_PASSWORD}", "{env: 1-BAD}"),
+        "17:21",
+        "`users[0].password.env` is not a valid environment variable name",
+        "1-BAD",
+    );
+}
+
+#[test]
+fn a_password_written_as_a_number() {
+    rejects_unechoed(
+        &variant(
+            "  password: {env: PGHA_REPLICATION_PASSWORD}",
+            "  password: 84736251",
+        ),
+        "14:13",
+        "`replication.password` is a literal secret (an integer)",
+        "84736251",
+    );
+}
+
+#[test]
+fn a_password_written_as_a_variable_name() {
+    rejects_unechoed(
+        &with_app_password("{env: \"s3cr3t!P4ss\"}"),
+        "17:21",
+        "`users[0].password.env` is not a valid environment variable name (not shown: it may be the secret itself)",
+        "s3cr3t!P4ss",
+    );
+}
+
+#[test]
+fn a_password_in_braces_taken_for_quoting() {
+    // `{s3cr3tP4ss}` is a mapping whose key is the password.
+    rejects_unechoed(
+        &with_app_password("{s3cr3tP4ss}"),
+        "17:16",
+        "unknown key in `users[0].password`: a secret reference takes env, file or command",
+        "s3cr3tP4ss",
+    );
+}
+
+#[test]
+fn a_password_in_a_list() {
+    rejects_unechoed(
+        &with_app_password("[hunter2hunter2]"),
+        "17:15",
+        "`users[0].password` is a literal secret (a list)",
+        "hunter2hunter2",
+    );
+}
+
+#[test]
+fn a_password_as_a_plain_string_under_patroni() {
+    rejects_unechoed(
+        &patroni_variant(
+            &PATRONI.replace("{env: PGHA_REWIND_PASSWORD}", "\"correct horse battery\""),
+        ),
+        "18:15",
+        "`patroni.rewind.password` is a literal secret (a string)",
+        "correct horse battery",
+    );
+}
+
+// ---- playbooks and templates -------------------------------------------------------------------
 
 fn playbook_override(dir: &Path, text: &str) -> PathBuf {
     let playbooks = dir.join("playbooks");
@@ -597,6 +1536,15 @@ fn playbook_bad_when_expression() {
 }
 
 #[test]
+fn playbook_throttle_out_of_range() {
+    rejects_playbook(
+        "steps:\n  - name: packages\n    throttle: 0\n    package: {names: [postgresql-15]}\n",
+        "3:15",
+        "`steps[0].throttle` is 0, outside 1 .. 1000",
+    );
+}
+
+#[test]
 fn template_with_undefined_variable_is_refused() {
     let (dir, path) = write_inventory(BASE);
     let templates = dir.path().join("templates");
@@ -612,6 +1560,80 @@ fn template_with_undefined_variable_is_refused() {
         .stderr_has("undefined")
         .run();
 }
+
+#[test]
+fn a_template_that_renders_a_pg_hba_line_the_server_refuses() {
+    let (dir, path) = write_inventory(BASE);
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("postgresql")).expect("mkdir");
+    std::fs::write(
+        templates.join("postgresql/pg_hba.conf.j2"),
+        "# {{ managed_header }}\nlocal all postgres peer\nhost all all 10.0.0.0/8 peer\n",
+    )
+    .expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("renders /etc/postgresql/15/main/pg_hba.conf with line 3, which PostgreSQL would refuse: `peer` works only for `local` rules")
+        .run();
+}
+
+#[test]
+fn patroni_yml_that_does_not_parse_is_refused_offline() {
+    let (dir, path) = write_inventory(&patroni_variant(PATRONI));
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("patroni")).expect("mkdir");
+    let real = std::fs::read_to_string(root().join("templates/patroni/patroni.yml.j2"))
+        .expect("the real template");
+    // A stray tab-indented line: YAML forbids tabs for indentation.
+    std::fs::write(
+        templates.join("patroni/patroni.yml.j2"),
+        real.replace("restapi:\n", "restapi:\n\tlisten: nowhere\n"),
+    )
+    .expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml as YAML that does not parse")
+        .run();
+}
+
+/// Patroni's pg_hba items come from a fragment rendered once for all hosts
+/// (`patroni/pg_hba.yml.j2`); an item PostgreSQL would refuse is named by its place in
+/// `postgresql.pg_hba` whether it comes from the fragment or from the file around it.
+#[test]
+fn patroni_pg_hba_item_postgresql_would_refuse_is_named_by_its_index() {
+    let (dir, path) = write_inventory(&patroni_variant(PATRONI));
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("patroni")).expect("mkdir");
+    let fragment = std::fs::read_to_string(root().join("templates/patroni/pg_hba.yml.j2"))
+        .expect("the real fragment");
+    // 15 rules: 5 local and loopback ones, 3 for each of the 3 hosts, the inventory's own.
+    let bad = "    - \"host all all 10.0.0.1 md5\"\n";
+    std::fs::write(
+        templates.join("patroni/pg_hba.yml.j2"),
+        format!("{fragment}{bad}"),
+    )
+    .expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml with postgresql.pg_hba[15], which PostgreSQL would refuse")
+        .run();
+
+    // The same line in the file itself, after the fragment's items.
+    std::fs::remove_file(templates.join("patroni/pg_hba.yml.j2")).expect("rm");
+    let real = std::fs::read_to_string(root().join("templates/patroni/patroni.yml.j2"))
+        .expect("the real template");
+    let call = "{{ shared(\"patroni/pg_hba.yml.j2\") }}\n";
+    let last = real.rfind(call).expect("the call in postgresql.pg_hba");
+    let mut edited = real.clone();
+    edited.insert_str(last + call.len(), bad);
+    std::fs::write(templates.join("patroni/patroni.yml.j2"), edited).expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("renders /etc/patroni/15-main.yml with postgresql.pg_hba[15], which PostgreSQL would refuse")
+        .run();
+}
+
+// ---- the Patroni flavour -----------------------------------------------------------------------
 
 const PATRONI: &str = "\
 patroni:
@@ -634,6 +1656,39 @@ fn patroni_variant(section: &str) -> String {
         )
 }
 
+/// The Patroni inventory with `lines` added to the `patroni:` section, from line 21.
+fn with_patroni(lines: &str) -> String {
+    patroni_variant(&format!("{PATRONI}{lines}"))
+}
+
+/// The Patroni inventory with `line` added to `postgres.parameters`, as line 11.
+fn patroni_with_parameter(line: &str) -> String {
+    patroni_variant(PATRONI).replacen(
+        "    max_connections: 100\n",
+        &format!("    max_connections: 100\n    {line}\n"),
+        1,
+    )
+}
+
+/// The Patroni inventory with etcd on pg1, pg2 and a dedicated host etcd1 (lines 43 to 45,
+/// then `etcd1_lines`), and `pg3_lines` added to pg3 (from line 43, before etcd1).
+fn with_etcd_host(pg3_lines: &str, etcd1_lines: &str) -> String {
+    let text = patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2, etcd1]"));
+    format!(
+        "{text}{pg3_lines}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n{etcd1_lines}"
+    )
+}
+
+/// The Patroni inventory with `patroni.rewind.user` set, as line 18 (value at column 11).
+fn with_rewind_user(user: &str) -> String {
+    patroni_variant(&PATRONI.replace("  rewind:\n", &format!("  rewind:\n    user: {user}\n")))
+}
+
+/// The Patroni inventory with `line` added to `patroni.etcd`, as line 21.
+fn with_etcd_setting(line: &str) -> String {
+    patroni_variant(&format!("{PATRONI}    {line}\n"))
+}
+
 #[test]
 fn inventory_patroni_example_is_valid() {
     Test::new()
@@ -647,6 +1702,16 @@ fn inventory_patroni_example_is_valid() {
         .arg_path(&path)
         .stdout_has("flavour patroni")
         .run();
+}
+
+#[test]
+fn patroni_section_without_patroni_flavour() {
+    let text = variant("replication:\n", &format!("{PATRONI}replication:\n"));
+    rejects(
+        &text,
+        "13:3",
+        "a `patroni:` section needs `cluster.flavour: patroni`",
+    );
 }
 
 #[test]
@@ -673,6 +1738,79 @@ fn patroni_timing_rules_are_enforced() {
 }
 
 #[test]
+fn synchronous_mode_strict_without_synchronous_mode() {
+    rejects(
+        &with_patroni("  synchronous_mode_strict: true\n"),
+        "21:28",
+        "synchronous_mode_strict needs synchronous_mode: true",
+    );
+}
+
+#[test]
+fn more_synchronous_standbys_than_there_are() {
+    rejects(
+        &with_patroni("  synchronous_mode: true\n  synchronous_node_count: 3\n"),
+        "22:27",
+        "3 synchronous standbys need at least 4 PostgreSQL hosts; there are 3",
+    );
+}
+
+#[test]
+fn synchronous_standby_names_is_patroni_s() {
+    rejects(
+        &patroni_with_parameter("synchronous_standby_names: \"pg2\""),
+        "11:5",
+        "`synchronous_standby_names` is set by the patroni flavour from `patroni.synchronous_mode`",
+    );
+}
+
+#[test]
+fn patroni_data_dir_is_the_debian_cluster_s() {
+    rejects(
+        &with_patroni("  data_dir: /var/lib/postgresql/15/main\n"),
+        "21:13",
+        "Patroni's data directory must not be the Debian cluster's",
+    );
+}
+
+#[test]
+fn patroni_rest_api_on_postgresql_s_port() {
+    rejects(
+        &with_patroni("  restapi_port: 5432\n"),
+        "21:17",
+        "Patroni's REST API (patroni.restapi_port) and PostgreSQL would both listen on port 5432 on `pg1`",
+    );
+}
+
+#[test]
+fn patroni_rest_api_on_a_privileged_port() {
+    rejects(
+        &with_patroni("  restapi_port: 80\n"),
+        "21:17",
+        "Patroni's REST API on port 80: only root may listen below 1024",
+    );
+}
+
+#[test]
+fn etcd_client_and_peer_ports_the_same() {
+    // Reported at the key the inventory sets (the peer port is left to its default).
+    rejects(
+        &with_etcd_setting("client_port: 2380"),
+        "21:18",
+        "etcd's peer port (patroni.etcd.peer_port) and etcd's client port would both listen on port 2380 on `pg1`",
+    );
+}
+
+#[test]
+fn etcd_on_postgresql_s_port() {
+    rejects(
+        &with_etcd_setting("client_port: 5432"),
+        "21:18",
+        "etcd's client port (patroni.etcd.client_port) and PostgreSQL would both listen on port 5432",
+    );
+}
+
+#[test]
 fn etcd_needs_an_odd_number_of_members() {
     rejects(
         &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]")),
@@ -682,114 +1820,143 @@ fn etcd_needs_an_odd_number_of_members() {
 }
 
 #[test]
-fn patroni_section_without_patroni_flavour() {
-    let text = variant("replication:\n", &format!("{PATRONI}replication:\n"));
+fn an_etcd_member_listed_twice_is_refused() {
     rejects(
-        &text,
-        "13:3",
-        "a `patroni:` section needs `cluster.flavour: patroni`",
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg1, pg2]")),
+        "20:20",
+        "etcd member `pg1` is listed twice",
     );
 }
 
 #[test]
-fn patroni_yml_that_does_not_parse_is_refused_offline() {
-    let (dir, path) = write_inventory(&patroni_variant(PATRONI));
-    let templates = dir.path().join("templates");
-    std::fs::create_dir_all(templates.join("patroni")).expect("mkdir");
-    let real = std::fs::read_to_string(root().join("templates/patroni/patroni.yml.j2"))
-        .expect("the real template");
-    // A stray tab-indented line: YAML forbids tabs for indentation.
-    std::fs::write(
-        templates.join("patroni/patroni.yml.j2"),
-        real.replace("restapi:\n", "restapi:\n\tlisten: nowhere\n"),
-    )
-    .expect("write");
-    validate_with_templates(&path, &templates)
-        .status(1)
-        .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml as YAML that does not parse")
-        .run();
+fn an_etcd_member_that_is_no_host() {
+    let err = rejects(
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2, pg4]")),
+        "20:25",
+        "etcd member `pg4` is not a host of this inventory",
+    );
+    assert!(err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn an_etcd_host_that_is_no_member() {
+    rejects(
+        &format!(
+            "{}  - name: etcd1\n    address: 10.0.0.21\n    role: etcd\n",
+            patroni_variant(PATRONI)
+        ),
+        "45:11",
+        "host `etcd1` has `role: etcd` but is not in patroni.etcd.members",
+    );
+}
+
+#[test]
+fn a_standby_streaming_from_an_etcd_host() {
+    rejects(
+        &with_etcd_host("    upstream: etcd1\n", ""),
+        "43:15",
+        "upstream `etcd1` is an etcd host, which holds no data to stream",
+    );
+}
+
+#[test]
+fn an_etcd_host_with_an_upstream() {
+    rejects(
+        &with_etcd_host("", "    upstream: pg1\n"),
+        "46:15",
+        "`etcd1` is an etcd host, which does not replicate: it has no upstream",
+    );
 }
 
 #[test]
 fn permanent_slot_names_are_checked() {
     rejects(
         &patroni_variant(&format!("{PATRONI}  permanent_slots: [site-b]\n")),
-        "21:20",
+        "21:21",
         "`site-b` is not a replication slot name",
     );
     rejects(
         &patroni_variant(&format!("{PATRONI}  permanent_slots: [pg2]\n")),
-        "21:20",
+        "21:21",
         "`pg2` is the slot Patroni makes for member `pg2`",
     );
 }
 
 #[test]
-fn playbook_throttle_out_of_range() {
-    rejects_playbook(
-        "steps:\n  - name: packages\n    throttle: 0\n    package: {names: [postgresql-15]}\n",
-        "3:15",
-        "`steps[0].throttle` is 0, outside 1 .. 1000",
-    );
-}
-
-// ---- what the server would refuse, and what contradicts itself ------------------------------
-
-#[test]
-fn an_hba_address_without_a_mask_is_refused_with_the_fix() {
-    let out = rejects(
-        &variant("10.0.0.0/24", "10.0.0.5"),
-        "11:55",
-        "`10.0.0.5` has no mask: pg_hba.conf needs a CIDR",
-    );
-    assert!(out.contains("write 10.0.0.5/32 for this one host"), "{out}");
-}
-
-#[test]
-fn an_hba_field_with_a_line_break_cannot_smuggle_in_a_rule() {
+fn a_permanent_slot_listed_twice() {
     rejects(
-        &variant(
-            "user: app, address",
-            "user: \"app\\nhost all all 0.0.0.0/0 trust\", address",
-        ),
-        "11:41",
-        "`postgres.hba[0].user` holds whitespace or a line break",
-    );
-    rejects(
-        &variant("database: app,", "database: \"app db\","),
-        "11:30",
-        "`postgres.hba[0].database` holds whitespace or a line break",
-    );
-    rejects(
-        &variant("database: app,", "database: \"\","),
-        "11:30",
-        "`postgres.hba[0].database` is empty",
+        &with_patroni("  permanent_slots: [site_b, site_b]\n"),
+        "21:29",
+        "slot `site_b` is listed twice",
     );
 }
 
 #[test]
-fn the_replication_user_cannot_be_the_superuser() {
+fn permanent_slots_count_against_max_replication_slots() {
+    let text = with_patroni("  permanent_slots: [site_b]\n").replacen(
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n",
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n  max_replication_slots: 2\n",
+        1,
+    );
     rejects(
-        &variant("  user: replicator", "  user: postgres"),
-        "13:9",
-        "the replication user is `postgres`, the superuser",
+        &text,
+        "25:26",
+        "max_replication_slots 2 is fewer than the 3 replication slots",
     );
 }
 
 #[test]
-fn an_empty_ssh_user_is_refused() {
+fn a_standby_cluster_slot_name_the_server_refuses() {
     rejects(
-        &variant("  user: root", "  user: \"\""),
-        "22:9",
-        "`ssh.user` must name a login",
+        &with_patroni("  standby_cluster:\n    host: 10.1.0.11\n    primary_slot_name: site-b\n"),
+        "23:24",
+        "`site-b` is not a replication slot name",
     );
 }
 
 #[test]
-fn an_etcd_member_listed_twice_is_refused() {
+fn a_standby_cluster_of_itself() {
     rejects(
-        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg1, pg2]")),
-        "20:14",
-        "etcd member `pg1` is listed twice",
+        &with_patroni("  standby_cluster:\n    host: 10.0.0.12\n"),
+        "22:11",
+        "the standby cluster's source `10.0.0.12` is `pg2`, a member of this cluster",
+    );
+}
+
+#[test]
+fn the_rewind_user_shared_with_another_role() {
+    rejects(
+        &with_rewind_user("replicator"),
+        "18:11",
+        "the rewind user `replicator` is also the replication user",
+    );
+    rejects(
+        &with_rewind_user("app"),
+        "18:11",
+        "the rewind user `app` is also declared under `users:`",
+    );
+    rejects(
+        &with_rewind_user("postgres"),
+        "18:11",
+        "`patroni.rewind.user` cannot be `postgres`",
+    );
+}
+
+#[test]
+fn patroni_ssl_without_certificate_files() {
+    // Patroni's own data directory holds no server.crt: the server would not start.
+    rejects(
+        &patroni_with_parameter("ssl: \"on\""),
+        "11:10",
+        "`ssl` is on without `ssl_cert_file`",
+    );
+}
+
+#[test]
+fn patroni_hostssl_rule_without_ssl() {
+    rejects(
+        &patroni_variant(PATRONI).replacen("type: host,", "type: hostssl,", 1),
+        "12:14",
+        "a `hostssl` rule cannot match: Patroni's servers run without SSL",
     );
 }

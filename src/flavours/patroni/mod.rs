@@ -19,6 +19,7 @@ pub mod config;
 pub mod dcs_change;
 pub mod probes;
 pub mod rest;
+mod rules;
 mod section;
 mod status;
 mod switchover;
@@ -49,6 +50,8 @@ pub const ENTRY: Entry = Entry {
     roles: &[ETCD_ROLE],
     host_keys: &["tags"],
     kinds: steps::KINDS,
+    // Patroni writes it from its synchronous mode, and clears it when that is off.
+    managed_parameters: &[("synchronous_standby_names", "patroni.synchronous_mode")],
     load,
 };
 
@@ -76,6 +79,15 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
         }
     }
     let patroni = reader.patroni(node, input.hosts, input.postgres, tags)?;
+    ok &= rules::check(&mut rules::Input {
+        d: input.d,
+        root: input.root,
+        patroni: &patroni,
+        hosts: input.hosts,
+        postgres: input.postgres,
+        replication: input.replication,
+        users: input.users,
+    });
     ok.then(|| Arc::new(patroni) as Arc<dyn Flavour>)
 }
 
@@ -116,6 +128,15 @@ impl Flavour for Patroni {
             var: "rewind_password",
             reference: &self.rewind_password,
         }]
+    }
+
+    /// The leader keeps a slot for each other member, and the permanent ones.
+    fn slots_needed(&self, cluster: &Cluster) -> usize {
+        if !self.use_slots {
+            return 0;
+        }
+        let members = cluster.hosts.iter().filter(|h| h.role.holds_data()).count();
+        members.saturating_sub(1) + self.permanent_slots.len()
     }
 
     /// Patroni names its slots after the members (`slot_name_from_member_name`).

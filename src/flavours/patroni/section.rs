@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::diag::Diagnostics;
 use crate::flavours::patroni::config::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
-use crate::flavours::patroni::ETCD_ROLE;
-use crate::model::{Host, Postgres, Role, SecretRef};
+use crate::model::pg_names::slot_name_problem;
+use crate::model::{Host, Postgres, SecretRef};
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::Node;
 
@@ -71,7 +71,8 @@ impl Reader<'_> {
             }),
             None => Some("/service".to_owned()),
         };
-        let data_dir = match m.take("data_dir") {
+        let data_dir_node = m.take("data_dir");
+        let data_dir = match data_dir_node {
             Some(n) => decode::string(self.d, n, "patroni.data_dir").filter(|s| {
                 let ok = s.starts_with('/') && !s.contains("..");
                 if !ok {
@@ -90,7 +91,8 @@ impl Reader<'_> {
         };
         if let (Some(dir), Some(pg)) = (&data_dir, postgres) {
             if *dir == pg.data_dir {
-                self.d.error(node.pos, "patroni.data_dir", "Patroni's data directory must not be the Debian cluster's (postgres.data_dir): pgha never reuses it by accident");
+                let at = data_dir_node.map(|n| n.pos).unwrap_or(node.pos);
+                self.d.error(at, "patroni.data_dir", "Patroni's data directory must not be the Debian cluster's (postgres.data_dir): pgha never reuses it by accident");
             }
         }
         let restapi_port = match m.take("restapi_port") {
@@ -205,32 +207,24 @@ impl Reader<'_> {
     /// another consumer outside this cluster. Member slots are Patroni's own and named after
     /// the members, so a permanent slot must not take a member's name.
     fn permanent_slots(&mut self, node: &Node, hosts: &[Host]) -> Option<Vec<String>> {
-        let names = decode::string_list(self.d, node, "patroni.permanent_slots");
+        let path = "patroni.permanent_slots";
         let mut ok = true;
-        for name in &names {
-            let valid = !name.is_empty()
-                && name.len() <= 63
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
+        let mut names = Vec::new();
+        for (i, name, n) in decode::string_items(self.d, node, path) {
+            let at = format!("{path}[{i}]");
+            let why = slot_name_problem(&name)
+                .or_else(|| names.contains(&name).then(|| format!("slot `{name}` is listed twice")))
+                .or_else(|| {
+                    hosts
+                        .iter()
+                        .any(|h| crate::model::slot_safe_name(&h.name) == name)
+                        .then(|| format!("`{name}` is the slot Patroni makes for member `{name}`: choose another name"))
+                });
+            if let Some(why) = why {
+                self.d.error(n.pos, &at, why);
                 ok = false;
-                self.d.error(
-                    node.pos,
-                    "patroni.permanent_slots",
-                    format!("`{name}` is not a replication slot name: lower-case letters, digits and `_`, at most 63"),
-                );
-            } else if hosts
-                .iter()
-                .any(|h| crate::model::slot_safe_name(&h.name) == *name)
-            {
-                ok = false;
-                self.d.error(
-                    node.pos,
-                    "patroni.permanent_slots",
-                    format!("`{name}` is the slot Patroni makes for member `{name}`: choose another name"),
-                );
             }
+            names.push(name);
         }
         ok.then_some(names)
     }
@@ -287,7 +281,7 @@ impl Reader<'_> {
     fn etcd(&mut self, node: &Node, hosts: &[Host]) -> Option<Etcd> {
         let mut m = MapReader::new(self.d, node, "patroni.etcd")?;
         let members_node = m.require(self.d, "members");
-        let members = members_node.map(|n| decode::string_list(self.d, n, "patroni.etcd.members"));
+        let members = members_node.map(|n| decode::string_items(self.d, n, "patroni.etcd.members"));
         let client_port = match m.take("client_port") {
             Some(n) => decode::port(self.d, n, "patroni.etcd.client_port"),
             None => Some(2379),
@@ -312,37 +306,24 @@ impl Reader<'_> {
             return None;
         }
         let mut seen = std::collections::BTreeSet::new();
-        for name in &members {
+        for (i, name, n) in &members {
+            let path = format!("patroni.etcd.members[{i}]");
             if !seen.insert(name) {
                 self.d.error(
-                    at,
-                    "patroni.etcd.members",
+                    n.pos,
+                    &path,
                     format!("etcd member `{name}` is listed twice: a host runs one member"),
                 );
                 return None;
             }
             if !hosts.iter().any(|h| &h.name == name) {
-                self.d.error(
-                    at,
-                    "patroni.etcd.members",
-                    format!("etcd member `{name}` is not a host of this inventory"),
-                );
+                let message = format!("etcd member `{name}` is not a host of this inventory");
+                let names = hosts.iter().map(|h| h.name.as_str());
+                self.d.unknown(n.pos, &path, message, name, names, None);
                 return None;
             }
         }
-        for h in hosts.iter().filter(|h| h.role == Role::Member(ETCD_ROLE)) {
-            if !members.contains(&h.name) {
-                self.d.error(
-                    at,
-                    "patroni.etcd.members",
-                    format!(
-                        "host `{}` has `role: etcd` but is not an etcd member",
-                        h.name
-                    ),
-                );
-                return None;
-            }
-        }
+        let members: Vec<String> = members.into_iter().map(|(_, name, _)| name).collect();
         Some(Etcd {
             members,
             client_port: client_port?,
@@ -362,7 +343,16 @@ impl Reader<'_> {
         };
         let primary_slot_name = match m.take("primary_slot_name") {
             Some(n) => {
-                decode::string(self.d, n, "patroni.standby_cluster.primary_slot_name").map(Some)
+                let path = "patroni.standby_cluster.primary_slot_name";
+                decode::string(self.d, n, path)
+                    .filter(|slot| match slot_name_problem(slot) {
+                        Some(why) => {
+                            self.d.error(n.pos, path, why);
+                            false
+                        }
+                        None => true,
+                    })
+                    .map(Some)
             }
             None => Some(None),
         };

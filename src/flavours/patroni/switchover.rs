@@ -57,7 +57,7 @@ pub(super) async fn run(
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut write_gap = None;
     loop {
-        let facts = view.gather().await?;
+        let facts = view.gather().await;
         let member = |name: &str| facts.get(name).and_then(PatroniFact::of);
         let leads = member(target).is_some_and(|m| m.is_leader());
         if leads && write_gap.is_none() {

@@ -1,0 +1,254 @@
+//! The repmgr flavour: PostgreSQL's streaming replication with repmgr's metadata and repmgrd
+//! watching it, a witness as the tie-breaker. pgha installs, writes `repmgr.conf`, the
+//! repmgrd unit and a narrow sudoers file, clones and registers every node in order, and
+//! reads who leads from the servers (never switching a failover back).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::facts::gather::Probe;
+use crate::facts::HostFacts;
+use crate::flavours::{
+    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, MemberStatus,
+    ProcedureError, SectionInput,
+};
+use crate::model::{Cluster, HbaRule, Host, MemberRole};
+
+pub mod config;
+pub mod probes;
+mod section;
+mod verify;
+
+pub use config::Repmgr;
+use probes::RepmgrFact;
+
+/// The flavour's own step kinds: one line each.
+pub mod steps {
+    crate::kinds! {
+        repmgr_clone: RepmgrClone,
+        repmgr_register: RepmgrRegister,
+        repmgr_witness_identity: RepmgrWitnessIdentity,
+    }
+}
+
+/// The witness: a PostgreSQL server of its own holding only repmgr's metadata, whose repmgrd
+/// tells the standbys whether it still sees the primary.
+pub const WITNESS_ROLE: MemberRole = MemberRole {
+    name: "witness",
+    runs_postgres: true,
+    description: "a repmgr witness",
+};
+
+/// Where repmgr's configuration lives on every node (outside the data directory).
+pub const CONFIG_FILE: &str = "/etc/repmgr.conf";
+/// Not `repmgrd.service`: systemd makes a unit of that name from Debian's init script.
+pub const UNIT: &str = "pgha-repmgrd.service";
+
+pub const ENTRY: Entry = Entry {
+    name: "repmgr",
+    roles: &[WITNESS_ROLE],
+    host_keys: &["repmgr"],
+    kinds: steps::KINDS,
+    managed_parameters: &[],
+    load,
+};
+
+fn load(input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
+    let mut reader = section::Reader {
+        d: input.d,
+        base: input.base,
+    };
+    let repmgr = reader.repmgr(
+        input.section,
+        input.root,
+        input.hosts,
+        &input.host_entries,
+        input.replication,
+    )?;
+    Some(Arc::new(repmgr) as Arc<dyn Flavour>)
+}
+
+impl Flavour for Repmgr {
+    fn name(&self) -> &'static str {
+        "repmgr"
+    }
+
+    fn playbook(&self) -> &'static str {
+        include_str!("../../../playbooks/repmgr.yml")
+    }
+
+    fn templates(&self) -> &'static [(&'static str, &'static str)] {
+        crate::embedded_templates![
+            "repmgr/pgpass.j2",
+            "repmgr/repmgr.conf.j2",
+            "repmgr/repmgrd.service.j2",
+            "repmgr/start.conf.j2",
+            "repmgr/sudoers.j2",
+        ]
+    }
+
+    fn secrets(&self) -> Vec<FlavourSecret<'_>> {
+        vec![FlavourSecret {
+            label: "repmgr.password".to_owned(),
+            var: "repmgr_password",
+            reference: &self.password,
+        }]
+    }
+
+    /// repmgr names a standby's slot after its node id.
+    fn slot_name(&self, host: &str) -> String {
+        format!("repmgr_slot_{}", self.node_id(host))
+    }
+
+    /// One per other data node, and a free one: a switchover needs it on the candidate.
+    fn slots_needed(&self, cluster: &Cluster) -> usize {
+        cluster.hosts.iter().filter(|h| h.role.holds_data()).count()
+    }
+
+    /// repmgr's own connections (metadata, checks, rejoin) to its database, from the
+    /// cluster's addresses only.
+    fn hba(&self, address: &str) -> Vec<HbaRule> {
+        vec![HbaRule {
+            kind: "host".to_owned(),
+            database: self.database.clone(),
+            user: self.user.clone(),
+            address: Some(address.to_owned()),
+            method: "scram-sha-256".to_owned(),
+        }]
+    }
+
+    /// repmgr's library is loaded on every node (repmgrd needs it), with the user's.
+    fn parameters(&self, parameters: &mut BTreeMap<String, String>) {
+        let mut libraries: Vec<String> = parameters
+            .get("shared_preload_libraries")
+            .map(|l| {
+                l.split(',')
+                    .map(|s| s.trim().trim_matches(['\'', '"']).to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !libraries.iter().any(|l| l == "repmgr") {
+            libraries.push("repmgr".to_owned());
+        }
+        parameters.insert("shared_preload_libraries".to_owned(), libraries.join(","));
+    }
+
+    fn vars(&self, cluster: &Cluster) -> Value {
+        let pg = &cluster.postgres;
+        json!({
+            "user": self.user,
+            "database": self.database,
+            "failover": self.failover,
+            "monitor_interval_secs": self.monitor_interval_secs,
+            "reconnect_attempts": self.reconnect_attempts,
+            "reconnect_interval": self.reconnect_interval,
+            "connect_timeout": self.connect_timeout,
+            "primary_visibility_consensus": self.primary_visibility_consensus,
+            "child_nodes_disconnect_command": self.child_nodes_disconnect_command,
+            "config_file": CONFIG_FILE,
+            "unit": UNIT,
+            "pg_ctlcluster": format!("/usr/bin/pg_ctlcluster {} {}", pg.version, pg.debian_cluster),
+        })
+    }
+
+    fn host_vars(&self, host: &Host) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Some(n) = self.nodes.get(&host.name) {
+            m.insert("node_id".to_owned(), json!(n.id));
+            m.insert("priority".to_owned(), json!(n.priority));
+            m.insert("location".to_owned(), json!(n.location));
+        }
+        m
+    }
+
+    fn probes(&self, cluster: &Cluster, host: &Host) -> Vec<Probe> {
+        if !host.role.has_postgres() {
+            return Vec::new();
+        }
+        vec![probes::repmgr_probe(
+            cluster.postgres.port,
+            &self.database,
+            cluster.postgres.version,
+        )]
+    }
+
+    /// repmgrd's heartbeat moves on its own.
+    fn stable_facts(&self, _facts: &mut HostFacts) {}
+
+    /// Registration and repmgrd settle a moment after apply: polled until they pass.
+    fn polled_checks(&self, view: &ClusterView<'_>) -> Vec<CheckResult> {
+        verify::checks(self, view)
+    }
+
+    fn member_status(
+        &self,
+        host: &Host,
+        _is_leader: bool,
+        _sync: bool,
+        facts: Option<&HostFacts>,
+    ) -> MemberStatus {
+        let witness = !host.role.holds_data();
+        let repmgr = facts.and_then(RepmgrFact::of);
+        let daemon = match repmgr.as_ref().and_then(|r| r.repmgrd) {
+            Some(true) if repmgr.as_ref().and_then(|r| r.paused) == Some(true) => "paused",
+            Some(true) => "running",
+            Some(false) => "not running",
+            None => "?",
+        };
+        let node = self.nodes.get(&host.name);
+        MemberStatus {
+            role: witness.then(|| "witness".to_owned()),
+            state: None,
+            tags: format!(
+                "id {} prio {} {} repmgrd {daemon}",
+                node.map_or(0, |n| n.id),
+                node.map_or(0, |n| n.priority),
+                node.map_or("", |n| n.location.as_str()),
+            ),
+        }
+    }
+
+    fn status_footer(
+        &self,
+        _cluster: &Cluster,
+        _facts: &BTreeMap<String, HostFacts>,
+        _sync_standbys: &[String],
+    ) -> Vec<String> {
+        vec![format!(
+            "repmgr: failover {}, primary visibility consensus {}, detection about {} s",
+            self.failover,
+            if self.primary_visibility_consensus {
+                "on"
+            } else {
+                "off"
+            },
+            self.detection_seconds()
+        )]
+    }
+
+    fn switchover<'a>(
+        &'a self,
+        _view: &'a ClusterView<'a>,
+        _target: &'a str,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
+        Box::pin(async move {
+            Err(ProcedureError::Refused(
+                "switchover under repmgr is not built yet: run `repmgr standby switchover --siblings-follow` on the target as postgres".to_owned(),
+            ))
+        })
+    }
+}
+
+impl Repmgr {
+    /// The worst-case time from a dead primary to the election (repmgrd's monitoring loop:
+    /// one interval, a failed check, then the reconnect attempts and the pauses between).
+    pub fn detection_seconds(&self) -> i64 {
+        self.monitor_interval_secs
+            + self.connect_timeout
+            + self.reconnect_attempts * self.connect_timeout
+            + (self.reconnect_attempts - 1).max(0) * self.reconnect_interval
+    }
+}

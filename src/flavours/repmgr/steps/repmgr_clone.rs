@@ -1,0 +1,201 @@
+//! A standby's data under repmgr: cloned with `repmgr standby clone` (its dry run first, so
+//! that its findings are what a failure shows), or a former primary rejoined with
+//! `repmgr node rejoin --force-rewind` before it ever starts. The decision (clone, rewind,
+//! leave alone, refuse) is the same as for every flavour: `pg_clone`'s, never a silent wipe.
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps::pg_clone::{Decision, PgClone, CLONE_MARKER, FENCE_MARKER, REWIND_MARKER};
+use crate::steps::{Action, Check, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepmgrClone {
+    pub upstream: String,
+    /// The upstream's repmgr node id (what `standby follow` is told to follow).
+    pub upstream_node_id: i64,
+    pub upstream_address: String,
+    pub port: u16,
+    pub primary: String,
+    /// repmgr's role and database, for its connection to the upstream.
+    pub user: String,
+    pub database: String,
+    pub config_file: String,
+    /// postgresql.conf (Debian keeps it out of the data directory).
+    pub postgresql_conf: String,
+    pub bin_dir: String,
+    pub data_dir: String,
+    pub service: String,
+    #[serde(default)]
+    pub allow_wipe: bool,
+}
+
+impl RepmgrClone {
+    fn as_pg_clone(&self) -> PgClone {
+        PgClone {
+            upstream: self.upstream.clone(),
+            upstream_address: self.upstream_address.clone(),
+            port: self.port,
+            primary: self.primary.clone(),
+            user: self.user.clone(),
+            slot: None,
+            data_dir: self.data_dir.clone(),
+            service: self.service.clone(),
+            allow_wipe: self.allow_wipe,
+            bin_dir: self.bin_dir.clone(),
+            config_file: String::new(),
+        }
+    }
+
+    fn repmgr(&self, args: &[&str]) -> RemoteCommand {
+        let mut argv = vec![
+            format!("{}/repmgr", self.bin_dir),
+            "-f".to_owned(),
+            self.config_file.clone(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        RemoteCommand::new(argv).as_user("postgres")
+    }
+
+    fn finished(&self, marker: &str) -> RemoteCommand {
+        RemoteCommand::script(format!(
+            "rm -f {marker} {FENCE_MARKER}; systemctl unmask {} >/dev/null 2>&1 || true",
+            shell_words::quote(&self.service)
+        ))
+    }
+
+    fn clone_commands(&self) -> Vec<RemoteCommand> {
+        let port = self.port.to_string();
+        let source = [
+            "-h",
+            self.upstream_address.as_str(),
+            "-p",
+            port.as_str(),
+            "-U",
+            self.user.as_str(),
+            "-d",
+            self.database.as_str(),
+        ];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = source.to_vec();
+            a.push("standby");
+            a.push("clone");
+            a.extend_from_slice(extra);
+            self.repmgr(&a)
+        };
+        vec![
+            RemoteCommand::new(["systemctl", "stop", &self.service]),
+            RemoteCommand::script(format!(
+                "set -e; mkdir -p /var/lib/pgha; touch {CLONE_MARKER}; rm -f {REWIND_MARKER}"
+            )),
+            // Its checks (upstream reachable, WAL senders, slots, settings) say what is wrong.
+            with(&["--dry-run"]),
+            // Debian's package made a data directory: repmgr replaces it only with -F.
+            with(&["-F", "--fast-checkpoint"]),
+            self.finished(CLONE_MARKER),
+        ]
+    }
+
+    fn rejoin_commands(&self, crashed: bool) -> Vec<RemoteCommand> {
+        let target = format!(
+            "host={} port={} user={} dbname={}",
+            self.upstream_address, self.port, self.user, self.database
+        );
+        let mut commands = vec![
+            RemoteCommand::new(["systemctl", "stop", &self.service]),
+            RemoteCommand::script(format!(
+                "set -e; mkdir -p /var/lib/pgha; touch {REWIND_MARKER}"
+            )),
+        ];
+        if crashed {
+            // A primary that crashed must finish crash recovery before pg_rewind; pg_rewind
+            // would run it in single-user mode without Debian's configuration (outside the
+            // data directory) and fail. Single-user mode takes no connection: the server is
+            // never up as a primary for clients.
+            commands.push(RemoteCommand::script(format!(
+                "cd / && runuser -u postgres -- {}/postgres --single -D {} -c config_file={} template1 </dev/null",
+                self.bin_dir,
+                shell_words::quote(&self.data_dir),
+                shell_words::quote(&self.postgresql_conf),
+            )));
+        }
+        commands.extend([
+            RemoteCommand::script(format!(
+                "systemctl unmask {} >/dev/null 2>&1 || true",
+                shell_words::quote(&self.service)
+            )),
+            // Rewinds, makes it a standby of the new primary and starts it: never started
+            // as a primary first.
+            self.repmgr(&[
+                "node",
+                "rejoin",
+                "-d",
+                &target,
+                "--force-rewind",
+                "--config-files=postgresql.auto.conf",
+                "--verbose",
+            ]),
+            self.finished(REWIND_MARKER),
+        ]);
+        commands
+    }
+}
+
+impl RepmgrClone {
+    fn follows_nobody(&self, cx: &StepContext) -> bool {
+        cx.facts.postgres.as_ref().is_some_and(|pg| {
+            pg.running
+                && pg.in_recovery
+                && pg
+                    .settings
+                    .get("primary_conninfo")
+                    .is_some_and(|s| s.value.is_empty())
+        })
+    }
+}
+
+impl Module for RepmgrClone {
+    fn kind(&self) -> &'static str {
+        "repmgr_clone"
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        match self.as_pg_clone().decide(cx) {
+            // repmgr writes primary_conninfo (postgresql.auto.conf): a standby without one
+            // (an interrupted rejoin) follows nobody until repmgr points it somewhere.
+            Decision::InSync(_) if self.follows_nobody(cx) => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Update,
+                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+                "a standby with no primary_conninfo: it follows nobody",
+                vec![self.repmgr(&[
+                    "standby",
+                    "follow",
+                    &format!("--upstream-node-id={}", self.upstream_node_id),
+                ])],
+            )]),
+            Decision::InSync(why) => Check::InSync(why),
+            Decision::Refused(why) => Check::Refused(why),
+            Decision::Clone { target, reason } => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Clone,
+                target,
+                reason,
+                self.clone_commands(),
+            )]),
+            Decision::Rewind { target, reason } => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Rewind,
+                target,
+                format!("rejoin (repmgr node rejoin --force-rewind) before start: {reason}"),
+                self.rejoin_commands(
+                    cx.facts
+                        .postgres
+                        .as_ref()
+                        .is_some_and(|pg| pg.state == "in production" && !pg.running),
+                ),
+            )]),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! A node in repmgr's metadata: `primary register`, `standby register` (waiting until its
+//! record has reached the standby), or `witness register -h <primary>`. Done when the node's
+//! own copy of `repmgr.nodes` holds an active record of it with its id; a record that is
+//! there but inactive or of another kind is registered again with `-F`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::gather::Sections;
+use crate::flavours::repmgr::probes::RepmgrFact;
+use crate::steps::{Action, Check, Module, StepContext};
+use crate::transport::RemoteCommand;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepmgrRegister {
+    /// `primary`, `standby` or `witness`.
+    pub role: String,
+    pub node_id: i64,
+    pub config_file: String,
+    pub bin_dir: String,
+    /// The primary (whose metadata is the one repmgr writes) and its address (a witness
+    /// registers against it).
+    pub primary: String,
+    pub primary_address: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+}
+
+impl Module for RepmgrRegister {
+    fn kind(&self) -> &'static str {
+        "repmgr_register"
+    }
+
+    /// The metadata lives in PostgreSQL; the probe reads it.
+    fn invalidates(&self) -> Sections {
+        Sections::ALL
+    }
+
+    fn check(&self, cx: &StepContext) -> Check {
+        let running = cx.facts.postgres.as_ref().is_some_and(|pg| pg.running);
+        // The primary's metadata is the one repmgr writes; a node that is down (a former
+        // primary about to rejoin) has no copy to read.
+        let metadata = cx
+            .cluster_facts
+            .get(&self.primary)
+            .and_then(RepmgrFact::of)
+            .or_else(|| RepmgrFact::of(cx.facts));
+        let record = metadata.as_ref().and_then(|l| l.node(cx.host));
+        let force = match record {
+            Some(r) if r.node_id == self.node_id && r.active && r.kind == self.role => {
+                return Check::InSync(format!(
+                    "registered as {} node {}",
+                    r.kind, r.node_id
+                ));
+            }
+            // A failover or switchover changes the kinds; repmgr keeps them right itself.
+            Some(r) if r.node_id == self.node_id && r.active && self.role != "witness" && r.kind != "witness" => {
+                return Check::InSync(format!(
+                    "registered as {} node {} (repmgr's word on the role stands)",
+                    r.kind, r.node_id
+                ));
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !running && self.role != "standby" {
+            return Check::InSync(
+                "PostgreSQL is not running yet: the node registers once it runs".to_owned(),
+            );
+        }
+        let port = self.port.to_string();
+        let mut argv: Vec<String> = vec![
+            format!("{}/repmgr", self.bin_dir),
+            "-f".into(),
+            self.config_file.clone(),
+            self.role.clone(),
+            "register".into(),
+        ];
+        match self.role.as_str() {
+            "standby" => argv.push("--wait-sync=60".into()),
+            "witness" => argv.extend(
+                [
+                    "-h",
+                    self.primary_address.as_str(),
+                    "-p",
+                    port.as_str(),
+                    "-U",
+                    self.user.as_str(),
+                    "-d",
+                    self.database.as_str(),
+                ]
+                .map(str::to_owned),
+            ),
+            _ => {}
+        }
+        if force {
+            argv.push("-F".into());
+        }
+        let reason = match (record, force) {
+            (Some(r), true) => format!(
+                "its record (node {}, {}{}) is not the one wanted (node {}, {}): registered again",
+                r.node_id,
+                r.kind,
+                if r.active { "" } else { ", inactive" },
+                self.node_id,
+                self.role
+            ),
+            _ => "not in repmgr's metadata".to_owned(),
+        };
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Create,
+            format!("{} node {}", self.role, self.node_id),
+            reason,
+            vec![RemoteCommand::new(argv).as_user("postgres")],
+        )])
+    }
+}

@@ -1,0 +1,137 @@
+//! A client's write load for failover tests: sequential ids, one INSERT per connection
+//! through a multi-host connection string (libpq finds the primary), as an application that
+//! reconnects after a failure. What it was told was committed is checked against the new
+//! primary afterwards.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cluster::Sandbox;
+
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<(i64, Instant)>>,
+}
+
+/// What the load saw.
+pub struct Acked {
+    /// Every acknowledged id and when the acknowledgement came.
+    pub ids: Vec<(i64, Instant)>,
+}
+
+/// The application's connection string over `hosts` and its password.
+pub fn app_conninfo(sb: &Sandbox, hosts: &[&str]) -> (String, String) {
+    let addresses: Vec<String> = hosts.iter().map(|h| sb.ip(h)).collect();
+    let password = sb
+        .env
+        .iter()
+        .find(|(k, _)| k == "PGHA_APP_PASSWORD")
+        .map(|(_, v)| v.clone())
+        .expect("app password");
+    (
+        format!(
+            "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",
+            addresses.join(",")
+        ),
+        password,
+    )
+}
+
+/// One statement as a client of the cluster: a new connection through `conninfo` (libpq
+/// picks the host), true when it was acknowledged.
+pub fn client_sql(conninfo: &str, password: &str, sql: &str) -> bool {
+    std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            conninfo,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl Writer {
+    /// Create the table and start writing.
+    pub fn start(conninfo: &str, password: &str) -> Writer {
+        assert!(
+            client_sql(
+                conninfo,
+                password,
+                "CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"
+            ),
+            "the app user can write"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (conninfo, password) = (conninfo.to_owned(), password.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut id = 0i64;
+            while !flag.load(Ordering::Relaxed) {
+                id += 1;
+                let sql = format!("INSERT INTO writes (id) VALUES ({id})");
+                if client_sql(&conninfo, &password, &sql) {
+                    acked.push((id, Instant::now()));
+                } else {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            acked
+        });
+        Writer { stop, thread }
+    }
+
+    pub fn stop(self) -> Acked {
+        self.stop.store(true, Ordering::Relaxed);
+        Acked {
+            ids: self.thread.join().expect("writer"),
+        }
+    }
+}
+
+impl Acked {
+    pub fn before(&self, at: Instant) -> usize {
+        self.ids.iter().filter(|(_, t)| *t < at).count()
+    }
+
+    pub fn after(&self, at: Instant) -> usize {
+        self.ids.iter().filter(|(_, t)| *t >= at).count()
+    }
+
+    /// The longest pause between two acknowledged writes around `crash` (an INSERT in flight
+    /// when the crash lands may still be acknowledged just after it).
+    pub fn gap_around(&self, crash: Instant) -> Duration {
+        self.ids
+            .windows(2)
+            .filter(|w| w[1].1 + Duration::from_secs(2) >= crash)
+            .map(|w| w[1].1.duration_since(w[0].1))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Acknowledged ids that `host` does not have, with when each was acknowledged.
+    pub fn missing_on(&self, sb: &Sandbox, host: &str) -> Vec<(i64, Instant)> {
+        let present: BTreeSet<i64> = sb
+            .sh(
+                host,
+                "cd / && runuser -u postgres -- psql -X -At -d appdb -c 'SELECT id FROM writes'",
+            )
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        self.ids
+            .iter()
+            .filter(|(id, _)| !present.contains(id))
+            .copied()
+            .collect()
+    }
+}
