@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::components::Component;
 use crate::flavours::Flavour;
 use crate::inventory::{self, Inventory, LoadError};
-use crate::model::{Cluster, Secrets, Topology};
-use crate::playbook::{self, expand::ExpandError, Playbook, PlaybookError, Step};
+use crate::model::{Cluster, Host, Secrets, Topology};
+use crate::playbook::{self, expand::ExpandError, Expander, Playbook, PlaybookError, Step};
 use crate::render::{RenderError, Templates};
 use crate::secret::SecretError;
 
@@ -67,19 +67,34 @@ impl Project {
     /// Every host's steps for a given topology.
     pub fn expand(&self, topology: &Topology) -> Result<BTreeMap<String, Vec<Step>>, ProjectError> {
         let mut out = BTreeMap::new();
-        for host in &self.cluster.hosts {
-            let steps = playbook::expand(
-                &self.playbook,
-                &self.templates,
-                &self.cluster,
-                self.flavour.as_ref(),
-                &self.components,
-                topology,
-                host,
-            )?;
+        self.expand_each(topology, |host, steps| {
             out.insert(host.name.clone(), steps);
-        }
+            Ok::<_, ProjectError>(())
+        })?;
         Ok(out)
+    }
+
+    /// Each host's steps for a given topology, handed to `f` one host at a time in the
+    /// inventory's order (what every host shares is built once): a caller that needs one host
+    /// at a time holds one host's steps at a time. Stops at the first error.
+    pub fn expand_each<E: From<ProjectError>>(
+        &self,
+        topology: &Topology,
+        mut f: impl FnMut(&Host, Vec<Step>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let expander = Expander::new(
+            &self.playbook,
+            &self.templates,
+            &self.cluster,
+            self.flavour.as_ref(),
+            &self.components,
+            topology,
+        );
+        for host in &self.cluster.hosts {
+            let steps = expander.expand(host).map_err(ProjectError::from)?;
+            f(host, steps)?;
+        }
+        Ok(())
     }
 
     /// Every host's steps for the topology the inventory declares.

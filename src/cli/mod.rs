@@ -117,6 +117,12 @@ impl CliError {
     }
 }
 
+impl From<crate::project::ProjectError> for CliError {
+    fn from(e: crate::project::ProjectError) -> Self {
+        CliError::new(e)
+    }
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

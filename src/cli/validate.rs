@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::cli::{CliError, SourceArgs};
 use crate::exit::ExitStatus;
+use crate::model::Topology;
 use crate::project::Project;
 
 #[derive(Args, Debug)]
@@ -24,7 +25,9 @@ pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
     .map_err(CliError::new)?;
     // Expanding every host renders every template and types every step: what `plan` would do
     // before it connects anywhere.
-    project.expand_declared().map_err(CliError::new)?;
+    // One host at a time: nothing is kept but the first error.
+    let declared = Topology::declared(&project.cluster);
+    project.expand_each(&declared, |_, _| Ok::<_, CliError>(()))?;
     if args.secrets {
         project.resolve_secrets().map_err(CliError::new)?;
     }

@@ -61,8 +61,14 @@ pub trait Component: fmt::Debug + Send + Sync {
     fn secrets(&self) -> Vec<FlavourSecret<'_>> {
         Vec::new()
     }
-    /// What templates and playbooks see under its name.
-    fn vars(&self, cluster: &Cluster, host: &Host) -> Value;
+    /// What templates and playbooks see under its name: the same on every host, built once
+    /// for all of them.
+    fn vars(&self, cluster: &Cluster) -> Value;
+    /// Entries under its name that differ from host to host, over `vars` (keep them few: they
+    /// are built for every host).
+    fn vars_of_host(&self, _cluster: &Cluster, _host: &Host) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
     /// Its questions to one host, asked in the facts round trip.
     fn probes(&self, _cluster: &Cluster, _host: &Host) -> Vec<Probe> {
         Vec::new()

@@ -241,9 +241,15 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     fn hba(&self, _address: &str) -> Vec<HbaRule> {
         Vec::new()
     }
-    /// What its templates and playbook see under its name.
-    fn vars(&self, _cluster: &Cluster, _host: &Host) -> Value {
+    /// What its templates and playbook see under its name: the same on every host, built once
+    /// for all of them.
+    fn vars(&self, _cluster: &Cluster) -> Value {
         Value::Null
+    }
+    /// Entries under its name that differ from host to host, over `vars` (keep them few: they
+    /// are built for every host).
+    fn vars_of_host(&self, _cluster: &Cluster, _host: &Host) -> Map<String, Value> {
+        Map::new()
     }
     /// Variables of one host, seen as `host.*` and in `hosts`.
     fn host_vars(&self, _host: &Host) -> Map<String, Value> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
 
-pub use expand::{expand, Step};
+pub use expand::{Expander, Step};
 
 use std::sync::Arc;
 

@@ -1,9 +1,18 @@
 //! The variables a host's steps and templates see.
+//!
+//! Most of them are the same for every host of one expansion (the cluster's settings, pg_hba
+//! rules for every host, the list of hosts): `Vars` builds those once, as template values
+//! shared by reference, and a host's context adds only its own few (`host`, `upstream`,
+//! `downstreams`, `slot`, a flavour's or component's per-host entries). A host's context costs
+//! the size of its own variables, not the cluster's.
 
-use serde::Serialize;
-use serde_json::{json, Value};
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use minijinja::value::{merge_maps, Serde};
+use minijinja::Value as Tmpl;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use crate::components::Component;
 use crate::flavours::Flavour;
@@ -85,112 +94,253 @@ struct HostVars<'a> {
     flavour: serde_json::Map<String, Value>,
 }
 
-fn host_vars<'a>(flavour: &dyn Flavour, topology: &'a Topology, h: &'a Host) -> HostVars<'a> {
-    HostVars {
-        name: &h.name,
-        address: &h.address,
-        role: topology.role(h),
-        upstream: topology.upstream.get(&h.name).map(String::as_str),
-        allow_wipe: h.allow_wipe,
-        depth: topology.depth(&h.name),
-        flavour: flavour.host_vars(h),
-    }
+/// A template value from JSON. Through `serde_json::Value`, so that maps keep the order they
+/// always had (sorted keys).
+fn tmpl(value: &Value) -> Tmpl {
+    Tmpl::from(Serde(value))
 }
 
-/// Everything `host`'s steps and templates may use, as one JSON value.
-pub fn host_vars_json(
-    cluster: &Cluster,
-    flavour: &dyn Flavour,
-    components: &[Arc<dyn Component>],
-    topology: &Topology,
-    host: &Host,
-) -> Value {
-    let pg = &cluster.postgres;
-    // Name, address and the flavour's own keys (a repmgr node id).
-    let brief = |h: &Host| {
-        let mut m = flavour.host_vars(h);
-        m.insert("name".into(), json!(h.name));
-        m.insert("address".into(), json!(h.address));
-        Value::Object(m)
-    };
-    let upstream = topology
-        .upstream
-        .get(&host.name)
-        .and_then(|u| cluster.host(u))
-        .map(brief);
-    let primary = cluster.host(&topology.primary).map(brief);
-    let downstreams: Vec<Value> = topology
-        .downstreams(cluster, &host.name)
-        .iter()
-        .map(|d| json!({"name": d.name, "address": d.address, "slot": flavour.slot_name(&d.name)}))
-        .collect();
-    let slot = (cluster.replication.slots && topology.upstream.contains_key(&host.name))
-        .then(|| flavour.slot_name(&host.name));
-    let users: Vec<Value> = cluster
-        .users
-        .iter()
-        .map(|u| {
-            json!({
-                "name": u.name, "login": u.login, "superuser": u.superuser, "createdb": u.createdb,
-                "createrole": u.createrole, "connection_limit": u.connection_limit,
-                "password_label": u.password.as_ref().map(|_| format!("users[{}].password", u.name)),
+/// The names a host's context sets itself, over the shared ones (and `item` in a loop): a
+/// template that reads none of them renders alike on every host.
+pub const PER_HOST: [&str; 5] = ["host", "upstream", "downstreams", "slot", "item"];
+
+/// The variables of one expansion: built once, then a context per host.
+pub struct Vars<'a> {
+    cluster: &'a Cluster,
+    flavour: &'a dyn Flavour,
+    components: &'a [Arc<dyn Component>],
+    topology: &'a Topology,
+    /// Everything that is the same on every host, as one map.
+    shared: Tmpl,
+    /// The flavour's and components' shared variables, by name, for the ones that add
+    /// per-host entries over them.
+    plugged: BTreeMap<&'static str, Tmpl>,
+    /// Each host's `host` (also the items of `hosts`).
+    host: BTreeMap<&'a str, Tmpl>,
+    /// `{name, address, ...}` of each host, for `upstream`.
+    brief_of: BTreeMap<&'a str, Tmpl>,
+    /// `downstreams` of each upstream, in the inventory's order of hosts.
+    downstreams: BTreeMap<&'a str, Vec<Tmpl>>,
+    /// Names of per-host variables besides `PER_HOST`: the flavour's and components' names
+    /// when they add per-host entries.
+    per_host: BTreeSet<&'static str>,
+}
+
+impl<'a> Vars<'a> {
+    pub fn new(
+        cluster: &'a Cluster,
+        flavour: &'a dyn Flavour,
+        components: &'a [Arc<dyn Component>],
+        topology: &'a Topology,
+    ) -> Self {
+        let pg = &cluster.postgres;
+        let host_json = |h: &'a Host| {
+            serde_json::to_value(HostVars {
+                name: &h.name,
+                address: &h.address,
+                role: topology.role(h),
+                upstream: topology.upstream.get(&h.name).map(String::as_str),
+                allow_wipe: h.allow_wipe,
+                depth: topology.depth(&h.name),
+                flavour: flavour.host_vars(h),
             })
-        })
-        .collect();
-    let extensions: Vec<Value> = cluster
-        .databases
-        .iter()
-        .flat_map(|db| {
-            db.extensions
-                .iter()
-                .map(move |e| json!({"database": db.name, "name": e}))
-        })
-        .collect();
-    let mut secrets = json!({
-        "replication_password": mark("replication.password", None),
-        "superuser_password": cluster.postgres.superuser_password.as_ref().map(|_| mark("postgres.superuser_password", None)),
-    });
-    let mut plugged = flavour.secrets();
-    for c in components {
-        plugged.extend(c.secrets());
+            .unwrap_or(Value::Null)
+        };
+        let host: BTreeMap<&str, Tmpl> = cluster
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), tmpl(&host_json(h))))
+            .collect();
+        // Name, address and the flavour's own keys (a repmgr node id): `upstream`, `primary`.
+        let brief = |h: &Host| {
+            let mut m = flavour.host_vars(h);
+            m.insert("name".into(), json!(h.name));
+            m.insert("address".into(), json!(h.address));
+            Value::Object(m)
+        };
+        let brief_of: BTreeMap<&str, Tmpl> = cluster
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), tmpl(&brief(h))))
+            .collect();
+        let mut downstreams: BTreeMap<&str, Vec<Tmpl>> = BTreeMap::new();
+        for h in &cluster.hosts {
+            if let Some(up) = topology.upstream.get(&h.name) {
+                downstreams.entry(up.as_str()).or_default().push(tmpl(
+                    &json!({"name": h.name, "address": h.address, "slot": flavour.slot_name(&h.name)}),
+                ));
+            }
+        }
+        let users: Vec<Value> = cluster
+            .users
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name, "login": u.login, "superuser": u.superuser, "createdb": u.createdb,
+                    "createrole": u.createrole, "connection_limit": u.connection_limit,
+                    "password_label": u.password.as_ref().map(|_| format!("users[{}].password", u.name)),
+                })
+            })
+            .collect();
+        let extensions: Vec<Value> = cluster
+            .databases
+            .iter()
+            .flat_map(|db| {
+                db.extensions
+                    .iter()
+                    .map(move |e| json!({"database": db.name, "name": e}))
+            })
+            .collect();
+        let mut secrets = json!({
+            "replication_password": mark("replication.password", None),
+            "superuser_password": cluster.postgres.superuser_password.as_ref().map(|_| mark("postgres.superuser_password", None)),
+        });
+        let mut plugged = flavour.secrets();
+        for c in components {
+            plugged.extend(c.secrets());
+        }
+        for s in plugged {
+            secrets[s.var] = Value::String(mark(&s.label, None));
+        }
+        let primary = brief_of
+            .get(topology.primary.as_str())
+            .cloned()
+            .unwrap_or(Tmpl::from(()));
+        let mut shared: BTreeMap<String, Tmpl> = BTreeMap::new();
+        let mut set = |key: &str, value: Tmpl| {
+            shared.insert(key.to_owned(), value);
+        };
+        set(
+            "cluster",
+            tmpl(&json!({"name": cluster.name, "flavour": cluster.flavour})),
+        );
+        set(
+            "pg",
+            tmpl(&json!({
+                "version": pg.version,
+                "port": pg.port,
+                "debian_cluster": pg.debian_cluster,
+                "data_dir": pg.data_dir,
+                "conf_dir": pg.conf_dir,
+                "bin_dir": format!("/usr/lib/postgresql/{}/bin", pg.version),
+                "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
+            })),
+        );
+        let mut parameters = server_parameters(cluster);
+        flavour.parameters(&mut parameters);
+        set("parameters", tmpl(&json!(parameters)));
+        set("hba", tmpl(&Value::Array(hba(cluster, flavour))));
+        set(
+            "replication",
+            tmpl(&json!({
+                "user": cluster.replication.user,
+                "slots": cluster.replication.slots,
+            })),
+        );
+        set("primary", primary);
+        set(
+            "hosts",
+            Tmpl::from(
+                cluster
+                    .hosts
+                    .iter()
+                    .filter(|h| h.role.has_postgres())
+                    .map(|h| host[h.name.as_str()].clone())
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        set("users", tmpl(&Value::Array(users)));
+        set("databases", tmpl(&json!(cluster.databases)));
+        set("extensions", tmpl(&Value::Array(extensions)));
+        set("secrets", tmpl(&secrets));
+        // The flavour's and the components' own variables, each under its name (`patroni.*`).
+        // Those with per-host entries are merged with them in each host's context.
+        let mut plugged = BTreeMap::new();
+        let mut per_host = BTreeSet::new();
+        let mut plug = |name: &'static str, vars: Value, has_own: bool| {
+            let vars = tmpl(&vars);
+            if has_own {
+                per_host.insert(name);
+                plugged.insert(name, vars.clone());
+            }
+            set(name, vars);
+        };
+        let has_own = |f: &dyn Fn(&Host) -> bool| cluster.hosts.iter().any(f);
+        plug(
+            flavour.name(),
+            flavour.vars(cluster),
+            has_own(&|h| !flavour.vars_of_host(cluster, h).is_empty()),
+        );
+        for c in components {
+            plug(
+                c.name(),
+                c.vars(cluster),
+                has_own(&|h| !c.vars_of_host(cluster, h).is_empty()),
+            );
+        }
+        Vars {
+            cluster,
+            flavour,
+            components,
+            topology,
+            shared: Tmpl::from(shared),
+            plugged,
+            host,
+            brief_of,
+            downstreams,
+            per_host,
+        }
     }
-    for s in plugged {
-        secrets[s.var] = Value::String(mark(&s.label, None));
+
+    /// Whether a variable differs from host to host (or is a loop's `item`).
+    pub fn is_per_host(&self, name: &str) -> bool {
+        PER_HOST.contains(&name) || self.per_host.contains(name)
     }
-    let mut parameters = server_parameters(cluster);
-    flavour.parameters(&mut parameters);
-    let mut vars = json!({
-        "cluster": {"name": cluster.name, "flavour": cluster.flavour},
-        "pg": {
-            "version": pg.version,
-            "port": pg.port,
-            "debian_cluster": pg.debian_cluster,
-            "data_dir": pg.data_dir,
-            "conf_dir": pg.conf_dir,
-            "bin_dir": format!("/usr/lib/postgresql/{}/bin", pg.version),
-            "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
-        },
-        "parameters": parameters,
-        "hba": hba(cluster, flavour),
-        "replication": {
-            "user": cluster.replication.user,
-            "slots": cluster.replication.slots,
-        },
-        "host": host_vars(flavour, topology, host),
-        "upstream": upstream,
-        "primary": primary,
-        "hosts": cluster.hosts.iter().filter(|h| h.role.has_postgres()).map(|h| host_vars(flavour, topology, h)).collect::<Vec<_>>(),
-        "downstreams": downstreams,
-        "slot": slot,
-        "users": users,
-        "databases": cluster.databases,
-        "extensions": extensions,
-        "secrets": secrets,
-    });
-    // The flavour's and the components' own variables, each under its name (`patroni.*`).
-    vars[flavour.name()] = flavour.vars(cluster, host);
-    for c in components {
-        vars[c.name()] = c.vars(cluster, host);
+
+    /// Everything `host`'s steps and templates may use, as one value.
+    pub fn context(&self, host: &Host) -> Tmpl {
+        let topology = self.topology;
+        let upstream = topology
+            .upstream
+            .get(&host.name)
+            .and_then(|u| self.brief_of.get(u.as_str()))
+            .cloned()
+            .unwrap_or(Tmpl::from(()));
+        let downstreams = self
+            .downstreams
+            .get(host.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let slot = (self.cluster.replication.slots && topology.upstream.contains_key(&host.name))
+            .then(|| self.flavour.slot_name(&host.name));
+        let mut own: BTreeMap<&str, Tmpl> = BTreeMap::from([
+            (
+                "host",
+                self.host
+                    .get(host.name.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            ("upstream", upstream),
+            ("downstreams", Tmpl::from(downstreams)),
+            ("slot", Tmpl::from(slot)),
+        ]);
+        // A flavour's or component's per-host entries, over its shared variables.
+        let mut overlay = |name: &'static str, entries: Map<String, Value>| {
+            if let Some(shared) = self.plugged.get(name) {
+                own.insert(
+                    name,
+                    merge_maps([shared.clone(), tmpl(&Value::Object(entries))]),
+                );
+            }
+        };
+        overlay(
+            self.flavour.name(),
+            self.flavour.vars_of_host(self.cluster, host),
+        );
+        for c in self.components {
+            overlay(c.name(), c.vars_of_host(self.cluster, host));
+        }
+        merge_maps([self.shared.clone(), Tmpl::from(own)])
     }
-    vars
 }

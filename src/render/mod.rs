@@ -1,11 +1,15 @@
 //! Templates: embedded in the binary, overridable from a folder, rendered with
 //! minijinja in strict mode (an undefined variable is an error, never an empty string).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+pub use minijinja::{Expression, Template};
 
 use crate::secret::mark;
+
+pub mod shared;
 
 /// `(name, text)` of files under the repository's `templates/`, embedded at build time.
 #[macro_export]
@@ -68,6 +72,7 @@ impl Templates {
         env.add_filter("pgpass", pgpass);
         env.add_filter("yaml_secret", yaml_secret);
         env.add_global("managed_header", MANAGED_HEADER);
+        env.add_function("shared", |name: String| shared::mark(&name));
         let mut digests = std::collections::BTreeMap::new();
         for &(name, text) in TEMPLATES.iter().chain(more) {
             let source = match overrides {
@@ -118,14 +123,31 @@ impl Templates {
         })
     }
 
-    /// Render a string argument of a step (`"{{ pg.conf_dir }}/pg_hba.conf"`).
-    pub fn render_str(&self, text: &str, context: &Value) -> Result<String, Error> {
-        self.env.render_str(text, context)
+    /// Compile a string argument of a step (`"{{ pg.conf_dir }}/pg_hba.conf"`), to render it
+    /// for each host.
+    pub fn compile_str<'s>(&self, text: &'s str) -> Result<Template<'_, 's>, Error> {
+        self.env.template_from_str(text)
     }
 
-    /// Evaluate an expression (`when`, `loop`, a whole-argument `{{ x }}`) to a value.
-    pub fn eval(&self, expression: &str, context: &Value) -> Result<Value, Error> {
-        self.env.compile_expression(expression)?.eval(context)
+    /// Compile an expression (`when`, `loop`, a whole-argument `{{ x }}`), to evaluate it for
+    /// each host.
+    pub fn compile_expression<'s>(&self, expression: &'s str) -> Result<Expression<'_, 's>, Error> {
+        self.env.compile_expression(expression)
+    }
+
+    /// The top-level variables a template reads, or None when that cannot be told: it
+    /// includes, imports or extends another template (or says those words anywhere), or it
+    /// does not exist.
+    pub fn reads(&self, name: &str) -> Option<HashSet<String>> {
+        let template = self.env.get_template(name).ok()?;
+        let source = template.source();
+        if ["include", "import", "extends"]
+            .iter()
+            .any(|w| source.contains(w))
+        {
+            return None;
+        }
+        Some(template.undeclared_variables(false))
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod scram;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,6 +141,22 @@ const OPEN: &str = "\u{27e6}secret:";
 const CLOSE: char = '\u{27e7}';
 pub const MASK: &str = "(sensitive)";
 
+/// Where `open`, the opening of a mark (`⟦secret:`), first stands in `text`. Searched by its
+/// first character, which configuration text hardly holds otherwise: much quicker over a long
+/// text than a search for the whole opening.
+pub fn find_mark(text: &str, open: &str) -> Option<usize> {
+    let first = open.chars().next()?;
+    let mut from = 0;
+    while let Some(at) = text[from..].find(first) {
+        let at = from + at;
+        if text[at..].starts_with(open) {
+            return Some(at);
+        }
+        from = at + first.len_utf8();
+    }
+    None
+}
+
 /// The mark that stands for a secret in rendered text.
 pub fn mark(label: &str, transform: Option<&str>) -> String {
     match transform {
@@ -154,36 +171,39 @@ pub fn mark(label: &str, transform: Option<&str>) -> String {
 pub struct Sealed(pub String);
 
 impl Sealed {
-    /// The text as shown to people: every secret is `(sensitive)`.
-    pub fn masked(&self) -> String {
-        self.replace_marks(|_, _| Ok::<_, SecretError>(MASK.to_owned()))
-            .unwrap_or_else(|_| MASK.to_owned())
+    /// The text as shown to people: every secret is `(sensitive)`. Borrowed when it has none.
+    pub fn masked(&self) -> Cow<'_, str> {
+        self.replace_marks(|_, _| Ok::<_, SecretError>(Cow::Borrowed(MASK)))
+            .unwrap_or(Cow::Borrowed(MASK))
     }
 
     pub fn has_secrets(&self) -> bool {
-        self.0.contains(OPEN)
+        find_mark(&self.0, OPEN).is_some()
     }
 
-    /// The text with the real values, for the host only.
-    pub fn reveal(&self, secrets: &Secrets) -> Result<String, SecretError> {
+    /// The text with the real values, for the host only. Borrowed when it has no secret.
+    pub fn reveal(&self, secrets: &Secrets) -> Result<Cow<'_, str>, SecretError> {
         self.replace_marks(|label, transform| {
             let value = secrets.get(label)?;
-            Ok(apply_transform(value.expose(), transform))
+            Ok(Cow::Owned(apply_transform(value.expose(), transform)))
         })
     }
 
     fn replace_marks<E>(
         &self,
-        mut f: impl FnMut(&str, Option<&str>) -> Result<String, E>,
-    ) -> Result<String, E> {
-        let mut out = String::with_capacity(self.0.len());
+        mut f: impl FnMut(&str, Option<&str>) -> Result<Cow<'static, str>, E>,
+    ) -> Result<Cow<'_, str>, E> {
         let mut rest = self.0.as_str();
-        while let Some(start) = rest.find(OPEN) {
+        let Some(mut start) = find_mark(rest, OPEN) else {
+            return Ok(Cow::Borrowed(rest));
+        };
+        let mut out = String::with_capacity(self.0.len());
+        loop {
             out.push_str(&rest[..start]);
             let after = &rest[start + OPEN.len()..];
             let Some(end) = after.find(CLOSE) else {
                 out.push_str(&rest[start..]);
-                return Ok(out);
+                return Ok(Cow::Owned(out));
             };
             let inner = &after[..end];
             let (label, transform) = match inner.split_once('|') {
@@ -192,9 +212,13 @@ impl Sealed {
             };
             out.push_str(&f(label, transform)?);
             rest = &after[end + CLOSE.len_utf8()..];
+            match find_mark(rest, OPEN) {
+                Some(next) => start = next,
+                None => break,
+            }
         }
         out.push_str(rest);
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 }
 

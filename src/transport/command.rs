@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
+
 use crate::secret::{Sealed, SecretError, Secrets};
 
 /// A command to run on a host.
@@ -90,7 +92,7 @@ impl RemoteCommand {
         let args: Result<Vec<String>, SecretError> = self
             .wrapped_argv(login_is_root)
             .iter()
-            .map(|a| a.reveal(secrets))
+            .map(|a| a.reveal(secrets).map(Cow::into_owned))
             .collect();
         Ok(shell_words::join(args?))
     }
@@ -100,7 +102,7 @@ impl RemoteCommand {
         let args: Vec<String> = self
             .wrapped_argv(login_is_root)
             .iter()
-            .map(Sealed::masked)
+            .map(|a| a.masked().into_owned())
             .collect();
         shell_words::join(args)
     }

@@ -168,7 +168,7 @@ fn run_fixture(file: &Path, case: &Value) -> (String, bool) {
         .flat_map(|c| {
             c.commands
                 .iter()
-                .filter_map(|cmd| cmd.stdin.as_ref().map(|s| s.masked()))
+                .filter_map(|cmd| cmd.stdin.as_ref().map(|s| s.masked().into_owned()))
         })
         .collect();
     for needle in strings(expect, "stdin") {
@@ -282,7 +282,7 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
                 facts.packages.insert(n.clone(), "1".into());
             }
         } else if let Some(f) = m.downcast::<File>() {
-            let content = f.content.reveal(secrets).expect("reveal");
+            let content = f.content.reveal(secrets).expect("reveal").into_owned();
             facts.files.insert(
                 f.dest.clone(),
                 FileFact {

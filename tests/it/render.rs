@@ -132,6 +132,66 @@ fn show_secrets_without_the_secrets_fails_and_writes_nothing() {
     assert!(!target.exists());
 }
 
+/// Files are written host by host: an error on a later host (here a template that fails on the
+/// standbys only) must still leave nothing behind, not even the folders it would have made.
+#[test]
+fn an_error_on_a_later_host_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = dir.path().join("templates/postgresql");
+    std::fs::create_dir_all(&templates).expect("mkdir");
+    std::fs::write(
+        templates.join("pgha.conf.j2"),
+        "# {{ managed_header }}\n{% if host.role == 'standby' %}{{ no_such_variable }}{% endif %}\n",
+    )
+    .expect("write");
+    let target = dir.path().join("new/rendered");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .args(["--templates"])
+        .arg_path(&dir.path().join("templates"))
+        .args(["--out"])
+        .arg_path(&target)
+        .status(1)
+        .stderr_has("pg2: step `server parameters`")
+        .run();
+    assert!(!dir.path().join("new").exists());
+
+    // Into a folder that holds files already: theirs stay, nothing of ours is added.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir_all(existing.join("pg1")).expect("mkdir");
+    std::fs::write(existing.join("pg1/keep"), "mine").expect("write");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&root().join("inventory.example"))
+        .args(["--templates"])
+        .arg_path(&dir.path().join("templates"))
+        .args(["--out"])
+        .arg_path(&existing)
+        .status(1)
+        .run();
+    assert_eq!(files(&existing), ["pg1/keep"]);
+}
+
+#[test]
+fn rendering_again_replaces_the_files_and_keeps_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    render(&out, &[], &[]);
+    std::fs::write(out.join("pg1/etc/postgresql/15/main/pg_hba.conf"), "edited").expect("write");
+    std::fs::write(out.join("notes.txt"), "mine").expect("write");
+    let before = files(&out);
+    render(&out, &[], &[]);
+    assert_eq!(files(&out), before);
+    assert!(
+        read(&out, "pg1", "etc/postgresql/15/main/pg_hba.conf").starts_with("# Managed by pgha")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).expect("read"),
+        "mine"
+    );
+}
+
 #[test]
 fn a_template_override_replaces_the_built_in_one() {
     let dir = tempfile::tempdir().expect("tempdir");

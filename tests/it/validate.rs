@@ -1596,6 +1596,43 @@ fn patroni_yml_that_does_not_parse_is_refused_offline() {
         .run();
 }
 
+/// Patroni's pg_hba items come from a fragment rendered once for all hosts
+/// (`patroni/pg_hba.yml.j2`); an item PostgreSQL would refuse is named by its place in
+/// `postgresql.pg_hba` whether it comes from the fragment or from the file around it.
+#[test]
+fn patroni_pg_hba_item_postgresql_would_refuse_is_named_by_its_index() {
+    let (dir, path) = write_inventory(&patroni_variant(PATRONI));
+    let templates = dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("patroni")).expect("mkdir");
+    let fragment = std::fs::read_to_string(root().join("templates/patroni/pg_hba.yml.j2"))
+        .expect("the real fragment");
+    // 15 rules: 5 local and loopback ones, 3 for each of the 3 hosts, the inventory's own.
+    let bad = "    - \"host all all 10.0.0.1 md5\"\n";
+    std::fs::write(
+        templates.join("patroni/pg_hba.yml.j2"),
+        format!("{fragment}{bad}"),
+    )
+    .expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("template patroni/patroni.yml.j2 renders /etc/patroni/15-main.yml with postgresql.pg_hba[15], which PostgreSQL would refuse")
+        .run();
+
+    // The same line in the file itself, after the fragment's items.
+    std::fs::remove_file(templates.join("patroni/pg_hba.yml.j2")).expect("rm");
+    let real = std::fs::read_to_string(root().join("templates/patroni/patroni.yml.j2"))
+        .expect("the real template");
+    let call = "{{ shared(\"patroni/pg_hba.yml.j2\") }}\n";
+    let last = real.rfind(call).expect("the call in postgresql.pg_hba");
+    let mut edited = real.clone();
+    edited.insert_str(last + call.len(), bad);
+    std::fs::write(templates.join("patroni/patroni.yml.j2"), edited).expect("write");
+    validate_with_templates(&path, &templates)
+        .status(1)
+        .stderr_has("renders /etc/patroni/15-main.yml with postgresql.pg_hba[15], which PostgreSQL would refuse")
+        .run();
+}
+
 // ---- the Patroni flavour -----------------------------------------------------------------------
 
 const PATRONI: &str = "\

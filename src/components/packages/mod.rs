@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::components::{Component, Entry, SectionInput};
-use crate::model::{Cluster, Host};
+use crate::model::Cluster;
 use crate::yaml::decode;
 
 pub const ENTRY: Entry = Entry {
@@ -40,7 +40,7 @@ impl Component for Packages {
     }
 
     /// The list itself, as playbooks and templates always saw it.
-    fn vars(&self, _cluster: &Cluster, _host: &Host) -> Value {
+    fn vars(&self, _cluster: &Cluster) -> Value {
         Value::from(self.names.clone())
     }
 }

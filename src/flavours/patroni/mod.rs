@@ -114,6 +114,7 @@ impl Flavour for Patroni {
         crate::embedded_templates![
             "etcd/etcd.default.j2",
             "patroni/callback.py.j2",
+            "patroni/pg_hba.yml.j2",
             "patroni/patroni.yml.j2",
             "patroni/patronictl.sh.j2",
             "patroni/softdog.conf.j2",
@@ -154,8 +155,12 @@ impl Flavour for Patroni {
         }]
     }
 
-    fn vars(&self, cluster: &Cluster, host: &Host) -> Value {
-        vars::vars(self, cluster, host)
+    fn vars(&self, cluster: &Cluster) -> Value {
+        vars::vars(self, cluster)
+    }
+
+    fn vars_of_host(&self, cluster: &Cluster, host: &Host) -> Map<String, Value> {
+        vars::vars_of_host(cluster, host)
     }
 
     fn host_vars(&self, host: &Host) -> Map<String, Value> {

@@ -1,13 +1,14 @@
 //! What the Patroni flavour's templates and playbook see under `patroni`: its settings plus
 //! what is derived from the hosts (etcd endpoints, members' REST APIs, the DCS settings).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::flavours::patroni::config::Patroni;
 use crate::model::{server_parameters, Cluster, Host};
 
-/// What Patroni's templates need: the settings plus what is derived from the hosts.
-pub(super) fn vars(p: &Patroni, cluster: &Cluster, host: &Host) -> Value {
+/// What Patroni's templates need: the settings plus what is derived from the hosts, the same
+/// on every host.
+pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
     let address = |name: &str| {
         cluster
             .host(name)
@@ -26,9 +27,6 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster, host: &Host) -> Value {
         .iter()
         .map(|m| format!("{m}=http://{}:{}", address(m), p.etcd.peer_port))
         .collect();
-    // Cascading under Patroni: a declared upstream other than the primary is `replicatefrom`.
-    let declared_primary = cluster.primary().name.clone();
-    let replicatefrom = host.upstream.clone().filter(|u| *u != declared_primary);
     // Server parameters live in the DCS under Patroni; these are Patroni's own or its
     // defaults and stay out: listen_addresses/port (postgresql.listen), hot_standby,
     // wal_level, archive settings are kept.
@@ -99,11 +97,20 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster, host: &Host) -> Value {
         "etcd_initial_cluster": initial.join(","),
         "etcd_endpoint": format!("http://127.0.0.1:{}", p.etcd.client_port),
         "standby_cluster": p.standby_cluster,
-        "replicatefrom": replicatefrom,
         "dcs_parameters": dcs_settings["postgresql"]["parameters"],
         "dcs_settings": dcs_settings,
         "members": members,
         "service": format!("patroni@{instance}"),
         "config_file": format!("/etc/patroni/{instance}.yml"),
     })
+}
+
+/// What differs from host to host under `patroni`: cascading under Patroni, a declared upstream
+/// other than the primary, is `replicatefrom`.
+pub(super) fn vars_of_host(cluster: &Cluster, host: &Host) -> Map<String, Value> {
+    let declared_primary = &cluster.primary().name;
+    let replicatefrom = host.upstream.clone().filter(|u| u != declared_primary);
+    let mut m = Map::new();
+    m.insert("replicatefrom".to_owned(), json!(replicatefrom));
+    m
 }

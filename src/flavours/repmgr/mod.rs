@@ -142,7 +142,7 @@ impl Flavour for Repmgr {
             .or_insert_with(|| "512MB".to_owned());
     }
 
-    fn vars(&self, cluster: &Cluster, _host: &Host) -> Value {
+    fn vars(&self, cluster: &Cluster) -> Value {
         let pg = &cluster.postgres;
         json!({
             "user": self.user,
