@@ -58,7 +58,12 @@ impl Sandbox {
 
     /// A repmgr sandbox on the packages image: `data` data nodes and a witness after them.
     pub fn repmgr(tag: &str, data: usize) -> Sandbox {
-        Sandbox::up_with(tag, Options::packaged(data + 1), |o| {
+        Sandbox::repmgr_with(tag, Options::packaged(data + 1))
+    }
+
+    /// A repmgr sandbox with these options; the last host is the witness.
+    pub fn repmgr_with(tag: &str, options: Options) -> Sandbox {
+        Sandbox::up_with(tag, options, |o| {
             o.flavour = pgha::sandbox::Flavour::Repmgr;
             o.witness = true;
         })

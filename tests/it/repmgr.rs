@@ -4,23 +4,23 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::Sandbox;
+use crate::cluster::{Options, Sandbox};
 use crate::load::{app_conninfo, client_sql, Writer};
 
-/// Bootstrap, verify, no-op; then the primary's host is killed under a write load: repmgrd
-/// promotes a standby (the other follows), writes resume; the old host comes back without
-/// starting PostgreSQL (start.conf manual), plan shows its rejoin before start, apply does it,
-/// verify passes and plan has nothing left.
+/// From bare hosts (apt included): bootstrap, verify, no-op; then the primary's host is killed
+/// under a write load: repmgrd promotes a standby (the other follows), writes resume; the old
+/// host comes back without starting PostgreSQL (start.conf manual), plan shows its rejoin
+/// before start, apply does it, verify passes and plan has nothing left.
 #[test]
 fn repmgr_with_a_witness_fails_over_and_the_old_primary_rejoins_before_start() {
-    let sb = Sandbox::repmgr("repmgr", 3);
+    let sb = Sandbox::repmgr_with("repmgr", Options::bare(4));
     let started = Instant::now();
     sb.pgha(["apply", "-y"])
         .stdout_has("start pgha-repmgrd.service (repmgrd running)")
         .stdout_has("19 checks run, 19 passed, 0 failed.")
         .run();
     eprintln!(
-        "repmgr: hosts with packages -> verified cluster with a witness in {:.1} s",
+        "repmgr: bare hosts -> verified cluster with a witness in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     sb.assert_converged();
