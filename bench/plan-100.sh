@@ -4,9 +4,10 @@
 # no systemd, no PostgreSQL server. Every file pgha manages is put on them first, as `pgha
 # render --show-secrets` writes it and with the owner and mode the plan asks for, so that a
 # plan reads and compares every managed file as on a converged cluster and finds them equal
-# (and the packages installed); what it still plans is what only a running server (systemd,
-# PostgreSQL) could make true. Measures: RUNS timed runs of `pgha plan` (after a warm-up),
-# wall and CPU time of pgha's processes, and the CPU the hosts spent meanwhile.
+# (the packages are installed too; the standbys lose the image's stock cluster, as
+# standbys-to-be). What the plan still has to do is what only a running server (systemd,
+# PostgreSQL) could make true. Measures RUNS timed runs of `pgha plan` after a warm-up: wall
+# and CPU time of pgha and its ssh processes, and the CPU the hosts spent meanwhile.
 # Writes bench/out/plan-100-report.txt. Tears down every container and the network it made,
 # also on failure.
 #
@@ -212,9 +213,9 @@ T_FIRST=$(( $(now_ns) - t0 ))
 [ "$rc" -le 1 ] || die "plan (first contact) exit $rc: $LOGS/plan-first.err"
 (umask 077 && "$PGHA" render --show-secrets -i "$INV" --out "$DIR/render" >"$LOGS/render.log" 2>&1) ||
   die "render: $LOGS/render.log"
-python3 - "$LOGS/plan-first.json" "$DIR/render" "$DIR/hosts" <<'PY' || die "cannot lay out the managed files"
+python3 - "$LOGS/plan-first.json" "$DIR/render" "$DIR/hosts" pg1 /var/lib/postgresql/15/main <<'PY' || die "cannot lay out the managed files"
 import json, os, re, shlex, shutil, sys
-plan, rendered, hosts = sys.argv[1:]
+plan, rendered, hosts, primary, data_dir = sys.argv[1:]
 install = re.compile(r"install -m (\S+) -o (\S+) -g (\S+) /dev/stdin ([^;]+);")
 for host, outcomes in json.load(open(plan))["hosts"].items():
     lines = ["set -e"]
@@ -234,6 +235,10 @@ for host, outcomes in json.load(open(plan))["hosts"].items():
                          f"{shlex.quote('/bench/files' + dest)} {shlex.quote(dest)}")
     if len(lines) == 1:
         sys.exit(f"{host}: the first plan has no file to create")
+    if host != primary:
+        # Every host of the image holds the same stock cluster (one system identifier): on a
+        # standby-to-be it would read as a second primary. A standby-to-be has none.
+        lines.append(f"rm -rf {shlex.quote(data_dir)}")
     with open(os.path.join(hosts, host, "place.sh"), "w") as f:
         f.write("\n".join(lines) + "\n")
 PY
@@ -272,18 +277,23 @@ PY
 log "$SUMMARY"
 
 # ---------------------------------------------------------------- connections and commands
-# One `-vv` plan: SSH commands (its `run` debug lines) and connections (sshd's logs).
-t0=$(date +%s)
+# One `-vv` plan: SSH commands (its `run` debug lines) and connections (sshd's logs, counted
+# before and after).
+accepted() {
+  local i total=0 n
+  for (( i = 1; i <= HOSTS; i++ )); do
+    n=$(docker logs "$NAME-pg$i" 2>&1 | grep -c 'Accepted publickey' || true)
+    total=$(( total + n ))
+  done
+  echo "$total"
+}
+before=$(accepted)
 rc=0
 NO_COLOR=1 "$PGHA" -vv plan -i "$INV" >"$LOGS/plan-vv.out" 2>"$LOGS/plan-vv.raw" || rc=$?
 [ "$rc" -le 1 ] || die "-vv plan exit $rc: $LOGS/plan-vv.raw"
+CONNS=$(( $(accepted) - before ))
 sed 's/\x1b\[[0-9;]*m//g' "$LOGS/plan-vv.raw" >"$LOGS/plan-vv.err"
 COMMANDS=$(grep -cE '^ *DEBUG +pgha::transport::ssh: +run +host=' "$LOGS/plan-vv.err" || true)
-CONNS=0
-for (( i = 1; i <= HOSTS; i++ )); do
-  n=$(docker logs --since "$t0" "$NAME-pg$i" 2>&1 | grep -c 'Accepted publickey' || true)
-  CONNS=$(( CONNS + n ))
-done
 
 # ---------------------------------------------------------------- timed runs
 # CPU time the hosts spent, from the containers' cgroups (v1 or v2); -1 when not readable.
@@ -313,7 +323,9 @@ for (( i = 1; i <= RUNS; i++ )); do
   /usr/bin/time -f '%e %U %S' -o "$LOGS/plan.time" "$PGHA" plan -i "$INV" >"$LOGS/plan-timed.out" 2>&1 || rc=$?
   h1=$(hosts_cpu_ns)
   [ "$rc" -le 1 ] || die "timed plan $i exit $rc: $LOGS/plan-timed.out"
-  read -r w u s <"$LOGS/plan.time"
+  # The last line: /usr/bin/time says first when the command exited non-zero.
+  read -r w u s < <(tail -n 1 "$LOGS/plan.time")
+  case "$w$u$s" in *[!0-9.]* | '') die "cannot read $LOGS/plan.time" ;; esac
   WALLS+=("$w")
   CPUS+=("$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')")
   h=?
@@ -327,8 +339,12 @@ LOAD_END=$(loadavg)
 
 # Where pgha's own CPU goes, apart from its ssh processes: one run under perf, when present.
 SPLIT="not measured (perf is not installed)"
-if command -v perf >/dev/null && perf record -q -o "$LOGS/plan.perf" -- "$PGHA" plan -i "$INV" \
-    >"$LOGS/plan-perf.out" 2>"$LOGS/plan-perf.err"; then
+if command -v perf >/dev/null; then
+  rc=0
+  perf record -q -o "$LOGS/plan.perf" -- "$PGHA" plan -i "$INV" >"$LOGS/plan-perf.out" 2>"$LOGS/plan-perf.err" || rc=$?
+  SPLIT="not measured (perf record exit $rc: $LOGS/plan-perf.err)"
+fi
+if [ -s "$LOGS/plan.perf" ] && [ "$rc" -le 1 ]; then
   SPLIT=$(perf report -i "$LOGS/plan.perf" --sort comm --stdio -F period,comm 2>/dev/null |
     awk '!/^#/ && NF == 2 { if ($2 == "ssh") ssh += $1; else if ($2 ~ /^(pgha|tokio)/) own += $1; else other += $1 }
       END { printf "pgha %.2f s, its ssh clients %.2f s, other %.2f s", own / 1e9, ssh / 1e9, other / 1e9 }')

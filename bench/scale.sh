@@ -68,7 +68,7 @@ measure() {
       rm -rf "$out"
     fi
     [ "$i" -gt 0 ] || continue       # the first run warms up
-    read -r w u s m <"$LOGS/$name.time"
+    read -r w u s m < <(tail -n 1 "$LOGS/$name.time")
     walls+=("$w")
     cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')")
     [ "$m" -gt "$rss" ] && rss=$m
