@@ -76,6 +76,7 @@ pub fn digest(flavour: &dyn Flavour, facts: &HostFacts) -> String {
         pg.replication.clear();
         pg.wal_receiver = None;
         pg.lsn.clear();
+        pg.received_lsn.clear();
     }
     // Nor is what the flavour says moves on its own.
     flavour.stable_facts(&mut stable);
@@ -188,6 +189,7 @@ mod tests {
         let mut b = a.clone();
         if let Some(pg) = b.postgres.as_mut() {
             pg.lsn = "0/4000000".into();
+            pg.received_lsn = "0/4000000".into();
             pg.replication.push(ReplicationFact {
                 application_name: "pg2".into(),
                 lag_bytes: 42,
