@@ -237,23 +237,35 @@ impl Module for PgClone {
     }
 
     fn check(&self, cx: &StepContext) -> Check {
-        match self.decide(cx) {
+        self.decide(cx).into_check(
+            cx,
+            self.kind(),
+            || self.clone_commands(),
+            |reason| (reason, self.rewind_commands()),
+        )
+    }
+}
+
+impl Decision {
+    /// The step's check: a clone or a rewind becomes one change with the tool's commands;
+    /// `rewind` gets the reason and returns the one shown with its commands.
+    pub fn into_check(
+        self,
+        cx: &StepContext,
+        kind: &str,
+        clone: impl FnOnce() -> Vec<RemoteCommand>,
+        rewind: impl FnOnce(String) -> (String, Vec<RemoteCommand>),
+    ) -> Check {
+        match self {
             Decision::InSync(why) => Check::InSync(why),
             Decision::Refused(why) => Check::Refused(why),
-            Decision::Clone { target, reason } => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Clone,
-                target,
-                reason,
-                self.clone_commands(),
-            )]),
-            Decision::Rewind { target, reason } => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Rewind,
-                target,
-                reason,
-                self.rewind_commands(),
-            )]),
+            Decision::Clone { target, reason } => {
+                Check::Changes(vec![cx.change(kind, Action::Clone, target, reason, clone())])
+            }
+            Decision::Rewind { target, reason } => {
+                let (reason, commands) = rewind(reason);
+                Check::Changes(vec![cx.change(kind, Action::Rewind, target, reason, commands)])
+            }
         }
     }
 }

@@ -175,27 +175,22 @@ impl Module for RepmgrClone {
                     &format!("--upstream-node-id={}", self.upstream_node_id),
                 ])],
             )]),
-            Decision::InSync(why) => Check::InSync(why),
-            Decision::Refused(why) => Check::Refused(why),
-            Decision::Clone { target, reason } => Check::Changes(vec![cx.change(
+            decision => decision.into_check(
+                cx,
                 self.kind(),
-                Action::Clone,
-                target,
-                reason,
-                self.clone_commands(),
-            )]),
-            Decision::Rewind { target, reason } => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Rewind,
-                target,
-                format!("rejoin (repmgr node rejoin --force-rewind) before start: {reason}"),
-                self.rejoin_commands(
-                    cx.facts
+                || self.clone_commands(),
+                |reason| {
+                    let crashed = cx
+                        .facts
                         .postgres
                         .as_ref()
-                        .is_some_and(|pg| pg.state == "in production" && !pg.running),
-                ),
-            )]),
+                        .is_some_and(|pg| pg.state == "in production" && !pg.running);
+                    (
+                        format!("rejoin (repmgr node rejoin --force-rewind) before start: {reason}"),
+                        self.rejoin_commands(crashed),
+                    )
+                },
+            ),
         }
     }
 }
