@@ -192,9 +192,18 @@ impl Query {
                 p.replace('\'', "")
             ));
         }
+        if !self.services.is_empty() {
+            // A unit in transition (a host just booted, a restart under way) is read once it
+            // settles, for up to 10 s: a plan must not offer to start what is already starting.
+            s.push_str(
+                "pgha_active() { i=0; while s=$(systemctl is-active \"$1\" 2>/dev/null); \
+                   case \"$s\" in activating|deactivating|reloading|refreshing) [ $i -lt 40 ];; *) false;; esac; \
+                 do i=$((i+1)); sleep 0.25; done; echo \"$s\"; }; ",
+            );
+        }
         for svc in &self.services {
             s.push_str(&format!(
-                "echo '@@pgha service {n}'; systemctl is-active {u} 2>/dev/null; systemctl is-enabled {u} 2>/dev/null; ",
+                "echo '@@pgha service {n}'; pgha_active {u}; systemctl is-enabled {u} 2>/dev/null; ",
                 n = svc.replace('\'', ""),
                 u = q(svc)
             ));
