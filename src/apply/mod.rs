@@ -238,7 +238,7 @@ async fn run_host(
             break;
         }
         let mut needs = Vec::new();
-        if let Some((other, name)) = &step.after {
+        for (other, name) in &step.after {
             if let Some(s) = steps_of
                 .get(other)
                 .and_then(|s| s.iter().find(|s| &s.name == name))

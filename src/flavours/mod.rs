@@ -123,6 +123,21 @@ impl ClusterView<'_> {
         collect::gather_all(self.transports, self.queries).await.0
     }
 
+    /// The host runs as a standby whose WAL receiver streams.
+    pub fn is_streaming(&self, host: &str) -> bool {
+        self.facts
+            .get(host)
+            .and_then(|f| f.postgres.as_ref())
+            .is_some_and(|pg| {
+                pg.running
+                    && pg.in_recovery
+                    && pg
+                        .wal_receiver
+                        .as_ref()
+                        .is_some_and(|w| w.status == "streaming")
+            })
+    }
+
     /// The connection to a host, or a refusal naming it.
     pub fn transport(&self, host: &str) -> Result<&dyn Transport, ProcedureError> {
         self.transports

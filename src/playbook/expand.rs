@@ -35,8 +35,8 @@ pub struct Step {
     pub kind: String,
     pub module: Arc<dyn Module>,
     pub notify: Vec<String>,
-    /// Resolved: wait until `step` has finished on this host.
-    pub after: Option<(String, String)>,
+    /// Resolved: wait until each `(host, step)` has finished (on hosts that have the step).
+    pub after: Vec<(String, String)>,
     /// Handlers run only when notified, after the steps.
     pub handler: bool,
     /// At most this many hosts run this step at once.
@@ -186,6 +186,7 @@ impl Output {
 /// read no per-host variable rendered once.
 pub struct Expander<'a> {
     templates: &'a Templates,
+    cluster: &'a Cluster,
     topology: &'a Topology,
     vars: Vars<'a>,
     kinds: Vec<&'static [Kind]>,
@@ -230,6 +231,7 @@ impl<'a> Expander<'a> {
             .collect();
         Expander {
             templates,
+            cluster,
             topology,
             vars: Vars::new(cluster, flavour, components, topology),
             kinds: crate::playbook::kinds_for(flavour.name(), components),
@@ -282,7 +284,8 @@ impl<'a> Expander<'a> {
                 let after = decl
                     .after
                     .as_ref()
-                    .and_then(|a| resolve_after(a, self.topology, host));
+                    .map(|a| resolve_after(a, self.topology, self.cluster, host))
+                    .unwrap_or_default();
                 out.push(Step {
                     key: prepared.key.clone(),
                     name: decl.name.clone(),
@@ -434,12 +437,28 @@ fn eval(
     }
 }
 
-fn resolve_after(after: &After, topology: &Topology, host: &Host) -> Option<(String, String)> {
-    let target = match after.host.as_str() {
-        "upstream" => topology.upstream.get(&host.name).cloned(),
-        _ => Some(topology.primary.clone()),
-    }?;
-    (target != host.name).then(|| (target, after.step.clone()))
+fn resolve_after(
+    after: &After,
+    topology: &Topology,
+    cluster: &Cluster,
+    host: &Host,
+) -> Vec<(String, String)> {
+    let targets: Vec<String> = match after.host.as_str() {
+        "upstream" => topology
+            .upstream
+            .get(&host.name)
+            .cloned()
+            .into_iter()
+            .collect(),
+        // Every other host: a step that needs what each peer made (its SSH key).
+        "peers" => cluster.hosts.iter().map(|h| h.name.clone()).collect(),
+        _ => vec![topology.primary.clone()],
+    };
+    targets
+        .into_iter()
+        .filter(|t| *t != host.name)
+        .map(|t| (t, after.step.clone()))
+        .collect()
 }
 
 /// YAML arguments with every string compiled. A string that is one whole `{{ expr }}` keeps

@@ -19,7 +19,8 @@ pub struct StepDecl {
     pub loop_over: Option<String>,
     pub notify: Vec<String>,
     /// Run on this host only after `step` has finished on the host named by `host`
-    /// (`upstream`): a cascaded standby clones after its upstream made its slot.
+    /// (`upstream`, `primary`, or every other host: `peers`): a cascaded standby clones after
+    /// its upstream made its slot.
     pub after: Option<After>,
     /// At most this many hosts run the step at once (Ansible's `throttle`): `1` restarts the
     /// etcd members one by one, each healthy before the next.
@@ -249,9 +250,9 @@ fn step(
     };
     let after = m.take("after").and_then(|n| {
         let mut a = MapReader::new(d, n, &m.child("after"))?;
-        let host = a
-            .require(d, "host")
-            .and_then(|h| decode::choice(d, h, &a.child("host"), &["upstream", "primary"]));
+        let host = a.require(d, "host").and_then(|h| {
+            decode::choice(d, h, &a.child("host"), &["upstream", "primary", "peers"])
+        });
         let step = a
             .require(d, "step")
             .and_then(|s| decode::string(d, s, &a.child("step")));

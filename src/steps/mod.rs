@@ -31,6 +31,7 @@ crate::kinds! {
     pg_slot: PgSlot,
     pg_slots_prune: PgSlotsPrune,
     service: Service,
+    ssh_trust: SshTrust,
     wait_for: WaitFor,
 }
 

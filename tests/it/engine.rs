@@ -475,7 +475,7 @@ fn a_bare_cluster_plans_the_whole_bootstrap_in_order() {
         .expect("clone step");
     assert_eq!(
         clone.after,
-        Some(("pg2".to_owned(), "replication slots".to_owned()))
+        vec![("pg2".to_owned(), "replication slots".to_owned())]
     );
     // No secret value anywhere in the plan.
     let text = serde_json::to_string(

@@ -195,3 +195,89 @@ fn repmgr_splits_do_not_promote_while_the_primary_is_seen() {
 
     sb.assert_plan_clean();
 }
+
+/// `pgha switchover` under repmgr is repmgr's own (`standby switchover --siblings-follow`,
+/// over the SSH trust pgha set up between the nodes with pinned host keys): to a standby and
+/// back, no committed row lost, the sibling and the witness following, verify and a clean
+/// plan after each. A switchover to the witness is refused before anything moves.
+#[test]
+fn repmgr_switchover_to_a_standby_and_back() {
+    let sb = Sandbox::repmgr("rswo", 3);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.assert_plan_clean();
+    // The trust is pgha's own lines, each limited to the peer's address; the host keys pinned.
+    let authorized = sb.sh("pg2", "cat /var/lib/postgresql/.ssh/authorized_keys");
+    assert_eq!(
+        authorized.matches("pgha-repmgr:").count(),
+        3,
+        "{authorized}"
+    );
+    assert!(authorized.contains("from=\""), "{authorized}");
+    assert_eq!(
+        sb.sh(
+            "pg2",
+            "runuser -u postgres -- ssh -o BatchMode=yes -o IdentitiesOnly=yes -i /var/lib/postgresql/.ssh/pgha_ed25519 \
+             -o UserKnownHostsFile=/var/lib/postgresql/.ssh/pgha_known_hosts -o StrictHostKeyChecking=yes pg1 hostname"
+        )
+        .trim(),
+        "pg1",
+        "postgres on pg2 logs in to pg1 by name with the pinned host key"
+    );
+
+    sb.pgha(["switchover", "--to", "pg4", "-y"])
+        .status(1)
+        .stderr_has("pg4 holds no data")
+        .run();
+    sb.psql(
+        "pg1",
+        "CREATE TABLE before_switchover AS SELECT generate_series(1, 1000) AS id",
+    );
+    for (old, new, other) in [("pg1", "pg2", "pg3"), ("pg2", "pg1", "pg3")] {
+        let out = sb
+            .pgha(["switchover", "--to", new, "-y"])
+            .stdout_has(&format!("Switched over from {old} to {new}"))
+            .stdout_has("0 failed.")
+            .run();
+        eprintln!(
+            "repmgr: {}",
+            out.stdout
+                .lines()
+                .find(|l| l.starts_with("Switched"))
+                .unwrap_or("")
+        );
+        assert!(is_primary(&sb, new), "{new} is the primary");
+        assert!(!is_primary(&sb, old), "{old} is a standby");
+        assert_eq!(
+            sb.psql(new, "SELECT count(*) FROM before_switchover"),
+            "1000"
+        );
+        // repmgr's own view agrees: the sibling and the old primary follow the new one.
+        let show = sb.sh(
+            new,
+            "runuser -u postgres -- repmgr -f /etc/repmgr.conf cluster show --csv",
+        );
+        let id = |h: &str| {
+            sb.sh(h, "sed -n 's/^node_id=//p' /etc/repmgr.conf")
+                .trim()
+                .to_owned()
+        };
+        for follower in [old, other] {
+            assert!(
+                show.lines()
+                    .any(|l| l.starts_with(&format!("{},", id(follower)))),
+                "{show}"
+            );
+        }
+        let plan = sb
+            .pgha(["plan", "--detailed-exitcode"])
+            .stdout_has("No changes.")
+            .run();
+        assert!(
+            plan.stdout.contains(&format!("{old} (standby of {new})"))
+                && plan.stdout.contains(&format!("{other} (standby of {new})")),
+            "{}",
+            plan.stdout
+        );
+        sb.pgha(["verify"]).stdout_has("0 failed.").run();
+    }
+}

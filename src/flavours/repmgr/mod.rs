@@ -19,6 +19,7 @@ use crate::model::{Cluster, HbaRule, Host, MemberRole};
 pub mod config;
 pub mod probes;
 mod section;
+mod switchover;
 mod verify;
 
 pub use config::Repmgr;
@@ -43,6 +44,9 @@ pub const WITNESS_ROLE: MemberRole = MemberRole {
 
 /// Where repmgr's configuration lives on every node (outside the data directory).
 pub const CONFIG_FILE: &str = "/etc/repmgr.conf";
+/// postgres's key for the switchover's SSH between nodes, and the peers' pinned host keys.
+pub const SSH_KEY: &str = "/var/lib/postgresql/.ssh/pgha_ed25519";
+pub const KNOWN_HOSTS: &str = "/var/lib/postgresql/.ssh/pgha_known_hosts";
 /// Not `repmgrd.service`: systemd makes a unit of that name from Debian's init script.
 pub const UNIT: &str = "pgha-repmgrd.service";
 
@@ -156,6 +160,8 @@ impl Flavour for Repmgr {
             "child_nodes_disconnect_command": self.child_nodes_disconnect_command,
             "config_file": CONFIG_FILE,
             "unit": UNIT,
+            "ssh_key": SSH_KEY,
+            "known_hosts": KNOWN_HOSTS,
             "pg_ctlcluster": format!("/usr/bin/pg_ctlcluster {} {}", pg.version, pg.debian_cluster),
         })
     }
@@ -237,14 +243,10 @@ impl Flavour for Repmgr {
 
     fn switchover<'a>(
         &'a self,
-        _view: &'a ClusterView<'a>,
-        _target: &'a str,
+        view: &'a ClusterView<'a>,
+        target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
-        Box::pin(async move {
-            Err(ProcedureError::Refused(
-                "switchover under repmgr is not built yet: run `repmgr standby switchover --siblings-follow` on the target as postgres".to_owned(),
-            ))
-        })
+        Box::pin(switchover::switchover(view, target))
     }
 }
 

@@ -6,6 +6,16 @@
 use crate::flavours::repmgr::probes::RepmgrFact;
 use crate::flavours::repmgr::{Repmgr, CONFIG_FILE};
 use crate::flavours::{CheckResult, ClusterView};
+use crate::model::Topology;
+
+/// The node id repmgr should record as `host`'s upstream.
+fn upstream_id(r: &Repmgr, topology: &Topology, host: &str, kind: &str) -> Option<i64> {
+    match kind {
+        "primary" => None,
+        "witness" => Some(r.node_id(&topology.primary)),
+        _ => topology.upstream.get(host).map(|u| r.node_id(u)),
+    }
+}
 
 pub(super) fn checks(r: &Repmgr, view: &ClusterView<'_>) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -40,7 +50,25 @@ pub(super) fn checks(r: &Repmgr, view: &ClusterView<'_>) -> Vec<CheckResult> {
                 false,
                 format!("registered as {} but it is the {want}", n.kind),
             ),
-            Some(n) => (true, format!("node {} registered as {}", n.node_id, n.kind)),
+            // A standby's upstream is the node it streams from; the witness's, the primary.
+            Some(n) if n.upstream_node_id != upstream_id(r, topology, &h.name, want) => (
+                false,
+                format!(
+                    "node {} is registered with upstream {} but follows {}",
+                    n.node_id,
+                    n.upstream_node_id
+                        .map_or("none".to_owned(), |u| u.to_string()),
+                    upstream_id(r, topology, &h.name, want)
+                        .map_or("none".to_owned(), |u| u.to_string()),
+                ),
+            ),
+            Some(n) => (
+                true,
+                match n.upstream_node_id {
+                    Some(u) => format!("node {} registered as {}, upstream {u}", n.node_id, n.kind),
+                    None => format!("node {} registered as {}", n.node_id, n.kind),
+                },
+            ),
         };
         out.push(CheckResult::new(&h.name, "repmgr registration", ok, detail));
         let local = view.facts.get(&h.name).and_then(RepmgrFact::of);

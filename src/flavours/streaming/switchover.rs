@@ -6,20 +6,8 @@ use std::time::Duration;
 // tokio's clock, so tests can run these waits on a paused one.
 use tokio::time::Instant;
 
-use crate::facts::HostFacts;
 use crate::flavours::{run_ok, ClusterView, Handover, ProcedureError};
 use crate::transport::RemoteCommand;
-
-pub(super) fn streaming(facts: Option<&HostFacts>) -> bool {
-    facts.and_then(|f| f.postgres.as_ref()).is_some_and(|pg| {
-        pg.running
-            && pg.in_recovery
-            && pg
-                .wal_receiver
-                .as_ref()
-                .is_some_and(|w| w.status == "streaming")
-    })
-}
 
 /// A planned switchover done so that no committed transaction is lost and the old primary can
 /// follow without a rewind:
@@ -52,7 +40,7 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
                 .unwrap_or("nothing")
         )));
     }
-    if !streaming(view.facts.get(target)) {
+    if !view.is_streaming(target) {
         return Err(ProcedureError::Refused(format!(
             "{target} is not streaming from {old}: it could not catch up; run `pgha verify` first"
         )));
