@@ -28,6 +28,7 @@ use crate::steps::registry::Kind;
 use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
 
+pub mod failover;
 pub mod patroni;
 pub mod repmgr;
 pub mod streaming;

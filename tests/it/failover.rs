@@ -144,3 +144,62 @@ fn a_standby_not_reached_is_named_as_a_risk() {
         "{err}"
     );
 }
+
+/// The repmgr flavour: pg1 gone, pg2 and pg3 standbys whose repmgrd is in `state`.
+fn decide_repmgr(failover: &str, repmgrd: &str) -> Result<Failover, String> {
+    let inv = load_str(
+        Path::new("t.yml"),
+        &format!("cluster: {{name: t, flavour: repmgr}}\npostgres: {{version: 15, superuser_password: {{env: X}}}}\nreplication: {{user: replicator, password: {{env: X}}}}\nrepmgr: {{password: {{env: X}}, failover: {failover}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n  - {{name: pg2, address: 10.0.0.2, role: standby}}\n  - {{name: pg3, address: 10.0.0.3, role: standby}}\n  - {{name: w, address: 10.0.0.4, role: witness}}\n"),
+    )
+    .expect("loads");
+    let topology = Topology::declared(&inv.cluster);
+    let probe = |running: bool, paused: bool| {
+        vec![format!(
+            "{{\"nodes\": [], \"repmgrd\": {running}, \"paused\": {paused}}}"
+        )]
+    };
+    let mut facts = BTreeMap::new();
+    for (h, at) in [("pg2", "0/5000000"), ("pg3", "0/5000100")] {
+        let mut f = standby(at);
+        match repmgrd {
+            "watching" => f.probes.insert("repmgr".into(), probe(true, false)),
+            "paused" => f.probes.insert("repmgr".into(), probe(true, true)),
+            _ => f.probes.insert("repmgr".into(), probe(false, false)),
+        };
+        facts.insert(h.to_owned(), f);
+    }
+    let unreachable = BTreeMap::from([("pg1".to_owned(), "connect timeout".to_owned())]);
+    let view = ClusterView {
+        cluster: &inv.cluster,
+        topology: &topology,
+        facts: &facts,
+        transports: &Connections::new(),
+        queries: &BTreeMap::new(),
+        unreachable: &unreachable,
+    };
+    inv.flavour
+        .failover_choice(&view, None)
+        .map_err(|e| e.to_string())
+}
+
+/// Under repmgr, pgha promotes only where repmgrd will not: two promoters racing make two
+/// primaries.
+#[test]
+fn repmgr_failover_is_refused_while_repmgrd_watches() {
+    let refused = decide_repmgr("automatic", "watching").expect_err("refused");
+    assert!(
+        refused.contains("repmgrd watches the primary on pg2, pg3")
+            && refused.contains("repmgr service pause"),
+        "{refused}"
+    );
+    for (failover, state) in [
+        ("automatic", "paused"),
+        ("automatic", "stopped"),
+        ("manual", "watching"),
+    ] {
+        let chosen =
+            decide_repmgr(failover, state).unwrap_or_else(|e| panic!("{failover}/{state}: {e}"));
+        assert_eq!(chosen.target, "pg3", "{failover}/{state}: the most WAL");
+        assert!(!chosen.fence, "pg1 is not reached: nothing to fence");
+    }
+}

@@ -281,3 +281,53 @@ fn repmgr_switchover_to_a_standby_and_back() {
         sb.pgha(["verify"]).stdout_has("0 failed.").run();
     }
 }
+
+/// `pgha failover` under repmgr where repmgrd only reports (`failover: manual`): refused while
+/// the primary answers; once its server is down, the old primary is fenced, repmgr promotes
+/// the DBA's pick and the sibling and witness follow it; plan shows the old primary's rejoin,
+/// apply does it, verify passes.
+#[test]
+fn repmgr_failover_by_hand_when_repmgrd_only_reports() {
+    let sb = Sandbox::repmgr("rfo", 3);
+    sb.edit_inventory(
+        "repmgr:\n  password: {env: PGHA_REPMGR_PASSWORD}\n",
+        "repmgr:\n  password: {env: PGHA_REPMGR_PASSWORD}\n  failover: manual\n",
+    );
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.pgha(["failover", "-y"])
+        .status(1)
+        .stderr_has("pg1 answers as the primary")
+        .run();
+    sb.psql("pg1", "CREATE TABLE before_failover AS SELECT 1 AS ok");
+    sb.sh("pg1", "systemctl stop postgresql@15-main");
+    let started = Instant::now();
+    sb.pgha(["failover", "-y", "--to", "pg3"])
+        .stdout_has("Failed over from pg1 to pg3")
+        .run();
+    eprintln!(
+        "repmgr: failover by hand in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(is_primary(&sb, "pg3"));
+    assert_eq!(sb.psql("pg3", "SELECT ok FROM before_failover"), "1");
+    assert_eq!(
+        sb.sh("pg1", "systemctl is-enabled postgresql@15-main || true")
+            .trim(),
+        "masked",
+        "the old primary is fenced"
+    );
+    sb.pgha(["plan"])
+        .stdout_has("pg2 (standby of pg3)")
+        .stdout_has("rejoin (repmgr node rejoin --force-rewind) before start")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let plan = sb
+        .pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
+    assert!(
+        plan.stdout.contains("pg1 (standby of pg3)"),
+        "{}",
+        plan.stdout
+    );
+}

@@ -11,12 +11,14 @@ use serde_json::{json, Map, Value};
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{
-    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, MemberStatus,
-    ProcedureError, SectionInput,
+    BoxFuture, CheckResult, ClusterView, Entry, Failover, Flavour, FlavourSecret, Handover,
+    MemberStatus, ProcedureError, SectionInput,
 };
 use crate::model::{Cluster, HbaRule, Host, MemberRole};
 
+pub mod command;
 pub mod config;
+mod failover;
 pub mod probes;
 mod section;
 mod switchover;
@@ -247,6 +249,22 @@ impl Flavour for Repmgr {
         target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
         Box::pin(switchover::switchover(view, target))
+    }
+
+    fn failover_choice(
+        &self,
+        view: &ClusterView<'_>,
+        to: Option<&str>,
+    ) -> Result<Failover, ProcedureError> {
+        failover::choose(self, view, to)
+    }
+
+    fn failover<'a>(
+        &'a self,
+        view: &'a ClusterView<'a>,
+        choice: &'a Failover,
+    ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
+        Box::pin(failover::failover(view, choice))
     }
 }
 

@@ -7,7 +7,7 @@
 
 use tokio::time::Instant;
 
-use crate::flavours::repmgr::CONFIG_FILE;
+use crate::flavours::repmgr::{command, CONFIG_FILE};
 use crate::flavours::{ClusterView, Handover, ProcedureError};
 use crate::transport::RemoteCommand;
 
@@ -33,20 +33,11 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
         )));
     }
     let t = view.transport(target)?;
+    let bin_dir = format!("/usr/lib/postgresql/{}/bin", view.cluster.postgres.version);
     let repmgr = |extra: &[&str]| {
-        let mut argv = vec![
-            format!(
-                "/usr/lib/postgresql/{}/bin/repmgr",
-                view.cluster.postgres.version
-            ),
-            "-f".to_owned(),
-            CONFIG_FILE.to_owned(),
-            "standby".to_owned(),
-            "switchover".to_owned(),
-            "--siblings-follow".to_owned(),
-        ];
-        argv.extend(extra.iter().map(|a| (*a).to_owned()));
-        RemoteCommand::new(argv).as_user("postgres")
+        let mut args = vec!["standby", "switchover", "--siblings-follow"];
+        args.extend_from_slice(extra);
+        command::repmgr(&bin_dir, CONFIG_FILE, &args)
     };
     let run = |command: RemoteCommand, what: &'static str| async move {
         let out = t.run(&command).await.map_err(|e| ProcedureError::Step {

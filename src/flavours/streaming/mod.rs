@@ -55,7 +55,7 @@ impl Flavour for Streaming {
         view: &ClusterView<'_>,
         to: Option<&str>,
     ) -> Result<Failover, ProcedureError> {
-        failover::choose(view, to)
+        crate::flavours::failover::choose(view, to)
     }
 
     fn failover<'a>(

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flavours::repmgr::command;
 use crate::steps::pg_clone::{Decision, PgClone, CLONE_MARKER, FENCE_MARKER, REWIND_MARKER};
 use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
@@ -49,13 +50,7 @@ impl RepmgrClone {
     }
 
     fn repmgr(&self, args: &[&str]) -> RemoteCommand {
-        let mut argv = vec![
-            format!("{}/repmgr", self.bin_dir),
-            "-f".to_owned(),
-            self.config_file.clone(),
-        ];
-        argv.extend(args.iter().map(|a| (*a).to_owned()));
-        RemoteCommand::new(argv).as_user("postgres")
+        command::repmgr(&self.bin_dir, &self.config_file, args)
     }
 
     fn finished(&self, marker: &str) -> RemoteCommand {
@@ -66,23 +61,11 @@ impl RepmgrClone {
     }
 
     fn clone_commands(&self) -> Vec<RemoteCommand> {
-        let port = self.port.to_string();
-        let source = [
-            "-h",
-            self.upstream_address.as_str(),
-            "-p",
-            port.as_str(),
-            "-U",
-            self.user.as_str(),
-            "-d",
-            self.database.as_str(),
-        ];
+        let source = command::source(&self.upstream_address, self.port, &self.user, &self.database);
         let with = |extra: &[&str]| {
-            let mut a: Vec<&str> = source.to_vec();
-            a.push("standby");
-            a.push("clone");
-            a.extend_from_slice(extra);
-            self.repmgr(&a)
+            let mut a = source.clone();
+            a.extend(["standby", "clone"].into_iter().chain(extra.iter().copied()).map(str::to_owned));
+            command::repmgr(&self.bin_dir, &self.config_file, &a)
         };
         vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),

@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::gather::Sections;
+use crate::flavours::repmgr::command;
 use crate::flavours::repmgr::probes::RepmgrFact;
 use crate::steps::{Action, Check, Module, StepContext};
-use crate::transport::RemoteCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,33 +69,19 @@ impl Module for RepmgrRegister {
                 "PostgreSQL is not running yet: the node registers once it runs".to_owned(),
             );
         }
-        let port = self.port.to_string();
-        let mut argv: Vec<String> = vec![
-            format!("{}/repmgr", self.bin_dir),
-            "-f".into(),
-            self.config_file.clone(),
-            self.role.clone(),
-            "register".into(),
-        ];
+        let mut args: Vec<String> = vec![self.role.clone(), "register".into()];
         match self.role.as_str() {
-            "standby" => argv.push("--wait-sync=60".into()),
-            "witness" => argv.extend(
-                [
-                    "-h",
-                    self.primary_address.as_str(),
-                    "-p",
-                    port.as_str(),
-                    "-U",
-                    self.user.as_str(),
-                    "-d",
-                    self.database.as_str(),
-                ]
-                .map(str::to_owned),
-            ),
+            "standby" => args.push("--wait-sync=60".into()),
+            "witness" => args.extend(command::source(
+                &self.primary_address,
+                self.port,
+                &self.user,
+                &self.database,
+            )),
             _ => {}
         }
         if force {
-            argv.push("-F".into());
+            args.push("-F".into());
         }
         let reason = match (record, force) {
             (Some(r), true) => format!(
@@ -113,7 +99,7 @@ impl Module for RepmgrRegister {
             Action::Create,
             format!("{} node {}", self.role, self.node_id),
             reason,
-            vec![RemoteCommand::new(argv).as_user("postgres")],
+            vec![command::repmgr(&self.bin_dir, &self.config_file, &args)],
         )])
     }
 }
