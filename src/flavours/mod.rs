@@ -178,6 +178,8 @@ pub struct MemberStatus {
     pub role: Option<String>,
     /// Overrides the state column (a member that is `starting`).
     pub state: Option<String>,
+    /// Columns of the flavour's own, in order (repmgr's `ID`, `REPMGRD`, `PRIORITY`...).
+    pub columns: Vec<(&'static str, String)>,
     pub tags: String,
 }
 

@@ -38,10 +38,24 @@ pub struct Member {
     pub lag_bytes: Option<i64>,
     pub lag_seconds: Option<f64>,
     pub upstream: Option<String>,
+    /// The flavour's own columns, in order; a map in JSON.
+    #[serde(serialize_with = "as_map", skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<(String, String)>,
     pub tags: String,
     /// Why the host was not reached or read, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<String>,
+}
+
+fn owned(columns: Vec<(&'static str, String)>) -> Vec<(String, String)> {
+    columns
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect()
+}
+
+fn as_map<S: serde::Serializer>(columns: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(columns.iter().map(|(k, v)| (k, v)))
 }
 
 pub fn status(
@@ -104,6 +118,7 @@ pub fn status(
             lag_bytes: stream.map(|r| r.lag_bytes),
             lag_seconds: stream.map(|r| r.lag_seconds),
             upstream: Some(upstream).filter(|u| !u.is_empty()),
+            columns: owned(member.columns),
             tags: member.tags,
             unreachable: unreachable.cloned(),
         });
@@ -150,6 +165,7 @@ pub fn status(
             lag_bytes: None,
             lag_seconds: None,
             upstream: None,
+            columns: owned(member.columns),
             tags: member.tags,
             unreachable: why.cloned(),
         });
@@ -172,11 +188,22 @@ pub fn status(
 
 /// The table: a tree when replication cascades, the flavour's lines and the notes under it.
 pub fn table(status: &Status) -> String {
-    let rows: Vec<[String; 8]> = status
+    // The flavour's columns (in the order the flavour gives them) after the common ones;
+    // TAGS only when some member has tags.
+    let mut extra: Vec<String> = Vec::new();
+    for m in &status.members {
+        for (k, _) in &m.columns {
+            if !extra.contains(k) {
+                extra.push(k.clone());
+            }
+        }
+    }
+    let tags = status.members.iter().any(|m| !m.tags.is_empty());
+    let rows: Vec<Vec<String>> = status
         .members
         .iter()
         .map(|m| {
-            [
+            let mut row = vec![
                 format!("{}{}", m.branch, m.member),
                 m.host.clone(),
                 m.role.clone(),
@@ -187,14 +214,30 @@ pub fn table(status: &Status) -> String {
                     _ => String::new(),
                 },
                 m.upstream.clone().unwrap_or_default(),
-                m.tags.clone(),
-            ]
+            ];
+            for k in &extra {
+                row.push(
+                    m.columns
+                        .iter()
+                        .find(|(c, _)| c == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            if tags {
+                row.push(m.tags.clone());
+            }
+            row
         })
         .collect();
-    let header = [
-        "MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG", "UPSTREAM", "TAGS",
-    ];
-    let widths: Vec<usize> = (0..8)
+    let mut header: Vec<String> = ["MEMBER", "HOST", "ROLE", "STATE", "TL", "LAG", "UPSTREAM"]
+        .map(str::to_owned)
+        .to_vec();
+    header.extend(extra.iter().map(|k| k.to_uppercase()));
+    if tags {
+        header.push("TAGS".to_owned());
+    }
+    let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())
@@ -214,7 +257,7 @@ pub fn table(status: &Status) -> String {
             .trim_end()
             .to_owned()
     };
-    let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+    let _ = writeln!(out, "{}", line(&header));
     for r in &rows {
         let _ = writeln!(out, "{}", line(r));
     }

@@ -26,9 +26,10 @@ fn repmgr_with_a_witness_fails_over_and_the_old_primary_rejoins_before_start() {
     sb.assert_converged();
     let status = sb.pgha(["status"]).run();
     assert!(
-        status.stdout.lines().any(|l| l.starts_with("pg4")
-            && l.contains("witness")
-            && l.contains("repmgrd running")),
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("pg4") && l.contains("witness") && l.contains("running")),
         "{}",
         status.stdout
     );
@@ -279,6 +280,57 @@ fn repmgr_switchover_to_a_standby_and_back() {
             plan.stdout
         );
         sb.pgha(["verify"]).stdout_has("0 failed.").run();
+        status_agrees_with_repmgr(&sb, new);
+    }
+}
+
+/// `pgha status --json` and `repmgr cluster show` (run on `host`) say the same of every node:
+/// id, role, upstream, location, priority, the primary's timeline; repmgrd runs everywhere.
+#[track_caller]
+fn status_agrees_with_repmgr(sb: &Sandbox, host: &str) {
+    let status: serde_json::Value =
+        serde_json::from_str(&sb.pgha(["status", "--json"]).run().stdout).expect("status --json");
+    let show = sb.sh(
+        host,
+        "runuser -u postgres -- repmgr -f /etc/repmgr.conf cluster show",
+    );
+    let rows: Vec<Vec<String>> = show
+        .lines()
+        .filter(|l| l.contains('|') && !l.trim_start().starts_with("ID"))
+        .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{show}");
+    for row in rows {
+        // ID | Name | Role | Status | Upstream | Location | Priority | Timeline | Connection string
+        let (id, name, role, upstream, location, priority, timeline) = (
+            &row[0], &row[1], &row[2], &row[4], &row[5], &row[6], &row[7],
+        );
+        let m = status["members"]
+            .as_array()
+            .and_then(|a| a.iter().find(|m| m["member"] == name.as_str()))
+            .unwrap_or_else(|| panic!("{name} in status: {status}"));
+        let context = format!("{name}: {m}\n{show}");
+        assert_eq!(m["columns"]["id"], id.as_str(), "{context}");
+        assert_eq!(m["role"], role.as_str(), "{context}");
+        assert_eq!(m["columns"]["location"], location.as_str(), "{context}");
+        assert_eq!(m["columns"]["priority"], priority.as_str(), "{context}");
+        assert_eq!(m["columns"]["repmgrd"], "running", "{context}");
+        if role != "witness" {
+            assert_eq!(
+                m["upstream"].as_str().unwrap_or(""),
+                upstream.as_str(),
+                "{context}"
+            );
+            // repmgr shows a standby's last restartpoint's timeline, which lags after a
+            // promotion upstream until the next restartpoint; pgha the one it receives.
+            let ours = m["timeline"].as_u64().unwrap_or(0);
+            let theirs: u64 = timeline.parse().expect("timeline");
+            if role == "primary" {
+                assert_eq!(ours, theirs, "{context}");
+            } else {
+                assert!(ours >= theirs, "{context}");
+            }
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub(super) fn member(
     MemberStatus {
         role: Some(role.to_owned()),
         state,
+        columns: Vec::new(),
         tags,
     }
 }

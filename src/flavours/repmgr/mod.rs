@@ -216,12 +216,19 @@ impl Flavour for Repmgr {
         MemberStatus {
             role: witness.then(|| "witness".to_owned()),
             state: None,
-            tags: format!(
-                "id {} prio {} {} repmgrd {daemon}",
-                node.map_or(0, |n| n.id),
-                node.map_or(0, |n| n.priority),
-                node.map_or("", |n| n.location.as_str()),
-            ),
+            columns: vec![
+                ("ID", node.map_or(String::new(), |n| n.id.to_string())),
+                ("REPMGRD", daemon.to_owned()),
+                (
+                    "PRIORITY",
+                    node.map_or(String::new(), |n| n.priority.to_string()),
+                ),
+                (
+                    "LOCATION",
+                    node.map_or(String::new(), |n| n.location.clone()),
+                ),
+            ],
+            tags: String::new(),
         }
     }
 
