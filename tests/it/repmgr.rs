@@ -383,3 +383,54 @@ fn repmgr_failover_by_hand_when_repmgrd_only_reports() {
         plan.stdout
     );
 }
+
+/// The primary cut off from everyone (pgha still reaches it): a standby is promoted, the
+/// other follows it. Healed, the old primary still runs as a primary of its own (repmgr does
+/// not fence); plan names it for a rejoin on the new timeline, apply rejoins it, verify passes.
+#[test]
+fn repmgr_isolated_primary_is_replaced_then_rejoined() {
+    let sb = Sandbox::repmgr("isol", 3);
+    sb.pgha(["apply", "-y"])
+        .stdout_has("19 checks run, 19 passed, 0 failed.")
+        .run();
+    for other in ["pg2", "pg3", "pg4"] {
+        sb.cut("pg1", other);
+    }
+    let mut promoted = "";
+    sb.wait_until("a standby is promoted", Duration::from_secs(120), || {
+        ["pg2", "pg3"].into_iter().any(|h| is_primary(&sb, h))
+    });
+    for h in ["pg2", "pg3"] {
+        if is_primary(&sb, h) {
+            promoted = h;
+        }
+    }
+    let other = if promoted == "pg2" { "pg3" } else { "pg2" };
+    sb.wait_until(
+        &format!("{other} follows {promoted}"),
+        Duration::from_secs(120),
+        || {
+            sb.psql(
+                promoted,
+                &format!("SELECT count(*) FROM pg_stat_replication WHERE application_name = '{other}' AND state = 'streaming'"),
+            ) == "1"
+        },
+    );
+    // What the isolated primary took meanwhile is on a timeline of its own.
+    sb.psql(
+        "pg1",
+        "CREATE TABLE written_while_isolated AS SELECT 1 AS lost",
+    );
+    for other in ["pg2", "pg3", "pg4"] {
+        sb.heal("pg1", other);
+    }
+    sb.pgha(["plan"])
+        .stdout_has("rejoin (repmgr node rejoin --force-rewind) before start: pg1 runs as a second primary on timeline 1")
+        .stdout_has("transactions committed there only are lost")
+        .run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("19 checks run, 19 passed, 0 failed.")
+        .run();
+    assert!(!is_primary(&sb, "pg1"), "pg1 rejoined as a standby");
+    sb.assert_plan_clean();
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::gather::Sections;
 use crate::flavours::repmgr::command;
-use crate::flavours::repmgr::probes::RepmgrFact;
+use crate::flavours::repmgr::probes::{NodeRecord, RepmgrFact};
 use crate::steps::{Action, Check, Module, StepContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,7 @@ pub struct RepmgrRegister {
     /// The primary (whose metadata is the one repmgr writes) and its address (a witness
     /// registers against it).
     pub primary: String,
+    pub primary_node_id: i64,
     pub primary_address: String,
     pub port: u16,
     pub user: String,
@@ -47,8 +48,18 @@ impl Module for RepmgrRegister {
             .and_then(RepmgrFact::of)
             .or_else(|| RepmgrFact::of(cx.facts));
         let record = metadata.as_ref().and_then(|l| l.node(cx.host));
+        // The witness follows the primary: after a failover it registers again against the
+        // new one (its repmgrd does not always get there on its own).
+        let stale_upstream = |r: &NodeRecord| {
+            self.role == "witness" && r.upstream_node_id != Some(self.primary_node_id)
+        };
         let force = match record {
-            Some(r) if r.node_id == self.node_id && r.active && r.kind == self.role => {
+            Some(r)
+                if r.node_id == self.node_id
+                    && r.active
+                    && r.kind == self.role
+                    && !stale_upstream(r) =>
+            {
                 return Check::InSync(format!(
                     "registered as {} node {}",
                     r.kind, r.node_id
@@ -84,6 +95,13 @@ impl Module for RepmgrRegister {
             args.push("-F".into());
         }
         let reason = match (record, force) {
+            (Some(r), true) if r.kind == self.role && r.active && stale_upstream(r) => format!(
+                "the witness is registered with upstream {}, the primary {} is node {}: registered again",
+                r.upstream_node_id
+                    .map_or("none".to_owned(), |u| u.to_string()),
+                self.primary,
+                self.primary_node_id
+            ),
             (Some(r), true) => format!(
                 "its record (node {}, {}{}) is not the one wanted (node {}, {}): registered again",
                 r.node_id,
