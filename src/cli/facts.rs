@@ -1,7 +1,7 @@
 //! `pgha facts`: what pgha reads on every host, as JSON or as the facts script printed it.
 //! Secrets never show: files that hold one and password verifiers are withheld.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use clap::Args;
 
@@ -39,52 +39,42 @@ pub fn run(args: &FactsArgs) -> Result<ExitStatus, CliError> {
                 return Err(CliError::new(e));
             }
         };
-        let hosts: Vec<&String> = session
-            .transports
-            .keys()
-            .filter(|h| args.limit.is_empty() || args.limit.contains(h))
-            .collect();
-        // The script again, for its very output (the session keeps only what it parsed).
-        let runs = hosts.iter().map(|host| async {
-            let query = session.queries.get(*host).cloned().unwrap_or_default();
-            let raw = collect::gather_raw(session.transports[*host].as_ref(), &query).await;
-            raw.map(|r| session.secrets.mask(&gather::scrub(&r, &secret_files)))
-        });
-        let outputs = futures::future::join_all(runs).await;
-        let mut texts = BTreeMap::new();
+        let wanted = |h: &String| args.limit.is_empty() || args.limit.contains(h);
         let mut errors: Vec<String> = session
             .unreachable
             .iter()
-            .filter(|(h, _)| args.limit.is_empty() || args.limit.contains(h))
+            .filter(|(h, _)| wanted(h))
             .map(|(h, why)| format!("{h}: unreachable: {why}"))
             .collect();
-        for (host, out) in hosts.iter().zip(outputs) {
-            match out {
-                Ok(text) => {
-                    texts.insert((*host).clone(), text);
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        session.close().await;
         if args.raw {
-            for (host, text) in &texts {
-                println!("=== {host}");
-                print!("{text}");
+            // The script again, for its very output (the session keeps only what it parsed).
+            let hosts: Vec<&String> = session.transports.keys().filter(|h| wanted(h)).collect();
+            let runs = hosts.iter().map(|host| async {
+                let query = session.queries.get(*host).cloned().unwrap_or_default();
+                let raw = collect::gather_raw(session.transports[*host].as_ref(), &query).await;
+                raw.map(|r| session.secrets.mask(&gather::scrub(&r, &secret_files)))
+            });
+            let outputs = futures::future::join_all(runs).await;
+            for (host, out) in hosts.iter().zip(outputs) {
+                match out {
+                    Ok(text) => {
+                        println!("=== {host}");
+                        print!("{text}");
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
             }
         } else {
-            let mut facts = BTreeMap::new();
-            for (host, text) in &texts {
-                facts.insert(
-                    host.as_str(),
-                    gather::parse(host, text).map_err(CliError::new)?,
-                );
+            // What the session read when it opened: one round trip per host.
+            let mut facts = session.facts.clone();
+            facts.retain(|h, _| wanted(h));
+            for f in facts.values_mut() {
+                gather::scrub_facts(f, &secret_files);
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&facts).map_err(CliError::new)?
-            );
+            let json = serde_json::to_string_pretty(&facts).map_err(CliError::new)?;
+            println!("{}", session.secrets.mask(&json));
         }
+        session.close().await;
         // What was read is printed; the hosts that were not are named after it.
         if !errors.is_empty() {
             return Err(CliError(errors.join("\n")));

@@ -385,6 +385,24 @@ pub const WITHHELD: &str = "(sensitive: withheld)";
 /// content of every file in `secret_files` and every role's password verifier become
 /// [`WITHHELD`] (a file's content base64-encoded, as the script sends it). A PostgreSQL state
 /// that is not JSON is withheld whole.
+/// [`scrub`] for facts already parsed: the same withheld, for the JSON view.
+pub fn scrub_facts(facts: &mut HostFacts, secret_files: &BTreeSet<String>) {
+    for (path, file) in facts.files.iter_mut() {
+        if secret_files.contains(path) {
+            file.content = WITHHELD.to_owned();
+        }
+    }
+    for role in facts
+        .postgres
+        .iter_mut()
+        .flat_map(|pg| pg.roles.values_mut())
+    {
+        if role.password_verifier.is_some() {
+            role.password_verifier = Some(WITHHELD.to_owned());
+        }
+    }
+}
+
 pub fn scrub(output: &str, secret_files: &BTreeSet<String>) -> String {
     let mut out = String::with_capacity(output.len());
     let (mut kind, mut arg, mut index) = ("", "", 0);
