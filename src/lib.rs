@@ -24,6 +24,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod session;
 pub mod steps;
+pub mod tls;
 pub mod transport;
 pub mod verify;
 pub mod views;

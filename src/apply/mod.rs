@@ -340,25 +340,29 @@ async fn run_host(
                 let mut outcome = Ok(());
                 'changes: for change in changes {
                     // A procedure replaces the change's commands.
-                    let ran_procedure = match step.module.execute(&change, transport.as_ref()) {
-                        None => false,
-                        Some(procedure) => match procedure.await {
-                            Ok(said) => {
-                                for text in said {
-                                    observer.event(Event::Said {
-                                        host: host.to_owned(),
-                                        step: step.name.clone(),
-                                        text,
-                                    });
+                    let ran_procedure =
+                        match step
+                            .module
+                            .execute(&change, transport.as_ref(), &session.secrets)
+                        {
+                            None => false,
+                            Some(procedure) => match procedure.await {
+                                Ok(said) => {
+                                    for text in said {
+                                        observer.event(Event::Said {
+                                            host: host.to_owned(),
+                                            step: step.name.clone(),
+                                            text,
+                                        });
+                                    }
+                                    true
                                 }
-                                true
-                            }
-                            Err(reason) => {
-                                outcome = Err(reason);
-                                break 'changes;
-                            }
-                        },
-                    };
+                                Err(reason) => {
+                                    outcome = Err(reason);
+                                    break 'changes;
+                                }
+                            },
+                        };
                     let commands: &[RemoteCommand] =
                         if ran_procedure { &[] } else { &change.commands };
                     for command in commands {

@@ -18,6 +18,7 @@ mod plan;
 mod render;
 mod status;
 mod switchover;
+mod tls;
 mod validate;
 mod verify;
 
@@ -60,6 +61,8 @@ enum Command {
     Failover(failover::FailoverArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
+    /// The cluster's CA: `pgha tls init` makes one beside the inventory.
+    Tls(tls::TlsArgs),
     /// Local test hosts (containers with systemd and sshd) and a ready inventory.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -162,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args, cli.verbose),
         Command::Verify(args) => verify::run(args),
         Command::ForceUnlock(args) => force_unlock::run(args),
+        Command::Tls(args) => tls::run(args),
         Command::Status(args) => status::run(args),
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),

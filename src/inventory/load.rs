@@ -12,7 +12,7 @@ use crate::inventory::Inventory;
 use crate::model::pg_params;
 use crate::model::{
     Cluster, Database, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role, SecretRef, Ssh,
-    User,
+    Tls, User,
 };
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Value};
@@ -73,6 +73,7 @@ impl Reader<'_> {
         let mut roles: Vec<String> = vec!["postgres".to_owned()];
         let users = self.users(&mut top, replication_user, &mut roles);
         let databases = self.databases(&mut top, &roles, replication_user);
+        let tls = top.take("tls").map(|n| self.tls(n));
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -136,6 +137,10 @@ impl Reader<'_> {
             users: users?,
             databases: databases?,
             hosts: hosts?,
+            tls: match tls {
+                Some(t) => Some(t?),
+                None => None,
+            },
             source: source.to_path_buf(),
         };
         checks::cluster::check(self.d, root, &cluster, flavour.as_ref());
@@ -449,6 +454,73 @@ impl Reader<'_> {
             }
             None => u32::try_from(default).ok(),
         }
+    }
+
+    /// `tls:`: the cluster CA's certificate (a file, read now and checked) and key (a secret
+    /// reference), and the host certificates' lifetime.
+    fn tls(&mut self, node: &Node) -> Option<Tls> {
+        let mut m = MapReader::new(self.d, node, "tls")?;
+        let ca_cert = m.require(self.d, "ca_cert").and_then(|n| {
+            let rel = decode::string(self.d, n, "tls.ca_cert")?;
+            let path = self.base.join(&rel);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.d.error_with_help(
+                        n.pos,
+                        "tls.ca_cert",
+                        format!("cannot read the CA certificate {}: {e}", path.display()),
+                        "`pgha tls init` makes a CA for the cluster beside the inventory",
+                    );
+                    return None;
+                }
+            };
+            match crate::tls::inspect_ca(&text) {
+                Ok(info) if info.days_left() < 1 => {
+                    self.d.error(
+                        n.pos,
+                        "tls.ca_cert",
+                        format!("the CA certificate {} has expired", path.display()),
+                    );
+                    None
+                }
+                Ok(_) => Some((text, path)),
+                Err(e) => {
+                    self.d
+                        .error(n.pos, "tls.ca_cert", format!("{}: {e}", path.display()));
+                    None
+                }
+            }
+        });
+        let ca_key = m
+            .require(self.d, "ca_key")
+            .and_then(|n| self.secret(n, "tls.ca_key"));
+        let validity_days = match m.take("validity_days") {
+            Some(n) => decode::integer(self.d, n, "tls.validity_days", 1, 3650),
+            None => Some(365),
+        };
+        let renew_before_days = match m.take("renew_before_days") {
+            Some(n) => decode::integer(self.d, n, "tls.renew_before_days", 0, 3650),
+            None => Some(30),
+        };
+        m.finish(self.d);
+        let (validity_days, renew_before_days) = (validity_days?, renew_before_days?);
+        if renew_before_days >= validity_days {
+            self.d.error(
+                node.pos,
+                "tls.renew_before_days",
+                format!("renewing {renew_before_days} days before expiry a certificate valid {validity_days} days would renew it on every apply"),
+            );
+            return None;
+        }
+        let (ca_cert, ca_cert_file) = ca_cert?;
+        Some(Tls {
+            ca_cert,
+            ca_cert_file,
+            ca_key: ca_key?,
+            validity_days,
+            renew_before_days,
+        })
     }
 
     fn archive(&mut self, node: &Node) -> (Option<String>, Option<String>) {

@@ -26,8 +26,23 @@ pub struct Cluster {
     pub users: Vec<User>,
     pub databases: Vec<Database>,
     pub hosts: Vec<Host>,
+    /// TLS on PostgreSQL's connections, when the inventory has a `tls:` section.
+    pub tls: Option<Tls>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,
+}
+
+/// The cluster's CA, which signs every host's certificate, and how long those live.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tls {
+    /// The CA certificate (PEM, public), read when the inventory loads.
+    pub ca_cert: String,
+    pub ca_cert_file: PathBuf,
+    /// The CA's private key: a secret like any other, needed only to issue.
+    pub ca_key: SecretRef,
+    pub validity_days: i64,
+    /// A host certificate with fewer days left is renewed.
+    pub renew_before_days: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +58,13 @@ pub struct Postgres {
     pub parameters: BTreeMap<String, String>,
     pub hba: Vec<HbaRule>,
     pub allow_network_trust: bool,
+}
+
+impl Postgres {
+    /// Where the server's certificate, key and the cluster CA live on every host.
+    pub fn tls_dir(&self) -> String {
+        format!("{}/tls", self.conf_dir)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,6 +247,9 @@ impl Cluster {
                 out.push((format!("users[{}].password", u.name), s));
             }
         }
+        if let Some(t) = &self.tls {
+            out.push(("tls.ca_key".to_owned(), &t.ca_key));
+        }
         out
     }
 }
@@ -306,6 +331,16 @@ pub fn server_parameters(cluster: &Cluster) -> BTreeMap<String, String> {
     set("archive_mode", r.archive_mode.clone());
     set("archive_command", r.archive_command.clone());
     set("password_encryption", "scram-sha-256".into());
+    if cluster.tls.is_some() {
+        // The cluster's own certificate instead of Debian's snakeoil one; the CA lets the
+        // server check client certificates where a rule asks for them.
+        let dir = cluster.postgres.tls_dir();
+        set("ssl", "on".into());
+        set("ssl_cert_file", format!("{dir}/server.crt"));
+        set("ssl_key_file", format!("{dir}/server.key"));
+        set("ssl_ca_file", format!("{dir}/ca.crt"));
+        set("ssl_min_protocol_version", "TLSv1.2".into());
+    }
     set("cluster_name", cluster.name.clone());
     for (k, v) in &cluster.postgres.parameters {
         p.insert(k.clone(), v.clone());

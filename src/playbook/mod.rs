@@ -80,10 +80,16 @@ pub fn for_flavour(
 }
 
 /// Fragments every flavour's playbook may include, by name.
-const FRAGMENTS: &[(&str, &str)] = &[(
-    "common/roles-and-databases.yml",
-    include_str!("../../playbooks/common/roles-and-databases.yml"),
-)];
+const FRAGMENTS: &[(&str, &str)] = &[
+    (
+        "common/roles-and-databases.yml",
+        include_str!("../../playbooks/common/roles-and-databases.yml"),
+    ),
+    (
+        "common/tls.yml",
+        include_str!("../../playbooks/common/tls.yml"),
+    ),
+];
 
 /// An included fragment: `DIR/NAME` when an override folder has it, else the embedded one;
 /// `components/HOOK` stands for the active components' fragments for that hook.

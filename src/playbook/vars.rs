@@ -50,6 +50,12 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
             "scram-sha-256",
         ),
     ];
+    // With TLS, every rule for another host's address takes TLS connections only.
+    let network = if cluster.tls.is_some() {
+        "hostssl"
+    } else {
+        "host"
+    };
     for h in &cluster.hosts {
         let address = match h.ip() {
             Some(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
@@ -57,7 +63,7 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
             None => h.address.clone(),
         };
         rules.push(rule(
-            "host",
+            network,
             "replication",
             repl,
             Some(address.clone()),
@@ -65,13 +71,16 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
         ));
         // pg_rewind and status checks connect to a normal database.
         rules.push(rule(
-            "host",
+            network,
             "postgres",
             repl,
             Some(address.clone()),
             "scram-sha-256",
         ));
-        for r in flavour.hba(&address) {
+        for mut r in flavour.hba(&address) {
+            if r.kind == "host" {
+                r.kind = network.to_owned();
+            }
             rules.push(serde_json::to_value(r).unwrap_or(Value::Null));
         }
     }
@@ -248,6 +257,27 @@ impl<'a> Vars<'a> {
                     .map(|h| host[h.name.as_str()].clone())
                     .collect::<Vec<_>>(),
             ),
+        );
+        set(
+            "tls",
+            tmpl(&match &cluster.tls {
+                Some(t) => {
+                    let dir = pg.tls_dir();
+                    json!({
+                        "enabled": true,
+                        "dir": dir,
+                        "ca_file": format!("{dir}/ca.crt"),
+                        "cert_file": format!("{dir}/server.crt"),
+                        "key_file": format!("{dir}/server.key"),
+                        "ca_cert": t.ca_cert,
+                        "validity_days": t.validity_days,
+                        "renew_before_days": t.renew_before_days,
+                        // What a client adds to its connection string to check the server.
+                        "conninfo": format!("sslmode=verify-full sslrootcert={dir}/ca.crt"),
+                    })
+                }
+                None => json!({"enabled": false, "conninfo": ""}),
+            }),
         );
         set("users", tmpl(&Value::Array(users)));
         set("databases", tmpl(&json!(cluster.databases)));

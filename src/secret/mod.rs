@@ -79,7 +79,7 @@ pub enum SecretError {
 
 impl SecretRef {
     /// Resolve the reference. The first line only: a trailing newline from `echo` or an editor
-    /// is not part of a password.
+    /// is not part of a password. A PEM block (a private key) is taken whole.
     pub fn resolve(&self, label: &str) -> Result<Secret, SecretError> {
         let raw = match self {
             SecretRef::Env(var) => std::env::var(var).map_err(|_| SecretError::EnvMissing {
@@ -89,7 +89,11 @@ impl SecretRef {
             SecretRef::File(path) => read_file(label, path)?,
             SecretRef::Command(command) => run_command(label, command)?,
         };
-        let value = raw.lines().next().unwrap_or("").to_owned();
+        let value = if raw.trim_start().starts_with("-----BEGIN ") {
+            format!("{}\n", raw.trim())
+        } else {
+            raw.lines().next().unwrap_or("").to_owned()
+        };
         if value.is_empty() {
             return Err(SecretError::Empty {
                 label: label.to_owned(),

@@ -31,6 +31,7 @@ crate::kinds! {
     pg_slot: PgSlot,
     pg_slots_prune: PgSlotsPrune,
     service: Service,
+    tls_certificate: TlsCertificate,
     ssh_trust: SshTrust,
     wait_for: WaitFor,
 }
@@ -91,6 +92,7 @@ pub trait Module: std::fmt::Debug + Send + Sync + std::any::Any {
         &'a self,
         _change: &'a Change,
         _host: &'a dyn Transport,
+        _secrets: &'a Secrets,
     ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
         None
     }

@@ -45,6 +45,10 @@ pub struct PgClone {
     /// recovery of a server that did not shut down cleanly needs it.
     #[serde(default)]
     pub config_file: String,
+    /// What the connections to the upstream add to check it (`sslmode=verify-full
+    /// sslrootcert=...`), when the cluster has TLS.
+    #[serde(default)]
+    pub ssl: String,
 }
 
 impl PgClone {
@@ -68,6 +72,9 @@ impl PgClone {
         ];
         if let Some(slot) = &self.slot {
             basebackup.extend(["-S".to_owned(), slot.clone()]);
+        }
+        if !self.ssl.is_empty() {
+            basebackup.extend(["-d".to_owned(), self.ssl.clone()]);
         }
         vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),
@@ -105,10 +112,13 @@ impl PgClone {
     }
 
     fn rewind_commands(&self) -> Vec<RemoteCommand> {
-        let source = format!(
+        let mut source = format!(
             "host={} port={} user={} dbname=postgres passfile=/var/lib/postgresql/.pgpass",
             self.upstream_address, self.port, self.user
         );
+        if !self.ssl.is_empty() {
+            source = format!("{source} {}", self.ssl);
+        }
         let mut rewind = vec![
             format!("{}/pg_rewind", self.bin_dir),
             format!("--target-pgdata={}", self.data_dir),

@@ -14,4 +14,5 @@ mod saved_plan;
 mod scheduler;
 mod streaming;
 mod support;
+mod tls;
 mod validate;

@@ -406,16 +406,22 @@ fn repmgr_isolated_primary_is_replaced_then_rejoined() {
         }
     }
     let other = if promoted == "pg2" { "pg3" } else { "pg2" };
-    sb.wait_until(
-        &format!("{other} follows {promoted}"),
-        Duration::from_secs(120),
-        || {
-            sb.psql(
-                promoted,
-                &format!("SELECT count(*) FROM pg_stat_replication WHERE application_name = '{other}' AND state = 'streaming'"),
-            ) == "1"
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sb.psql(
+        promoted,
+        &format!("SELECT count(*) FROM pg_stat_replication WHERE application_name = '{other}' AND state = 'streaming'"),
+    ) != "1"
+    {
+        if Instant::now() > deadline {
+            let log = |h: &str| sb.sh(h, "journalctl -u pgha-repmgrd --no-pager -n 80 2>&1 || true");
+            panic!(
+                "{other} does not follow {promoted} after 120 s\n--- {other}\n{}\n--- {promoted}\n{}",
+                log(other),
+                log(promoted)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // What the isolated primary took meanwhile is on a timeline of its own.
     sb.psql(
         "pg1",

@@ -119,6 +119,7 @@ impl Module for PatroniDcs {
         &'a self,
         change: &'a Change,
         host: &'a dyn Transport,
+        _secrets: &'a crate::model::Secrets,
     ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
         Some(Box::pin(async move {
             let procedure: DcsChange = change

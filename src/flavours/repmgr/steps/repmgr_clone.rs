@@ -46,6 +46,7 @@ impl RepmgrClone {
             allow_wipe: self.allow_wipe,
             bin_dir: self.bin_dir.clone(),
             config_file: String::new(),
+            ssl: String::new(),
         }
     }
 

@@ -1,0 +1,75 @@
+//! `pgha tls init`: a CA for the cluster, made here, its certificate and key written beside
+//! the inventory (the key 0600, never printed). The inventory's `tls:` section then names
+//! them; every host's certificate is issued by pgha from it.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::cli::CliError;
+use crate::exit::ExitStatus;
+
+#[derive(Args, Debug)]
+pub struct TlsArgs {
+    #[command(subcommand)]
+    pub command: TlsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TlsCommand {
+    /// Make a CA for the cluster: `ca.crt` and `ca.key` (0600) in DIR. Refuses to replace one.
+    Init {
+        /// The folder (made when missing); usually beside the inventory.
+        #[arg(long, value_name = "DIR", default_value = "tls")]
+        dir: PathBuf,
+        /// The cluster's name, in the CA's name.
+        #[arg(long, default_value = "pgha")]
+        name: String,
+        /// How long the CA is valid.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+}
+
+pub fn run(args: &TlsArgs) -> Result<ExitStatus, CliError> {
+    match &args.command {
+        TlsCommand::Init { dir, name, days } => init(dir, name, *days),
+    }
+}
+
+fn init(dir: &Path, name: &str, days: i64) -> Result<ExitStatus, CliError> {
+    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    for p in [&cert, &key] {
+        if p.exists() {
+            return Err(CliError(format!(
+                "{} exists: a cluster's CA is made once (its hosts' certificates hang on it); remove it first to start over",
+                p.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError(format!("cannot make {}: {e}", dir.display())))?;
+    let ca = crate::tls::new_ca(name, days).map_err(CliError::new)?;
+    let write = |path: &Path, text: &str, mode: u32| -> Result<(), CliError> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))
+    };
+    write(&key, &ca.key_pem, 0o600)?;
+    write(&cert, &ca.cert_pem, 0o644)?;
+    println!(
+        "Made a CA for {name}, valid {days} days: {} and {} (keep the key as safe as any password).\nIn the inventory:\n\ntls:\n  ca_cert: {}\n  ca_key: {{file: {}}}\n",
+        cert.display(),
+        key.display(),
+        cert.display(),
+        key.display()
+    );
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,114 @@
+//! TLS on PostgreSQL's wire with the cluster's own CA (`pgha tls init`, `tls:` in the
+//! inventory): every host gets a certificate signed by it, clients and replication check the
+//! server (`sslmode=verify-full`), pgha's own network rules take TLS connections only, and a
+//! certificate inside the renewal window is renewed as a planned change.
+
+use std::process::Command;
+
+use crate::cluster::{Options, Sandbox};
+
+/// The certificate PostgreSQL on `host` serves, as openssl prints its serial.
+fn served_serial(sb: &Sandbox, host: &str) -> String {
+    sb.sh(
+        host,
+        &format!(
+            "echo | openssl s_client -starttls postgres -connect {}:5432 2>/dev/null | openssl x509 -noout -serial",
+            sb.ip(host)
+        ),
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn streaming_with_the_cluster_ca_verifies_every_connection() {
+    let sb = Sandbox::up("tls", Options::packaged(3));
+    let dir = sb.inventory().parent().expect("sandbox dir").join("tls");
+    let init = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["tls", "init", "--name", "tls-test", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("pgha tls init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let key = std::fs::read_to_string(dir.join("ca.key")).expect("the CA key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("ca.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the CA key is the owner's alone");
+    assert!(
+        !String::from_utf8_lossy(&init.stdout).contains("PRIVATE KEY"),
+        "the key is never printed"
+    );
+    let mut inventory = sb.inventory_text();
+    inventory.push_str("\ntls:\n  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n  validity_days: 5\n  renew_before_days: 1\n");
+    std::fs::write(sb.inventory(), inventory).expect("inventory");
+
+    let plan = sb.pgha(["plan"]).stdout_has("no certificate yet").run();
+    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    for text in [&plan.stdout, &plan.stderr, &apply.stdout, &apply.stderr] {
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert!(!text.contains(key.lines().nth(1).unwrap_or("?")), "{text}");
+    }
+    sb.assert_plan_clean();
+
+    // Replication is encrypted and checked the server's name.
+    assert_eq!(
+        sb.psql(
+            "pg1",
+            "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl"
+        ),
+        "2"
+    );
+    let conninfo = sb.sh(
+        "pg2",
+        "cat /etc/postgresql/15/main/conf.d/pgha-standby.conf",
+    );
+    assert!(conninfo.contains("sslmode=verify-full"), "{conninfo}");
+    // A client that checks the server gets in; one without TLS is refused by pg_hba.
+    let password = sb
+        .env
+        .iter()
+        .find(|(k, _)| k == "PGHA_REPLICATION_PASSWORD")
+        .map(|(_, v)| v.clone())
+        .expect("password");
+    let psql = |mode: &str| {
+        sb.sh(
+            "pg2",
+            &format!(
+                "PGPASSWORD='{password}' psql -X -At \"host={} user=replicator dbname=postgres sslmode={mode} sslrootcert=/etc/postgresql/15/main/tls/ca.crt\" -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' 2>&1 || true",
+                sb.ip("pg1")
+            ),
+        )
+    };
+    assert_eq!(psql("verify-full").trim(), "t");
+    let plain = psql("disable");
+    assert!(
+        plain.contains("no pg_hba.conf entry") && plain.contains("no encryption"),
+        "{plain}"
+    );
+
+    // Inside the renewal window: plan says so, apply renews, the server serves the new one.
+    let before = served_serial(&sb, "pg1");
+    assert!(before.starts_with("serial="), "{before}");
+    sb.edit_inventory(
+        "validity_days: 5\n  renew_before_days: 1",
+        "validity_days: 30\n  renew_before_days: 10",
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("renew (expires in 4 days)")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let after = served_serial(&sb, "pg1");
+    assert!(
+        after.starts_with("serial=") && after != before,
+        "{before} -> {after}"
+    );
+    sb.assert_plan_clean();
+}
