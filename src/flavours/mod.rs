@@ -331,6 +331,10 @@ pub trait Flavour: fmt::Debug + Send + Sync {
             primary: "SELECT NOT pg_is_in_recovery()".to_owned(),
         }
     }
+    /// Whether `tls:` is built for this flavour yet.
+    fn has_tls(&self) -> bool {
+        true
+    }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(
         &'a self,

@@ -129,6 +129,17 @@ impl Reader<'_> {
         top.finish(self.d);
 
         let flavour = flavour?;
+        if let (Some(Some(_)), false) = (&tls, flavour.has_tls()) {
+            let pos = root.at("tls").map_or(root.pos, |n| n.pos);
+            self.d.error(
+                pos,
+                "tls",
+                format!(
+                    "`tls:` is not built for the {} flavour yet (streaming and repmgr have it)",
+                    flavour.name()
+                ),
+            );
+        }
         let cluster = Cluster {
             name: name?,
             flavour: flavour.name().to_owned(),

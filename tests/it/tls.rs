@@ -20,9 +20,9 @@ fn served_serial(sb: &Sandbox, host: &str) -> String {
     .to_owned()
 }
 
-#[test]
-fn streaming_with_the_cluster_ca_verifies_every_connection() {
-    let sb = Sandbox::up("tls", Options::packaged(3));
+/// `pgha tls init` beside the sandbox's inventory and a `tls:` section naming it (`extra`:
+/// more of its keys); the CA key's text.
+fn with_cluster_ca(sb: &Sandbox, extra: &str) -> String {
     let dir = sb.inventory().parent().expect("sandbox dir").join("tls");
     let init = Command::new(env!("CARGO_BIN_EXE_pgha"))
         .args(["tls", "init", "--name", "tls-test", "--dir"])
@@ -46,8 +46,25 @@ fn streaming_with_the_cluster_ca_verifies_every_connection() {
         "the key is never printed"
     );
     let mut inventory = sb.inventory_text();
-    inventory.push_str("\ntls:\n  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n  validity_days: 5\n  renew_before_days: 1\n");
+    inventory.push_str(&format!(
+        "\ntls:\n  ca_cert: tls/ca.crt\n  ca_key: {{file: tls/ca.key}}\n{extra}"
+    ));
     std::fs::write(sb.inventory(), inventory).expect("inventory");
+    key
+}
+
+/// Replication connections to `primary` that use TLS.
+fn encrypted_streams(sb: &Sandbox, primary: &str) -> String {
+    sb.psql(
+        primary,
+        "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl",
+    )
+}
+
+#[test]
+fn streaming_with_the_cluster_ca_verifies_every_connection() {
+    let sb = Sandbox::up("tls", Options::packaged(3));
+    let key = with_cluster_ca(&sb, "  validity_days: 5\n  renew_before_days: 1\n");
 
     let plan = sb.pgha(["plan"]).stdout_has("no certificate yet").run();
     let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
@@ -58,13 +75,7 @@ fn streaming_with_the_cluster_ca_verifies_every_connection() {
     sb.assert_plan_clean();
 
     // Replication is encrypted and checked the server's name.
-    assert_eq!(
-        sb.psql(
-            "pg1",
-            "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl"
-        ),
-        "2"
-    );
+    assert_eq!(encrypted_streams(&sb, "pg1"), "2");
     let conninfo = sb.sh(
         "pg2",
         "cat /etc/postgresql/15/main/conf.d/pgha-standby.conf",
@@ -111,4 +122,23 @@ fn streaming_with_the_cluster_ca_verifies_every_connection() {
         "{before} -> {after}"
     );
     sb.assert_plan_clean();
+}
+
+/// repmgr with the cluster CA: repmgr's own connections and the standbys' replication (which
+/// repmgr writes from its conninfo) check the server; the cluster verifies.
+#[test]
+fn repmgr_with_the_cluster_ca_verifies_replication() {
+    let sb = Sandbox::repmgr("rtls", 3);
+    with_cluster_ca(&sb, "");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("19 checks run, 19 passed, 0 failed.")
+        .run();
+    sb.assert_plan_clean();
+    assert_eq!(encrypted_streams(&sb, "pg1"), "2");
+    // repmgr quotes the values it copies.
+    let conninfo = sb.psql("pg2", "SHOW primary_conninfo").replace('\'', "");
+    assert!(
+        conninfo.contains("sslmode=verify-full sslrootcert=/etc/postgresql/15/main/tls/ca.crt"),
+        "{conninfo}"
+    );
 }

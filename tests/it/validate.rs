@@ -1960,3 +1960,82 @@ fn patroni_hostssl_rule_without_ssl() {
         "a `hostssl` rule cannot match: Patroni's servers run without SSL",
     );
 }
+
+// ---- tls ------------------------------------------------------------------------------------
+
+/// BASE with a `tls:` section (its lines after BASE's).
+fn with_tls(base: &str, section: &str) -> (String, usize) {
+    (format!("{base}tls:\n{section}"), base.lines().count() + 2)
+}
+
+#[test]
+fn tls_needs_a_readable_ca_certificate() {
+    let (text, line) = with_tls(
+        BASE,
+        "  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n",
+    );
+    let err = rejects(
+        &text,
+        &format!("{line}:12"),
+        "cannot read the CA certificate",
+    );
+    assert!(err.contains("pgha tls init"), "{err}");
+}
+
+#[test]
+fn tls_with_a_ca_made_by_tls_init_is_valid_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Test::new()
+        .args(["tls", "init", "--dir"])
+        .arg_path(&dir.path().join("tls"))
+        .stdout_has("ca_key: {file:")
+        .run();
+    // A second init never replaces the CA the hosts' certificates hang on.
+    Test::new()
+        .args(["tls", "init", "--dir"])
+        .arg_path(&dir.path().join("tls"))
+        .status(1)
+        .stderr_has("exists")
+        .run();
+    let (text, line) = with_tls(
+        BASE,
+        "  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n",
+    );
+    let path = dir.path().join("inventory.yml");
+    std::fs::write(&path, &text).expect("write");
+    Test::new().args(["validate", "-i"]).arg_path(&path).run();
+    // A renewal window as long as the validity would renew on every apply.
+    std::fs::write(
+        &path,
+        format!("{text}  validity_days: 30\n  renew_before_days: 30\n"),
+    )
+    .expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has("would renew it on every apply")
+        .run();
+    // A host certificate is no CA.
+    std::fs::write(dir.path().join("tls/host.crt"), "not a certificate").expect("write");
+    std::fs::write(&path, text.replace("tls/ca.crt", "tls/host.crt")).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has(&format!("inventory.yml:{line}:12"))
+        .stderr_has("the CA certificate")
+        .run();
+    // Patroni's own wires (etcd, its REST API) come first.
+    let (text, _) = with_tls(
+        &with_patroni(""),
+        "  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n",
+    );
+    std::fs::write(&path, text).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has("is not built for the patroni flavour yet")
+        .run();
+}

@@ -102,6 +102,11 @@ impl Patroni {
 }
 
 impl Flavour for Patroni {
+    /// Patroni's REST API and etcd need theirs first (and its reload of certificates).
+    fn has_tls(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "patroni"
     }

@@ -127,14 +127,24 @@ impl RepmgrClone {
 }
 
 impl RepmgrClone {
-    fn follows_nobody(&self, cx: &StepContext) -> bool {
-        cx.facts.postgres.as_ref().is_some_and(|pg| {
-            pg.running
-                && pg.in_recovery
-                && pg
-                    .settings
-                    .get("primary_conninfo")
-                    .is_some_and(|s| s.value.is_empty())
+    /// Why a running standby does not follow its upstream: no primary_conninfo at all (an
+    /// interrupted rejoin), or one naming another host (a sibling whose repmgrd gave up
+    /// waiting for the new primary and still points at the old one).
+    fn not_following(&self, cx: &StepContext) -> Option<String> {
+        let pg = cx.facts.postgres.as_ref().filter(|pg| pg.running && pg.in_recovery)?;
+        let conninfo = &pg.settings.get("primary_conninfo")?.value;
+        if conninfo.is_empty() {
+            return Some("a standby with no primary_conninfo: it follows nobody".to_owned());
+        }
+        let host = conninfo
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("host="))
+            .map(|h| h.trim_matches('\''))?;
+        (host != self.upstream_address).then(|| {
+            format!(
+                "it follows {host}, not its upstream {} ({})",
+                self.upstream, self.upstream_address
+            )
         })
     }
 }
@@ -148,17 +158,19 @@ impl Module for RepmgrClone {
         match self.as_pg_clone().decide(cx) {
             // repmgr writes primary_conninfo (postgresql.auto.conf): a standby without one
             // (an interrupted rejoin) follows nobody until repmgr points it somewhere.
-            Decision::InSync(_) if self.follows_nobody(cx) => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Update,
-                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
-                "a standby with no primary_conninfo: it follows nobody",
-                vec![self.repmgr(&[
-                    "standby",
-                    "follow",
-                    &format!("--upstream-node-id={}", self.upstream_node_id),
-                ])],
-            )]),
+            Decision::InSync(_) if self.not_following(cx).is_some() => {
+                Check::Changes(vec![cx.change(
+                    self.kind(),
+                    Action::Update,
+                    format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+                    self.not_following(cx).unwrap_or_default(),
+                    vec![self.repmgr(&[
+                        "standby",
+                        "follow",
+                        &format!("--upstream-node-id={}", self.upstream_node_id),
+                    ])],
+                )])
+            }
             decision => decision.into_check(
                 cx,
                 self.kind(),
