@@ -127,16 +127,52 @@ impl RepmgrClone {
 }
 
 impl RepmgrClone {
-    /// Why a running standby does not follow its upstream: no primary_conninfo at all (an
-    /// interrupted rejoin), or one naming another host (a sibling whose repmgrd gave up
-    /// waiting for the new primary and still points at the old one).
-    fn not_following(&self, cx: &StepContext) -> Option<String> {
-        let pg = cx.facts.postgres.as_ref().filter(|pg| pg.running && pg.in_recovery)?;
-        let conninfo = &pg.settings.get("primary_conninfo")?.value;
-        if conninfo.is_empty() {
-            return Some("a standby with no primary_conninfo: it follows nobody".to_owned());
-        }
-        let host = conninfo
+    /// A standby on another host than its upstream, which may have replayed WAL the new
+    /// timeline does not have: pg_rewind by pgha (repmgr's own rejoin judges from the last
+    /// restartpoint, which may lie before the fork while the replayed WAL went past it; such a
+    /// node never attaches), its own settings kept, then started and made to follow.
+    /// pg_rewind changes nothing when the standby did not go past the fork.
+    fn repoint_commands(&self) -> Vec<RemoteCommand> {
+        let source = format!(
+            "host={} port={} user={} dbname={}",
+            self.upstream_address, self.port, self.user, self.database
+        );
+        let data = shell_words::quote(&self.data_dir).into_owned();
+        vec![
+            RemoteCommand::new(["systemctl", "stop", &self.service]),
+            RemoteCommand::script(format!(
+                "set -e; mkdir -p /var/lib/pgha; touch {REWIND_MARKER}; cp -p {data}/postgresql.auto.conf /var/lib/pgha/postgresql.auto.conf.kept"
+            )),
+            RemoteCommand::script(format!(
+                "cd / && runuser -u postgres -- {}/pg_rewind --target-pgdata={data} --config-file={} --source-server={}",
+                self.bin_dir,
+                shell_words::quote(&self.postgresql_conf),
+                shell_words::quote(&source),
+            )),
+            RemoteCommand::script(format!(
+                "set -e; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
+                 runuser -u postgres -- touch {data}/standby.signal; systemctl start {}",
+                shell_words::quote(&self.service)
+            )),
+            self.repmgr(&[
+                "standby",
+                "follow",
+                &format!("--upstream-node-id={}", self.upstream_node_id),
+            ]),
+            self.finished(REWIND_MARKER),
+        ]
+    }
+
+    /// A running standby without primary_conninfo (an interrupted rejoin).
+    fn follows_nobody(&self, cx: &StepContext) -> bool {
+        self.conninfo(cx).is_some_and(str::is_empty)
+    }
+
+    /// A running standby whose primary_conninfo names another host than its upstream (a
+    /// sibling whose repmgrd gave up waiting for the new primary, still on the old one).
+    fn follows_elsewhere(&self, cx: &StepContext) -> Option<String> {
+        let host = self
+            .conninfo(cx)?
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix("host="))
             .map(|h| h.trim_matches('\''))?;
@@ -146,6 +182,11 @@ impl RepmgrClone {
                 self.upstream, self.upstream_address
             )
         })
+    }
+
+    fn conninfo<'a>(&self, cx: &'a StepContext) -> Option<&'a str> {
+        let pg = cx.facts.postgres.as_ref().filter(|pg| pg.running && pg.in_recovery)?;
+        Some(pg.settings.get("primary_conninfo")?.value.as_str())
     }
 }
 
@@ -158,17 +199,31 @@ impl Module for RepmgrClone {
         match self.as_pg_clone().decide(cx) {
             // repmgr writes primary_conninfo (postgresql.auto.conf): a standby without one
             // (an interrupted rejoin) follows nobody until repmgr points it somewhere.
-            Decision::InSync(_) if self.not_following(cx).is_some() => {
+            // Nothing to follow: repmgr points it at its upstream.
+            Decision::InSync(_) if self.follows_nobody(cx) => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Update,
+                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+                "a standby with no primary_conninfo: it follows nobody",
+                vec![self.repmgr(&[
+                    "standby",
+                    "follow",
+                    &format!("--upstream-node-id={}", self.upstream_node_id),
+                ])],
+            )]),
+            // Following another host, it may have received WAL the new timeline does not have
+            // (an old primary that went on alone): stopped and rejoined, rewound only if it
+            // went past the fork. `standby follow` would refuse exactly then.
+            Decision::InSync(_) if self.follows_elsewhere(cx).is_some() => {
                 Check::Changes(vec![cx.change(
                     self.kind(),
-                    Action::Update,
-                    format!("follow {} (node {})", self.upstream, self.upstream_node_id),
-                    self.not_following(cx).unwrap_or_default(),
-                    vec![self.repmgr(&[
-                        "standby",
-                        "follow",
-                        &format!("--upstream-node-id={}", self.upstream_node_id),
-                    ])],
+                    Action::Rewind,
+                    format!("rejoin {} (node {})", self.upstream, self.upstream_node_id),
+                    format!(
+                        "{}: stopped, rewound with pg_rewind if it went past the fork, made to follow",
+                        self.follows_elsewhere(cx).unwrap_or_default()
+                    ),
+                    self.repoint_commands(),
                 )])
             }
             decision => decision.into_check(
@@ -176,15 +231,27 @@ impl Module for RepmgrClone {
                 self.kind(),
                 || self.clone_commands(),
                 |reason| {
-                    let crashed = cx
-                        .facts
-                        .postgres
-                        .as_ref()
-                        .is_some_and(|pg| pg.state == "in production" && !pg.running);
-                    (
-                        format!("rejoin (repmgr node rejoin --force-rewind) before start: {reason}"),
-                        self.rejoin_commands(crashed),
-                    )
+                    let pg = cx.facts.postgres.as_ref();
+                    let crashed =
+                        pg.is_some_and(|pg| pg.state == "in production" && !pg.running);
+                    // A standby that went past the fork (it followed an old primary that went
+                    // on alone): see `repoint_commands`.
+                    let standby = pg.is_some_and(|pg| {
+                        (pg.running && pg.in_recovery) || pg.state == "shut down in recovery"
+                    });
+                    if standby {
+                        (
+                            format!("rewind (pg_rewind) and follow {}: {reason}", self.upstream),
+                            self.repoint_commands(),
+                        )
+                    } else {
+                        (
+                            format!(
+                                "rejoin (repmgr node rejoin --force-rewind) before start: {reason}"
+                            ),
+                            self.rejoin_commands(crashed),
+                        )
+                    }
                 },
             ),
         }
