@@ -61,6 +61,11 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// Debian's folder of the server's programs (pg_ctl, pg_rewind, repmgr).
+    pub fn bin_dir(&self) -> String {
+        format!("/usr/lib/postgresql/{}/bin", self.version)
+    }
+
     /// Where the server's certificate, key and the cluster CA live on every host.
     pub fn tls_dir(&self) -> String {
         format!("{}/tls", self.conf_dir)

@@ -231,7 +231,7 @@ impl<'a> Vars<'a> {
                 "debian_cluster": pg.debian_cluster,
                 "data_dir": pg.data_dir,
                 "conf_dir": pg.conf_dir,
-                "bin_dir": format!("/usr/lib/postgresql/{}/bin", pg.version),
+                "bin_dir": pg.bin_dir(),
                 "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
             })),
         );

@@ -8,7 +8,7 @@
 //! own (`pgha-<tag>:<peer>`) and only those are rewritten. A peer whose facts were not read
 //! (a limited run, a host down) keeps the line it has.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +167,7 @@ impl Module for SshTrust {
 
     fn check(&self, cx: &StepContext) -> Check {
         let mut changes = Vec::new();
-        let mut waiting: BTreeMap<String, ()> = BTreeMap::new();
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
         let files = [
             (self.authorized_keys(), true),
             (self.known_hosts.clone(), false),
@@ -179,7 +179,7 @@ impl Module for SshTrust {
             } else {
                 self.wanted_known_hosts(cx, now)
             };
-            waiting.extend(missing.into_iter().map(|m| (m, ())));
+            waiting.extend(missing);
             let owned = cx
                 .facts
                 .files
@@ -217,7 +217,7 @@ impl Module for SshTrust {
         }
         if !waiting.is_empty() {
             // On bare hosts the keys are made by the step before: apply checks again then.
-            let names: Vec<&str> = waiting.keys().map(String::as_str).collect();
+            let names: Vec<&str> = waiting.iter().map(String::as_str).collect();
             let reason = format!("{} made on {} by the step before", "keys", names.join(", "));
             if changes.is_empty() {
                 changes.push(cx.change(

@@ -262,6 +262,16 @@ impl Sandbox {
             .unwrap_or_else(|| panic!("{address} is no host of the sandbox"))
     }
 
+    /// A value of the sandbox's env.sh (its passwords).
+    #[track_caller]
+    pub fn env_value(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} in the sandbox's env.sh"))
+    }
+
     /// A query on a host's local server, as postgres.
     #[track_caller]
     pub fn psql(&self, host: &str, sql: &str) -> String {

@@ -266,12 +266,7 @@ fn a_dedicated_etcd_member_healthy_and_leading() {
 #[test]
 fn facts_of_sandbox_hosts_withhold_secrets() {
     let sb = Sandbox::up("facts", Options::packaged(2));
-    let password = sb
-        .env
-        .iter()
-        .find(|(k, _)| k == "PGHA_REPLICATION_PASSWORD")
-        .map(|(_, v)| v.clone())
-        .expect("the replication password");
+    let password = sb.env_value("PGHA_REPLICATION_PASSWORD");
     // What apply writes: the password in the password file and as a role's verifier.
     sb.sh(
         "pg1",

@@ -25,12 +25,7 @@ pub struct Acked {
 /// The application's connection string over `hosts` and its password.
 pub fn app_conninfo(sb: &Sandbox, hosts: &[&str]) -> (String, String) {
     let addresses: Vec<String> = hosts.iter().map(|h| sb.ip(h)).collect();
-    let password = sb
-        .env
-        .iter()
-        .find(|(k, _)| k == "PGHA_APP_PASSWORD")
-        .map(|(_, v)| v.clone())
-        .expect("app password");
+    let password = sb.env_value("PGHA_APP_PASSWORD");
     (
         format!(
             "host={} port=5432 dbname=appdb user=app target_session_attrs=read-write connect_timeout=2",

@@ -82,12 +82,7 @@ fn streaming_with_the_cluster_ca_verifies_every_connection() {
     );
     assert!(conninfo.contains("sslmode=verify-full"), "{conninfo}");
     // A client that checks the server gets in; one without TLS is refused by pg_hba.
-    let password = sb
-        .env
-        .iter()
-        .find(|(k, _)| k == "PGHA_REPLICATION_PASSWORD")
-        .map(|(_, v)| v.clone())
-        .expect("password");
+    let password = sb.env_value("PGHA_REPLICATION_PASSWORD");
     let psql = |mode: &str| {
         sb.sh(
             "pg2",

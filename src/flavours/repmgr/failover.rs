@@ -50,7 +50,7 @@ pub async fn failover(
 ) -> Result<Handover, ProcedureError> {
     let started = Instant::now();
     fence(view, choice).await?;
-    let bin_dir = format!("/usr/lib/postgresql/{}/bin", view.cluster.postgres.version);
+    let bin_dir = view.cluster.postgres.bin_dir();
     run_ok(
         view.transport(&choice.target)?,
         &command::repmgr(

@@ -33,7 +33,7 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
         )));
     }
     let t = view.transport(target)?;
-    let bin_dir = format!("/usr/lib/postgresql/{}/bin", view.cluster.postgres.version);
+    let bin_dir = view.cluster.postgres.bin_dir();
     let repmgr = |extra: &[&str]| {
         let mut args = vec!["standby", "switchover", "--siblings-follow"];
         args.extend_from_slice(extra);

@@ -49,7 +49,7 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
     let service = format!("postgresql@{}-{}", pg.version, pg.debian_cluster);
     let data = pg.data_dir.clone();
     let port = pg.port;
-    let controldata = format!("/usr/lib/postgresql/{}/bin/pg_controldata", pg.version);
+    let controldata = format!("{}/pg_controldata", pg.bin_dir());
     let old_t = view.transport(&old)?;
     let new_t = view.transport(target)?;
 

@@ -81,11 +81,16 @@ impl RepmgrClone {
         ]
     }
 
-    fn rejoin_commands(&self, crashed: bool) -> Vec<RemoteCommand> {
-        let target = format!(
+    /// repmgr's connection to the upstream (its password from ~postgres/.pgpass).
+    fn upstream_conninfo(&self) -> String {
+        format!(
             "host={} port={} user={} dbname={}",
             self.upstream_address, self.port, self.user, self.database
-        );
+        )
+    }
+
+    fn rejoin_commands(&self, crashed: bool) -> Vec<RemoteCommand> {
+        let target = self.upstream_conninfo();
         let mut commands = vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),
             RemoteCommand::script(format!(
@@ -133,10 +138,7 @@ impl RepmgrClone {
     /// node never attaches), its own settings kept, then started and made to follow.
     /// pg_rewind changes nothing when the standby did not go past the fork.
     fn repoint_commands(&self) -> Vec<RemoteCommand> {
-        let source = format!(
-            "host={} port={} user={} dbname={}",
-            self.upstream_address, self.port, self.user, self.database
-        );
+        let source = self.upstream_conninfo();
         let data = shell_words::quote(&self.data_dir).into_owned();
         vec![
             RemoteCommand::new(["systemctl", "stop", &self.service]),
