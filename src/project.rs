@@ -2,7 +2,7 @@
 //! command starts from.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use crate::secret::SecretError;
 pub enum ProjectError {
     #[error(transparent)]
     Inventory(#[from] LoadError),
+    #[error("cannot make the cluster CA: {0}")]
+    Ca(String),
     #[error(transparent)]
     Playbook(#[from] PlaybookError),
     #[error(transparent)]
@@ -36,6 +38,8 @@ pub struct Project {
     pub components: Vec<Arc<dyn Component>>,
     pub playbook: Playbook,
     pub templates: Templates,
+    /// Where the cluster CA should be and is not yet (no `tls:` in the inventory).
+    pub missing_ca: Option<PathBuf>,
 }
 
 impl Project {
@@ -48,6 +52,7 @@ impl Project {
             cluster,
             flavour,
             components,
+            missing_ca,
         } = inventory::load(inventory)?;
         let playbook = playbook::for_flavour(flavour.as_ref(), &components, playbooks)?;
         let mut own: Vec<(&'static str, &'static str)> = flavour.templates().to_vec();
@@ -61,7 +66,40 @@ impl Project {
             components,
             playbook,
             templates,
+            missing_ca,
         })
+    }
+
+    /// What a command that makes no CA says when the default one is missing (what it checks
+    /// or renders is then the cluster without TLS).
+    pub fn note_missing_ca(&self) {
+        if let Some(dir) = &self.missing_ca {
+            eprintln!(
+                "note: no cluster CA in {} yet: the first `pgha plan` or `pgha apply` makes it (TLS is on by default; `tls: off` in the inventory turns it off). Until then a stand-in CA signs what is checked or rendered",
+                dir.display()
+            );
+        }
+    }
+
+    /// The project with its cluster CA: made first where the inventory's default one is
+    /// missing (TLS is on unless the inventory says `tls: off`). Only commands that may
+    /// change the cluster make it.
+    pub fn with_ca(
+        self,
+        inventory: &Path,
+        playbooks: Option<&Path>,
+        templates: Option<&Path>,
+    ) -> Result<Self, ProjectError> {
+        let Some(dir) = &self.missing_ca else {
+            return Ok(self);
+        };
+        crate::tls::init_dir(dir, &self.cluster.name, crate::tls::CA_DAYS)
+            .map_err(|e| ProjectError::Ca(e.to_string()))?;
+        eprintln!(
+            "made the cluster CA in {} (its key 0600: keep it as safe as a password). TLS is on by default; `tls: off` in the inventory turns it off",
+            dir.display()
+        );
+        Project::load(inventory, playbooks, templates)
     }
 
     /// Every host's steps for a given topology.
@@ -116,6 +154,10 @@ impl Project {
             .into_iter()
             .chain(plugged.iter().map(|s| (s.label.clone(), s.reference)));
         for (label, reference) in all {
+            // A CA still to be made has no key yet; what makes it comes before its use.
+            if self.missing_ca.is_some() && label == crate::steps::tls_certificate::CA_KEY {
+                continue;
+            }
             match reference.resolve(&label) {
                 Ok(s) => secrets.insert(&label, s),
                 Err(e) => errors.push(e),

@@ -71,13 +71,20 @@ pub fn check_limit(project: &Project, limit: &[String]) -> Result<(), SessionErr
 
 impl Session {
     /// Load, resolve every secret (before any connection), connect to every host, read facts.
+    /// `make_ca`: a command that may change the cluster makes its default CA when missing.
     pub async fn open(
         inventory: &Path,
         playbooks: Option<&Path>,
         templates: Option<&Path>,
         reach: &Reach,
+        make_ca: bool,
     ) -> Result<Self, SessionError> {
         let project = Project::load(inventory, playbooks, templates)?;
+        let project = if make_ca {
+            project.with_ca(inventory, playbooks, templates)?
+        } else {
+            project
+        };
         check_limit(&project, &reach.limit)?;
         let secrets = project.resolve_secrets()?;
         Self::connect(project, secrets, reach).await

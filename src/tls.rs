@@ -23,6 +23,66 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> TlsError {
     TlsError::Invalid(format!("{what}: {e}"))
 }
 
+/// The CA certificate that stands in for a cluster CA not made yet (no `tls:` in the
+/// inventory and nothing in its default place): what `validate` and `render` check and show
+/// until the first plan or apply makes the real one. Its key was thrown away when it was
+/// made; a constant so that rendering stays byte for byte the same.
+pub const STAND_IN_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIB4TCCAYigAwIBAgIBATAKBggqhkjOPQQDAjBHMUUwQwYDVQQDDDxwZ2hhIHN0
+YW5kLWluIENBOiB0aGUgZmlyc3QgcGxhbiBvciBhcHBseSBtYWtlcyB0aGUgcmVh
+bCBvbmUwIBcNMjYxMjAyMDc1NjUxWhgPMjEyNjExMDgwNzU2NTFaMEcxRTBDBgNV
+BAMMPHBnaGEgc3RhbmQtaW4gQ0E6IHRoZSBmaXJzdCBwbGFuIG9yIGFwcGx5IG1h
+a2VzIHRoZSByZWFsIG9uZTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABLcHSzpp
+X5yVJeRodIpc3ruRxWederttC2sn9OsNCAJOOpPIkCxE5rtcddrhIQrc9sUgwqZ9
+U9gNMc7QMxHqnJajYzBhMB0GA1UdDgQWBBSh5uydXbl4BGuSkPVk14OTCugKBjAf
+BgNVHSMEGDAWgBSh5uydXbl4BGuSkPVk14OTCugKBjAPBgNVHRMBAf8EBTADAQH/
+MA4GA1UdDwEB/wQEAwIBBjAKBggqhkjOPQQDAgNHADBEAh9FkOqWfj0vDaQ/AB5v
+PWOt/NRD6gyHnZgwdUQxvecsAiEAns5ce0/PtjVNVpTzfu+GjtiOuo3Fun1uL7Xa
+4iQp/e0=
+-----END CERTIFICATE-----
+";
+
+/// How long a CA pgha makes is valid by default: ten years (its hosts' certificates are
+/// renewed long before; the CA itself is replaced by hand, rarely).
+pub const CA_DAYS: i64 = 3650;
+
+/// Make a CA for the cluster `name` in `dir` (made when missing): `ca.crt` and `ca.key` (0600,
+/// the owner's alone). Refuses to replace either: every host's certificate hangs on them.
+pub fn init_dir(
+    dir: &std::path::Path,
+    name: &str,
+    days: i64,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    for p in [&cert, &key] {
+        if p.exists() {
+            return Err(TlsError::Invalid(format!(
+                "{} exists: a cluster's CA is made once (its hosts' certificates hang on it); remove it first to start over",
+                p.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| invalid(&format!("cannot make {}", dir.display()), e))?;
+    let ca = new_ca(name, days)?;
+    let write = |path: &std::path::Path, text: &str, mode: u32| -> Result<(), TlsError> {
+        let cannot = |e: std::io::Error| invalid(&format!("cannot write {}", path.display()), e);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(cannot)?;
+        f.write_all(text.as_bytes()).map_err(cannot)
+    };
+    // The key first: a certificate without its key would look like a finished CA.
+    write(&key, &ca.key_pem, 0o600)?;
+    write(&cert, &ca.cert_pem, 0o644)?;
+    Ok((cert, key))
+}
+
 /// A certificate and its private key, both PEM.
 pub struct Issued {
     pub cert_pem: String,

@@ -59,7 +59,11 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                     .await
                     .map_err(CliError::new)?
             }
-            None => args.source.open(&args.source.reach(&args.limit)).await?,
+            None => {
+                args.source
+                    .open_to_change(&args.source.reach(&args.limit))
+                    .await?
+            }
         };
         let result = apply_with(&mut session, args, saved, verbose, started, &guard).await;
         session.close().await;

@@ -98,11 +98,29 @@ impl SourceArgs {
         &self,
         reach: &crate::session::Reach,
     ) -> Result<crate::session::Session, CliError> {
+        self.open_session(reach, false).await
+    }
+
+    /// The same for a command that may change the cluster (plan, apply): the cluster CA the
+    /// inventory uses by default is made first when it is missing.
+    pub async fn open_to_change(
+        &self,
+        reach: &crate::session::Reach,
+    ) -> Result<crate::session::Session, CliError> {
+        self.open_session(reach, true).await
+    }
+
+    async fn open_session(
+        &self,
+        reach: &crate::session::Reach,
+        make_ca: bool,
+    ) -> Result<crate::session::Session, CliError> {
         crate::session::Session::open(
             &self.inventory,
             self.playbooks.as_deref(),
             self.templates.as_deref(),
             reach,
+            make_ca,
         )
         .await
         .map_err(CliError::new)

@@ -31,6 +31,7 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
         args.source.templates.as_deref(),
     )
     .map_err(CliError::new)?;
+    project.note_missing_ca();
     let secrets = if args.show_secrets {
         Some(project.resolve_secrets().map_err(CliError::new)?)
     } else {

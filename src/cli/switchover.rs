@@ -21,7 +21,7 @@ pub struct SwitchoverArgs {
 
 pub fn run(args: &SwitchoverArgs) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let mut session = args.source.open(&args.source.reach(&[])).await?;
+        let mut session = args.source.open_to_change(&args.source.reach(&[])).await?;
         let result = go(&mut session, args).await;
         session.close().await;
         result

@@ -2,8 +2,6 @@
 //! the inventory (the key 0600, never printed). The inventory's `tls:` section then names
 //! them; every host's certificate is issued by pgha from it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -28,7 +26,7 @@ pub enum TlsCommand {
         #[arg(long, default_value = "pgha")]
         name: String,
         /// How long the CA is valid.
-        #[arg(long, default_value_t = 3650)]
+        #[arg(long, default_value_t = crate::tls::CA_DAYS)]
         days: i64,
     },
 }
@@ -40,30 +38,7 @@ pub fn run(args: &TlsArgs) -> Result<ExitStatus, CliError> {
 }
 
 fn init(dir: &Path, name: &str, days: i64) -> Result<ExitStatus, CliError> {
-    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    for p in [&cert, &key] {
-        if p.exists() {
-            return Err(CliError(format!(
-                "{} exists: a cluster's CA is made once (its hosts' certificates hang on it); remove it first to start over",
-                p.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError(format!("cannot make {}: {e}", dir.display())))?;
-    let ca = crate::tls::new_ca(name, days).map_err(CliError::new)?;
-    let write = |path: &Path, text: &str, mode: u32| -> Result<(), CliError> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))
-    };
-    write(&key, &ca.key_pem, 0o600)?;
-    write(&cert, &ca.cert_pem, 0o644)?;
+    let (cert, key) = crate::tls::init_dir(dir, name, days).map_err(CliError::new)?;
     println!(
         "Made a CA for {name}, valid {days} days: {} and {} (keep the key as safe as any password).\nIn the inventory:\n\ntls:\n  ca_cert: {}\n  ca_key: {{file: {}}}\n",
         cert.display(),

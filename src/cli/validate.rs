@@ -23,6 +23,7 @@ pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
         args.source.templates.as_deref(),
     )
     .map_err(CliError::new)?;
+    project.note_missing_ca();
     // Expanding every host renders every template and types every step: what `plan` would do
     // before it connects anywhere.
     // One host at a time: nothing is kept but the first error.

@@ -74,6 +74,8 @@ pub struct SectionInput<'a> {
     pub users: Option<&'a [User]>,
     /// The inventory's folder (relative secret files are read from there).
     pub base: &'a Path,
+    /// Whether the cluster has TLS (`tls:`): the flavour's own services then speak it too.
+    pub tls: bool,
 }
 
 /// A secret a flavour's settings reference.
@@ -330,10 +332,6 @@ pub trait Flavour: fmt::Debug + Send + Sync {
             port: cluster.postgres.port,
             primary: "SELECT NOT pg_is_in_recovery()".to_owned(),
         }
-    }
-    /// Whether `tls:` is built for this flavour yet.
-    fn has_tls(&self) -> bool {
-        true
     }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostics;
 use crate::flavours::{self, Entry, SectionInput};
+use crate::inventory::checks::hba::HbaPolicy;
 use crate::inventory::checks::params::FlavourManaged;
 use crate::inventory::checks::roles::Declared;
 use crate::inventory::checks::{self, roles, HbaField, HbaPositions};
@@ -52,6 +53,31 @@ pub fn load_str(path: &Path, source: &str) -> Result<Inventory, LoadError> {
     }
 }
 
+/// Where the cluster CA lives when the inventory has no `tls:` section, beside it.
+pub const DEFAULT_CA_DIR: &str = "tls";
+
+/// A host certificate's lifetime, and how long before its end it is renewed.
+const DEFAULT_VALIDITY_DAYS: i64 = 365;
+const DEFAULT_RENEW_BEFORE_DAYS: i64 = 30;
+
+/// `tls: off` (or `false`): the DBA turned TLS off.
+fn tls_is_off(node: &Node) -> bool {
+    matches!(&node.value, Value::Bool(false)) || matches!(&node.value, Value::Str(s) if s == "off")
+}
+
+/// Give every node of a tree the same position.
+fn relocate(node: &mut Node, pos: crate::diag::Pos) {
+    node.pos = pos;
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| relocate(n, pos)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            k.pos = pos;
+            relocate(v, pos);
+        }),
+        _ => {}
+    }
+}
+
 pub(super) struct Reader<'d> {
     pub(super) d: &'d mut Diagnostics,
     /// Folder of the inventory: relative paths are taken from here.
@@ -62,18 +88,34 @@ impl Reader<'_> {
     fn inventory(&mut self, root: &Node, source: &Path) -> Option<Inventory> {
         let mut top = MapReader::new(self.d, root, "")?;
         let (name, flavour) = self.cluster_section(&mut top);
+        // TLS is on unless the inventory says `tls: off`.
+        let tls_node = top.take("tls");
+        let tls_on = !tls_node.is_some_and(tls_is_off);
         let managed = match flavour {
             Some(e) => (e.name, e.managed_parameters),
             None => ("", &[][..]),
         };
-        let postgres = self.postgres(&mut top, managed);
+        let postgres = self.postgres(&mut top, managed, tls_on);
         let replication = self.replication(&mut top);
         let replication_user = replication.as_ref().map(|r| r.user.as_str());
         // Owners are checked against every user named, also one refused for another reason.
         let mut roles: Vec<String> = vec!["postgres".to_owned()];
         let users = self.users(&mut top, replication_user, &mut roles);
         let databases = self.databases(&mut top, &roles, replication_user);
-        let tls = top.take("tls").map(|n| self.tls(n));
+        // Without `tls:`, the CA in `tls/` beside the inventory; one not made yet is made by
+        // the first plan or apply (`missing_ca`).
+        let default_ca = self.base.join(DEFAULT_CA_DIR);
+        let mut missing_ca = None;
+        let tls = match tls_node {
+            Some(n) if tls_is_off(n) => None,
+            Some(n) => Some(self.tls(n)),
+            None if default_ca.join("ca.crt").exists() => Some(self.default_tls(root, &default_ca)),
+            None => {
+                let stand_in = self.stand_in_tls(&default_ca);
+                missing_ca = Some(default_ca);
+                Some(stand_in)
+            }
+        };
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -123,23 +165,13 @@ impl Reader<'_> {
                 replication: replication.as_ref(),
                 users: users.as_deref(),
                 base: &self.base,
+                tls: matches!(tls, Some(Some(_))),
             }),
             _ => None,
         };
         top.finish(self.d);
 
         let flavour = flavour?;
-        if let (Some(Some(_)), false) = (&tls, flavour.has_tls()) {
-            let pos = root.at("tls").map_or(root.pos, |n| n.pos);
-            self.d.error(
-                pos,
-                "tls",
-                format!(
-                    "`tls:` is not built for the {} flavour yet (streaming and repmgr have it)",
-                    flavour.name()
-                ),
-            );
-        }
         let cluster = Cluster {
             name: name?,
             flavour: flavour.name().to_owned(),
@@ -159,6 +191,7 @@ impl Reader<'_> {
             cluster,
             flavour,
             components,
+            missing_ca,
         })
     }
 
@@ -187,7 +220,12 @@ impl Reader<'_> {
         (name, flavour)
     }
 
-    fn postgres(&mut self, top: &mut MapReader, managed: FlavourManaged) -> Option<Postgres> {
+    fn postgres(
+        &mut self,
+        top: &mut MapReader,
+        managed: FlavourManaged,
+        tls_on: bool,
+    ) -> Option<Postgres> {
         let node = top.require(self.d, "postgres")?;
         let mut m = MapReader::new(self.d, node, "postgres")?;
         let version = match m.take("version") {
@@ -248,8 +286,16 @@ impl Reader<'_> {
             Some(n) => decode::boolean(self.d, n, "postgres.allow_network_trust"),
             None => Some(false),
         };
+        let allow_host_without_tls = match m.take("allow_host_without_tls") {
+            Some(n) => decode::boolean(self.d, n, "postgres.allow_host_without_tls"),
+            None => Some(false),
+        };
+        let policy = HbaPolicy {
+            network_trust: allow_network_trust.unwrap_or(false),
+            host_without_tls: !tls_on || allow_host_without_tls.unwrap_or(false),
+        };
         let hba = match m.take("hba") {
-            Some(n) => self.hba(n, allow_network_trust.unwrap_or(false)),
+            Some(n) => self.hba(n, policy),
             None => Some(Vec::new()),
         };
         m.finish(self.d);
@@ -326,13 +372,13 @@ impl Reader<'_> {
         ok.then_some(out)
     }
 
-    fn hba(&mut self, node: &Node, allow_network_trust: bool) -> Option<Vec<HbaRule>> {
+    fn hba(&mut self, node: &Node, policy: HbaPolicy) -> Option<Vec<HbaRule>> {
         let items = decode::list(self.d, node, "postgres.hba")?;
         let mut rules = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let path = format!("postgres.hba[{i}]");
-            match self.hba_rule(item, &path, allow_network_trust) {
+            match self.hba_rule(item, &path, policy) {
                 Some(r) => rules.push((r, item.pos, path)),
                 None => ok = false,
             }
@@ -341,7 +387,7 @@ impl Reader<'_> {
         ok.then(|| rules.into_iter().map(|(r, _, _)| r).collect())
     }
 
-    fn hba_rule(&mut self, node: &Node, path: &str, allow_network_trust: bool) -> Option<HbaRule> {
+    fn hba_rule(&mut self, node: &Node, path: &str, policy: HbaPolicy) -> Option<HbaRule> {
         let mut m = MapReader::new(self.d, node, path)?;
         let at = |n: Option<&Node>| n.map(|n| n.pos).unwrap_or(node.pos);
         let kind_node = m.require(self.d, "type");
@@ -379,7 +425,7 @@ impl Reader<'_> {
             address: at(address_node),
             method: at(method_node),
         };
-        checks::hba::hba_rule(self.d, &rule, &positions, path, allow_network_trust).then_some(rule)
+        checks::hba::hba_rule(self.d, &rule, &positions, path, policy).then_some(rule)
     }
 
     fn hba_field(
@@ -467,6 +513,36 @@ impl Reader<'_> {
         }
     }
 
+    /// No `tls:`: the CA `pgha tls init` (or the first plan) made in `dir`, with the default
+    /// lifetimes; its errors point at the document.
+    fn default_tls(&mut self, root: &Node, dir: &Path) -> Option<Tls> {
+        // Paths as JSON strings: YAML reads them whatever they hold.
+        let quoted = |name: &str| {
+            serde_json::to_string(&dir.join(name).to_string_lossy()).unwrap_or_default()
+        };
+        let text = format!(
+            "ca_cert: {}\nca_key: {{file: {}}}\n",
+            quoted("ca.crt"),
+            quoted("ca.key")
+        );
+        let mut node = node::parse(&text).ok()?;
+        // Messages about it name the top of the inventory: the section is implied.
+        relocate(&mut node, root.pos);
+        self.tls(&node)
+    }
+
+    /// The CA a cluster without `tls:` will have once the first plan makes it in `dir`: until
+    /// then a stand-in, so that what is checked or rendered is the cluster with TLS.
+    fn stand_in_tls(&mut self, dir: &Path) -> Option<Tls> {
+        Some(Tls {
+            ca_cert: crate::tls::STAND_IN_CA.to_owned(),
+            ca_cert_file: dir.join("ca.crt"),
+            ca_key: SecretRef::File(dir.join("ca.key")),
+            validity_days: DEFAULT_VALIDITY_DAYS,
+            renew_before_days: DEFAULT_RENEW_BEFORE_DAYS,
+        })
+    }
+
     /// `tls:`: the cluster CA's certificate (a file, read now and checked) and key (a secret
     /// reference), and the host certificates' lifetime.
     fn tls(&mut self, node: &Node) -> Option<Tls> {
@@ -508,11 +584,11 @@ impl Reader<'_> {
             .and_then(|n| self.secret(n, "tls.ca_key"));
         let validity_days = match m.take("validity_days") {
             Some(n) => decode::integer(self.d, n, "tls.validity_days", 1, 3650),
-            None => Some(365),
+            None => Some(DEFAULT_VALIDITY_DAYS),
         };
         let renew_before_days = match m.take("renew_before_days") {
             Some(n) => decode::integer(self.d, n, "tls.renew_before_days", 0, 3650),
-            None => Some(30),
+            None => Some(DEFAULT_RENEW_BEFORE_DAYS),
         };
         m.finish(self.d);
         let (validity_days, renew_before_days) = (validity_days?, renew_before_days?);

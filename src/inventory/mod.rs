@@ -22,4 +22,7 @@ pub struct Inventory {
     pub flavour: Arc<dyn Flavour>,
     /// The components the inventory has sections for.
     pub components: Vec<Arc<dyn Component>>,
+    /// The folder of the cluster CA the inventory uses by default (it has no `tls:`) when no
+    /// CA is there yet: the first plan or apply makes it.
+    pub missing_ca: Option<std::path::PathBuf>,
 }

@@ -125,7 +125,20 @@ pub fn build(
         );
     }
     let mut warnings = Vec::new();
+    if project.cluster.tls.is_none() {
+        warnings.push("TLS is off (`tls: off`): replication, clients, and under Patroni etcd and the REST API, travel unencrypted and unverified".to_owned());
+    }
     for rule in &project.cluster.postgres.hba {
+        let address = rule.address.as_deref().unwrap_or_default();
+        if project.cluster.tls.is_some()
+            && rule.kind == "host"
+            && !crate::inventory::checks::hba::is_local_address(address)
+        {
+            warnings.push(format!(
+                "pg_hba lets {address} connect without TLS for user {} to database {} (allow_host_without_tls is set)",
+                rule.user, rule.database
+            ));
+        }
         if rule.method == "trust" && rule.kind != "local" {
             warnings.push(format!(
                 "pg_hba allows `trust` from {} for user {} to database {}: no password is asked (allow_network_trust is set)",

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use super::{note, SandboxError, SandboxInfo};
 
 /// The PGHA_* variables the inventory refers to, in `env.sh` order.
-pub(crate) const PASSWORD_VARS: [&str; 5] = [
+pub(crate) const PASSWORD_VARS: [&str; 6] = [
     "PGHA_REPLICATION_PASSWORD",
     "PGHA_SUPERUSER_PASSWORD",
     "PGHA_APP_PASSWORD",
     "PGHA_REWIND_PASSWORD",
     "PGHA_REPMGR_PASSWORD",
+    "PGHA_RESTAPI_PASSWORD",
 ];
 
 /// Create the state folder (0700: it holds a private key) and return its absolute path.
@@ -180,7 +181,7 @@ postgres:
     max_connections: 100
     wal_log_hints: "on"
   hba:
-    - type: host
+    - type: hostssl
       database: appdb
       user: app
       address: {subnet}
@@ -251,7 +252,7 @@ fn flavour_section(info: &SandboxInfo) -> String {
         .map(|h| h.name.as_str())
         .collect();
     format!(
-        "patroni:\n  rewind:\n    user: rewind\n    password: {{env: PGHA_REWIND_PASSWORD}}\n  etcd:\n    members: [{}]\n\n",
+        "patroni:\n  rewind:\n    user: rewind\n    password: {{env: PGHA_REWIND_PASSWORD}}\n  restapi_auth:\n    user: patroni\n    password: {{env: PGHA_RESTAPI_PASSWORD}}\n  etcd:\n    members: [{}]\n\n",
         members.join(", ")
     )
 }

@@ -859,7 +859,7 @@ fn patroni_will_not_switch_over_to_a_member_tagged_nofailover() {
     let mut r = rig(Spec {
         hosts: &[("pg1", "primary", None), ("pg2", "standby", None)],
         playbook: "steps: []\n",
-        patroni: Some("patroni:\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1]}\n"),
+        patroni: Some("patroni:\n  rewind: {password: {env: X}}\n  restapi_auth: {password: {env: X}}\n  etcd: {members: [pg1]}\n"),
         ..Spec::default()
     });
     // Tags are host keys: rebuild the rig's inventory with one.
@@ -893,7 +893,7 @@ fn under_patroni_the_leader_key_decides_even_when_every_server_is_in_recovery() 
         ],
         playbook: "steps: []\n",
         patroni: Some(
-            "patroni:\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1, pg2, pg3]}\n  standby_cluster: {host: 10.9.9.9}\n",
+            "patroni:\n  rewind: {password: {env: X}}\n  restapi_auth: {password: {env: X}}\n  etcd: {members: [pg1, pg2, pg3]}\n  standby_cluster: {host: 10.9.9.9}\n",
         ),
         ..Spec::default()
     });
@@ -953,7 +953,7 @@ fn a_router_asks_patroni_its_rest_api_and_a_streaming_server_itself() {
         hosts: &[("pg1", "primary", None), ("pg2", "standby", None)],
         playbook: "steps: []\n",
         patroni: Some(
-            "patroni:\n  restapi_port: 8009\n  rewind: {password: {env: X}}\n  etcd: {members: [pg1]}\n",
+            "patroni:\n  restapi_port: 8009\n  rewind: {password: {env: X}}\n  restapi_auth: {password: {env: X}}\n  etcd: {members: [pg1]}\n",
         ),
         ..Spec::default()
     });

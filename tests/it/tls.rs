@@ -137,3 +137,109 @@ fn repmgr_with_the_cluster_ca_verifies_replication() {
         "{conninfo}"
     );
 }
+
+/// The HTTP status of `method path` on `host`'s Patroni REST API, asked from `from` over TLS
+/// checking the cluster CA, with the REST API's password or without.
+fn rest_status(
+    sb: &Sandbox,
+    from: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    auth: bool,
+) -> String {
+    let header = if auth {
+        format!(
+            "req.add_header('Authorization', 'Basic ' + base64.b64encode(b'patroni:{}').decode())",
+            sb.env_value("PGHA_RESTAPI_PASSWORD")
+        )
+    } else {
+        "pass".to_owned()
+    };
+    let script = format!(
+        "import base64, ssl, urllib.request, urllib.error\n\
+         ctx = ssl.create_default_context(cafile='{CA}')\n\
+         req = urllib.request.Request('https://{}:8008{path}', data=b'{{}}' if '{method}' != 'GET' else None, method='{method}')\n\
+         {header}\n\
+         try:\n    print(urllib.request.urlopen(req, timeout=60, context=ctx).status)\n\
+         except urllib.error.HTTPError as e:\n    print(e.code)\n",
+        sb.ip(host)
+    );
+    sb.sh(from, &format!("python3 -c {}", shell_words::quote(&script)))
+        .trim()
+        .to_owned()
+}
+
+const CA: &str = "/etc/postgresql/15/main/tls/ca.crt";
+
+/// Patroni with the cluster CA: PostgreSQL, etcd (clients and peers) and Patroni's REST API
+/// all speak TLS checked against it; etcd refuses a client without a certificate of the CA,
+/// the REST API an unsafe request without the password; pgha's own calls (the bootstrap's
+/// waits, the DCS settings, verify) and the DBA's etcdctl and patronictl work.
+#[test]
+fn patroni_with_the_cluster_ca_locks_down_etcd_and_the_rest_api() {
+    let sb = Sandbox::patroni("ptls", 3);
+    let key = with_cluster_ca(&sb, "");
+    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    for text in [&apply.stdout, &apply.stderr] {
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert!(!text.contains(key.lines().nth(1).unwrap_or("?")), "{text}");
+    }
+    sb.assert_plan_clean();
+    assert_eq!(encrypted_streams(&sb, "pg1"), "2");
+
+    // etcd: https only, and only with a client certificate of the CA.
+    let etcd = |args: &str| {
+        sb.sh(
+            "pg2",
+            &format!(
+                "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 {args} endpoint health 2>&1 || true",
+                sb.ip("pg1")
+            ),
+        )
+    };
+    let anonymous = etcd(&format!("--cacert={CA}"));
+    assert!(!anonymous.contains("is healthy"), "{anonymous}");
+    let plain = sb.sh(
+        "pg2",
+        &format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=http://{}:2379 endpoint health 2>&1 || true",
+            sb.ip("pg1")
+        ),
+    );
+    assert!(!plain.contains("is healthy"), "{plain}");
+    let profiled = sb.sh(
+        "pg2",
+        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health 2>&1",
+    );
+    assert_eq!(profiled.matches("is healthy").count(), 3, "{profiled}");
+
+    // The REST API: reads open (a health check has no password), unsafe requests need it.
+    assert_eq!(
+        rest_status(&sb, "pg3", "pg1", "GET", "/primary", false),
+        "200"
+    );
+    assert_eq!(
+        rest_status(&sb, "pg3", "pg2", "GET", "/replica", false),
+        "200"
+    );
+    assert_eq!(
+        rest_status(&sb, "pg3", "pg2", "POST", "/restart", false),
+        "401"
+    );
+    assert_eq!(
+        rest_status(&sb, "pg3", "pg2", "POST", "/restart", true),
+        "200"
+    );
+    let listed = sb.sh(
+        "pg1",
+        ". /etc/profile.d/pgha-patronictl.sh && patronictl list 2>&1",
+    );
+    assert!(
+        listed.matches("| Replica |").count() == 2 && listed.contains("| Leader "),
+        "{listed}"
+    );
+
+    sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
+    sb.assert_plan_clean();
+}

@@ -27,6 +27,11 @@ pub struct Patroni {
     pub watchdog: Watchdog,
     pub rewind_user: String,
     pub rewind_password: SecretRef,
+    /// Who may call the REST API's unsafe endpoints (switchover, restart, configuration).
+    pub restapi_user: String,
+    pub restapi_password: SecretRef,
+    /// Where the REST API's and etcd's certificates live, when the cluster has TLS.
+    pub tls: Option<ApiTls>,
     pub etcd: Etcd,
     pub standby_cluster: Option<StandbyCluster>,
     /// Physical slots kept on the leader for consumers outside the cluster (a standby
@@ -41,6 +46,36 @@ pub struct Patroni {
 impl Patroni {
     pub fn tags_of(&self, host: &str) -> Tags {
         self.tags.get(host).cloned().unwrap_or_default()
+    }
+}
+
+/// etcd's own copy of its host's certificate: etcd runs as its own user and reads only its
+/// own 0600 key.
+pub const ETCD_TLS_DIR: &str = "/etc/etcd/pgha-tls";
+
+/// The certificates of a cluster with TLS, as paths on a host. PostgreSQL's (owned by
+/// postgres) also serve Patroni's REST API and are Patroni's client certificate towards etcd;
+/// etcd has its own copies.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiTls {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub etcd_ca_file: String,
+    pub etcd_cert_file: String,
+    pub etcd_key_file: String,
+}
+
+impl ApiTls {
+    pub fn new(postgres_tls_dir: &str) -> ApiTls {
+        ApiTls {
+            ca_file: format!("{postgres_tls_dir}/ca.crt"),
+            cert_file: format!("{postgres_tls_dir}/server.crt"),
+            key_file: format!("{postgres_tls_dir}/server.key"),
+            etcd_ca_file: format!("{ETCD_TLS_DIR}/ca.crt"),
+            etcd_cert_file: format!("{ETCD_TLS_DIR}/server.crt"),
+            etcd_key_file: format!("{ETCD_TLS_DIR}/server.key"),
+        }
     }
 }
 

@@ -78,7 +78,7 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
             None => ok = false,
         }
     }
-    let patroni = reader.patroni(node, input.hosts, input.postgres, tags)?;
+    let patroni = reader.patroni(node, input.hosts, input.postgres, tags, input.tls)?;
     ok &= rules::check(&mut rules::Input {
         d: input.d,
         root: input.root,
@@ -92,21 +92,36 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
 }
 
 impl Patroni {
-    fn etcd_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd.client_port)
+    /// How etcd and the REST API are spoken to.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    fn rest_api(&self, host: &Host) -> String {
-        format!("http://{}:{}", host.address, self.restapi_port)
+    pub(crate) fn etcd_endpoint(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.etcd.client_port)
+    }
+
+    pub(crate) fn rest_api(&self, host: &Host) -> String {
+        format!("{}://{}:{}", self.scheme(), host.address, self.restapi_port)
+    }
+
+    /// etcdctl as root on an etcd member: with etcd's own client certificate under TLS.
+    pub(crate) fn etcdctl(&self) -> String {
+        match &self.tls {
+            Some(t) => format!(
+                "ETCDCTL_API=3 etcdctl --cacert={} --cert={} --key={}",
+                t.etcd_ca_file, t.etcd_cert_file, t.etcd_key_file
+            ),
+            None => "ETCDCTL_API=3 etcdctl".to_owned(),
+        }
     }
 }
 
 impl Flavour for Patroni {
-    /// Patroni's REST API and etcd need theirs first (and its reload of certificates).
-    fn has_tls(&self) -> bool {
-        false
-    }
-
     fn name(&self) -> &'static str {
         "patroni"
     }
@@ -118,6 +133,7 @@ impl Flavour for Patroni {
     fn templates(&self) -> &'static [(&'static str, &'static str)] {
         crate::embedded_templates![
             "etcd/etcd.default.j2",
+            "etcd/etcdctl.sh.j2",
             "patroni/callback.py.j2",
             "patroni/pg_hba.yml.j2",
             "patroni/patroni.yml.j2",
@@ -128,11 +144,18 @@ impl Flavour for Patroni {
     }
 
     fn secrets(&self) -> Vec<FlavourSecret<'_>> {
-        vec![FlavourSecret {
-            label: "patroni.rewind.password".to_owned(),
-            var: "rewind_password",
-            reference: &self.rewind_password,
-        }]
+        vec![
+            FlavourSecret {
+                label: "patroni.rewind.password".to_owned(),
+                var: "rewind_password",
+                reference: &self.rewind_password,
+            },
+            FlavourSecret {
+                label: "patroni.restapi_auth.password".to_owned(),
+                var: "restapi_password",
+                reference: &self.restapi_password,
+            },
+        ]
     }
 
     /// The leader keeps a slot for each other member, and the permanent ones.
@@ -165,7 +188,7 @@ impl Flavour for Patroni {
     }
 
     fn vars_of_host(&self, cluster: &Cluster, host: &Host) -> Map<String, Value> {
-        vars::vars_of_host(cluster, host)
+        vars::vars_of_host(self, cluster, host)
     }
 
     fn host_vars(&self, host: &Host) -> Map<String, Value> {
@@ -188,7 +211,7 @@ impl Flavour for Patroni {
     fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
         let mut out = Vec::new();
         if self.etcd.members.contains(&host.name) {
-            out.push(probes::etcd_probe(&self.etcd_endpoint()));
+            out.push(probes::etcd_probe(&self.etcdctl(), &self.etcd_endpoint()));
         }
         if host.role.has_postgres() {
             out.push(probes::patroni_probe(&self.rest_api(host)));

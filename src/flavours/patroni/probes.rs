@@ -16,9 +16,10 @@ pub const PATRONI: &str = "patroni";
 /// version agreed. A new etcd cluster reports version 3.0.0 until its members agree on one;
 /// Patroni reads it once when it starts and runs without watches on 3.0 (replicas then notice
 /// a dead leader a whole loop_wait late), so a member counts as healthy only once it is agreed.
-pub fn etcd_ready_condition(url: &str) -> String {
+/// `etcdctl`: the command with its client certificate, when etcd takes TLS.
+pub fn etcd_ready_condition(etcdctl: &str, url: &str) -> String {
     format!(
-        "ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1 && {}",
+        "{etcdctl} --dial-timeout=1s --command-timeout=2s --endpoints={} endpoint health >/dev/null 2>&1 && {}",
         shell_words::quote(url),
         rest::condition(
             &[quick(Request::get(format!("{url}/version")))],
@@ -34,19 +35,18 @@ fn quick(r: Request) -> Request {
 
 /// Health first, then (only when healthy) whether the member leads: `healthy` and `leader`
 /// or `follower`, or `unhealthy`.
-pub fn etcd_probe(url: &str) -> Probe {
+pub fn etcd_probe(etcdctl: &str, url: &str) -> Probe {
     let leads = rest::condition(
-        &[quick(Request::post(
-            format!("{url}/v3/maintenance/status"),
-            json!({}),
-        ))],
+        &[quick(
+            Request::post(format!("{url}/v3/maintenance/status"), json!({})).to_etcd(),
+        )],
         &[vec![Expect::same_as("leader", "header.member_id")]],
     );
     Probe {
         name: ETCD,
         script: format!(
             "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; else echo unhealthy; fi",
-            etcd_ready_condition(url),
+            etcd_ready_condition(etcdctl, url),
         ),
     }
 }

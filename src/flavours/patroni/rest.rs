@@ -3,6 +3,15 @@
 //! Python program (Python is on every Debian host Patroni runs on) that makes a batch of
 //! requests and prints one JSON line of replies. Requests and replies are typed here; nothing
 //! else in pgha speaks HTTP.
+//!
+//! What the program needs besides the requests it reads on the host, from the file the
+//! playbook writes there (`CLIENT_SETTINGS`): the cluster CA and the host's client certificate
+//! when the cluster has TLS, and where Patroni's configuration is. The REST API's password is
+//! read from that configuration when a request needs it, so it is never on a command line,
+//! in a plan or in a log.
+
+/// Written on every Patroni and etcd host by the playbook (paths only, no secret).
+pub const CLIENT_SETTINGS: &str = "/etc/pgha/api-client.json";
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,17 +23,34 @@ use crate::transport::{RemoteCommand, Transport};
 /// `{"status": N, "body": ...}`, status 0 when the server did not answer. With conditions in
 /// argv[2] (a list per reply, see `Expect`) it prints nothing and exits 0 only when every
 /// reply is a success and meets its conditions: a shell condition a host can poll on.
-const CLIENT: &str = r#"import json, sys, urllib.request, urllib.error
+const CLIENT: &str = r#"import base64, json, ssl, sys, urllib.request, urllib.error
 def at(v, path):
     for k in path.split("."):
         v = v.get(k) if isinstance(v, dict) else None
     return v
+try:
+    with open("/etc/pgha/api-client.json") as f:
+        cfg = json.load(f)
+except (OSError, ValueError):
+    cfg = {}
+ctx = None
+if cfg.get("ca"):
+    ctx = ssl.create_default_context(cafile=cfg["ca"])
+    ctx.load_cert_chain(cfg["cert"], cfg["key"])
+def credentials():
+    import yaml
+    with open(cfg["patroni_config"]) as f:
+        a = (yaml.safe_load(f).get("restapi") or {}).get("authentication") or {}
+    return "Basic " + base64.b64encode(("%s:%s" % (a["username"], a["password"])).encode()).decode()
 out = []
 for r in json.loads(sys.argv[1]):
     data = None if r.get("body") is None else json.dumps(r["body"]).encode()
-    req = urllib.request.Request(r["url"], data=data, method=r["method"], headers={"Content-Type": "application/json"})
     try:
-        resp = urllib.request.urlopen(req, timeout=r.get("timeout", 5))
+        headers = {"Content-Type": "application/json"}
+        if r.get("auth") and cfg.get("patroni_config"):
+            headers["Authorization"] = credentials()
+        req = urllib.request.Request(r["url"], data=data, method=r["method"], headers=headers)
+        resp = urllib.request.urlopen(req, timeout=r.get("timeout", 5), context=ctx)
         status, text = resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read().decode()
@@ -117,6 +143,9 @@ pub struct Request {
     pub body: Option<Value>,
     /// Seconds the server has to answer.
     pub timeout: u32,
+    /// Sent with the REST API's credentials (Patroni's unsafe endpoints).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth: bool,
 }
 
 impl Request {
@@ -126,6 +155,7 @@ impl Request {
             url: url.into(),
             body: None,
             timeout: 5,
+            auth: false,
         }
     }
 
@@ -135,6 +165,7 @@ impl Request {
             body: Some(body),
             // A switchover or a restart answers when it is done.
             timeout: 60,
+            auth: true,
             ..Request::get(url)
         }
     }
@@ -143,7 +174,16 @@ impl Request {
         Request {
             method: Method::Patch,
             body: Some(body),
+            auth: true,
             ..Request::get(url)
+        }
+    }
+
+    /// A request to etcd's gateway: a client certificate is its authentication, no password.
+    pub fn to_etcd(self) -> Request {
+        Request {
+            auth: false,
+            ..self
         }
     }
 }

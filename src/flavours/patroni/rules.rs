@@ -179,8 +179,8 @@ fn ssl(i: &mut Input) {
             }
         }
     }
-    // `ssl` written off is the generic rule's.
-    if on.is_none() {
+    // `ssl` written off is the generic rule's; the cluster's TLS turns it on.
+    if on.is_none() && i.patroni.tls.is_none() {
         for (n, rule) in pg.hba.iter().enumerate() {
             if rule.kind == "hostssl" {
                 i.error(

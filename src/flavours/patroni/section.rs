@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diag::Diagnostics;
-use crate::flavours::patroni::config::{Etcd, Patroni, StandbyCluster, Tags, Watchdog};
+use crate::flavours::patroni::config::{ApiTls, Etcd, Patroni, StandbyCluster, Tags, Watchdog};
 use crate::model::pg_names::slot_name_problem;
 use crate::model::{Host, Postgres, SecretRef};
 use crate::yaml::decode::{self, MapReader};
@@ -36,6 +36,7 @@ impl Reader<'_> {
         hosts: &[Host],
         postgres: Option<&Postgres>,
         tags: BTreeMap<String, Tags>,
+        tls: bool,
     ) -> Option<Patroni> {
         let mut m = MapReader::new(self.d, node, "patroni")?;
         let int = |r: &mut Self,
@@ -161,6 +162,11 @@ impl Reader<'_> {
             Some(n) => self.rewind(n),
             None => (None, None),
         };
+        // Without it anyone who reaches the REST API's port could switch over or restart.
+        let (restapi_user, restapi_password) = match m.require(self.d, "restapi_auth") {
+            Some(n) => self.restapi_auth(n),
+            None => (None, None),
+        };
         let etcd = match m.require(self.d, "etcd") {
             Some(n) => self.etcd(n, hosts),
             None => None,
@@ -195,6 +201,13 @@ impl Reader<'_> {
             watchdog: watchdog?,
             rewind_user: rewind_user?,
             rewind_password: rewind_password?,
+            restapi_user: restapi_user?,
+            restapi_password: restapi_password?,
+            tls: if tls {
+                Some(ApiTls::new(&postgres?.tls_dir()))
+            } else {
+                None
+            },
             etcd: etcd?,
             standby_cluster: standby_cluster?,
             permanent_slots: permanent_slots?,
@@ -274,6 +287,33 @@ impl Reader<'_> {
         let password = m
             .require(self.d, "password")
             .and_then(|n| self.secret(n, "patroni.rewind.password"));
+        m.finish(self.d);
+        (user, password)
+    }
+
+    /// `restapi_auth:`: the user and password (a secret) Patroni's REST API asks of every
+    /// unsafe request; pgha's own requests and patronictl use them.
+    fn restapi_auth(&mut self, node: &Node) -> (Option<String>, Option<SecretRef>) {
+        let Some(mut m) = MapReader::new(self.d, node, "patroni.restapi_auth") else {
+            return (None, None);
+        };
+        let user = match m.take("user") {
+            Some(n) => decode::string(self.d, n, "patroni.restapi_auth.user").filter(|u| {
+                let ok = !u.is_empty() && !u.contains(':');
+                if !ok {
+                    self.d.error(
+                        n.pos,
+                        "patroni.restapi_auth.user",
+                        "a user name for HTTP basic authentication: not empty, no `:`",
+                    );
+                }
+                ok
+            }),
+            None => Some("patroni".to_owned()),
+        };
+        let password = m
+            .require(self.d, "password")
+            .and_then(|n| self.secret(n, "patroni.restapi_auth.password"));
         m.finish(self.d);
         (user, password)
     }

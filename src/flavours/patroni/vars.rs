@@ -25,7 +25,7 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         .etcd
         .members
         .iter()
-        .map(|m| format!("{m}=http://{}:{}", address(m), p.etcd.peer_port))
+        .map(|m| format!("{m}={}://{}:{}", p.scheme(), address(m), p.etcd.peer_port))
         .collect();
     // Server parameters live in the DCS under Patroni; these are Patroni's own or its
     // defaults and stay out: listen_addresses/port (postgresql.listen), hot_standby,
@@ -68,12 +68,7 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         .hosts
         .iter()
         .filter(|h| h.role.has_postgres())
-        .map(|h| {
-            (
-                h.name.clone(),
-                Value::String(format!("http://{}:{}", h.address, p.restapi_port)),
-            )
-        })
+        .map(|h| (h.name.clone(), Value::String(p.rest_api(h))))
         .collect();
     json!({
         "data_dir": p.data_dir,
@@ -92,25 +87,50 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         "synchronous_node_count": p.synchronous_node_count,
         "watchdog": p.watchdog,
         "rewind_user": p.rewind_user,
+        "restapi_user": p.restapi_user,
+        "scheme": p.scheme(),
+        "tls": p.tls,
+        "etcdctl": p.etcdctl(),
         "etcd": p.etcd,
+        "etcd_urls": etcd_hosts.iter().map(|h| format!("{}://{h}", p.scheme())).collect::<Vec<_>>(),
         "etcd_hosts": etcd_hosts,
         "etcd_initial_cluster": initial.join(","),
-        "etcd_endpoint": format!("http://127.0.0.1:{}", p.etcd.client_port),
+        "etcd_endpoint": p.etcd_endpoint(),
         "standby_cluster": p.standby_cluster,
         "dcs_parameters": dcs_settings["postgresql"]["parameters"],
         "dcs_settings": dcs_settings,
         "members": members,
         "service": format!("patroni@{instance}"),
-        "config_file": format!("/etc/patroni/{instance}.yml"),
+        "config_file": config_file(cluster),
     })
 }
 
+/// Patroni's configuration on every member (Debian's `patroni@<version>-<cluster>` reads it).
+fn config_file(cluster: &Cluster) -> String {
+    format!(
+        "/etc/patroni/{}-{}.yml",
+        cluster.postgres.version, cluster.postgres.debian_cluster
+    )
+}
+
 /// What differs from host to host under `patroni`: cascading under Patroni, a declared upstream
-/// other than the primary, is `replicatefrom`.
-pub(super) fn vars_of_host(cluster: &Cluster, host: &Host) -> Map<String, Value> {
+/// other than the primary, is `replicatefrom`; the settings of pgha's REST client there (a
+/// host without PostgreSQL has only etcd's certificate).
+pub(super) fn vars_of_host(p: &Patroni, cluster: &Cluster, host: &Host) -> Map<String, Value> {
     let declared_primary = &cluster.primary().name;
     let replicatefrom = host.upstream.clone().filter(|u| u != declared_primary);
     let mut m = Map::new();
     m.insert("replicatefrom".to_owned(), json!(replicatefrom));
+    let data = host.role.has_postgres();
+    let client = match &p.tls {
+        Some(t) if data => json!({"ca": t.ca_file, "cert": t.cert_file, "key": t.key_file}),
+        Some(t) => json!({"ca": t.etcd_ca_file, "cert": t.etcd_cert_file, "key": t.etcd_key_file}),
+        None => json!({}),
+    };
+    let mut client = client.as_object().cloned().unwrap_or_default();
+    if data {
+        client.insert("patroni_config".to_owned(), json!(config_file(cluster)));
+    }
+    m.insert("api_client".to_owned(), Value::Object(client));
     m
 }

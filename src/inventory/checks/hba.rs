@@ -114,13 +114,35 @@ fn item_problem(item: &str, which: HbaField) -> Option<String> {
     }
 }
 
-/// One rule: pgha's address rules, then what PostgreSQL would refuse, then network trust.
+/// What the inventory allows of its own pg_hba rules beyond the safe ones.
+#[derive(Debug, Clone, Copy)]
+pub struct HbaPolicy {
+    /// `trust` from the network (`postgres.allow_network_trust`).
+    pub network_trust: bool,
+    /// `host` (TLS or not) from the network: the cluster has no TLS, or
+    /// `postgres.allow_host_without_tls`.
+    pub host_without_tls: bool,
+}
+
+/// Whether a rule's address means this host itself (loopback or `samehost`): a connection
+/// that never crosses the network.
+pub fn is_local_address(address: &str) -> bool {
+    if address == "samehost" || address == "localhost" {
+        return true;
+    }
+    let ip = address.split('/').next().unwrap_or(address);
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One rule: pgha's address rules, then what PostgreSQL would refuse, then network trust and
+/// connections without TLS.
 pub fn hba_rule(
     d: &mut Diagnostics,
     rule: &HbaRule,
     at: &HbaPositions,
     path: &str,
-    allow_network_trust: bool,
+    policy: HbaPolicy,
 ) -> bool {
     let key = |field: &str| format!("{path}.{field}");
     match (rule.kind.as_str(), &rule.address) {
@@ -162,12 +184,26 @@ pub fn hba_rule(
         }
         return false;
     }
-    if rule.method == "trust" && rule.kind != "local" && !allow_network_trust {
+    if rule.method == "trust" && rule.kind != "local" && !policy.network_trust {
         d.error_with_help(
             at.method,
             &key("method"),
             format!("`trust` from the network ({}) lets anyone who reaches the port in as any user, without a password", rule.address.as_deref().unwrap_or_default()),
             "use scram-sha-256; if you really mean it, set `postgres.allow_network_trust: true`",
+        );
+        return false;
+    }
+    let address = rule.address.as_deref().unwrap_or_default();
+    if rule.kind == "host"
+        && rule.method != "reject"
+        && !policy.host_without_tls
+        && !is_local_address(address)
+    {
+        d.error_with_help(
+            at.kind,
+            &key("type"),
+            format!("a `host` rule lets {address} connect without TLS: passwords and data would cross the network in clear"),
+            "use `hostssl` (the cluster has TLS); if a client cannot speak TLS, set `postgres.allow_host_without_tls: true`",
         );
         return false;
     }

@@ -13,8 +13,15 @@ use crate::steps::{Check, Module, StepContext};
 pub struct EtcdHealthy {
     /// The member's client URL.
     pub endpoint: String,
+    /// etcdctl with its client certificate when etcd takes TLS.
+    #[serde(default = "plain_etcdctl")]
+    pub etcdctl: String,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
+}
+
+fn plain_etcdctl() -> String {
+    "ETCDCTL_API=3 etcdctl".to_owned()
 }
 
 impl Module for EtcdHealthy {
@@ -35,7 +42,7 @@ impl Module for EtcdHealthy {
         poll(
             cx,
             self.kind(),
-            &[etcd_ready_condition(&self.endpoint)],
+            &[etcd_ready_condition(&self.etcdctl, &self.endpoint)],
             &what,
             self.timeout_seconds,
         )
