@@ -193,6 +193,24 @@ impl Sealed {
         })
     }
 
+    /// The labels of the secrets this text holds whose value (as written here) `host_text`
+    /// lacks: the passwords a file on a host still has an older value of. Never the values.
+    pub fn labels_missing_from(&self, secrets: &Secrets, host_text: &str) -> Vec<String> {
+        let mut labels = Vec::new();
+        let _ = self.replace_marks(|label, transform| {
+            // A fresh SCRAM verifier differs every time: it says nothing of a rotation.
+            if transform != Some("scram_sql") && !labels.iter().any(|l| l == label) {
+                if let Ok(value) = secrets.get(label) {
+                    if !host_text.contains(&apply_transform(value.expose(), transform)) {
+                        labels.push(label.to_owned());
+                    }
+                }
+            }
+            Ok::<_, SecretError>(Cow::Borrowed(""))
+        });
+        labels
+    }
+
     fn replace_marks<E>(
         &self,
         mut f: impl FnMut(&str, Option<&str>) -> Result<Cow<'static, str>, E>,
