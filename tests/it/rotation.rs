@@ -16,6 +16,8 @@ use crate::load::{app_conninfo, Writer};
 struct Rotate {
     replication: bool,
     app: bool,
+    /// repmgr's own role (`repmgr.password`).
+    repmgr: bool,
     /// The step with which a standby starts using the new replication password.
     consumer: &'static str,
 }
@@ -140,6 +142,13 @@ fn rotate_under_load(
             "rotated-Repl-9f3c2a71",
         ));
     }
+    if rotate.repmgr {
+        old.push(set_env(
+            sb,
+            "PGHA_REPMGR_PASSWORD",
+            "rotated-Repmgr-7d0e6b13",
+        ));
+    }
     if rotate.app {
         old.push(set_env(sb, "PGHA_APP_PASSWORD", "rotated-App-5be81d04"));
         passwords
@@ -166,6 +175,17 @@ fn rotate_under_load(
             plan.stdout.contains(
                 "update app (application roles) — password rotation (users[app].password)"
             ),
+            "{}",
+            plan.stdout
+        );
+    }
+
+    if rotate.repmgr {
+        assert!(
+            plan.stdout.contains("password rotation (repmgr.password)")
+                && plan
+                    .stdout
+                    .contains("password rotation: replication.password, repmgr.password"),
             "{}",
             plan.stdout
         );
@@ -330,6 +350,7 @@ fn streaming_password_rotation_under_load() {
         Rotate {
             replication: true,
             app: true,
+            repmgr: false,
             consumer: "replication password file",
         },
     );
@@ -350,9 +371,31 @@ fn patroni_replication_password_rotation_under_load() {
         Rotate {
             replication: true,
             app: false,
+            repmgr: false,
             consumer: "reload Patroni",
         },
     );
     report("patroni", &f);
+    assert_figures(&f);
+}
+
+/// repmgr, 2 data nodes and the witness: the replication and repmgr's passwords rotate;
+/// every node's password file is written once the primary's roles have them.
+#[test]
+fn repmgr_password_rotation_under_load() {
+    let mut sb = Sandbox::repmgr("rrotate", 2);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let f = rotate_under_load(
+        &mut sb,
+        "pg1",
+        &["pg2"],
+        Rotate {
+            replication: true,
+            app: false,
+            repmgr: true,
+            consumer: "password file",
+        },
+    );
+    report("repmgr", &f);
     assert_figures(&f);
 }
