@@ -301,3 +301,30 @@ impl Secrets {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_is_named_by_the_labels_whose_value_the_host_lacks() {
+        let mut secrets = Secrets::default();
+        secrets.insert("replication.password", Secret::new("new:secret-1"));
+        secrets.insert("repmgr.password", Secret::new("kept-secret-2"));
+        let text = Sealed(format!(
+            "a:{r}\nb:{r}\nc:{m}\nd:{v}\n",
+            r = mark("replication.password", Some("pgpass")),
+            m = mark("repmgr.password", Some("pgpass")),
+            v = mark("repmgr.password", Some("scram_sql")),
+        ));
+        let host = "a:old-secret-1\nb:old-secret-1\nc:kept-secret-2\nd:'SCRAM-SHA-256$...'\n";
+        // Once, though the file holds it twice; the escaped value is the one looked for; a
+        // verifier, new every time, names nothing.
+        assert_eq!(
+            text.labels_missing_from(&secrets, host),
+            vec!["replication.password".to_owned()]
+        );
+        let current = "a:new\\:secret-1\nb:new\\:secret-1\nc:kept-secret-2\n";
+        assert!(text.labels_missing_from(&secrets, current).is_empty());
+    }
+}
