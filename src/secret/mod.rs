@@ -193,6 +193,24 @@ impl Sealed {
         })
     }
 
+    /// The labels of the secrets this text holds whose value (as written here) `host_text`
+    /// lacks: the passwords a file on a host still has an older value of. Never the values.
+    pub fn labels_missing_from(&self, secrets: &Secrets, host_text: &str) -> Vec<String> {
+        let mut labels = Vec::new();
+        let _ = self.replace_marks(|label, transform| {
+            // A fresh SCRAM verifier differs every time: it says nothing of a rotation.
+            if transform != Some("scram_sql") && !labels.iter().any(|l| l == label) {
+                if let Ok(value) = secrets.get(label) {
+                    if !host_text.contains(&apply_transform(value.expose(), transform)) {
+                        labels.push(label.to_owned());
+                    }
+                }
+            }
+            Ok::<_, SecretError>(Cow::Borrowed(""))
+        });
+        labels
+    }
+
     fn replace_marks<E>(
         &self,
         mut f: impl FnMut(&str, Option<&str>) -> Result<Cow<'static, str>, E>,
@@ -281,5 +299,32 @@ impl Secrets {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_is_named_by_the_labels_whose_value_the_host_lacks() {
+        let mut secrets = Secrets::default();
+        secrets.insert("replication.password", Secret::new("new:secret-1"));
+        secrets.insert("repmgr.password", Secret::new("kept-secret-2"));
+        let text = Sealed(format!(
+            "a:{r}\nb:{r}\nc:{m}\nd:{v}\n",
+            r = mark("replication.password", Some("pgpass")),
+            m = mark("repmgr.password", Some("pgpass")),
+            v = mark("repmgr.password", Some("scram_sql")),
+        ));
+        let host = "a:old-secret-1\nb:old-secret-1\nc:kept-secret-2\nd:'SCRAM-SHA-256$...'\n";
+        // Once, though the file holds it twice; the escaped value is the one looked for; a
+        // verifier, new every time, names nothing.
+        assert_eq!(
+            text.labels_missing_from(&secrets, host),
+            vec!["replication.password".to_owned()]
+        );
+        let current = "a:new\\:secret-1\nb:new\\:secret-1\nc:kept-secret-2\n";
+        assert!(text.labels_missing_from(&secrets, current).is_empty());
     }
 }

@@ -107,14 +107,26 @@ impl Module for File {
         };
         if current.content != wanted {
             let before = mask_host_text(&self.content, &current.content, cx.secrets);
+            let after = self.content.masked();
+            // Only passwords differ: a rotation, named by the secrets' labels.
+            let rotated = if before == after {
+                self.content
+                    .labels_missing_from(cx.secrets, &current.content)
+            } else {
+                Vec::new()
+            };
+            let reason = if rotated.is_empty() {
+                "content differs".to_owned()
+            } else {
+                format!("password rotation: {}", rotated.join(", "))
+            };
             let mut change = cx.change(
                 self.kind(),
                 Action::Update,
                 &self.dest,
-                "content differs",
+                reason,
                 self.write_commands(),
             );
-            let after = self.content.masked();
             change.diff = Some(if before == after {
                 format!(
                     "{} (on host) -> (planned): a secret value differs {MASK}\n",

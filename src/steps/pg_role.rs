@@ -151,27 +151,37 @@ impl Module for PgRole {
             .iter()
             .map(|d| d.to_string())
             .collect();
+        let mut password_differs = false;
+        let mut rotation = None;
         if let Some(label) = &self.password {
             let password_ok = match (cx.secrets.get(label), &current.password_verifier) {
                 (Ok(secret), Some(stored)) => scram::matches(stored, secret.expose()),
                 _ => false,
             };
             if !password_ok {
-                reasons.push("password".to_owned());
+                password_differs = true;
+                if current.password_verifier.is_some() {
+                    // Named by the secret's label, never its value.
+                    rotation = Some(format!(
+                        "password rotation ({label}): open sessions stay, new connections need the new password"
+                    ));
+                } else {
+                    reasons.push("password".to_owned());
+                }
             }
         }
         let grants_missing = self.rewind && !current.rewind;
         if grants_missing {
             reasons.push("pg_rewind's functions not granted".to_owned());
         }
-        if reasons.is_empty() {
+        if reasons.is_empty() && rotation.is_none() {
             return Check::InSync("attributes and password match".to_owned());
         }
         let statement = format!(
             "ALTER ROLE {} {}{};\n{}",
             sql::ident(&self.name),
             self.attributes(),
-            if reasons.iter().any(|r| r == "password") {
+            if password_differs {
                 self.password_clause()
             } else {
                 String::new()
@@ -182,11 +192,16 @@ impl Module for PgRole {
                 String::new()
             }
         );
+        let reason = match (reasons.is_empty(), rotation) {
+            (true, Some(rotation)) => rotation,
+            (false, Some(rotation)) => format!("differs: {}; {rotation}", reasons.join(", ")),
+            (_, None) => format!("differs: {}", reasons.join(", ")),
+        };
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Update,
             &self.name,
-            format!("differs: {}", reasons.join(", ")),
+            reason,
             vec![RemoteCommand::sql(self.port, "postgres", statement)],
         )])
     }

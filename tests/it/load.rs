@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,24 +57,32 @@ pub fn client_sql(conninfo: &str, password: &str, sql: &str) -> bool {
 impl Writer {
     /// Create the table and start writing.
     pub fn start(conninfo: &str, password: &str) -> Writer {
+        Writer::start_rotating(conninfo, Arc::new(Mutex::new(vec![password.to_owned()])))
+    }
+
+    /// Start writing with the passwords the application holds, tried in order on each new
+    /// connection: during a password rotation, the new one first, then the previous one.
+    pub fn start_rotating(conninfo: &str, passwords: Arc<Mutex<Vec<String>>>) -> Writer {
+        let first = passwords.lock().expect("passwords")[0].clone();
         assert!(
             client_sql(
                 conninfo,
-                password,
+                &first,
                 "CREATE TABLE IF NOT EXISTS writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())"
             ),
             "the app user can write"
         );
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let (conninfo, password) = (conninfo.to_owned(), password.to_owned());
+        let conninfo = conninfo.to_owned();
         let thread = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut id = 0i64;
             while !flag.load(Ordering::Relaxed) {
                 id += 1;
                 let sql = format!("INSERT INTO writes (id) VALUES ({id})");
-                if client_sql(&conninfo, &password, &sql) {
+                let held = passwords.lock().map(|p| p.clone()).unwrap_or_default();
+                if held.iter().any(|p| client_sql(&conninfo, p, &sql)) {
                     acked.push((id, Instant::now()));
                 } else {
                     std::thread::sleep(Duration::from_millis(100));

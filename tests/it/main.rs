@@ -9,6 +9,7 @@ mod load;
 mod patroni;
 mod render;
 mod repmgr;
+mod rotation;
 mod sandbox;
 mod saved_plan;
 mod scheduler;
