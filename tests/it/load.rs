@@ -121,6 +121,16 @@ impl Acked {
             .unwrap_or_default()
     }
 
+    /// The longest pause between two acknowledged writes that ends within `[from, to]`.
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        self.ids
+            .windows(2)
+            .filter(|w| w[1].1 >= from && w[0].1 <= to)
+            .map(|w| w[1].1.duration_since(w[0].1))
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Acknowledged ids that `host` does not have, with when each was acknowledged.
     pub fn missing_on(&self, sb: &Sandbox, host: &str) -> Vec<(i64, Instant)> {
         let present: BTreeSet<i64> = sb

@@ -140,7 +140,7 @@ fn repmgr_with_the_cluster_ca_verifies_replication() {
 
 /// The HTTP status of `method path` on `host`'s Patroni REST API, asked from `from` over TLS
 /// checking the cluster CA, with the REST API's password or without.
-fn rest_status(
+pub fn rest_status(
     sb: &Sandbox,
     from: &str,
     host: &str,
@@ -170,7 +170,7 @@ fn rest_status(
         .to_owned()
 }
 
-const CA: &str = "/etc/postgresql/15/main/tls/ca.crt";
+pub const CA: &str = "/etc/postgresql/15/main/tls/ca.crt";
 
 /// Patroni with the cluster CA: PostgreSQL, etcd (clients and peers) and Patroni's REST API
 /// all speak TLS checked against it; etcd refuses a client without a certificate of the CA,
@@ -242,4 +242,94 @@ fn patroni_with_the_cluster_ca_locks_down_etcd_and_the_rest_api() {
 
     sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
     sb.assert_plan_clean();
+}
+
+/// A streaming cluster built without TLS (as an earlier pgha built every cluster) given the
+/// inventory without `tls:` (TLS on by default): plan shows the migration, apply makes the
+/// cluster CA, issues the certificates, turns ssl on, makes pgha's network rules `hostssl`
+/// and re-points replication at `verify-full`, with an application writing throughout. The
+/// longest pause between two acknowledged writes is reported; none is lost.
+#[test]
+fn a_running_streaming_cluster_takes_tls_in_place_under_load() {
+    let sb = Sandbox::up("tlsmig", Options::packaged(3));
+    let before = sb.inventory_text();
+    std::fs::write(sb.inventory(), format!("{before}\ntls: off\n")).expect("inventory");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("0 failed.")
+        .stdout_has("TLS is off")
+        .run();
+    assert_eq!(encrypted_streams(&sb, "pg1"), "0");
+
+    let (conninfo, password) = crate::load::app_conninfo(&sb, &["pg1", "pg2", "pg3"]);
+    let writer = crate::load::Writer::start(&conninfo, &password);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    std::fs::write(sb.inventory(), &before).expect("inventory");
+    let plan = sb
+        .pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stderr_has("made the cluster CA in")
+        .stdout_has("no certificate yet")
+        .stdout_has("hostssl")
+        .run();
+    assert!(
+        plan.stdout.contains("sslmode=verify-full"),
+        "{}",
+        plan.stdout
+    );
+    let started = std::time::Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let applied = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let acked = writer.stop();
+    let gap = acked.longest_gap(started, applied);
+    eprintln!(
+        "in-place migration to TLS (streaming, 3 hosts): apply {:.1} s, longest write gap {:.2} s, {} writes acknowledged",
+        applied.duration_since(started).as_secs_f64(),
+        gap.as_secs_f64(),
+        acked.ids.len()
+    );
+    assert!(
+        acked.missing_on(&sb, "pg1").is_empty(),
+        "acknowledged writes lost"
+    );
+    assert!(
+        acked.after(applied) > 0,
+        "the application writes after the migration"
+    );
+    assert!(gap < std::time::Duration::from_secs(3), "write gap {gap:?}");
+    sb.wait_until(
+        "both standbys stream over TLS",
+        std::time::Duration::from_secs(30),
+        || encrypted_streams(&sb, "pg1") == "2",
+    );
+    sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
+    sb.assert_plan_clean();
+}
+
+/// A Patroni cluster built without TLS is not moved to it in place yet: its etcd members
+/// would be cut off from each other. Plan refuses before anything is touched, and says how
+/// to keep the cluster as it is.
+#[test]
+fn a_running_patroni_cluster_is_not_switched_to_tls_in_place() {
+    let sb = Sandbox::patroni("ptlsmig", 3);
+    let before = sb.inventory_text();
+    std::fs::write(sb.inventory(), format!("{before}\ntls: off\n")).expect("inventory");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("0 failed.")
+        .stdout_has("TLS is off")
+        .run();
+    sb.assert_plan_clean();
+    std::fs::write(sb.inventory(), &before).expect("inventory");
+    let refused = sb
+        .pgha(["plan"])
+        .status(1)
+        .stdout_has("is not built yet")
+        .run();
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(text.contains("Keep `tls: off`"), "{text}");
+    // Nothing changed: back to `tls: off`, the cluster is as it was.
+    std::fs::write(sb.inventory(), format!("{before}\ntls: off\n")).expect("inventory");
+    sb.assert_plan_clean();
+    sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
 }

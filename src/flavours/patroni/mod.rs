@@ -33,6 +33,7 @@ use probes::{EtcdFact, PatroniFact};
 pub mod steps {
     crate::kinds! {
         etcd_healthy: EtcdHealthy,
+        etcd_scheme: EtcdScheme,
         patroni_dcs: PatroniDcs,
         patroni_running: PatroniRunning,
     }
