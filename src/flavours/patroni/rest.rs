@@ -41,14 +41,17 @@ def credentials():
     import yaml
     with open(cfg["patroni_config"]) as f:
         a = (yaml.safe_load(f).get("restapi") or {}).get("authentication") or {}
+    if "username" not in a:
+        return None
     return "Basic " + base64.b64encode(("%s:%s" % (a["username"], a["password"])).encode()).decode()
 out = []
 for r in json.loads(sys.argv[1]):
     data = None if r.get("body") is None else json.dumps(r["body"]).encode()
     try:
         headers = {"Content-Type": "application/json"}
-        if r.get("auth") and cfg.get("patroni_config"):
-            headers["Authorization"] = credentials()
+        auth = credentials() if r.get("auth") and cfg.get("patroni_config") else None
+        if auth:
+            headers["Authorization"] = auth
         req = urllib.request.Request(r["url"], data=data, method=r["method"], headers=headers)
         resp = urllib.request.urlopen(req, timeout=r.get("timeout", 5), context=ctx)
         status, text = resp.status, resp.read().decode()
@@ -248,6 +251,11 @@ pub async fn one(host: &dyn Transport, request: Request) -> Result<Reply, Proced
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_reads_its_settings_where_the_playbook_writes_them() {
+        assert!(CLIENT.contains(&format!("open({CLIENT_SETTINGS:?})")));
+    }
 
     #[test]
     fn requests_travel_as_one_json_argument_and_replies_parse() {
