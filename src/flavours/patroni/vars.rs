@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::flavours::patroni::config::Patroni;
+use crate::flavours::patroni::rest::{self, Request};
 use crate::model::{server_parameters, Cluster, Host};
 
 /// What Patroni's templates need: the settings plus what is derived from the hosts, the same
@@ -132,5 +133,14 @@ pub(super) fn vars_of_host(p: &Patroni, cluster: &Cluster, host: &Host) -> Map<S
         client.insert("patroni_config".to_owned(), json!(config_file(cluster)));
     }
     m.insert("api_client".to_owned(), Value::Object(client));
+    // True once this member's REST API answers (after a reload that changed its certificate
+    // it listens again a moment later).
+    if data {
+        let liveness = Request::get(format!("{}/liveness", p.rest_api(host)));
+        m.insert(
+            "rest_answers".to_owned(),
+            json!(rest::condition(&[liveness], &[Vec::new()])),
+        );
+    }
     m
 }
