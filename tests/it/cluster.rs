@@ -1,27 +1,227 @@
 //! A sandbox for end-to-end tests: real containers with systemd, sshd and Debian's packages,
 //! torn down when the value is dropped (also when an assertion fails).
+//!
+//! No secret of a sandbox may come out on the operator's side: every `pgha` run through it
+//! ([`Sandbox::pgha`], [`Sandbox::pgha_on`], [`Sandbox::command`]) has its stdout and stderr
+//! checked, and when the sandbox is dropped every file under its folder is, but for the
+//! files that are secrets by design (see [`Ledger`]).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgha::sandbox::{self, SandboxInfo, UpOptions};
 
-use crate::support::Test;
+use crate::support::{assert_shows_no_secret, masked, secrets_in, Secret, Test};
 
 pub struct Sandbox {
     pub info: SandboxInfo,
+    /// The passwords of env.sh, given to every run; a test may change them (a rotation): the
+    /// values they had stay secrets all the same.
     pub env: Vec<(String, String)>,
+    ledger: Arc<Ledger>,
     /// Keeps the state folder alive as long as the sandbox.
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // Before the teardown, which removes the sandbox's own files (env.sh, the SSH key).
+        self.ledger.note_env(&self.env);
+        let leaks = self.ledger.files_holding_secrets();
         if let Err(e) = sandbox::down(&self.info.name, &self.info.dir) {
             eprintln!("teardown of sandbox {} failed: {e}", self.info.name);
         }
+        if leaks.is_empty() {
+            return;
+        }
+        let message = format!(
+            "files on the operator's side of sandbox {} hold secrets:\n{}",
+            self.info.name,
+            leaks.join("\n")
+        );
+        if std::thread::panicking() {
+            // A second panic would abort the whole test binary.
+            eprintln!("{message}");
+        } else {
+            panic!("{message}");
+        }
     }
+}
+
+/// Every secret a sandbox has held: the values of env.sh (also the ones a test replaced) and
+/// the body lines of its private keys: the SSH key and any cluster CA key (`ca.key`, made by
+/// `pgha tls init` or by the first `plan` or `apply` of an inventory without `tls:`) under
+/// its folder. Those files, and env.sh, are the only ones there that may hold them.
+///
+/// pgha keeps no state of its own elsewhere on the operator's side: it writes only where it
+/// is told (`plan --out`, `render --out`, `tls init --dir`) and the CA beside the inventory;
+/// its lock lives on the hosts.
+struct Ledger {
+    /// The sandbox's temporary folder: everything a test and pgha write for it.
+    root: PathBuf,
+    env_file: PathBuf,
+    ssh_key: PathBuf,
+    known: Mutex<Vec<Secret>>,
+}
+
+/// The name of a cluster CA's key file, a secret by design wherever it is under the folder.
+const CA_KEY: &str = "ca.key";
+
+impl Ledger {
+    fn new(root: &Path, env_file: &Path, ssh_key: &Path, env: &[(String, String)]) -> Ledger {
+        let ledger = Ledger {
+            root: root.to_owned(),
+            env_file: env_file.to_owned(),
+            ssh_key: ssh_key.to_owned(),
+            known: Mutex::new(Vec::new()),
+        };
+        ledger.note_env(env);
+        ledger.note_keys();
+        ledger
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Vec<Secret>> {
+        // A panic while it was held left it whole: every change is one push or one rename.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take in the current values of `env`; a value a name no longer has stays, labelled as
+    /// an earlier one.
+    fn note_env(&self, env: &[(String, String)]) {
+        let mut known = self.known();
+        for (name, value) in env {
+            let earlier = format!("{name} (an earlier value)");
+            for s in known.iter_mut() {
+                if s.label == *name && s.value != *value {
+                    s.label.clone_from(&earlier);
+                }
+            }
+            match known.iter_mut().find(|s| s.value == *value) {
+                Some(s) if s.label == earlier => s.label.clone_from(name),
+                Some(_) => {}
+                None => known.push(Secret::new(name.as_str(), value.as_str())),
+            }
+        }
+    }
+
+    /// Take in the body lines of the private keys that are secrets by design (a key replaced
+    /// or removed since stays).
+    fn note_keys(&self) {
+        let mut found = Vec::new();
+        for path in files_under(&self.root) {
+            if !self.is_key_file(&path) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let name = self.relative(&path);
+            let what = if path == self.ssh_key {
+                format!("the SSH key {name}")
+            } else {
+                format!("the CA key {name}")
+            };
+            for (n, line) in pem_body_lines(&text) {
+                found.push(Secret::new(format!("{what}, line {n}"), line));
+            }
+        }
+        let mut known = self.known();
+        for s in found {
+            if !known.iter().any(|k| k.value == s.value) {
+                known.push(s);
+            }
+        }
+    }
+
+    /// Every secret known so far, the key files read again.
+    fn secrets(&self) -> Vec<Secret> {
+        self.note_keys();
+        self.known().clone()
+    }
+
+    fn is_key_file(&self, path: &Path) -> bool {
+        *path == self.ssh_key || path.file_name() == Some(OsStr::new(CA_KEY))
+    }
+
+    /// Files that are secrets by design: env.sh and the private keys.
+    fn is_secret_by_design(&self, path: &Path) -> bool {
+        *path == self.env_file || self.is_key_file(path)
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// One line per file under the folder, other than the secrets by design, that holds a
+    /// secret (naming the secrets by label) or a private key of any kind.
+    fn files_holding_secrets(&self) -> Vec<String> {
+        let secrets = self.secrets();
+        let mut leaks = Vec::new();
+        for path in files_under(&self.root) {
+            if self.is_secret_by_design(&path) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let mut found = secrets_in(&secrets, &text);
+            if text.contains("PRIVATE KEY-----") {
+                found.push("a private key");
+            }
+            if !found.is_empty() {
+                leaks.push(format!("  {}: {}", self.relative(&path), found.join(", ")));
+            }
+        }
+        leaks
+    }
+}
+
+/// The regular files under `dir`, at any depth (symbolic links are not followed).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The base64 lines inside a text's PEM blocks, numbered from 1 in the file: not the BEGIN
+/// and END lines nor header fields, and not a last line too short to be looked for.
+fn pem_body_lines(text: &str) -> Vec<(usize, String)> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") {
+            inside = true;
+        } else if line.starts_with("-----END ") {
+            inside = false;
+        } else if inside && !line.contains(':') && line.len() >= Secret::MIN_LEN {
+            lines.push((i + 1, line.to_owned()));
+        }
+    }
+    lines
 }
 
 pub struct Options {
@@ -101,9 +301,11 @@ impl Sandbox {
         adjust(&mut opts);
         let info = sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up failed: {e}"));
         let env = read_env(&info.env_file);
+        let ledger = Arc::new(Ledger::new(dir.path(), &info.env_file, &info.key, &env));
         Sandbox {
             info,
             env,
+            ledger,
             _dir: dir,
         }
     }
@@ -128,7 +330,13 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut test = Test::new().args(args).args(["-i"]).arg_path(inventory);
+        self.ledger.note_env(&self.env);
+        let ledger = self.ledger.clone();
+        let mut test = Test::new()
+            .args(args)
+            .args(["-i"])
+            .arg_path(inventory)
+            .secrets(move || ledger.secrets());
         for (k, v) in &self.env {
             test = test.env(k, v);
         }
@@ -136,18 +344,38 @@ impl Sandbox {
     }
 
     /// `pgha COMMAND -i INVENTORY` as a process the test controls itself (to kill it, or to
-    /// tolerate its failure), with the sandbox's passwords in the environment.
-    pub fn command(&self, command: &str) -> Command {
+    /// tolerate its failure), with the sandbox's passwords in the environment. What
+    /// [`Pgha::output`] returns is checked for the sandbox's secrets; a spawned run's output
+    /// goes where the test sends it: into the sandbox's folder, it is checked at the drop.
+    pub fn command(&self, command: &str) -> Pgha {
+        self.ledger.note_env(&self.env);
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgha"));
         c.arg(command).arg("-i").arg(self.inventory());
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        c
+        Pgha {
+            command: c,
+            ledger: self.ledger.clone(),
+        }
     }
 
-    pub fn secrets(&self) -> Vec<String> {
-        self.env.iter().map(|(_, v)| v.clone()).collect()
+    /// A new file's path in the sandbox's folder, for a spawned run's output: the sandbox's
+    /// drop checks it for secrets.
+    pub fn output_file(&self, name: &str) -> PathBuf {
+        let dir = self.ledger.root.join("output");
+        std::fs::create_dir_all(&dir).expect("output folder");
+        (1..)
+            .map(|n| dir.join(format!("{name}.{n}.log")))
+            .find(|p| !p.exists())
+            .expect("a free name")
+    }
+
+    /// Every secret the sandbox has held: env.sh's values (also replaced ones) and its
+    /// private keys' lines.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.ledger.note_env(&self.env);
+        self.ledger.secrets()
     }
 
     pub fn ip(&self, host: &str) -> String {
@@ -346,12 +574,131 @@ fn read_env(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// No secret value anywhere in the texts.
+/// No secret of the sandbox (see [`Ledger`]) anywhere in the texts.
 #[track_caller]
 pub fn assert_no_secret(sandbox: &Sandbox, texts: &[&str]) {
-    for secret in sandbox.secrets() {
-        for t in texts {
-            assert!(!t.contains(&secret), "a secret value is shown:\n{t}");
-        }
+    let secrets = sandbox.secrets();
+    for t in texts {
+        let found = secrets_in(&secrets, t);
+        assert!(
+            found.is_empty(),
+            "a secret is shown: {} (masked below)\n{}",
+            found.join(", "),
+            masked(&secrets, t)
+        );
     }
+}
+
+/// `pgha` as a process the test controls (see [`Sandbox::command`]): the few methods of
+/// [`Command`] the tests use.
+pub struct Pgha {
+    command: Command,
+    ledger: Arc<Ledger>,
+}
+
+impl Pgha {
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Pgha {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Pgha {
+        self.command.stdout(cfg);
+        self
+    }
+
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Pgha {
+        self.command.stderr(cfg);
+        self
+    }
+
+    pub fn spawn(&mut self) -> std::io::Result<Child> {
+        self.command.spawn()
+    }
+
+    /// Run to the end; fails the test when stdout or stderr shows a secret of the sandbox.
+    #[track_caller]
+    pub fn output(&mut self) -> std::io::Result<Output> {
+        let output = self.command.output()?;
+        let secrets = self.ledger.secrets();
+        let command_line = format!(
+            "pgha {}",
+            self.command
+                .get_args()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let shown = masked(
+            &secrets,
+            &format!("{command_line}\n--- stdout\n{stdout}--- stderr\n{stderr}"),
+        );
+        assert_shows_no_secret(&secrets, &command_line, "stdout", &stdout, &shown);
+        assert_shows_no_secret(&secrets, &command_line, "stderr", &stderr, &shown);
+        Ok(output)
+    }
+}
+
+/// The ledger on its own (no containers): what counts as a secret, and where one may be.
+#[test]
+fn the_ledger_finds_secrets_in_files_but_those_that_are_secrets_by_design() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let state = root.join("sandbox");
+    std::fs::create_dir_all(state.join("tls")).expect("folders");
+    let env = vec![
+        (
+            "PGHA_APP_PASSWORD".to_owned(),
+            "first-App-1a2b3c4d".to_owned(),
+        ),
+        (
+            "PGHA_REPLICATION_PASSWORD".to_owned(),
+            "first-Repl-5e6f7a8b".to_owned(),
+        ),
+    ];
+    std::fs::write(
+        state.join("env.sh"),
+        "export PGHA_APP_PASSWORD='first-App-1a2b3c4d'\n",
+    )
+    .expect("env.sh");
+    let ca = pgha::tls::new_ca("ledger", 1).expect("a CA");
+    std::fs::write(state.join("tls/ca.key"), &ca.key_pem).expect("ca.key");
+    let ledger = Ledger::new(root, &state.join("env.sh"), &state.join("id_ed25519"), &env);
+    assert!(ledger.files_holding_secrets().is_empty());
+
+    // A rotation: the replaced value stays a secret, named as an earlier one.
+    let mut env = env;
+    env[0].1 = "second-App-9c8d7e6f".to_owned();
+    ledger.note_env(&env);
+    let secrets = ledger.secrets();
+    assert_eq!(
+        secrets_in(&secrets, "old first-App-1a2b3c4d, new second-App-9c8d7e6f"),
+        ["PGHA_APP_PASSWORD (an earlier value)", "PGHA_APP_PASSWORD"]
+    );
+    // The key's body lines are secrets, its BEGIN and END lines are not.
+    let body = ca.key_pem.lines().nth(1).expect("a body line");
+    assert_eq!(
+        secrets_in(&secrets, body),
+        ["the CA key sandbox/tls/ca.key, line 2"]
+    );
+    assert!(secrets_in(&secrets, ca.key_pem.lines().next().expect("BEGIN")).is_empty());
+    assert_eq!(
+        masked(&secrets, "password=second-App-9c8d7e6f"),
+        "password=<PGHA_APP_PASSWORD>"
+    );
+
+    // Any other file that holds one is named, with the secrets' labels only.
+    std::fs::write(state.join("saved.plan"), "{\"pw\": \"first-App-1a2b3c4d\"}").expect("plan");
+    std::fs::write(root.join("rendered.conf"), format!("x\n{body}\n")).expect("rendered");
+    std::fs::write(state.join("host.pem"), "-----BEGIN PRIVATE KEY-----\n").expect("pem");
+    assert_eq!(
+        ledger.files_holding_secrets(),
+        [
+            "  rendered.conf: the CA key sandbox/tls/ca.key, line 2",
+            "  sandbox/host.pem: a private key",
+            "  sandbox/saved.plan: PGHA_APP_PASSWORD (an earlier value)",
+        ]
+    );
 }

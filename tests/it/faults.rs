@@ -188,19 +188,22 @@ fn signals_during_apply_stop_gracefully_and_release_the_lock() {
         )
         .contains("held")
     };
-    // Output to a file, not a pipe: a plan's diffs would fill a pipe nobody reads yet.
-    let log = tempfile::NamedTempFile::new().expect("log file");
+    // Output to a file, not a pipe: a plan's diffs would fill a pipe nobody reads yet. A new
+    // one per run, in the sandbox's folder (checked for secrets when the sandbox is dropped).
+    let log = std::cell::RefCell::new(std::path::PathBuf::new());
     let spawn = || {
+        let path = sb.output_file("apply");
+        log.replace(path.clone());
         // Appending, so that the two streams do not overwrite each other.
         let file = || {
             Stdio::from(
                 std::fs::OpenOptions::new()
+                    .create(true)
                     .append(true)
-                    .open(log.path())
+                    .open(&path)
                     .expect("log"),
             )
         };
-        std::fs::write(log.path(), "").expect("truncate log");
         sb.command("apply")
             .arg("-y")
             .stdout(file())
@@ -208,7 +211,7 @@ fn signals_during_apply_stop_gracefully_and_release_the_lock() {
             .spawn()
             .expect("spawn apply")
     };
-    let read_log = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let read_log = || std::fs::read_to_string(&*log.borrow()).unwrap_or_default();
     // Twice, during the bootstrap: aborts at once, the lock stays and its removal is named.
     let child = spawn();
     let mut child = child;

@@ -1,8 +1,13 @@
 //! A small builder for running the `pgha` binary: arguments, environment, expected status and
-//! output, checked with `#[track_caller]` so failures point at the test.
+//! output, checked with `#[track_caller]` so failures point at the test. No run may show a
+//! secret: neither a `PGHA_*` value it was given nor one of the secrets it is told of.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Where a run learns, once it has ended, the secrets it must not show (a run may make one:
+/// the first `plan` makes the cluster's CA).
+pub type SecretSource = Box<dyn FnOnce() -> Vec<Secret> + Send>;
 
 pub struct Test {
     args: Vec<String>,
@@ -10,6 +15,55 @@ pub struct Test {
     status: i32,
     stdout: Vec<String>,
     stderr: Vec<String>,
+    secrets: Option<SecretSource>,
+}
+
+/// A text no output may hold, and the label that names it in a failure (never the text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secret {
+    pub label: String,
+    pub value: String,
+}
+
+impl Secret {
+    /// Shorter texts than this are not looked for: they turn up in output by chance.
+    pub const MIN_LEN: usize = 8;
+
+    pub fn new(label: impl Into<String>, value: impl Into<String>) -> Secret {
+        Secret {
+            label: label.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The labels of the secrets `text` holds, each once.
+pub fn secrets_in<'a>(secrets: &'a [Secret], text: &str) -> Vec<&'a str> {
+    let mut labels: Vec<&str> = Vec::new();
+    for s in secrets {
+        if s.value.len() >= Secret::MIN_LEN
+            && text.contains(s.value.as_str())
+            && !labels.contains(&s.label.as_str())
+        {
+            labels.push(&s.label);
+        }
+    }
+    labels
+}
+
+/// `text` with every secret replaced by its label, fit for a failure message.
+pub fn masked(secrets: &[Secret], text: &str) -> String {
+    let mut sorted: Vec<&Secret> = secrets
+        .iter()
+        .filter(|s| s.value.len() >= Secret::MIN_LEN)
+        .collect();
+    // The longest first: a secret that holds another is masked whole.
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.value.len()));
+    let mut out = text.to_owned();
+    for s in sorted {
+        out = out.replace(s.value.as_str(), &format!("<{}>", s.label));
+    }
+    out
 }
 
 pub struct Ran {
@@ -25,7 +79,14 @@ impl Test {
             status: 0,
             stdout: Vec::new(),
             stderr: Vec::new(),
+            secrets: None,
         }
+    }
+
+    /// The secrets the run must not show on stdout or stderr, read once it has ended.
+    pub fn secrets(mut self, source: impl FnOnce() -> Vec<Secret> + Send + 'static) -> Self {
+        self.secrets = Some(Box::new(source));
+        self
     }
 
     pub fn args<I, S>(mut self, args: I) -> Self
@@ -73,19 +134,24 @@ impl Test {
         let output = command.output().expect("pgha runs");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let shown = format!(
-            "pgha {}\n--- stdout\n{stdout}--- stderr\n{stderr}",
-            self.args.join(" ")
-        );
-        // Whatever a test runs: no password it passed in may come back out.
-        for (key, value) in &self.env {
-            if key.starts_with("PGHA_") && value.len() >= 8 {
-                assert!(
-                    !stdout.contains(value.as_str()) && !stderr.contains(value.as_str()),
-                    "the value of {key} is shown:\n{shown}"
-                );
-            }
+        // Whatever a test runs: no password it passed in may come back out, nor any secret it
+        // was told of.
+        let mut secrets: Vec<Secret> = self
+            .env
+            .iter()
+            .filter(|(key, _)| key.starts_with("PGHA_"))
+            .map(|(key, value)| Secret::new(key.as_str(), value.as_str()))
+            .collect();
+        if let Some(source) = self.secrets {
+            secrets.extend(source());
         }
+        let command_line = format!("pgha {}", self.args.join(" "));
+        let shown = masked(
+            &secrets,
+            &format!("{command_line}\n--- stdout\n{stdout}--- stderr\n{stderr}"),
+        );
+        assert_shows_no_secret(&secrets, &command_line, "stdout", &stdout, &shown);
+        assert_shows_no_secret(&secrets, &command_line, "stderr", &stderr, &shown);
         assert_eq!(
             output.status.code(),
             Some(self.status),
@@ -107,7 +173,48 @@ impl Test {
     }
 }
 
+/// Fails naming the secrets `text` (the `stream` of `command_line`) holds; `shown` is the
+/// run's output with the secrets masked.
+#[track_caller]
+pub fn assert_shows_no_secret(
+    secrets: &[Secret],
+    command_line: &str,
+    stream: &str,
+    text: &str,
+    shown: &str,
+) {
+    let found = secrets_in(secrets, text);
+    assert!(
+        found.is_empty(),
+        "`{}` shows a secret on {stream}: {} (masked below)\n{shown}",
+        masked(secrets, command_line),
+        found.join(", ")
+    );
+}
+
 /// The repository's root, where `inventory.example` lives.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A run that shows a secret fails naming it by its label; the message never holds it.
+#[test]
+fn a_secret_on_stdout_fails_the_run_by_its_label() {
+    let failed = std::panic::catch_unwind(|| {
+        Test::new()
+            .args(["validate", "-i"])
+            .arg_path(&root().join("inventory.example"))
+            .secrets(|| vec![Secret::new("the cluster's name", "cluster `demo`")])
+            .run();
+    })
+    .expect_err("the run fails");
+    let message = failed
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("shows a secret on stdout: the cluster's name")
+            && message.contains("valid: <the cluster's name>")
+            && !message.contains("cluster `demo`"),
+        "{message}"
+    );
 }
