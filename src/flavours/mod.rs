@@ -54,6 +54,9 @@ pub struct Entry {
     /// Server parameters the flavour sets itself, with the key of its section that decides
     /// them: `postgres.parameters` may not set them too.
     pub managed_parameters: &'static [(&'static str, &'static str)],
+    /// Where a host's certificates live when the server's own configuration folder is not
+    /// where the flavour runs it from (None: `<conf_dir>/tls`).
+    pub tls_dir: Option<&'static str>,
     /// Read the flavour's section (its name as the top-level key) and host keys; errors go to
     /// the diagnostics with their positions.
     pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Flavour>>,

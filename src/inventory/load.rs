@@ -116,6 +116,14 @@ impl Reader<'_> {
                 Some(stand_in)
             }
         };
+        // Where the hosts keep the certificates: the flavour's place, or the server's
+        // configuration folder.
+        let host_dir = match (flavour.and_then(|e| e.tls_dir), &postgres) {
+            (Some(dir), _) => dir.to_owned(),
+            (None, Some(pg)) => pg.tls_dir(),
+            (None, None) => String::new(),
+        };
+        let tls = tls.map(|t| t.map(|t| Tls { dir: host_dir, ..t }));
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -535,6 +543,7 @@ impl Reader<'_> {
     /// then a stand-in, so that what is checked or rendered is the cluster with TLS.
     fn stand_in_tls(&mut self, dir: &Path) -> Option<Tls> {
         Some(Tls {
+            dir: String::new(),
             ca_cert: crate::tls::STAND_IN_CA.to_owned(),
             ca_cert_file: dir.join("ca.crt"),
             ca_key: SecretRef::File(dir.join("ca.key")),
@@ -602,6 +611,7 @@ impl Reader<'_> {
         }
         let (ca_cert, ca_cert_file) = ca_cert?;
         Some(Tls {
+            dir: String::new(),
             ca_cert,
             ca_cert_file,
             ca_key: ca_key?,

@@ -35,6 +35,9 @@ pub struct Cluster {
 /// The cluster's CA, which signs every host's certificate, and how long those live.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tls {
+    /// Where each host keeps the CA's certificate and its own (`ca.crt`, `server.crt`,
+    /// `server.key`).
+    pub dir: String,
     /// The CA certificate (PEM, public), read when the inventory loads.
     pub ca_cert: String,
     pub ca_cert_file: PathBuf,
@@ -336,10 +339,10 @@ pub fn server_parameters(cluster: &Cluster) -> BTreeMap<String, String> {
     set("archive_mode", r.archive_mode.clone());
     set("archive_command", r.archive_command.clone());
     set("password_encryption", "scram-sha-256".into());
-    if cluster.tls.is_some() {
+    if let Some(t) = &cluster.tls {
         // The cluster's own certificate instead of Debian's snakeoil one; the CA lets the
         // server check client certificates where a rule asks for them.
-        let dir = cluster.postgres.tls_dir();
+        let dir = &t.dir;
         set("ssl", "on".into());
         set("ssl_cert_file", format!("{dir}/server.crt"));
         set("ssl_key_file", format!("{dir}/server.key"));

@@ -262,7 +262,7 @@ impl<'a> Vars<'a> {
             "tls",
             tmpl(&match &cluster.tls {
                 Some(t) => {
-                    let dir = pg.tls_dir();
+                    let dir = &t.dir;
                     json!({
                         "enabled": true,
                         "dir": dir,

@@ -461,7 +461,7 @@ impl Sandbox {
     pub fn leader_lease_left(&self, host: &str) -> i64 {
         let out = self.sh(
             host,
-            "lease=$(ETCDCTL_API=3 etcdctl get --prefix /service/ -w json | python3 -c 'import base64, json, sys; print(next(format(kv[\"lease\"], \"x\") for kv in json.load(sys.stdin)[\"kvs\"] if base64.b64decode(kv[\"key\"]).decode().endswith(\"/leader\")))') && ETCDCTL_API=3 etcdctl lease timetolive \"$lease\" | sed -n 's/.*remaining(\\(-*[0-9]*\\)s).*/\\1/p'",
+            ". /etc/profile.d/pgha-etcdctl.sh && export ETCDCTL_ENDPOINTS=$(echo \"$ETCDCTL_ENDPOINTS\" | sed 's|//[^:]*:|//127.0.0.1:|; s|,.*||') && lease=$(etcdctl get --prefix /service/ -w json | python3 -c 'import base64, json, sys; print(next(format(kv[\"lease\"], \"x\") for kv in json.load(sys.stdin)[\"kvs\"] if base64.b64decode(kv[\"key\"]).decode().endswith(\"/leader\")))') && etcdctl lease timetolive \"$lease\" | sed -n 's/.*remaining(\\(-*[0-9]*\\)s).*/\\1/p'",
         );
         out.trim()
             .parse()
@@ -473,7 +473,7 @@ impl Sandbox {
     pub fn etcd_leader(&self, host: &str) -> String {
         let out = self.sh(
             host,
-            "ETCDCTL_API=3 etcdctl endpoint status --cluster -w simple",
+            ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint status --cluster -w simple",
         );
         let address = out
             .lines()

@@ -424,7 +424,7 @@ fn patroni_standby_cluster() {
     let original = sb.inventory_text();
     let replication_from = |host: &str| {
         format!(
-            "    - type: host\n      database: replication\n      user: replicator\n      address: {}/32\n      method: scram-sha-256\n",
+            "    - type: hostssl\n      database: replication\n      user: replicator\n      address: {}/32\n      method: scram-sha-256\n",
             sb.ip(host)
         )
     };

@@ -397,7 +397,7 @@ fn patroni_replication_password_rotation_under_load() {
                 "PGPASSWORD='{}' psql -X -At \"host={} user={user} dbname=postgres sslmode=verify-full sslrootcert={}\" -c 'SELECT 1' 2>&1 || true",
                 sb.env_value(env),
                 sb.ip(host),
-                crate::tls::CA
+                crate::tls::PATRONI_CA
             ),
         )
     };

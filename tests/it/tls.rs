@@ -158,7 +158,7 @@ pub fn rest_status(
     };
     let script = format!(
         "import base64, ssl, urllib.request, urllib.error\n\
-         ctx = ssl.create_default_context(cafile='{CA}')\n\
+         ctx = ssl.create_default_context(cafile='{PATRONI_CA}')\n\
          req = urllib.request.Request('https://{}:8008{path}', data=b'{{}}' if '{method}' != 'GET' else None, method='{method}')\n\
          {header}\n\
          try:\n    print(urllib.request.urlopen(req, timeout=60, context=ctx).status)\n\
@@ -170,7 +170,8 @@ pub fn rest_status(
         .to_owned()
 }
 
-pub const CA: &str = "/etc/postgresql/15/main/tls/ca.crt";
+/// The cluster CA on a Patroni member.
+pub const PATRONI_CA: &str = "/etc/patroni/tls/ca.crt";
 
 /// Patroni with the cluster CA: PostgreSQL, etcd (clients and peers) and Patroni's REST API
 /// all speak TLS checked against it; etcd refuses a client without a certificate of the CA,
@@ -198,7 +199,7 @@ fn patroni_with_the_cluster_ca_locks_down_etcd_and_the_rest_api() {
             ),
         )
     };
-    let anonymous = etcd(&format!("--cacert={CA}"));
+    let anonymous = etcd(&format!("--cacert={PATRONI_CA}"));
     assert!(!anonymous.contains("is healthy"), "{anonymous}");
     let plain = sb.sh(
         "pg2",
@@ -347,8 +348,7 @@ fn a_running_patroni_cluster_is_not_switched_to_tls_in_place() {
 /// The serial of the certificate `host` serves on `port` (`starttls`: PostgreSQL's protocol),
 /// presenting the host's own client certificate where the server asks for one (etcd).
 fn served_serial_on(sb: &Sandbox, host: &str, port: u16, starttls: bool) -> String {
-    let client =
-        "-cert /etc/postgresql/15/main/tls/server.crt -key /etc/postgresql/15/main/tls/server.key";
+    let client = "-cert /etc/patroni/tls/server.crt -key /etc/patroni/tls/server.key";
     sb.sh(
         host,
         &format!(

@@ -49,6 +49,9 @@ impl Patroni {
     }
 }
 
+/// PostgreSQL's certificate under Patroni (also the REST API's, and Patroni's etcd client's).
+pub const PATRONI_TLS_DIR: &str = "/etc/patroni/tls";
+
 /// etcd's own copy of its host's certificate: etcd runs as its own user and reads only its
 /// own 0600 key.
 pub const ETCD_TLS_DIR: &str = "/etc/etcd/pgha-tls";

@@ -53,6 +53,9 @@ pub const ENTRY: Entry = Entry {
     kinds: steps::KINDS,
     // Patroni writes it from its synchronous mode, and clears it when that is off.
     managed_parameters: &[("synchronous_standby_names", "patroni.synchronous_mode")],
+    // Debian's configuration folder stays empty under Patroni (its tools would take a
+    // folder there for a cluster of theirs).
+    tls_dir: Some(config::PATRONI_TLS_DIR),
     load,
 };
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diag::Diagnostics;
-use crate::flavours::patroni::config::{ApiTls, Etcd, Patroni, StandbyCluster, Tags, Watchdog};
+use crate::flavours::patroni::config::{
+    ApiTls, Etcd, Patroni, StandbyCluster, Tags, Watchdog, PATRONI_TLS_DIR,
+};
 use crate::model::pg_names::slot_name_problem;
 use crate::model::{Host, Postgres, SecretRef};
 use crate::yaml::decode::{self, MapReader};
@@ -204,7 +206,7 @@ impl Reader<'_> {
             restapi_user: restapi_user?,
             restapi_password: restapi_password?,
             tls: if tls {
-                Some(ApiTls::new(&postgres?.tls_dir()))
+                Some(ApiTls::new(PATRONI_TLS_DIR))
             } else {
                 None
             },

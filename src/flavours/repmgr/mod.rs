@@ -58,6 +58,7 @@ pub const ENTRY: Entry = Entry {
     host_keys: &["repmgr"],
     kinds: steps::KINDS,
     managed_parameters: &[],
+    tls_dir: None,
     load,
 };
 

@@ -17,6 +17,7 @@ pub const ENTRY: Entry = Entry {
     host_keys: &[],
     kinds: &[],
     managed_parameters: &[],
+    tls_dir: None,
     load,
 };
 
