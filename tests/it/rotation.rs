@@ -312,9 +312,11 @@ fn report(flavour: &str, f: &Figures) {
 }
 
 fn assert_figures(f: &Figures) {
+    // Seconds, not a stream that stays down (the poll itself takes up to a second when the
+    // machine is loaded).
     for (standby, d) in &f.not_streaming {
         assert!(
-            *d < Duration::from_secs(3),
+            *d < Duration::from_secs(6),
             "{standby} was not streaming for {d:?}"
         );
     }

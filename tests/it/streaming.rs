@@ -340,8 +340,10 @@ fn bad_inventory_and_unreachable_host() {
 fn killed_apply_converges_and_the_lock_says_how_to_continue() {
     let sb = Sandbox::up("kill", Options::bare(3));
     let mut locks_met = 0;
-    // During the package installs, the configuration and the clones of successive runs.
-    for delay_ms in [4000u64, 9000, 6000] {
+    // During the package installs, the configuration and the clones of successive runs:
+    // so long after the run took the lock (how long it takes to get there depends on the
+    // machine's load, not on pgha).
+    for delay_ms in [1000u64, 6000, 3000] {
         let mut child = sb
             .command("apply")
             .arg("-y")
@@ -349,6 +351,18 @@ fn killed_apply_converges_and_the_lock_says_how_to_continue() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn apply");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline
+            && sb
+                .sh(
+                    "pg1",
+                    "test -s /var/lib/pgha/cluster.lock && echo held || true",
+                )
+                .trim()
+                != "held"
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL: no cleanup of any kind
         let _ = child.wait();
