@@ -83,6 +83,24 @@ pub fn init_dir(
     Ok((cert, key))
 }
 
+/// Whether `key_pem` is the private key of the certificate `cert_pem` (PKCS#8, as pgha reads
+/// keys; `openssl pkcs8 -topk8 -nocrypt` converts others).
+pub fn key_matches(cert_pem: &str, key_pem: &str) -> Result<bool, TlsError> {
+    use rcgen::PublicKeyData;
+    let key = KeyPair::from_pem(key_pem).map_err(|e| {
+        invalid(
+            "the key (pgha reads PKCS#8 keys: `openssl pkcs8 -topk8 -nocrypt` converts others)",
+            e,
+        )
+    })?;
+    let (_, pem) =
+        parse_x509_pem(cert_pem.as_bytes()).map_err(|e| invalid("the certificate", e))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| invalid("the certificate", e))?;
+    Ok(cert.public_key().subject_public_key.data.as_ref() == key.der_bytes())
+}
+
 /// A certificate and its private key, both PEM.
 pub struct Issued {
     pub cert_pem: String,

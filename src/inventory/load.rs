@@ -12,8 +12,8 @@ use crate::inventory::checks::{self, roles, HbaField, HbaPositions};
 use crate::inventory::Inventory;
 use crate::model::pg_params;
 use crate::model::{
-    Cluster, Database, HbaRule, Host, HostKeyPolicy, Postgres, Replication, Role, SecretRef, Ssh,
-    Tls, User,
+    Cluster, Database, HbaRule, Host, HostKeyPolicy, Postgres, ProvidedCertificate, Replication,
+    Role, SecretRef, Ssh, Tls, User,
 };
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Value};
@@ -46,7 +46,12 @@ pub fn load_str(path: &Path, source: &str) -> Result<Inventory, LoadError> {
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let inventory = Reader { d: &mut d, base }.inventory(&root, path);
+    let inventory = Reader {
+        d: &mut d,
+        base,
+        tls_certificates: None,
+    }
+    .inventory(&root, path);
     match inventory {
         Some(i) if d.is_empty() => Ok(i),
         _ => Err(LoadError::Invalid(d)),
@@ -82,6 +87,8 @@ pub(super) struct Reader<'d> {
     pub(super) d: &'d mut Diagnostics,
     /// Folder of the inventory: relative paths are taken from here.
     base: PathBuf,
+    /// `tls.certificates` (and where it is written), read once the hosts are known.
+    tls_certificates: Option<(PathBuf, crate::diag::Pos)>,
 }
 
 impl Reader<'_> {
@@ -123,7 +130,7 @@ impl Reader<'_> {
             (None, Some(pg)) => pg.tls_dir(),
             (None, None) => String::new(),
         };
-        let tls = tls.map(|t| t.map(|t| Tls { dir: host_dir, ..t }));
+        let mut tls = tls.map(|t| t.map(|t| Tls { dir: host_dir, ..t }));
         let ssh = match top.take("ssh") {
             Some(n) => self.ssh(n, "ssh", &default_ssh()),
             None => Some(default_ssh()),
@@ -180,6 +187,9 @@ impl Reader<'_> {
         top.finish(self.d);
 
         let flavour = flavour?;
+        if let (Some(Some(t)), Some(hosts)) = (&mut tls, &hosts) {
+            self.provided_certificates(t, hosts);
+        }
         let cluster = Cluster {
             name: name?,
             flavour: flavour.name().to_owned(),
@@ -546,9 +556,10 @@ impl Reader<'_> {
             dir: String::new(),
             ca_cert: crate::tls::STAND_IN_CA.to_owned(),
             ca_cert_file: dir.join("ca.crt"),
-            ca_key: SecretRef::File(dir.join("ca.key")),
+            ca_key: Some(SecretRef::File(dir.join("ca.key"))),
             validity_days: DEFAULT_VALIDITY_DAYS,
             renew_before_days: DEFAULT_RENEW_BEFORE_DAYS,
+            provided: BTreeMap::new(),
         })
     }
 
@@ -588,9 +599,23 @@ impl Reader<'_> {
                 }
             }
         });
-        let ca_key = m
-            .require(self.d, "ca_key")
-            .and_then(|n| self.secret(n, "tls.ca_key"));
+        let ca_key_node = m.take("ca_key");
+        let ca_key = match ca_key_node {
+            Some(n) => Some(self.secret(n, "tls.ca_key")),
+            None => None,
+        };
+        // Certificates issued elsewhere, one pair per host: `<host>.crt` and `<host>.key`.
+        if let Some(n) = m.take("certificates") {
+            if let Some(rel) = decode::string(self.d, n, "tls.certificates") {
+                self.tls_certificates = Some((self.base.join(rel), n.pos));
+            }
+        } else if ca_key_node.is_none() {
+            self.d.error(
+                node.pos,
+                "tls.ca_key",
+                "`tls:` needs the CA's key (`ca_key`, for pgha to issue each host's certificate) or `certificates` (a folder with each host's certificate and key, issued elsewhere)",
+            );
+        }
         let validity_days = match m.take("validity_days") {
             Some(n) => decode::integer(self.d, n, "tls.validity_days", 1, 3650),
             None => Some(DEFAULT_VALIDITY_DAYS),
@@ -614,10 +639,94 @@ impl Reader<'_> {
             dir: String::new(),
             ca_cert,
             ca_cert_file,
-            ca_key: ca_key?,
+            ca_key: match ca_key {
+                Some(k) => Some(k?),
+                None => None,
+            },
             validity_days,
             renew_before_days,
+            provided: BTreeMap::new(),
         })
+    }
+
+    /// `tls.certificates`: each host's certificate and key from the folder, checked against
+    /// the CA (signed by it, the host's name and address among its names, not expired); a
+    /// host without one needs the CA's key, so pgha can issue it.
+    fn provided_certificates(&mut self, tls: &mut Tls, hosts: &[Host]) {
+        let Some((dir, pos)) = self.tls_certificates.take() else {
+            return;
+        };
+        for h in hosts {
+            let (cert_path, key_path) = (
+                dir.join(format!("{}.crt", h.name)),
+                dir.join(format!("{}.key", h.name)),
+            );
+            let Ok(cert) = std::fs::read_to_string(&cert_path) else {
+                if tls.ca_key.is_none() {
+                    self.d.error(
+                        pos,
+                        "tls.certificates",
+                        format!(
+                            "no certificate for {} ({}), and no `tls.ca_key` to issue one",
+                            h.name,
+                            cert_path.display()
+                        ),
+                    );
+                }
+                continue;
+            };
+            let problem = match crate::tls::inspect(&cert, &tls.ca_cert) {
+                Err(e) => Some(e.to_string()),
+                Ok(info) if !info.signed_by_ca => Some(format!(
+                    "it is not signed by the CA {}",
+                    tls.ca_cert_file.display()
+                )),
+                Ok(info) if info.days_left() < 1 => Some("it has expired".to_owned()),
+                Ok(info) => {
+                    let covers = |name: &str| match name.parse::<std::net::IpAddr>() {
+                        Ok(ip) => info.ips.contains(&ip),
+                        Err(_) => info.dns.iter().any(|d| d == name),
+                    };
+                    let missing: Vec<&str> = [h.name.as_str(), h.address.as_str()]
+                        .into_iter()
+                        .filter(|n| !covers(n))
+                        .collect();
+                    (!missing.is_empty()).then(|| {
+                        format!(
+                            "its names lack {} (peers reach the host by them)",
+                            missing.join(" and ")
+                        )
+                    })
+                }
+            };
+            if let Some(problem) = problem {
+                self.d.error(
+                    pos,
+                    "tls.certificates",
+                    format!("{}: {problem}", cert_path.display()),
+                );
+                continue;
+            }
+            if !key_path.exists() {
+                self.d.error(
+                    pos,
+                    "tls.certificates",
+                    format!(
+                        "{} has no key beside it ({})",
+                        cert_path.display(),
+                        key_path.display()
+                    ),
+                );
+                continue;
+            }
+            tls.provided.insert(
+                h.name.clone(),
+                ProvidedCertificate {
+                    cert,
+                    key: SecretRef::File(key_path),
+                },
+            );
+        }
     }
 
     fn archive(&mut self, node: &Node) -> (Option<String>, Option<String>) {

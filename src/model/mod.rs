@@ -41,11 +41,30 @@ pub struct Tls {
     /// The CA certificate (PEM, public), read when the inventory loads.
     pub ca_cert: String,
     pub ca_cert_file: PathBuf,
-    /// The CA's private key: a secret like any other, needed only to issue.
-    pub ca_key: SecretRef,
+    /// The CA's private key: a secret like any other, needed only to issue (none: every
+    /// host's certificate is provided).
+    pub ca_key: Option<SecretRef>,
     pub validity_days: i64,
     /// A host certificate with fewer days left is renewed.
     pub renew_before_days: i64,
+    /// Certificates the DBA's own CA issued, by host (`tls.certificates`): installed as they
+    /// are instead of issued by pgha.
+    pub provided: BTreeMap<String, ProvidedCertificate>,
+}
+
+/// A host's certificate issued elsewhere, and its key (a secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvidedCertificate {
+    /// PEM, public; checked against the CA and the host's names when the inventory loads.
+    pub cert: String,
+    pub key: SecretRef,
+}
+
+impl ProvidedCertificate {
+    /// The label its key is resolved under.
+    pub fn key_label(host: &str) -> String {
+        format!("tls.certificates.{host}.key")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,7 +275,12 @@ impl Cluster {
             }
         }
         if let Some(t) = &self.tls {
-            out.push(("tls.ca_key".to_owned(), &t.ca_key));
+            if let Some(k) = &t.ca_key {
+                out.push(("tls.ca_key".to_owned(), k));
+            }
+            for (host, p) in &t.provided {
+                out.push((ProvidedCertificate::key_label(host), &p.key));
+            }
         }
         out
     }

@@ -128,6 +128,18 @@ pub fn build(
     if project.cluster.tls.is_none() {
         warnings.push("TLS is off (`tls: off`): replication, clients, and under Patroni etcd and the REST API, travel unencrypted and unverified".to_owned());
     }
+    if let Some(tls) = &project.cluster.tls {
+        for (host, p) in &tls.provided {
+            if let Ok(info) = crate::tls::inspect(&p.cert, &tls.ca_cert) {
+                if info.days_left() < tls.renew_before_days {
+                    warnings.push(format!(
+                        "the certificate of {host} (tls.certificates) expires in {} days and pgha cannot renew it (it was issued elsewhere): put a new one in its place",
+                        info.days_left()
+                    ));
+                }
+            }
+        }
+    }
     for rule in &project.cluster.postgres.hba {
         let address = rule.address.as_deref().unwrap_or_default();
         if project.cluster.tls.is_some()

@@ -271,6 +271,14 @@ impl<'a> Vars<'a> {
                         "key_file": format!("{dir}/server.key"),
                         "ca_cert": t.ca_cert,
                         "validity_days": t.validity_days,
+                        // Each host's certificate issued elsewhere, or null: pgha issues it.
+                        "provided": cluster.hosts.iter().map(|h| {
+                            let p = t.provided.get(&h.name).map(|p| json!({
+                                "cert": p.cert,
+                                "key": crate::model::ProvidedCertificate::key_label(&h.name),
+                            }));
+                            (h.name.clone(), json!(p))
+                        }).collect::<serde_json::Map<String, Value>>(),
                         "renew_before_days": t.renew_before_days,
                         // What a client adds to its connection string to check the server.
                         "conninfo": format!("sslmode=verify-full sslrootcert={dir}/ca.crt"),

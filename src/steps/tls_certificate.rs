@@ -30,9 +30,130 @@ pub struct TlsCertificate {
     pub ca_cert: String,
     pub validity_days: i64,
     pub renew_before_days: i64,
+    /// A certificate issued elsewhere (`tls.certificates`): installed as it is, with its key
+    /// (a secret), instead of one pgha issues.
+    #[serde(default)]
+    pub provided: Option<Provided>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provided {
+    /// PEM, public.
+    pub cert: String,
+    /// The label its key resolves under.
+    pub key: String,
 }
 
 impl TlsCertificate {
+    /// A provided certificate: installed when the host has another; refused when it lacks a
+    /// name the host is reached by here, or its key is not its own.
+    fn check_provided(&self, p: &Provided, cx: &StepContext) -> Check {
+        let info = match crate::tls::inspect(&p.cert, &self.ca_cert) {
+            Ok(info) => info,
+            Err(e) => return Check::Refused(format!("the provided certificate: {e}")),
+        };
+        let missing = self.missing_names(&info);
+        if !missing.is_empty() {
+            return Check::Refused(format!(
+                "the provided certificate (serial {}) lacks {} in its names: this host is reached by them here",
+                info.serial,
+                missing.join(", ")
+            ));
+        }
+        match cx.secrets.get(&p.key) {
+            Ok(key) => match crate::tls::key_matches(&p.cert, key.expose()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Check::Refused(format!(
+                        "the provided key ({}) is not the key of the provided certificate (serial {})",
+                        p.key, info.serial
+                    ))
+                }
+                Err(e) => return Check::Refused(format!("{}: {e}", p.key)),
+            },
+            Err(e) => return Check::Refused(e.to_string()),
+        }
+        let installed = cx
+            .facts
+            .files
+            .get(&self.cert)
+            .is_some_and(|f| f.content.trim() == p.cert.trim());
+        if installed && cx.facts.present.contains(&self.key) {
+            return Check::InSync(format!(
+                "the provided certificate, expires in {} days (serial {})",
+                info.days_left(),
+                info.serial
+            ));
+        }
+        let action = if cx.facts.files.contains_key(&self.cert) {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        let mut change = cx.change(
+            self.kind(),
+            action,
+            self.cert.clone(),
+            format!(
+                "install the provided certificate (serial {}, expires in {} days) and its key",
+                info.serial,
+                info.days_left()
+            ),
+            Vec::new(),
+        );
+        change.procedure = Some(json!({"install": {"serial": info.serial}}));
+        Check::Changes(vec![change])
+    }
+
+    /// The names and addresses the host must be reached by that `info` lacks.
+    fn missing_names(&self, info: &crate::tls::CertInfo) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => !info.ips.contains(&ip),
+                Err(_) => !info.dns.contains(n),
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Write `key` (0600) and `cert` beside the old ones, then put both in place.
+    async fn install(
+        &self,
+        host: &dyn Transport,
+        key_pem: String,
+        cert_pem: String,
+    ) -> Result<(), String> {
+        let q = |p: &str| shell_words::quote(p).into_owned();
+        let (owner, key, cert) = (q(&self.owner), q(&self.key), q(&self.cert));
+        let (key_new, cert_new) = (
+            q(&format!("{}.pgha-new", self.key)),
+            q(&format!("{}.pgha-new", self.cert)),
+        );
+        let steps = [
+            RemoteCommand::script(format!(
+                "set -e; umask 077; install -d -m 0755 \"$(dirname {key})\"; \
+                 install -m 0600 -o {owner} -g {owner} /dev/stdin {key_new}"
+            ))
+            .with_stdin(key_pem),
+            RemoteCommand::script(format!(
+                "set -e; install -d -m 0755 \"$(dirname {cert})\"; \
+                 install -m 0644 -o {owner} -g {owner} /dev/stdin {cert_new}; \
+                 for f in {key} {cert}; do if [ -e \"$f\" ]; then cp -p \"$f\" \"$f.pgha-prev\"; fi; done; \
+                 mv -f {key_new} {key}; mv -f {cert_new} {cert}"
+            ))
+            .with_stdin(cert_pem),
+        ];
+        for command in &steps {
+            let out = host.run(command).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("writing the certificate failed: {}", out.stderr.trim()));
+            }
+        }
+        Ok(())
+    }
+
     /// Why the certificate must be issued now, or how it stands when it need not be.
     fn assess(&self, cx: &StepContext) -> Result<String, (Action, String)> {
         let Some(file) = cx.facts.files.get(&self.cert) else {
@@ -46,15 +167,7 @@ impl TlsCertificate {
                 format!("signed by another CA (it names its subject {})", info.subject),
             ));
         }
-        let missing: Vec<&str> = self
-            .names
-            .iter()
-            .filter(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => !info.ips.contains(&ip),
-                Err(_) => !info.dns.contains(n),
-            })
-            .map(String::as_str)
-            .collect();
+        let missing = self.missing_names(&info);
         if !missing.is_empty() {
             return Err((
                 Action::Update,
@@ -101,6 +214,9 @@ impl Module for TlsCertificate {
     }
 
     fn check(&self, cx: &StepContext) -> Check {
+        if let Some(p) = &self.provided {
+            return self.check_provided(p, cx);
+        }
         match self.assess(cx) {
             Ok(fine) => Check::InSync(fine),
             Err((action, reason)) => {
@@ -130,6 +246,18 @@ impl Module for TlsCertificate {
         secrets: &'a Secrets,
     ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
         Some(Box::pin(async move {
+            if let Some(p) = &self.provided {
+                let key = secrets.get(&p.key).map_err(|e| e.to_string())?;
+                self.install(host, key.expose().to_owned(), p.cert.clone())
+                    .await?;
+                let info =
+                    crate::tls::inspect(&p.cert, &self.ca_cert).map_err(|e| e.to_string())?;
+                return Ok(vec![format!(
+                    "installed the provided certificate serial {}, expires in {} days",
+                    info.serial,
+                    info.days_left()
+                )]);
+            }
             let ca_key = secrets.get(CA_KEY).map_err(|e| e.to_string())?;
             let ca = crate::tls::Ca::load(&self.ca_cert, ca_key.expose()).map_err(|e| e.to_string())?;
             let (ips, dns): (Vec<&String>, Vec<&String>) = self
@@ -141,32 +269,8 @@ impl Module for TlsCertificate {
             let issued = ca
                 .issue(&dns, &ips, self.validity_days)
                 .map_err(|e| e.to_string())?;
-            let q = |p: &str| shell_words::quote(p).into_owned();
-            let (owner, key, cert) = (q(&self.owner), q(&self.key), q(&self.cert));
-            let (key_new, cert_new) = (
-                q(&format!("{}.pgha-new", self.key)),
-                q(&format!("{}.pgha-new", self.cert)),
-            );
-            let steps = [
-                RemoteCommand::script(format!(
-                    "set -e; umask 077; install -d -m 0755 \"$(dirname {key})\"; \
-                     install -m 0600 -o {owner} -g {owner} /dev/stdin {key_new}"
-                ))
-                .with_stdin(issued.key_pem),
-                RemoteCommand::script(format!(
-                    "set -e; install -d -m 0755 \"$(dirname {cert})\"; \
-                     install -m 0644 -o {owner} -g {owner} /dev/stdin {cert_new}; \
-                     for f in {key} {cert}; do if [ -e \"$f\" ]; then cp -p \"$f\" \"$f.pgha-prev\"; fi; done; \
-                     mv -f {key_new} {key}; mv -f {cert_new} {cert}"
-                ))
-                .with_stdin(issued.cert_pem.clone()),
-            ];
-            for command in &steps {
-                let out = host.run(command).await.map_err(|e| e.to_string())?;
-                if !out.success() {
-                    return Err(format!("writing the certificate failed: {}", out.stderr.trim()));
-                }
-            }
+            self.install(host, issued.key_pem, issued.cert_pem.clone())
+                .await?;
             let info = crate::tls::inspect(&issued.cert_pem, &self.ca_cert).map_err(|e| e.to_string())?;
             Ok(vec![format!(
                 "issued certificate serial {} for {}, expires in {} days",

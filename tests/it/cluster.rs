@@ -52,9 +52,9 @@ impl Drop for Sandbox {
 }
 
 /// Every secret a sandbox has held: the values of env.sh (also the ones a test replaced) and
-/// the body lines of its private keys: the SSH key and any cluster CA key (`ca.key`, made by
-/// `pgha tls init` or by the first `plan` or `apply` of an inventory without `tls:`) under
-/// its folder. Those files, and env.sh, are the only ones there that may hold them.
+/// the body lines of its private keys: the SSH key and any `*.key` under its folder (a
+/// cluster CA's `ca.key`, made by `pgha tls init` or by the first `plan` or `apply` of an
+/// inventory without `tls:`; hosts' keys issued by the DBA's own CA). Those files, and env.sh, are the only ones there that may hold them.
 ///
 /// pgha keeps no state of its own elsewhere on the operator's side: it writes only where it
 /// is told (`plan --out`, `render --out`, `tls init --dir`) and the CA beside the inventory;
@@ -67,8 +67,9 @@ struct Ledger {
     known: Mutex<Vec<Secret>>,
 }
 
-/// The name of a cluster CA's key file, a secret by design wherever it is under the folder.
-const CA_KEY: &str = "ca.key";
+/// How a private key's file is named (a cluster CA's `ca.key`, a host's `pg1.key` issued by
+/// the DBA's own CA): a secret by design wherever it is under the folder.
+const KEY_EXTENSION: &str = "key";
 
 impl Ledger {
     fn new(root: &Path, env_file: &Path, ssh_key: &Path, env: &[(String, String)]) -> Ledger {
@@ -122,7 +123,7 @@ impl Ledger {
             let what = if path == self.ssh_key {
                 format!("the SSH key {name}")
             } else {
-                format!("the CA key {name}")
+                format!("the private key {name}")
             };
             for (n, line) in pem_body_lines(&text) {
                 found.push(Secret::new(format!("{what}, line {n}"), line));
@@ -143,7 +144,7 @@ impl Ledger {
     }
 
     fn is_key_file(&self, path: &Path) -> bool {
-        *path == self.ssh_key || path.file_name() == Some(OsStr::new(CA_KEY))
+        *path == self.ssh_key || path.extension() == Some(OsStr::new(KEY_EXTENSION))
     }
 
     /// Files that are secrets by design: env.sh and the private keys.
@@ -681,7 +682,7 @@ fn the_ledger_finds_secrets_in_files_but_those_that_are_secrets_by_design() {
     let body = ca.key_pem.lines().nth(1).expect("a body line");
     assert_eq!(
         secrets_in(&secrets, body),
-        ["the CA key sandbox/tls/ca.key, line 2"]
+        ["the private key sandbox/tls/ca.key, line 2"]
     );
     assert!(secrets_in(&secrets, ca.key_pem.lines().next().expect("BEGIN")).is_empty());
     assert_eq!(
@@ -696,7 +697,7 @@ fn the_ledger_finds_secrets_in_files_but_those_that_are_secrets_by_design() {
     assert_eq!(
         ledger.files_holding_secrets(),
         [
-            "  rendered.conf: the CA key sandbox/tls/ca.key, line 2",
+            "  rendered.conf: the private key sandbox/tls/ca.key, line 2",
             "  sandbox/host.pem: a private key",
             "  sandbox/saved.plan: PGHA_APP_PASSWORD (an earlier value)",
         ]

@@ -321,7 +321,7 @@ fn assert_figures(f: &Figures) {
         );
     }
     assert!(
-        f.write_gap < Duration::from_secs(3),
+        f.write_gap < Duration::from_secs(6),
         "write gap {:?}",
         f.write_gap
     );

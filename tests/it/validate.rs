@@ -2069,3 +2069,47 @@ fn tls_with_a_ca_made_by_tls_init_is_valid_and_checked() {
         .stdout_has("valid")
         .run();
 }
+
+/// `tls:` needs the CA's key (pgha issues) or `certificates` (issued elsewhere); with
+/// `certificates` and no key, every host needs its pair there.
+#[test]
+fn tls_without_a_way_to_get_each_host_a_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Test::new()
+        .args(["tls", "init", "--dir"])
+        .arg_path(&dir.path().join("tls"))
+        .run();
+    let path = dir.path().join("inventory.yml");
+    let (text, line) = with_tls(BASE, "  ca_cert: tls/ca.crt\n");
+    std::fs::write(&path, &text).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has(&format!("inventory.yml:{line}:3"))
+        .stderr_has("needs the CA's key (`ca_key`")
+        .run();
+    std::fs::create_dir(dir.path().join("certs")).expect("mkdir");
+    let (text, _) = with_tls(BASE, "  ca_cert: tls/ca.crt\n  certificates: certs\n");
+    std::fs::write(&path, &text).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has("no certificate for pg1")
+        .stderr_has("and no `tls.ca_key` to issue one")
+        .run();
+    // A file there that is no certificate of the CA is named.
+    std::fs::write(dir.path().join("certs/pg2.crt"), "not a certificate").expect("write");
+    let (text, _) = with_tls(
+        BASE,
+        "  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n  certificates: certs\n",
+    );
+    std::fs::write(&path, &text).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has("certs/pg2.crt")
+        .run();
+}
