@@ -600,10 +600,7 @@ impl Reader<'_> {
             }
         });
         let ca_key_node = m.take("ca_key");
-        let ca_key = match ca_key_node {
-            Some(n) => Some(self.secret(n, "tls.ca_key")),
-            None => None,
-        };
+        let ca_key = ca_key_node.map(|n| self.secret(n, "tls.ca_key"));
         // Certificates issued elsewhere, one pair per host: `<host>.crt` and `<host>.key`.
         if let Some(n) = m.take("certificates") {
             if let Some(rel) = decode::string(self.d, n, "tls.certificates") {
