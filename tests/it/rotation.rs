@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{assert_no_secret, Sandbox};
+use crate::cluster::Sandbox;
 use crate::load::{app_conninfo, Writer};
 
 /// Which passwords change.
@@ -94,13 +94,15 @@ fn watch_streams(
     (longest, reconnects, resolution)
 }
 
-fn set_env(sb: &mut Sandbox, name: &str, value: &str) -> String {
+/// A new value for one of the sandbox's passwords (what pgha's runs see from now on; the
+/// sandbox keeps checking its runs for the replaced one too).
+fn set_env(sb: &mut Sandbox, name: &str, value: &str) {
     let slot = sb
         .env
         .iter_mut()
         .find(|(k, _)| k == name)
         .unwrap_or_else(|| panic!("{name} in the sandbox's env.sh"));
-    std::mem::replace(&mut slot.1, value.to_owned())
+    slot.1 = value.to_owned();
 }
 
 /// Converged `sb` (primary `primary`) under a write load: change the passwords, plan, apply,
@@ -125,23 +127,14 @@ fn rotate_under_load(
     });
     std::thread::sleep(Duration::from_secs(2));
 
-    let mut old = Vec::new();
     if rotate.replication {
-        old.push(set_env(
-            sb,
-            "PGHA_REPLICATION_PASSWORD",
-            "rotated-Repl-9f3c2a71",
-        ));
+        set_env(sb, "PGHA_REPLICATION_PASSWORD", "rotated-Repl-9f3c2a71");
     }
     if rotate.repmgr {
-        old.push(set_env(
-            sb,
-            "PGHA_REPMGR_PASSWORD",
-            "rotated-Repmgr-7d0e6b13",
-        ));
+        set_env(sb, "PGHA_REPMGR_PASSWORD", "rotated-Repmgr-7d0e6b13");
     }
     if rotate.app {
-        old.push(set_env(sb, "PGHA_APP_PASSWORD", "rotated-App-5be81d04"));
+        set_env(sb, "PGHA_APP_PASSWORD", "rotated-App-5be81d04");
         passwords
             .lock()
             .expect("passwords")
@@ -260,25 +253,9 @@ fn rotate_under_load(
         );
     }
     sb.assert_plan_clean();
-    let status = sb.pgha(["status"]).run();
-    let verify = sb.pgha(["verify"]).stdout_has("0 failed.").run();
-    let texts = [
-        plan.stdout.as_str(),
-        plan.stderr.as_str(),
-        apply.stdout.as_str(),
-        apply.stderr.as_str(),
-        status.stdout.as_str(),
-        verify.stdout.as_str(),
-    ];
-    assert_no_secret(sb, &texts);
-    for value in &old {
-        for t in &texts {
-            assert!(
-                !t.contains(value.as_str()),
-                "an old password is shown:\n{t}"
-            );
-        }
-    }
+    // Every pgha run of a sandbox is checked for its secrets, the replaced ones too.
+    sb.pgha(["status"]).run();
+    sb.pgha(["verify"]).stdout_has("0 failed.").run();
     Figures {
         not_streaming,
         resolution,
@@ -375,14 +352,13 @@ fn patroni_replication_password_rotation_under_load() {
     // Patroni's own secrets: the superuser's and the rewind role's passwords change on the
     // leader first, then Patroni is reloaded with them; the REST API takes its new password
     // on the reload, and pgha's own requests read it where Patroni does.
-    let old: Vec<String> = [
+    for (name, value) in [
         ("PGHA_SUPERUSER_PASSWORD", "rotated-Super-4c1d9e72"),
         ("PGHA_REWIND_PASSWORD", "rotated-Rewind-81fa0c55"),
         ("PGHA_RESTAPI_PASSWORD", "rotated-Rest-2e6b7d90"),
-    ]
-    .iter()
-    .map(|(name, value)| set_env(&mut sb, name, value))
-    .collect();
+    ] {
+        set_env(&mut sb, name, value);
+    }
     let plan = sb.pgha(["plan", "--detailed-exitcode"]).status(2).run();
     for label in [
         "password rotation (postgres.superuser_password)",
@@ -390,7 +366,7 @@ fn patroni_replication_password_rotation_under_load() {
     ] {
         assert!(plan.stdout.contains(label), "{label}:\n{}", plan.stdout);
     }
-    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
     sb.assert_plan_clean();
     let login = |user: &str, env: &str, host: &str| {
         sb.sh(
@@ -419,23 +395,8 @@ fn patroni_replication_password_rotation_under_load() {
     // A rewind after this would connect with what Patroni now has: check it has it.
     let yml = sb.sh("pg2", "cat /etc/patroni/15-main.yml");
     assert!(yml.contains("rotated-Rewind-81fa0c55"));
-    let verify = sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
-    let texts = [
-        plan.stdout.as_str(),
-        plan.stderr.as_str(),
-        apply.stdout.as_str(),
-        apply.stderr.as_str(),
-        verify.stdout.as_str(),
-    ];
-    assert_no_secret(&sb, &texts);
-    for value in &old {
-        for t in &texts {
-            assert!(
-                !t.contains(value.as_str()),
-                "an old password is shown:\n{t}"
-            );
-        }
-    }
+    // Neither the new nor the replaced passwords showed in any run (the sandbox checks each).
+    sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
 }
 
 /// repmgr, 2 data nodes and the witness: the replication and repmgr's passwords rotate;

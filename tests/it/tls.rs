@@ -245,6 +245,33 @@ fn patroni_with_the_cluster_ca_locks_down_etcd_and_the_rest_api() {
     sb.assert_plan_clean();
 }
 
+/// `pgha apply` while `writer` writes, then the writer stopped: no acknowledged write lost on
+/// pg1 (the primary), writes after the apply, and the longest pause between two acknowledged
+/// writes during it reported (as `what`) and at most seconds (on a quiet machine about one).
+fn apply_under_load(sb: &Sandbox, writer: crate::load::Writer, what: &str) {
+    let started = std::time::Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let applied = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let acked = writer.stop();
+    let gap = acked.longest_gap(started, applied);
+    eprintln!(
+        "{what}: apply {:.1} s, longest write gap {:.2} s, {} writes acknowledged",
+        applied.duration_since(started).as_secs_f64(),
+        gap.as_secs_f64(),
+        acked.ids.len()
+    );
+    assert!(
+        acked.missing_on(sb, "pg1").is_empty(),
+        "acknowledged writes lost"
+    );
+    assert!(
+        acked.after(applied) > 0,
+        "the application writes after the apply"
+    );
+    assert!(gap < std::time::Duration::from_secs(6), "write gap {gap:?}");
+}
+
 /// The sandbox's inventory as an earlier pgha's: `tls: off`, its application rule `host`.
 fn without_tls(inventory: &str) -> String {
     format!(
@@ -288,28 +315,11 @@ fn a_running_streaming_cluster_takes_tls_in_place_under_load() {
         "{}",
         plan.stdout
     );
-    let started = std::time::Instant::now();
-    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
-    let applied = std::time::Instant::now();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let acked = writer.stop();
-    let gap = acked.longest_gap(started, applied);
-    eprintln!(
-        "in-place migration to TLS (streaming, 3 hosts): apply {:.1} s, longest write gap {:.2} s, {} writes acknowledged",
-        applied.duration_since(started).as_secs_f64(),
-        gap.as_secs_f64(),
-        acked.ids.len()
+    apply_under_load(
+        &sb,
+        writer,
+        "in-place migration to TLS (streaming, 3 hosts)",
     );
-    assert!(
-        acked.missing_on(&sb, "pg1").is_empty(),
-        "acknowledged writes lost"
-    );
-    assert!(
-        acked.after(applied) > 0,
-        "the application writes after the migration"
-    );
-    // Seconds at most (the figure is reported: on a quiet machine about one).
-    assert!(gap < std::time::Duration::from_secs(6), "write gap {gap:?}");
     sb.wait_until(
         "both standbys stream over TLS",
         std::time::Duration::from_secs(30),
@@ -402,24 +412,7 @@ fn patroni_renews_every_certificate_under_load() {
         "{}",
         plan.stdout
     );
-    let started = std::time::Instant::now();
-    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
-    let applied = std::time::Instant::now();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let acked = writer.stop();
-    let gap = acked.longest_gap(started, applied);
-    eprintln!(
-        "certificate renewal (patroni, 3 hosts): apply {:.1} s, longest write gap {:.2} s, {} writes acknowledged",
-        applied.duration_since(started).as_secs_f64(),
-        gap.as_secs_f64(),
-        acked.ids.len()
-    );
-    assert!(
-        acked.missing_on(&sb, "pg1").is_empty(),
-        "acknowledged writes lost"
-    );
-    // Seconds at most (the figure is reported: on a quiet machine about one).
-    assert!(gap < std::time::Duration::from_secs(6), "write gap {gap:?}");
+    apply_under_load(&sb, writer, "certificate renewal (patroni, 3 hosts)");
     let after = serials("pg1");
     for (what, (b, a)) in ["PostgreSQL", "REST API", "etcd"]
         .iter()
