@@ -116,7 +116,7 @@ impl Reader<'_> {
         let tls = match tls_node {
             Some(n) if tls_is_off(n) => None,
             Some(n) => Some(self.tls(n)),
-            None if default_ca.join("ca.crt").exists() => Some(self.default_tls(root, &default_ca)),
+            None if default_ca.join("ca.crt").exists() => Some(self.default_tls(root)),
             None => {
                 let stand_in = self.stand_in_tls(&default_ca);
                 missing_ca = Some(default_ca);
@@ -531,12 +531,14 @@ impl Reader<'_> {
         }
     }
 
-    /// No `tls:`: the CA `pgha tls init` (or the first plan) made in `dir`, with the default
-    /// lifetimes; its errors point at the document.
-    fn default_tls(&mut self, root: &Node, dir: &Path) -> Option<Tls> {
-        // Paths as JSON strings: YAML reads them whatever they hold.
+    /// No `tls:`: the CA `pgha tls init` (or the first plan) made in `tls/` beside the
+    /// inventory, with the default lifetimes; its errors point at the document.
+    fn default_tls(&mut self, root: &Node) -> Option<Tls> {
+        // Relative to the inventory, as if written in it; as JSON strings, which YAML reads
+        // whatever they hold.
         let quoted = |name: &str| {
-            serde_json::to_string(&dir.join(name).to_string_lossy()).unwrap_or_default()
+            serde_json::to_string(&Path::new(DEFAULT_CA_DIR).join(name).to_string_lossy())
+                .unwrap_or_default()
         };
         let text = format!(
             "ca_cert: {}\nca_key: {{file: {}}}\n",

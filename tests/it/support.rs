@@ -16,6 +16,8 @@ pub struct Test {
     stdout: Vec<String>,
     stderr: Vec<String>,
     secrets: Option<SecretSource>,
+    /// Where it runs (relative paths in its arguments start there).
+    dir: Option<PathBuf>,
 }
 
 /// A text no output may hold, and the label that names it in a failure (never the text).
@@ -80,6 +82,7 @@ impl Test {
             stdout: Vec::new(),
             stderr: Vec::new(),
             secrets: None,
+            dir: None,
         }
     }
 
@@ -101,6 +104,11 @@ impl Test {
 
     pub fn arg_path(mut self, path: &Path) -> Self {
         self.args.push(path.display().to_string());
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_owned());
         self
     }
 
@@ -128,6 +136,9 @@ impl Test {
     pub fn run(self) -> Ran {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pgha"));
         command.args(&self.args).env("NO_COLOR", "1");
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }

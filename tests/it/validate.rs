@@ -2113,3 +2113,27 @@ fn tls_without_a_way_to_get_each_host_a_certificate() {
         .stderr_has("certs/pg2.crt")
         .run();
 }
+
+/// Without `tls:` the CA is the one in `tls/` beside the inventory, however the inventory is
+/// named on the command line (a path relative to where pgha runs).
+#[test]
+fn the_default_ca_is_found_beside_an_inventory_named_by_a_relative_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).expect("mkdir");
+    std::fs::write(site.join("inventory.yml"), BASE).expect("write");
+    Test::new()
+        .args(["tls", "init", "--dir"])
+        .arg_path(&site.join("tls"))
+        .run();
+    let ran = Test::new()
+        .current_dir(dir.path())
+        .args(["render", "-i", "site/inventory.yml", "--out", "out"])
+        .run();
+    assert!(!ran.stderr.contains("no cluster CA"), "{}", ran.stderr);
+    let rendered =
+        std::fs::read_to_string(dir.path().join("out/pg1/etc/postgresql/15/main/tls/ca.crt"))
+            .expect("the CA file is rendered");
+    let made = std::fs::read_to_string(site.join("tls/ca.crt")).expect("the CA");
+    assert_eq!(rendered, made);
+}

@@ -21,6 +21,9 @@ pub struct NodeRecord {
     pub active: bool,
     pub priority: i64,
     pub location: String,
+    /// How the other nodes reach it (and standbys' primary_conninfo is written from).
+    #[serde(default)]
+    pub conninfo: String,
 }
 
 /// The local view of repmgr.
@@ -49,7 +52,7 @@ impl RepmgrFact {
 
 /// The metadata and repmgrd's state, as one JSON line (nothing when the database is absent).
 pub fn repmgr_probe(port: u16, database: &str, version: u32) -> Probe {
-    let sql = "SELECT json_build_object('nodes', (SELECT coalesce(json_agg(json_build_object('node_id', node_id, 'node_name', node_name, 'type', type, 'upstream_node_id', upstream_node_id, 'active', active, 'priority', priority, 'location', location) ORDER BY node_id), '[]') FROM repmgr.nodes), 'repmgrd', repmgr.repmgrd_is_running(), 'paused', repmgr.repmgrd_is_paused())";
+    let sql = "SELECT json_build_object('nodes', (SELECT coalesce(json_agg(json_build_object('node_id', node_id, 'node_name', node_name, 'type', type, 'upstream_node_id', upstream_node_id, 'active', active, 'priority', priority, 'location', location, 'conninfo', conninfo) ORDER BY node_id), '[]') FROM repmgr.nodes), 'repmgrd', repmgr.repmgrd_is_running(), 'paused', repmgr.repmgrd_is_paused())";
     Probe {
         name: REPMGR,
         script: format!(

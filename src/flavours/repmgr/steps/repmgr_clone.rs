@@ -30,6 +30,10 @@ pub struct RepmgrClone {
     pub service: String,
     #[serde(default)]
     pub allow_wipe: bool,
+    /// What a connection adds to check the server when the cluster has TLS (empty: none):
+    /// the standby's primary_conninfo must carry it.
+    #[serde(default)]
+    pub tls_conninfo: String,
 }
 
 impl RepmgrClone {
@@ -186,6 +190,28 @@ impl RepmgrClone {
         })
     }
 
+    /// A running standby whose primary_conninfo does (not) check the server while the cluster
+    /// has (no) TLS: one an earlier pgha made, or from before the cluster moved to TLS.
+    fn tls_differs(&self, cx: &StepContext) -> bool {
+        self.conninfo(cx).is_some_and(|c| {
+            !c.is_empty() && c.contains("sslmode=verify-full") != !self.tls_conninfo.is_empty()
+        })
+    }
+
+    /// `current` with the TLS settings added, or taken out when the cluster has none.
+    fn conninfo_with_tls(&self, current: &str) -> String {
+        let kept: Vec<&str> = current
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("sslmode=") && !kv.starts_with("sslrootcert="))
+            .collect();
+        let mut out = kept.join(" ");
+        if !self.tls_conninfo.is_empty() {
+            out.push(' ');
+            out.push_str(&self.tls_conninfo);
+        }
+        out
+    }
+
     fn conninfo<'a>(&self, cx: &'a StepContext) -> Option<&'a str> {
         let pg = cx.facts.postgres.as_ref().filter(|pg| pg.running && pg.in_recovery)?;
         Some(pg.settings.get("primary_conninfo")?.value.as_str())
@@ -226,6 +252,30 @@ impl Module for RepmgrClone {
                         self.follows_elsewhere(cx).unwrap_or_default()
                     ),
                     self.repoint_commands(),
+                )])
+            }
+            // The same upstream, the same slot: only the TLS settings of the connection change
+            // (`repmgr standby follow` refuses an upstream whose slot it is using). Written
+            // where repmgr writes it; the walreceiver reconnects on the reload.
+            Decision::InSync(_) if self.tls_differs(cx) => {
+                let wanted = self.conninfo_with_tls(self.conninfo(cx).unwrap_or_default());
+                Check::Changes(vec![cx.change(
+                    self.kind(),
+                    Action::Update,
+                    "primary_conninfo".to_owned(),
+                    if self.tls_conninfo.is_empty() {
+                        "it asks for TLS the cluster no longer has: reconnects without it"
+                    } else {
+                        "it does not check the server against the cluster CA: reconnects with sslmode=verify-full"
+                    },
+                    vec![RemoteCommand::sql(
+                        self.port,
+                        "postgres",
+                        format!(
+                            "ALTER SYSTEM SET primary_conninfo = {};\nSELECT pg_reload_conf();\n",
+                            crate::steps::sql::literal(&wanted)
+                        ),
+                    )],
                 )])
             }
             decision => decision.into_check(

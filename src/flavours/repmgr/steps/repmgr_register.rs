@@ -26,6 +26,10 @@ pub struct RepmgrRegister {
     pub port: u16,
     pub user: String,
     pub database: String,
+    /// The cluster has TLS: every node's record must name a conninfo that checks the server
+    /// (repmgr connects to the nodes, and writes standbys' primary_conninfo, from them).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Module for RepmgrRegister {
@@ -53,12 +57,18 @@ impl Module for RepmgrRegister {
         let stale_upstream = |r: &NodeRecord| {
             self.role == "witness" && r.upstream_node_id != Some(self.primary_node_id)
         };
+        // A cluster moved to TLS (or off it) keeps the records' old conninfo until they are
+        // registered again.
+        let conninfo_ok = |r: &NodeRecord| r.conninfo.contains("sslmode=verify-full") == self.tls;
+        // The kind it registers as: its record's when repmgr changed it (a switchover).
+        let mut kind = self.role.clone();
         let force = match record {
             Some(r)
                 if r.node_id == self.node_id
                     && r.active
                     && r.kind == self.role
-                    && !stale_upstream(r) =>
+                    && !stale_upstream(r)
+                    && conninfo_ok(r) =>
             {
                 return Check::InSync(format!(
                     "registered as {} node {}",
@@ -67,10 +77,14 @@ impl Module for RepmgrRegister {
             }
             // A failover or switchover changes the kinds; repmgr keeps them right itself.
             Some(r) if r.node_id == self.node_id && r.active && self.role != "witness" && r.kind != "witness" => {
-                return Check::InSync(format!(
-                    "registered as {} node {} (repmgr's word on the role stands)",
-                    r.kind, r.node_id
-                ));
+                if conninfo_ok(r) {
+                    return Check::InSync(format!(
+                        "registered as {} node {} (repmgr's word on the role stands)",
+                        r.kind, r.node_id
+                    ));
+                }
+                kind = r.kind.clone();
+                true
             }
             Some(_) => true,
             None => false,
@@ -80,8 +94,8 @@ impl Module for RepmgrRegister {
                 "PostgreSQL is not running yet: the node registers once it runs".to_owned(),
             );
         }
-        let mut args: Vec<String> = vec![self.role.clone(), "register".into()];
-        match self.role.as_str() {
+        let mut args: Vec<String> = vec![kind.clone(), "register".into()];
+        match kind.as_str() {
             "standby" => args.push("--wait-sync=60".into()),
             "witness" => args.extend(command::source(
                 &self.primary_address,
@@ -95,6 +109,13 @@ impl Module for RepmgrRegister {
             args.push("-F".into());
         }
         let reason = match (record, force) {
+            (Some(r), true) if r.node_id == self.node_id && r.active && !conninfo_ok(r) => {
+                if self.tls {
+                    "its record's conninfo does not check the server against the cluster CA: registered again, so that repmgr connects to it with sslmode=verify-full".to_owned()
+                } else {
+                    "its record's conninfo asks for TLS the cluster no longer has: registered again".to_owned()
+                }
+            }
             (Some(r), true) if r.kind == self.role && r.active && stale_upstream(r) => format!(
                 "the witness is registered with upstream {}, the primary {} is node {}: registered again",
                 r.upstream_node_id
@@ -115,7 +136,7 @@ impl Module for RepmgrRegister {
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Create,
-            format!("{} node {}", self.role, self.node_id),
+            format!("{kind} node {}", self.node_id),
             reason,
             vec![command::repmgr(&self.bin_dir, &self.config_file, &args)],
         )])
