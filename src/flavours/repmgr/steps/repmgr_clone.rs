@@ -194,7 +194,8 @@ impl RepmgrClone {
     /// has (no) TLS: one an earlier pgha made, or from before the cluster moved to TLS.
     fn tls_differs(&self, cx: &StepContext) -> bool {
         self.conninfo(cx).is_some_and(|c| {
-            !c.is_empty() && c.contains("sslmode=verify-full") != !self.tls_conninfo.is_empty()
+            // Checks the server exactly when the cluster has no TLS: the wrong way round.
+            !c.is_empty() && c.contains("sslmode=verify-full") == self.tls_conninfo.is_empty()
         })
     }
 
