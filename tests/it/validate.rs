@@ -2137,3 +2137,13 @@ fn the_default_ca_is_found_beside_an_inventory_named_by_a_relative_path() {
     let made = std::fs::read_to_string(site.join("tls/ca.crt")).expect("the CA");
     assert_eq!(rendered, made);
 }
+
+/// A Patroni cluster with `tls: off` expands every step and handler (none of them may need
+/// what only TLS defines).
+#[test]
+fn patroni_without_tls_is_valid() {
+    accepts(&format!(
+        "{}tls: off\n",
+        patroni_variant(PATRONI).replacen("type: hostssl,", "type: host,", 1)
+    ));
+}
