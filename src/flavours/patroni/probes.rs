@@ -268,6 +268,34 @@ mod tests {
     }
 
     #[test]
+    fn a_member_still_on_http_says_so() {
+        let reply = r#"[{"status": 200, "body": {"state": "running", "role": "master", "pause": true}}, {"status": 503, "body": null}]"#;
+        let p = PatroniFact::of(&facts(PATRONI, &[reply, "http"])).expect("answered");
+        assert!(p.answers_on_other_than("https") && p.paused && p.dcs.is_none());
+        let p = PatroniFact::of(&facts(PATRONI, &[reply, "https"])).expect("answered");
+        assert!(!p.answers_on_other_than("https"));
+        let e = EtcdFact::of(&facts(ETCD, &["healthy on http"])).expect("asked");
+        assert_eq!((e.healthy, e.other_scheme), (false, Some(Scheme::Http)));
+    }
+
+    #[test]
+    fn the_probes_fall_back_to_http_only_when_asked() {
+        let with = patroni_probe("https://10.0.0.1:8008", Some("http://10.0.0.1:8008"));
+        assert!(
+            with.script.contains("http://10.0.0.1:8008/patroni")
+                && with.script.contains("echo http")
+        );
+        let without = patroni_probe("https://10.0.0.1:8008", None);
+        assert!(!without.script.contains("http://10.0.0.1:8008/patroni"));
+        let etcd = etcd_probe(
+            "etcdctl --cert=x",
+            "https://127.0.0.1:2379",
+            Some(("etcdctl", "http://127.0.0.1:2379")),
+        );
+        assert!(etcd.script.contains("echo 'healthy on http'"));
+    }
+
+    #[test]
     fn etcd_health_and_leadership() {
         let leader = EtcdFact::of(&facts(ETCD, &["healthy", "leader"])).expect("asked");
         assert_eq!((leader.healthy, leader.leader), (true, Some(true)));

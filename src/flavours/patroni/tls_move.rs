@@ -27,13 +27,13 @@ use crate::flavours::patroni::probes::{EtcdFact, PatroniFact, Scheme};
 pub const PAUSED_MARKER: &str = "/var/lib/pgha/patroni-paused-for-tls";
 
 /// The members (etcd and Patroni) still answering on http only, as `etcd pg1`, `Patroni pg2`.
-pub fn still_on_http(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (host, f) in facts {
-        if EtcdFact::of(f).is_some_and(|e| e.other_scheme == Some(Scheme::Http)) {
-            out.push(format!("etcd {host}"));
-        }
-    }
+/// `etcd_data_dir`: where a member of this cluster keeps its data (an etcd that answers on
+/// http without it there is not the cluster's: Debian's own, started by its package).
+pub fn still_on_http(facts: &BTreeMap<String, HostFacts>, etcd_data_dir: &str) -> Vec<String> {
+    let mut out: Vec<String> = etcd_on_http(facts, etcd_data_dir)
+        .into_iter()
+        .map(|host| format!("etcd {host}"))
+        .collect();
     for (host, f) in facts {
         if PatroniFact::of(f).is_some_and(|p| p.answers_on_other_than("https")) {
             out.push(format!("Patroni {host}"));
@@ -42,11 +42,15 @@ pub fn still_on_http(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
     out
 }
 
-/// The etcd members still on http, in the order of `facts` (host names).
-pub fn etcd_on_http(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
+/// The formed etcd members of the cluster still on http, in the order of `facts` (host names).
+pub fn etcd_on_http(facts: &BTreeMap<String, HostFacts>, etcd_data_dir: &str) -> Vec<String> {
+    let formed = format!("{etcd_data_dir}/member");
     facts
         .iter()
-        .filter(|(_, f)| EtcdFact::of(f).is_some_and(|e| e.other_scheme == Some(Scheme::Http)))
+        .filter(|(_, f)| {
+            f.present.contains(&formed)
+                && EtcdFact::of(f).is_some_and(|e| e.other_scheme == Some(Scheme::Http))
+        })
         .map(|(h, _)| h.clone())
         .collect()
 }

@@ -22,6 +22,9 @@ pub struct PatroniTlsPause {
     pub url: String,
     /// PostgreSQL's TLS parameters, set in the DCS with the pause.
     pub parameters: Value,
+    /// etcd's data directory on its members: an etcd on http counts only when its member
+    /// is formed there.
+    pub etcd_data_dir: String,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
 }
@@ -55,9 +58,9 @@ impl Module for PatroniTlsPause {
     }
 
     fn check(&self, cx: &StepContext) -> Check {
-        let moving = tls_move::still_on_http(cx.cluster_facts);
+        let moving = tls_move::still_on_http(cx.cluster_facts, &self.etcd_data_dir);
         if moving.is_empty() {
-            return Check::InSync("every member speaks https".to_owned());
+            return Check::InSync("no member of this cluster answers on http only".to_owned());
         }
         if tls_move::paused(cx.facts) {
             return Check::InSync("Patroni is paused".to_owned());

@@ -17,6 +17,9 @@ use crate::transport::RemoteCommand;
 pub struct PatroniTlsResume {
     /// This member's REST API on https.
     pub url: String,
+    /// etcd's data directory on its members: an etcd on http counts only when its member
+    /// is formed there.
+    pub etcd_data_dir: String,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
 }
@@ -43,7 +46,7 @@ impl Module for PatroniTlsResume {
 
     fn check(&self, cx: &StepContext) -> Check {
         let marked = cx.facts.present.iter().any(|p| p == PAUSED_MARKER);
-        let moving = tls_move::still_on_http(cx.cluster_facts);
+        let moving = tls_move::still_on_http(cx.cluster_facts, &self.etcd_data_dir);
         // Still to come in this run: paused by the step before (unless its DBA paused it).
         let to_come = !moving.is_empty() && !tls_move::paused(cx.facts);
         if !marked && !to_come {
