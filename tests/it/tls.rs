@@ -374,13 +374,34 @@ fn a_running_patroni_cluster_takes_tls_in_place_under_load() {
     );
 
     let started = std::time::Instant::now();
-    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
     let applied = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs(2));
     let acked = writer.stop();
     let gap = acked.longest_gap(started, applied);
+    // When the longest gap began, beside the moves' timeline.
+    let gap_began = acked
+        .ids
+        .windows(2)
+        .filter(|w| w[1].1 >= started && w[0].1 <= applied)
+        .max_by_key(|w| w[1].1.duration_since(w[0].1))
+        .map(|w| w[0].1.saturating_duration_since(started).as_secs_f64())
+        .unwrap_or(0.0);
+    for line in apply
+        .stdout
+        .lines()
+        .chain(apply.stderr.lines())
+        .filter(|l| {
+            l.starts_with('[')
+                && ["TLS", "https", "restart etcd", "reload"]
+                    .iter()
+                    .any(|w| l.contains(w))
+        })
+    {
+        eprintln!("{}", line.chars().take(160).collect::<String>());
+    }
     eprintln!(
-        "in-place migration to TLS (patroni, 3 hosts): apply {:.1} s, longest write gap {:.2} s, {} writes acknowledged",
+        "in-place migration to TLS (patroni, 3 hosts): apply {:.1} s, longest write gap {:.2} s from {gap_began:.1} s, {} writes acknowledged",
         applied.duration_since(started).as_secs_f64(),
         gap.as_secs_f64(),
         acked.ids.len()
