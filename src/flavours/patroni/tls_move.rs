@@ -34,11 +34,12 @@ pub fn still_on_http(facts: &BTreeMap<String, HostFacts>, etcd_data_dir: &str) -
         .into_iter()
         .map(|host| format!("etcd {host}"))
         .collect();
-    for (host, f) in facts {
-        if PatroniFact::of(f).is_some_and(|p| p.answers_on_other_than("https")) {
-            out.push(format!("Patroni {host}"));
-        }
-    }
+    out.extend(
+        facts
+            .iter()
+            .filter(|(_, f)| PatroniFact::of(f).is_some_and(|p| p.answers_on_other_than("https")))
+            .map(|(host, _)| format!("Patroni {host}")),
+    );
     out
 }
 
@@ -55,11 +56,24 @@ pub fn etcd_on_http(facts: &BTreeMap<String, HostFacts>, etcd_data_dir: &str) ->
         .collect()
 }
 
-/// The Patroni members still on http.
-pub fn patroni_on_http(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
+/// The cluster's formed etcd members that answer (on either scheme): the count of a move.
+pub fn etcd_members(facts: &BTreeMap<String, HostFacts>, etcd_data_dir: &str) -> Vec<String> {
+    let formed = format!("{etcd_data_dir}/member");
     facts
         .iter()
-        .filter(|(_, f)| PatroniFact::of(f).is_some_and(|p| p.answers_on_other_than("https")))
+        .filter(|(_, f)| {
+            f.present.contains(&formed)
+                && EtcdFact::of(f).is_some_and(|e| e.healthy || e.other_scheme.is_some())
+        })
+        .map(|(h, _)| h.clone())
+        .collect()
+}
+
+/// The Patroni members that answer (on either scheme).
+pub fn patroni_members(facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
+    facts
+        .iter()
+        .filter(|(_, f)| PatroniFact::of(f).is_some())
         .map(|(h, _)| h.clone())
         .collect()
 }

@@ -91,7 +91,7 @@ impl Module for EtcdTlsMove {
                 "etcd does not answer here: it starts on https (\"etcd running\")".to_owned(),
             );
         }
-        let moving = tls_move::etcd_on_http(cx.cluster_facts, &self.data_dir);
+        let moving = tls_move::etcd_members(cx.cluster_facts, &self.data_dir);
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Restart,

@@ -57,7 +57,7 @@ impl Module for PatroniTlsRestart {
             n = self.timeout_seconds * 2,
             t = self.timeout_seconds,
         );
-        let moving = tls_move::patroni_on_http(cx.cluster_facts);
+        let moving = tls_move::patroni_members(cx.cluster_facts);
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Restart,
