@@ -337,11 +337,15 @@ fn a_running_streaming_cluster_takes_tls_in_place_under_load() {
     sb.assert_plan_clean();
 }
 
-/// A Patroni cluster built without TLS is not moved to it in place yet: its etcd members
-/// would be cut off from each other. Plan refuses before anything is touched, and says how
-/// to keep the cluster as it is.
+/// A Patroni cluster built without TLS (etcd and the REST API on plain http, `host` rules)
+/// given the inventory without `tls:`: plan shows the move as steps in order (Patroni paused,
+/// each etcd member moved to https, each Patroni member restarted with TLS, Patroni resumed),
+/// apply makes it with an application writing throughout: the leader's PostgreSQL is never
+/// restarted nor demoted, no acknowledged write is lost and the longest pause between two is
+/// reported. Afterwards etcd and the REST API are locked down as on a cluster built with TLS;
+/// moving back to http in place is refused.
 #[test]
-fn a_running_patroni_cluster_is_not_switched_to_tls_in_place() {
+fn a_running_patroni_cluster_takes_tls_in_place_under_load() {
     let sb = Sandbox::patroni("ptlsmig", 3);
     let before = sb.inventory_text();
     std::fs::write(sb.inventory(), without_tls(&before)).expect("inventory");
@@ -350,18 +354,137 @@ fn a_running_patroni_cluster_is_not_switched_to_tls_in_place() {
         .stdout_has("TLS is off")
         .run();
     sb.assert_plan_clean();
+    let leader_since = || {
+        sb.psql(
+            "pg1",
+            "SELECT pg_is_in_recovery() || ' ' || pg_postmaster_start_time()",
+        )
+    };
+    let started_at = leader_since();
+    assert!(started_at.starts_with("false "), "{started_at}");
+
+    let (conninfo, password) = crate::load::app_conninfo(&sb, &["pg1", "pg2", "pg3"]);
+    let writer = crate::load::Writer::start(&conninfo, &password);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
     std::fs::write(sb.inventory(), &before).expect("inventory");
-    let refused = sb
-        .pgha(["plan"])
-        .status(1)
-        .stdout_has("is not built yet")
+    let plan = sb
+        .pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("pause Patroni for the move to TLS")
+        .stdout_has("resume Patroni after the move to TLS")
         .run();
-    let text = format!("{}{}", refused.stdout, refused.stderr);
-    assert!(text.contains("Keep `tls: off`"), "{text}");
-    // Nothing changed: back to `tls: off`, the cluster is as it was.
-    std::fs::write(sb.inventory(), without_tls(&before)).expect("inventory");
-    sb.assert_plan_clean();
+    let text = &plan.stdout;
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("the plan lacks {needle:?}:\n{text}"))
+    };
+    for host in ["pg1", "pg2", "pg3"] {
+        assert!(
+            at("pause Patroni") < at(&format!("move etcd member {host} to https"))
+                && at(&format!("move etcd member {host} to https"))
+                    < at(&format!("restart Patroni on {host} with TLS")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("(3 of 3)"), "{text}");
+    assert!(
+        at("restart Patroni on pg1 with TLS") < at("resume Patroni"),
+        "{text}"
+    );
+
+    let started = std::time::Instant::now();
+    let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let applied = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let acked = writer.stop();
+    let gap = acked.longest_gap(started, applied);
+    // When the longest gap began, beside the moves' timeline.
+    let gap_began = acked
+        .ids
+        .windows(2)
+        .filter(|w| w[1].1 >= started && w[0].1 <= applied)
+        .max_by_key(|w| w[1].1.duration_since(w[0].1))
+        .map(|w| w[0].1.saturating_duration_since(started).as_secs_f64())
+        .unwrap_or(0.0);
+    for line in apply
+        .stdout
+        .lines()
+        .chain(apply.stderr.lines())
+        .filter(|l| {
+            l.starts_with('[')
+                && ["TLS", "https", "restart etcd", "reload"]
+                    .iter()
+                    .any(|w| l.contains(w))
+        })
+    {
+        eprintln!("{}", line.chars().take(160).collect::<String>());
+    }
+    eprintln!(
+        "in-place migration to TLS (patroni, 3 hosts): apply {:.1} s, longest write gap {:.2} s from {gap_began:.1} s, {} writes acknowledged",
+        applied.duration_since(started).as_secs_f64(),
+        gap.as_secs_f64(),
+        acked.ids.len()
+    );
+    assert!(
+        acked.missing_on(&sb, "pg1").is_empty(),
+        "acknowledged writes lost"
+    );
+    assert!(
+        acked.after(applied) > 0,
+        "the application writes after the migration"
+    );
+    assert!(gap < std::time::Duration::from_secs(3), "write gap {gap:?}");
+    // The same leader, its PostgreSQL never restarted; Patroni no longer paused.
+    assert_eq!(leader_since(), started_at);
+    let listed = sb.sh(
+        "pg1",
+        ". /etc/profile.d/pgha-patronictl.sh && patronictl list 2>&1",
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("| pg1 ") && l.contains("| Leader "))
+            && !listed.contains("Maintenance mode"),
+        "{listed}"
+    );
+    sb.wait_until(
+        "both standbys stream over TLS",
+        std::time::Duration::from_secs(30),
+        || encrypted_streams(&sb, "pg1") == "2",
+    );
+
+    // Locked down as a cluster built with TLS: etcd takes no client without a certificate,
+    // the REST API no unsafe request without its password.
+    let anonymous = sb.sh(
+        "pg2",
+        &format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 --cacert={CA} endpoint health 2>&1 || true",
+            sb.ip("pg1")
+        ),
+    );
+    assert!(!anonymous.contains("is healthy"), "{anonymous}");
+    let profiled = sb.sh(
+        "pg2",
+        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health 2>&1",
+    );
+    assert_eq!(profiled.matches("is healthy").count(), 3, "{profiled}");
+    assert_eq!(
+        rest_status(&sb, "pg3", "pg2", "POST", "/restart", false),
+        "401"
+    );
     sb.pgha(["verify"]).stdout_has(", 0 failed.").run();
+    sb.assert_plan_clean();
+
+    // Back to http in place is refused before anything is touched.
+    std::fs::write(sb.inventory(), without_tls(&before)).expect("inventory");
+    let refused = sb.pgha(["plan"]).status(1).run();
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        text.contains("back to http in place is not built")
+            && text.contains("Keep the inventory's `tls:` section"),
+        "{text}"
+    );
 }
 
 /// The serial of the certificate `host` serves on `port` (`starttls`: PostgreSQL's protocol),

@@ -23,6 +23,7 @@ mod rules;
 mod section;
 mod status;
 mod switchover;
+pub mod tls_move;
 mod vars;
 mod verify;
 
@@ -34,10 +35,17 @@ pub mod steps {
     crate::kinds! {
         etcd_healthy: EtcdHealthy,
         etcd_scheme: EtcdScheme,
+        etcd_tls_move: EtcdTlsMove,
         patroni_dcs: PatroniDcs,
         patroni_running: PatroniRunning,
+        patroni_tls_pause: PatroniTlsPause,
+        patroni_tls_restart: PatroniTlsRestart,
+        patroni_tls_resume: PatroniTlsResume,
     }
 }
+
+/// etcdctl without a certificate: a cluster without TLS, or one not moved to it yet.
+pub(crate) const PLAIN_ETCDCTL: &str = "ETCDCTL_API=3 etcdctl";
 
 /// A dedicated etcd member: no PostgreSQL, a vote in the DCS.
 pub const ETCD_ROLE: MemberRole = MemberRole {
@@ -114,13 +122,14 @@ impl Patroni {
     }
 
     /// etcdctl as root on an etcd member: with etcd's own client certificate under TLS.
+    /// (Without it: `PLAIN_ETCDCTL`.)
     pub(crate) fn etcdctl(&self) -> String {
         match &self.tls {
             Some(t) => format!(
                 "ETCDCTL_API=3 etcdctl --cacert={} --cert={} --key={}",
                 t.etcd_ca_file, t.etcd_cert_file, t.etcd_key_file
             ),
-            None => "ETCDCTL_API=3 etcdctl".to_owned(),
+            None => PLAIN_ETCDCTL.to_owned(),
         }
     }
 }
@@ -214,11 +223,24 @@ impl Flavour for Patroni {
 
     fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
         let mut out = Vec::new();
+        // A cluster on its way to TLS answers on http until it is moved: each probe then asks
+        // http when https does not answer, and says which one did.
         if self.etcd.members.contains(&host.name) {
-            out.push(probes::etcd_probe(&self.etcdctl(), &self.etcd_endpoint()));
+            let plain = format!("http://127.0.0.1:{}", self.etcd.client_port);
+            let fallback = self
+                .tls
+                .is_some()
+                .then_some((PLAIN_ETCDCTL, plain.as_str()));
+            out.push(probes::etcd_probe(
+                &self.etcdctl(),
+                &self.etcd_endpoint(),
+                fallback,
+            ));
         }
         if host.role.has_postgres() {
-            out.push(probes::patroni_probe(&self.rest_api(host)));
+            let plain = format!("http://{}:{}", host.address, self.restapi_port);
+            let fallback = self.tls.is_some().then_some(plain.as_str());
+            out.push(probes::patroni_probe(&self.rest_api(host), fallback));
         }
         out
     }

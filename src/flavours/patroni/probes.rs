@@ -34,53 +34,118 @@ fn quick(r: Request) -> Request {
 }
 
 /// Health first, then (only when healthy) whether the member leads: `healthy` and `leader`
-/// or `follower`, or `unhealthy`.
-pub fn etcd_probe(etcdctl: &str, url: &str) -> Probe {
+/// or `follower`, or `unhealthy`. `fallback`: the other scheme's etcdctl and URL, asked when
+/// the wanted one does not answer (a member an earlier pgha started on http, before its move
+/// to https): then `healthy on <scheme>` alone.
+pub fn etcd_probe(etcdctl: &str, url: &str, fallback: Option<(&str, &str)>) -> Probe {
     let leads = rest::condition(
         &[quick(
             Request::post(format!("{url}/v3/maintenance/status"), json!({})).to_etcd(),
         )],
         &[vec![Expect::same_as("leader", "header.member_id")]],
     );
+    let otherwise = match fallback {
+        Some((other_etcdctl, other_url)) => format!(
+            "elif {}; then echo 'healthy on {}'; ",
+            etcd_ready_condition(other_etcdctl, other_url),
+            scheme_of(other_url)
+        ),
+        None => String::new(),
+    };
     Probe {
         name: ETCD,
         script: format!(
-            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; else echo unhealthy; fi",
+            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; {otherwise}else echo unhealthy; fi",
             etcd_ready_condition(etcdctl, url),
         ),
     }
 }
 
-/// The member (`GET /patroni`) and the DCS configuration (`GET /config`): one line of replies.
-pub fn patroni_probe(url: &str) -> Probe {
-    Probe {
-        name: PATRONI,
-        script: rest::shell(&[
+/// `http` or `https`, as a URL starts.
+fn scheme_of(url: &str) -> &str {
+    url.split("://").next().unwrap_or("")
+}
+
+/// The member (`GET /patroni`) and the DCS configuration (`GET /config`): one line of replies,
+/// then the scheme that answered. `fallback`: the same REST API on the other scheme, asked when
+/// the wanted one does not answer (a member an earlier pgha configured without TLS).
+pub fn patroni_probe(url: &str, fallback: Option<&str>) -> Probe {
+    let ask = |url: &str| {
+        rest::shell(&[
             quick(Request::get(format!("{url}/patroni"))),
             quick(Request::get(format!("{url}/config"))),
-        ]),
+        ])
+    };
+    // A reply list starting with status 0: nothing answered there.
+    let silent = r#"'[{"status": 0,'*"#;
+    let script = match fallback {
+        Some(other) => format!(
+            "r=$({}); case \"$r\" in {silent}) o=$({}); case \"$o\" in {silent}) echo \"$r\";; *) echo \"$o\"; echo {};; esac;; *) echo \"$r\"; echo {};; esac",
+            ask(url),
+            ask(other),
+            scheme_of(other),
+            scheme_of(url)
+        ),
+        None => format!("{}; echo {}", ask(url), scheme_of(url)),
+    };
+    Probe {
+        name: PATRONI,
+        script,
     }
 }
 
 /// The local etcd member as the probe saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EtcdFact {
+    /// Healthy on the scheme the inventory asks for.
     pub healthy: bool,
     /// Known when it is healthy.
     pub leader: Option<bool>,
+    /// Healthy only on the other scheme (`http` for a member not moved to https yet).
+    pub other_scheme: Option<Scheme>,
+}
+
+/// How a member is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn parse(text: &str) -> Option<Scheme> {
+        match text.trim() {
+            "http" => Some(Scheme::Http),
+            "https" => Some(Scheme::Https),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 impl EtcdFact {
     /// None when the host was not asked (no etcd member there).
     pub fn of(facts: &HostFacts) -> Option<EtcdFact> {
         let lines = facts.probe(ETCD)?;
-        let healthy = lines.first().map(|l| l.trim()) == Some("healthy");
+        let first = lines.first().map(|l| l.trim()).unwrap_or("");
+        let healthy = first == "healthy";
+        let other_scheme = first.strip_prefix("healthy on ").and_then(Scheme::parse);
         let leader = lines
             .get(1)
             .map(|l| l.trim())
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty() && healthy)
             .map(|l| l == "leader");
-        Some(EtcdFact { healthy, leader })
+        Some(EtcdFact {
+            healthy,
+            leader,
+            other_scheme,
+        })
     }
 }
 
@@ -101,14 +166,23 @@ pub struct PatroniFact {
     pub role: String,
     pub timeline: u32,
     pub pending_restart: bool,
+    /// In maintenance mode, as the member last read the DCS (it answers so even when the DCS
+    /// is out of its reach).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// The live dynamic configuration (`GET /config`), as Patroni holds it in the DCS.
     pub dcs: Option<serde_json::Value>,
+    /// `http` or `https`: how its REST API answered (the inventory's scheme unless the member
+    /// still runs as an earlier pgha configured it). Empty when not known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheme: String,
 }
 
 impl PatroniFact {
     /// Patroni's own answer, or None when it does not run (or was not asked).
     pub fn of(facts: &HostFacts) -> Option<PatroniFact> {
-        let replies = rest::parse(facts.probe(PATRONI)?.first()?)?;
+        let lines = facts.probe(PATRONI)?;
+        let replies = rest::parse(lines.first()?)?;
         let body = |i: usize| {
             replies
                 .get(i)
@@ -116,7 +190,18 @@ impl PatroniFact {
                 .map(|r| r.body.clone())
                 .unwrap_or(serde_json::Value::Null)
         };
-        parse(&body(0), body(1))
+        let mut fact = parse(&body(0), body(1))?;
+        fact.scheme = lines
+            .get(1)
+            .and_then(|l| Scheme::parse(l))
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        Some(fact)
+    }
+
+    /// Whether its REST API answered on another scheme than `wanted`.
+    pub fn answers_on_other_than(&self, wanted: &str) -> bool {
+        !self.scheme.is_empty() && self.scheme != wanted
     }
 
     pub fn is_leader(&self) -> bool {
@@ -142,7 +227,9 @@ fn parse(m: &serde_json::Value, config: serde_json::Value) -> Option<PatroniFact
             .get("pending_restart")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
+        paused: m.get("pause").and_then(|v| v.as_bool()).unwrap_or(false),
         dcs: Some(config).filter(|v| v.as_object().is_some_and(|o| !o.is_empty())),
+        scheme: String::new(),
     })
 }
 
@@ -178,6 +265,34 @@ mod tests {
         let down = r#"[{"status": 0, "body": "refused"}, {"status": 0, "body": "refused"}]"#;
         assert_eq!(PatroniFact::of(&facts(PATRONI, &[down])), None);
         assert_eq!(PatroniFact::of(&HostFacts::default()), None, "not asked");
+    }
+
+    #[test]
+    fn a_member_still_on_http_says_so() {
+        let reply = r#"[{"status": 200, "body": {"state": "running", "role": "master", "pause": true}}, {"status": 503, "body": null}]"#;
+        let p = PatroniFact::of(&facts(PATRONI, &[reply, "http"])).expect("answered");
+        assert!(p.answers_on_other_than("https") && p.paused && p.dcs.is_none());
+        let p = PatroniFact::of(&facts(PATRONI, &[reply, "https"])).expect("answered");
+        assert!(!p.answers_on_other_than("https"));
+        let e = EtcdFact::of(&facts(ETCD, &["healthy on http"])).expect("asked");
+        assert_eq!((e.healthy, e.other_scheme), (false, Some(Scheme::Http)));
+    }
+
+    #[test]
+    fn the_probes_fall_back_to_http_only_when_asked() {
+        let with = patroni_probe("https://10.0.0.1:8008", Some("http://10.0.0.1:8008"));
+        assert!(
+            with.script.contains("http://10.0.0.1:8008/patroni")
+                && with.script.contains("echo http")
+        );
+        let without = patroni_probe("https://10.0.0.1:8008", None);
+        assert!(!without.script.contains("http://10.0.0.1:8008/patroni"));
+        let etcd = etcd_probe(
+            "etcdctl --cert=x",
+            "https://127.0.0.1:2379",
+            Some(("etcdctl", "http://127.0.0.1:2379")),
+        );
+        assert!(etcd.script.contains("echo 'healthy on http'"));
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         "etcd_endpoint": p.etcd_endpoint(),
         "standby_cluster": p.standby_cluster,
         "dcs_parameters": dcs_settings["postgresql"]["parameters"],
+        // PostgreSQL's TLS parameters, set before a running cluster's members move to TLS.
+        "tls_parameters": dcs_settings["postgresql"]["parameters"].as_object().map(|o| o.iter().filter(|(k, _)| k.starts_with("ssl")).map(|(k, v)| (k.clone(), v.clone())).collect::<Map<String, Value>>()),
         "dcs_settings": dcs_settings,
         "members": members,
         "service": format!("patroni@{instance}"),
@@ -134,13 +136,18 @@ pub(super) fn vars_of_host(p: &Patroni, cluster: &Cluster, host: &Host) -> Map<S
     }
     m.insert("api_client".to_owned(), Value::Object(client));
     // True once this member's REST API answers (after a reload that changed its certificate
-    // it listens again a moment later).
+    // it listens again a moment later). On http too while a cluster an earlier pgha built
+    // without TLS has not moved to it yet: a reload then leaves it there.
     if data {
-        let liveness = Request::get(format!("{}/liveness", p.rest_api(host)));
-        m.insert(
-            "rest_answers".to_owned(),
-            json!(rest::condition(&[liveness], &[Vec::new()])),
-        );
+        let liveness = |url: String| {
+            rest::condition(&[Request::get(format!("{url}/liveness"))], &[Vec::new()])
+        };
+        let mut answers = liveness(p.rest_api(host));
+        if p.tls.is_some() {
+            let plain = format!("http://{}:{}", host.address, p.restapi_port);
+            answers = format!("{{ {answers} || {}; }}", liveness(plain));
+        }
+        m.insert("rest_answers".to_owned(), json!(answers));
     }
     m
 }

@@ -1,8 +1,8 @@
 //! etcd speaks http or https from the day its cluster forms. Each member's peer URL is part of
-//! the cluster's membership: a formed member restarted to listen on https alone is cut off
-//! from the others (they still dial it by its http URL), and once every member is, the etcd
-//! cluster has lost its quorum and Patroni its DCS. Until pgha moves a running etcd and its
-//! Patroni members over one at a time, such a switch is refused in plan, before anything is
+//! the cluster's membership: a formed member restarted on another scheme alone is cut off from
+//! the others (they still dial it by its old URL). A running etcd on http moves to https member
+//! by member in the steps after this one (`etcd_tls_move`, see `tls_move`); a running etcd on
+//! https is not moved back to http in place: that is refused in plan, before anything is
 //! touched.
 
 use serde::{Deserialize, Serialize};
@@ -55,14 +55,13 @@ impl Module for EtcdScheme {
                 self.scheme
             ));
         }
-        let keep = if current == "http" {
-            "`tls: off` in the inventory"
-        } else {
-            "the inventory's `tls:` section"
-        };
-        Check::Refused(format!(
-            "this etcd member's cluster runs on {current}; moving a running etcd and Patroni to {} in place is not built yet (restarting the members on it would cut them off from each other and cost Patroni its DCS). Keep {keep} for this cluster for now",
-            self.scheme
-        ))
+        if current == "http" {
+            return Check::InSync(
+                "etcd speaks http: its members move to https one at a time below".to_owned(),
+            );
+        }
+        Check::Refused(
+            "this etcd member's cluster runs on https; moving a running etcd and Patroni back to http in place is not built (restarting the members on it would cut them off from each other and cost Patroni its DCS). Keep the inventory's `tls:` section for this cluster".to_owned(),
+        )
     }
 }
