@@ -459,7 +459,7 @@ fn a_running_patroni_cluster_takes_tls_in_place_under_load() {
     let anonymous = sb.sh(
         "pg2",
         &format!(
-            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 --cacert={CA} endpoint health 2>&1 || true",
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 --cacert={PATRONI_CA} endpoint health 2>&1 || true",
             sb.ip("pg1")
         ),
     );
