@@ -561,6 +561,7 @@ impl Reader<'_> {
             ca_key: Some(SecretRef::File(dir.join("ca.key"))),
             validity_days: DEFAULT_VALIDITY_DAYS,
             renew_before_days: DEFAULT_RENEW_BEFORE_DAYS,
+            extra_names: Vec::new(),
             provided: BTreeMap::new(),
         })
     }
@@ -623,6 +624,31 @@ impl Reader<'_> {
             Some(n) => decode::integer(self.d, n, "tls.renew_before_days", 0, 3650),
             None => Some(DEFAULT_RENEW_BEFORE_DAYS),
         };
+        // Names every certificate carries besides the host's own: a VIP, a DNS name for the
+        // cluster. An IP address or a DNS name (letters, digits, `-`, `.`; `*.` in front).
+        let mut extra_names = Vec::new();
+        if let Some(n) = m.take("names") {
+            for (i, name, item) in decode::string_items(self.d, n, "tls.names") {
+                let dns = name
+                    .strip_prefix("*.")
+                    .unwrap_or(&name)
+                    .split('.')
+                    .all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    });
+                if name.parse::<std::net::IpAddr>().is_err() && !dns {
+                    self.d.error(
+                        item.pos,
+                        &format!("tls.names[{i}]"),
+                        format!("`{name}` is neither an IP address nor a DNS name"),
+                    );
+                } else {
+                    extra_names.push(name);
+                }
+            }
+        }
         m.finish(self.d);
         let (validity_days, renew_before_days) = (validity_days?, renew_before_days?);
         if renew_before_days >= validity_days {
@@ -644,6 +670,7 @@ impl Reader<'_> {
             },
             validity_days,
             renew_before_days,
+            extra_names,
             provided: BTreeMap::new(),
         })
     }

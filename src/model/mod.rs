@@ -47,6 +47,9 @@ pub struct Tls {
     pub validity_days: i64,
     /// A host certificate with fewer days left is renewed.
     pub renew_before_days: i64,
+    /// Names and addresses every host's certificate carries besides its own (a VIP, a DNS
+    /// name clients use for the cluster).
+    pub extra_names: Vec<String>,
     /// Certificates the DBA's own CA issued, by host (`tls.certificates`): installed as they
     /// are instead of issued by pgha.
     pub provided: BTreeMap<String, ProvidedCertificate>,

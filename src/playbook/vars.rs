@@ -271,6 +271,7 @@ impl<'a> Vars<'a> {
                         "key_file": format!("{dir}/server.key"),
                         "ca_cert": t.ca_cert,
                         "validity_days": t.validity_days,
+                        "extra_names": t.extra_names,
                         // Each host's certificate issued elsewhere, or null: pgha issues it.
                         "provided": cluster.hosts.iter().map(|h| {
                             let p = t.provided.get(&h.name).map(|p| json!({

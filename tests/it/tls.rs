@@ -64,15 +64,29 @@ fn encrypted_streams(sb: &Sandbox, primary: &str) -> String {
 #[test]
 fn streaming_with_the_cluster_ca_verifies_every_connection() {
     let sb = Sandbox::up("tls", Options::packaged(3));
-    let key = with_cluster_ca(&sb, "  validity_days: 5\n  renew_before_days: 1\n");
+    // Every certificate also names what clients call the cluster (a VIP, a DNS name).
+    let key = with_cluster_ca(
+        &sb,
+        "  validity_days: 5\n  renew_before_days: 1\n  names: [db.cluster.internal]\n",
+    );
 
-    let plan = sb.pgha(["plan"]).stdout_has("no certificate yet").run();
+    let plan = sb
+        .pgha(["plan"])
+        .stdout_has("no certificate yet")
+        .stdout_has("db.cluster.internal")
+        .run();
     let apply = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
     for text in [&plan.stdout, &plan.stderr, &apply.stdout, &apply.stderr] {
         assert!(!text.contains("PRIVATE KEY"), "{text}");
         assert!(!text.contains(key.lines().nth(1).unwrap_or("?")), "{text}");
     }
     sb.assert_plan_clean();
+
+    let san = sb.sh(
+        "pg1",
+        "openssl x509 -noout -ext subjectAltName -in /etc/postgresql/15/main/tls/server.crt",
+    );
+    assert!(san.contains("DNS:db.cluster.internal"), "{san}");
 
     // Replication is encrypted and checked the server's name.
     assert_eq!(encrypted_streams(&sb, "pg1"), "2");

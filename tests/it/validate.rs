@@ -2147,3 +2147,29 @@ fn patroni_without_tls_is_valid() {
         patroni_variant(PATRONI).replacen("type: hostssl,", "type: host,", 1)
     ));
 }
+
+/// `tls.names`: what every certificate names besides the host (a VIP, the cluster's DNS
+/// name); each an IP address or a DNS name.
+#[test]
+fn tls_names_are_addresses_or_dns_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Test::new()
+        .args(["tls", "init", "--dir"])
+        .arg_path(&dir.path().join("tls"))
+        .run();
+    let path = dir.path().join("inventory.yml");
+    let (text, line) = with_tls(
+        BASE,
+        "  ca_cert: tls/ca.crt\n  ca_key: {file: tls/ca.key}\n  names: [10.0.0.100, db.example.internal, \"two words\"]\n",
+    );
+    std::fs::write(&path, &text).expect("write");
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .status(1)
+        .stderr_has(&format!("inventory.yml:{}:", line + 2))
+        .stderr_has("`two words` is neither an IP address nor a DNS name")
+        .run();
+    std::fs::write(&path, text.replace(", \"two words\"", "")).expect("write");
+    Test::new().args(["validate", "-i"]).arg_path(&path).run();
+}
