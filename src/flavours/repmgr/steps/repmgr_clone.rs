@@ -195,7 +195,10 @@ impl RepmgrClone {
     fn tls_differs(&self, cx: &StepContext) -> bool {
         self.conninfo(cx).is_some_and(|c| {
             // Checks the server exactly when the cluster has no TLS: the wrong way round.
-            !c.is_empty() && c.contains("sslmode=verify-full") == self.tls_conninfo.is_empty()
+            // (repmgr quotes the values it writes: sslmode='verify-full'.)
+            !c.is_empty()
+                && c.replace('\'', "").contains("sslmode=verify-full")
+                    == self.tls_conninfo.is_empty()
         })
     }
 

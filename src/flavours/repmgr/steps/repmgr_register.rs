@@ -59,7 +59,9 @@ impl Module for RepmgrRegister {
         };
         // A cluster moved to TLS (or off it) keeps the records' old conninfo until they are
         // registered again.
-        let conninfo_ok = |r: &NodeRecord| r.conninfo.contains("sslmode=verify-full") == self.tls;
+        let conninfo_ok = |r: &NodeRecord| {
+            r.conninfo.replace('\'', "").contains("sslmode=verify-full") == self.tls
+        };
         // The kind it registers as: its record's when repmgr changed it (a switchover).
         let mut kind = self.role.clone();
         let force = match record {
