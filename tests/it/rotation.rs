@@ -290,15 +290,16 @@ fn report(flavour: &str, f: &Figures) {
 
 fn assert_figures(f: &Figures) {
     // Seconds, not a stream that stays down (the poll itself takes up to a second when the
-    // machine is loaded).
+    // machine is loaded); the write gap, reported, is bounded loosely: a loaded machine
+    // stretches it (about half a second on a quiet one).
     for (standby, d) in &f.not_streaming {
         assert!(
-            *d < Duration::from_secs(6),
+            *d < Duration::from_secs(10),
             "{standby} was not streaming for {d:?}"
         );
     }
     assert!(
-        f.write_gap < Duration::from_secs(6),
+        f.write_gap < Duration::from_secs(15),
         "write gap {:?}",
         f.write_gap
     );
