@@ -187,6 +187,29 @@ pub fn rest_status(
 /// The cluster CA on a Patroni member.
 pub const PATRONI_CA: &str = "/etc/patroni/tls/ca.crt";
 
+/// `etcdctl endpoint health` from pg2 against `endpoint`, with `args`, as it answers.
+fn etcd_health(sb: &Sandbox, endpoint: &str, args: &str) -> String {
+    sb.sh(
+        "pg2",
+        &format!(
+            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints={endpoint} {args} endpoint health 2>&1 || true"
+        ),
+    )
+}
+
+/// etcd refuses a client that checks its certificate but shows none of its own, and the
+/// DBA's etcdctl profile (the host's client certificate) reaches all three members.
+fn etcd_takes_only_the_cluster_s_clients(sb: &Sandbox) {
+    let https = format!("https://{}:2379", sb.ip("pg1"));
+    let anonymous = etcd_health(sb, &https, &format!("--cacert={PATRONI_CA}"));
+    assert!(!anonymous.contains("is healthy"), "{anonymous}");
+    let profiled = sb.sh(
+        "pg2",
+        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health 2>&1",
+    );
+    assert_eq!(profiled.matches("is healthy").count(), 3, "{profiled}");
+}
+
 /// Patroni with the cluster CA: PostgreSQL, etcd (clients and peers) and Patroni's REST API
 /// all speak TLS checked against it; etcd refuses a client without a certificate of the CA,
 /// the REST API an unsafe request without the password; pgha's own calls (the bootstrap's
@@ -204,30 +227,9 @@ fn patroni_with_the_cluster_ca_locks_down_etcd_and_the_rest_api() {
     assert_eq!(encrypted_streams(&sb, "pg1"), "2");
 
     // etcd: https only, and only with a client certificate of the CA.
-    let etcd = |args: &str| {
-        sb.sh(
-            "pg2",
-            &format!(
-                "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 {args} endpoint health 2>&1 || true",
-                sb.ip("pg1")
-            ),
-        )
-    };
-    let anonymous = etcd(&format!("--cacert={PATRONI_CA}"));
-    assert!(!anonymous.contains("is healthy"), "{anonymous}");
-    let plain = sb.sh(
-        "pg2",
-        &format!(
-            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=http://{}:2379 endpoint health 2>&1 || true",
-            sb.ip("pg1")
-        ),
-    );
+    etcd_takes_only_the_cluster_s_clients(&sb);
+    let plain = etcd_health(&sb, &format!("http://{}:2379", sb.ip("pg1")), "");
     assert!(!plain.contains("is healthy"), "{plain}");
-    let profiled = sb.sh(
-        "pg2",
-        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health 2>&1",
-    );
-    assert_eq!(profiled.matches("is healthy").count(), 3, "{profiled}");
 
     // The REST API: reads open (a health check has no password), unsafe requests need it.
     assert_eq!(
@@ -475,19 +477,7 @@ fn a_running_patroni_cluster_takes_tls_in_place_under_load() {
 
     // Locked down as a cluster built with TLS: etcd takes no client without a certificate,
     // the REST API no unsafe request without its password.
-    let anonymous = sb.sh(
-        "pg2",
-        &format!(
-            "ETCDCTL_API=3 etcdctl --dial-timeout=2s --command-timeout=3s --endpoints=https://{}:2379 --cacert={PATRONI_CA} endpoint health 2>&1 || true",
-            sb.ip("pg1")
-        ),
-    );
-    assert!(!anonymous.contains("is healthy"), "{anonymous}");
-    let profiled = sb.sh(
-        "pg2",
-        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health 2>&1",
-    );
-    assert_eq!(profiled.matches("is healthy").count(), 3, "{profiled}");
+    etcd_takes_only_the_cluster_s_clients(&sb);
     assert_eq!(
         rest_status(&sb, "pg3", "pg2", "POST", "/restart", false),
         "401"
