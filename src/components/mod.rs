@@ -20,15 +20,16 @@ use serde_json::Value;
 use crate::diag::Diagnostics;
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
-use crate::flavours::{BoxFuture, CheckResult, ClusterView, FlavourSecret};
+use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret};
 use crate::model::{Cluster, Host};
 use crate::steps::registry::Kind;
 use crate::yaml::node::Node;
 
 pub mod packages;
+pub mod routing;
 
 /// Every component: one line each.
-pub static COMPONENTS: &[Entry] = &[packages::ENTRY];
+pub static COMPONENTS: &[Entry] = &[packages::ENTRY, routing::ENTRY];
 
 /// What the inventory loader needs of a component.
 pub struct Entry {
@@ -46,6 +47,9 @@ pub struct SectionInput<'a> {
     pub hosts: &'a [Host],
     /// The inventory's folder (relative paths are read from there).
     pub base: &'a Path,
+    /// The cluster's flavour (what it offers a component: health checks, callbacks, ports).
+    pub flavour: &'a Arc<dyn Flavour>,
+    pub postgres_port: u16,
 }
 
 /// Everything the engine asks of a component.
@@ -73,7 +77,22 @@ pub trait Component: fmt::Debug + Send + Sync {
     fn probes(&self, _cluster: &Cluster, _host: &Host) -> Vec<Probe> {
         Vec::new()
     }
-    /// Its verify checks.
+    /// Names and addresses every host's certificate must carry for the component's sake
+    /// (an address clients dial that is not the host's own).
+    fn certificate_names(&self, _hosts: &[Host]) -> Vec<String> {
+        Vec::new()
+    }
+    /// Checks on facts alone, polled with the role and stream checks until they pass.
+    fn polled_checks(&self, _view: &ClusterView<'_>) -> Vec<CheckResult> {
+        Vec::new()
+    }
+    /// What the plan should say about what the component renders.
+    fn plan_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Itself, for the commands that read one component's settings.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Its verify checks, run once the polled ones pass.
     fn checks<'a>(&'a self, _view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
         Box::pin(async { Vec::new() })
     }

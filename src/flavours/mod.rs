@@ -201,7 +201,7 @@ pub enum HealthCheck {
         replica: String,
     },
     /// A query on PostgreSQL itself, true on the member that takes writes.
-    Sql { port: u16, primary: String },
+    Sql { primary: String },
 }
 
 /// A handover the flavour performed; the caller converges and verifies after it when asked.
@@ -330,11 +330,20 @@ pub trait Flavour: fmt::Debug + Send + Sync {
         Vec::new()
     }
     /// What a router should ask a member to route writes and reads to it.
-    fn health(&self, cluster: &Cluster, _host: &Host) -> HealthCheck {
+    fn health(&self) -> HealthCheck {
         HealthCheck::Sql {
-            port: cluster.postgres.port,
             primary: "SELECT NOT pg_is_in_recovery()".to_owned(),
         }
+    }
+    /// Ports its own services take on the data hosts, with the key that sets each (a
+    /// component's ports may not clash with them).
+    fn ports(&self) -> Vec<(u16, String)> {
+        Vec::new()
+    }
+    /// Whether it runs a script of pgha's when a member's role changes (a VIP can then move
+    /// with the role: `routing.vip.mode: callback`).
+    fn role_callbacks(&self) -> bool {
+        false
     }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(

@@ -157,18 +157,6 @@ impl Reader<'_> {
                 None => {}
             }
         }
-        // Each component's section is a top-level key named after it; present means active.
-        let mut components = Vec::new();
-        for c in crate::components::COMPONENTS {
-            if let (Some(section), Some(hosts)) = (top.take(c.name), &hosts) {
-                components.extend((c.load)(crate::components::SectionInput {
-                    d: self.d,
-                    section,
-                    hosts,
-                    base: &self.base,
-                }));
-            }
-        }
         let flavour = match (flavour, &hosts) {
             (Some(entry), Some(hosts)) => (entry.load)(SectionInput {
                 d: self.d,
@@ -184,9 +172,37 @@ impl Reader<'_> {
             }),
             _ => None,
         };
+        // Each component's section is a top-level key named after it; present means active.
+        // Components see the flavour (its health checks, callbacks and ports).
+        let mut components = Vec::new();
+        for c in crate::components::COMPONENTS {
+            let Some(section) = top.take(c.name) else {
+                continue;
+            };
+            if let (Some(hosts), Some(flavour), Some(pg)) = (&hosts, &flavour, &postgres) {
+                components.extend((c.load)(crate::components::SectionInput {
+                    d: self.d,
+                    section,
+                    hosts,
+                    base: &self.base,
+                    flavour,
+                    postgres_port: pg.port,
+                }));
+            }
+        }
         top.finish(self.d);
 
         let flavour = flavour?;
+        // Addresses clients dial that a component adds (a VIP) go into every certificate.
+        if let Some(Some(t)) = &mut tls {
+            for c in &components {
+                for name in c.certificate_names(hosts.as_deref().unwrap_or_default()) {
+                    if !t.extra_names.contains(&name) {
+                        t.extra_names.push(name);
+                    }
+                }
+            }
+        }
         if let (Some(Some(t)), Some(hosts)) = (&mut tls, &hosts) {
             self.provided_certificates(t, hosts);
         }

@@ -177,6 +177,7 @@ pub fn build(
             .collect(),
         notes: notes
             .into_iter()
+            .chain(project.components.iter().flat_map(|c| c.plan_notes()))
             .chain(
                 reading
                     .read_outside_limit

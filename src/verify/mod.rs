@@ -36,6 +36,9 @@ pub async fn run(
         let view = session.view(topology);
         roles_and_streams(flavour.as_ref(), &view, &mut out);
         out.extend(flavour.polled_checks(&view));
+        for c in &session.project.components {
+            out.extend(c.polled_checks(&view));
+        }
         let waiting = out
             .iter()
             .any(|r| !r.ok && !about_unreachable(r, &session.unreachable));

@@ -43,4 +43,8 @@ impl Component for Packages {
     fn vars(&self, _cluster: &Cluster) -> Value {
         Value::from(self.names.clone())
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }

@@ -308,12 +308,25 @@ impl Flavour for Patroni {
 
     /// Patroni's REST API knows the leader key, not only the server's state: a member that
     /// lost its key answers 503 on `/primary` before its server has stepped down.
-    fn health(&self, _cluster: &Cluster, _host: &Host) -> HealthCheck {
+    fn health(&self) -> HealthCheck {
         HealthCheck::Http {
             port: self.restapi_port,
             primary: "/primary".to_owned(),
             replica: "/replica".to_owned(),
         }
+    }
+
+    fn ports(&self) -> Vec<(u16, String)> {
+        vec![
+            (self.restapi_port, "patroni.restapi_port".to_owned()),
+            (self.etcd.client_port, "patroni.etcd.client_port".to_owned()),
+            (self.etcd.peer_port, "patroni.etcd.peer_port".to_owned()),
+        ]
+    }
+
+    /// `pgha-callback.py` runs on every role change (`on_start`, `on_role_change`, ...).
+    fn role_callbacks(&self) -> bool {
+        true
     }
 
     fn switchover<'a>(

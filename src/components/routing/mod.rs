@@ -1,0 +1,446 @@
+//! Client routing that follows the primary (`routing:` in the inventory), for every flavour:
+//! a virtual IP moved by the flavour's role callback (Patroni) or by keepalived, and haproxy
+//! with health checks on the data hosts (a write port to the primary, a read port to the
+//! streaming replicas).
+//!
+//! Health: a flavour with a REST API of its own answers the checks (Patroni's `/primary`,
+//! `/replica?lag=`); for the others pgha installs a socket-activated endpoint
+//! (`pgha-health.socket`, one short-lived process per check, no daemon) that asks the local
+//! server. keepalived's track script runs the same program in its `check` form, with weight 0:
+//! a failing check puts the instance in FAULT and drops the VIP, so only the member that
+//! takes writes can hold it (with a positive weight an isolated node that hears no adverts
+//! would still make itself MASTER).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::components::{Component, Entry, SectionInput};
+use crate::facts::gather::Probe;
+use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret, HealthCheck};
+use crate::model::{Cluster, Host};
+
+pub mod connect;
+pub mod probes;
+pub mod section;
+mod verify;
+
+pub mod steps {
+    crate::kinds! {
+        vip: Vip,
+    }
+}
+
+pub use section::{Section, VipMode};
+
+pub const ENTRY: Entry = Entry {
+    name: "routing",
+    kinds: steps::KINDS,
+    load,
+};
+
+/// The program behind the health endpoint and keepalived's check.
+pub const HEALTH_BIN: &str = "/usr/local/lib/pgha/pgha-health";
+
+fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
+    let flavour = input.flavour.clone();
+    let mut ports: Vec<(u16, String)> = vec![(input.postgres_port, "postgres.port".to_owned())];
+    if let Some(h) = input.hosts.first() {
+        ports.push((h.ssh.port, "ssh.port".to_owned()));
+    }
+    ports.extend(flavour.ports());
+    let cx = section::Context {
+        hosts: input.hosts,
+        role_callbacks: flavour.role_callbacks(),
+        flavour_health: matches!(health_of(flavour.as_ref()), HealthCheck::Http { .. }),
+        ports,
+    };
+    let section = section::read(&mut input, &cx)?;
+    Some(Arc::new(Routing { section, flavour }))
+}
+
+/// The flavour's own health endpoint, or pgha's query (the same for every host: the
+/// flavour's answer does not depend on which).
+fn health_of(flavour: &dyn Flavour) -> HealthCheck {
+    flavour.health()
+}
+
+#[derive(Debug)]
+pub struct Routing {
+    pub section: Section,
+    flavour: Arc<dyn Flavour>,
+}
+
+impl Routing {
+    /// Where the health checks go: `(port, own endpoint)`.
+    fn health(&self) -> (u16, bool) {
+        match health_of(self.flavour.as_ref()) {
+            HealthCheck::Http { port, .. } => (port, false),
+            HealthCheck::Sql { .. } => (self.section.health_port, true),
+        }
+    }
+
+    /// What the plan says it renders: users of other tools keep asking why "the VIP did not
+    /// follow the leader" when theirs sat on the proxies.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.section.vip {
+            out.push(match v.mode {
+                VipMode::Callback => format!(
+                    "routing: VIP {} on {} follows the primary: the flavour's role callback adds it on the new primary and removes it elsewhere",
+                    v.net, v.interface
+                ),
+                VipMode::Keepalived => format!(
+                    "routing: VIP {} on {} follows the primary: keepalived on every data host, its check of the local role with weight 0 (a member that does not take writes is in FAULT and cannot hold it)",
+                    v.net, v.interface
+                ),
+            });
+        }
+        if let Some(h) = &self.section.haproxy {
+            out.push(format!(
+                "routing: haproxy on {}: port {} to the primary, port {} to replicas at most {} bytes behind",
+                h.hosts.join(", "),
+                h.primary_port,
+                h.replica_port,
+                h.max_lag
+            ));
+        }
+        out
+    }
+}
+
+impl Component for Routing {
+    fn name(&self) -> &'static str {
+        "routing"
+    }
+
+    fn fragments(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "packages",
+                include_str!("../../../playbooks/components/routing-packages.yml"),
+            ),
+            (
+                "running",
+                include_str!("../../../playbooks/components/routing.yml"),
+            ),
+        ]
+    }
+
+    fn templates(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "routing/pgha-health.py.j2",
+                include_str!("../../../templates/routing/pgha-health.py.j2"),
+            ),
+            (
+                "routing/pgha-health.socket.j2",
+                include_str!("../../../templates/routing/pgha-health.socket.j2"),
+            ),
+            (
+                "routing/pgha-health@.service.j2",
+                include_str!("../../../templates/routing/pgha-health@.service.j2"),
+            ),
+            (
+                "routing/haproxy.cfg.j2",
+                include_str!("../../../templates/routing/haproxy.cfg.j2"),
+            ),
+            (
+                "routing/keepalived.conf.j2",
+                include_str!("../../../templates/routing/keepalived.conf.j2"),
+            ),
+            (
+                "routing/sudoers.j2",
+                include_str!("../../../templates/routing/sudoers.j2"),
+            ),
+        ]
+    }
+
+    fn secrets(&self) -> Vec<FlavourSecret<'_>> {
+        self.section
+            .keepalived
+            .iter()
+            .map(|k| FlavourSecret {
+                label: "routing.keepalived.password".to_owned(),
+                var: "vrrp_password",
+                reference: &k.password,
+            })
+            .collect()
+    }
+
+    fn certificate_names(&self, hosts: &[Host]) -> Vec<String> {
+        let mut names = Vec::new();
+        // Clients verify the server's certificate against the address they dialled: the VIP,
+        // or (haproxy passes TLS through) any haproxy host's.
+        if let Some(v) = &self.section.vip {
+            names.push(v.address().to_string());
+        }
+        if let Some(h) = &self.section.haproxy {
+            for name in &h.hosts {
+                if let Some(host) = hosts.iter().find(|h| &h.name == name) {
+                    names.push(host.name.clone());
+                    names.push(host.address.clone());
+                }
+            }
+        }
+        names
+    }
+
+    fn vars(&self, cluster: &Cluster) -> Value {
+        let s = &self.section;
+        let data: Vec<&Host> = cluster
+            .hosts
+            .iter()
+            .filter(|h| h.role.holds_data())
+            .collect();
+        let (port, own) = self.health();
+        let max_lag = s.haproxy.as_ref().map_or(1 << 20, |h| h.max_lag);
+        let scheme = if cluster.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut packages = Vec::new();
+        if own || s.keepalived.is_some() {
+            packages.push("python3");
+        }
+        if s.vip.as_ref().is_some_and(|v| v.mode == VipMode::Callback) {
+            // `arping` (Thomas Habets') conflicts with it and reads `-i` differently.
+            packages.push("iputils-arping");
+        }
+        if s.keepalived.is_some() {
+            packages.push("keepalived");
+        }
+        json!({
+            "vip": s.vip.as_ref().map(|v| json!({
+                "address": v.address().to_string(),
+                "prefix": v.net.prefix_len(),
+                "cidr": v.net.to_string(),
+                "interface": v.interface,
+                "mode": v.mode.as_str(),
+            })),
+            "vip_by_callback": s.vip.as_ref().is_some_and(|v| v.mode == VipMode::Callback),
+            "keepalived": s.keepalived.as_ref().map(|k| json!({
+                "virtual_router_id": k.virtual_router_id,
+                "unicast": k.unicast,
+                "peers": data.iter().map(|h| h.address.clone()).collect::<Vec<_>>(),
+                "advert_int": 1,
+            })),
+            "haproxy": s.haproxy.as_ref().map(|h| json!({
+                "hosts": h.hosts,
+                "primary_port": h.primary_port,
+                "replica_port": h.replica_port,
+                "max_lag": h.max_lag,
+                // A member that stops answering leaves the write route after two checks
+                // (2 s); one good answer brings a new primary in.
+                "inter_ms": 1000,
+                "fall": 2,
+                "rise": 1,
+                "backends": data.iter().map(|b| json!({
+                    "name": b.name, "address": b.address, "port": cluster.postgres.port,
+                })).collect::<Vec<_>>(),
+            })),
+            "health": {
+                "own": own,
+                "port": port,
+                "scheme": scheme,
+                "primary_path": "/primary",
+                "replica_path": format!("/replica?lag={max_lag}"),
+                "max_lag": max_lag,
+            },
+            "bin": HEALTH_BIN,
+            "packages": packages,
+        })
+    }
+
+    fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
+        if !host.role.holds_data() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if self.section.vip.is_some() {
+            out.push(probes::vip_probe());
+        }
+        if self
+            .section
+            .haproxy
+            .as_ref()
+            .is_some_and(|h| h.hosts.contains(&host.name))
+        {
+            out.push(probes::haproxy_probe());
+        }
+        out
+    }
+
+    fn polled_checks(&self, view: &ClusterView<'_>) -> Vec<CheckResult> {
+        verify::polled(self, view)
+    }
+
+    fn checks<'a>(&'a self, view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
+        Box::pin(verify::routes(self, view))
+    }
+
+    fn status_lines(
+        &self,
+        cluster: &Cluster,
+        facts: &std::collections::BTreeMap<String, crate::facts::HostFacts>,
+    ) -> Vec<String> {
+        verify::status_lines(self, cluster, facts)
+    }
+
+    fn plan_notes(&self) -> Vec<String> {
+        self.describe()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+
+    use crate::inventory::{load_str, Inventory, LoadError};
+
+    fn text(flavour: &str, routing: &str) -> String {
+        let section = match flavour {
+            "patroni" => "patroni:\n  etcd: {members: [pg1, pg2, pg3]}\n  rewind: {password: {env: X}}\n  restapi_auth: {password: {env: X}}\n",
+            _ => "",
+        };
+        format!(
+            "cluster: {{name: t, flavour: {flavour}}}\npostgres: {{version: 15, superuser_password: {{env: X}}}}\nreplication: {{user: replicator, password: {{env: X}}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n  - {{name: pg2, address: 10.0.0.2, role: standby}}\n  - {{name: pg3, address: 10.0.0.3, role: standby}}\n{section}routing:\n  {routing}\n"
+        )
+    }
+
+    pub(crate) fn inventory(flavour: &str, routing: &str) -> Inventory {
+        load_str(Path::new("t.yml"), &text(flavour, routing)).expect("loads")
+    }
+
+    /// The rendered errors of an inventory that must not load.
+    fn refused(flavour: &str, routing: &str) -> String {
+        match load_str(Path::new("t.yml"), &text(flavour, routing)) {
+            Err(LoadError::Invalid(d)) => d.render(),
+            Err(e) => panic!("not a validation error: {e}"),
+            Ok(_) => panic!("loaded: {routing}"),
+        }
+    }
+
+    fn routing(inv: &Inventory) -> &super::Routing {
+        inv.components
+            .iter()
+            .find_map(|c| c.as_any().downcast_ref::<super::Routing>())
+            .expect("routing")
+    }
+
+    #[test]
+    fn the_vip_mode_follows_the_flavour() {
+        let inv = inventory("patroni", "vip: {address: 10.0.0.100/24}");
+        let vip = routing(&inv).section.vip.clone().expect("vip");
+        assert_eq!(
+            (vip.mode, vip.interface.as_str()),
+            (super::VipMode::Callback, "eth0")
+        );
+        let inv = inventory(
+            "streaming",
+            "vip: {address: 10.0.0.100/24}\n  keepalived: {virtual_router_id: 9, password: {env: V}}",
+        );
+        assert_eq!(
+            routing(&inv).section.vip.as_ref().map(|v| v.mode),
+            Some(super::VipMode::Keepalived)
+        );
+        // The VIP is in every host's certificate.
+        let tls = inv.cluster.tls.as_ref().expect("tls");
+        assert!(
+            tls.extra_names.contains(&"10.0.0.100".to_owned()),
+            "{:?}",
+            tls.extra_names
+        );
+    }
+
+    #[test]
+    fn a_wrong_vip_is_refused_with_its_reason() {
+        let e = refused("patroni", "vip: {address: 10.0.1.100/24}");
+        assert!(
+            e.contains("outside 10.0.1.0/24, the subnet of host pg1"),
+            "{e}"
+        );
+        let e = refused("patroni", "vip: {address: 10.0.0.2/24}");
+        assert!(e.contains("is the address of host pg2"), "{e}");
+        let e = refused("patroni", "vip: {address: 10.0.0.255/24}");
+        assert!(e.contains("network or broadcast"), "{e}");
+        let e = refused("patroni", "vip: {address: 10.0.0.100}");
+        assert!(e.contains("with the prefix of the hosts' subnet"), "{e}");
+        let e = refused("streaming", "vip: {address: 10.0.0.100/24, mode: callback}");
+        assert!(e.contains("this flavour has none"), "{e}");
+        let e = refused(
+            "patroni",
+            "vip: {address: 10.0.0.100/24, mode: vip-manager}",
+        );
+        assert!(e.contains("speaks only etcd's v2 API"), "{e}");
+        let e = refused(
+            "streaming",
+            "vip: {address: 10.0.0.100/24, mode: keepalived}",
+        );
+        assert!(e.contains("needs a `routing.keepalived` section"), "{e}");
+        let e = refused(
+            "streaming",
+            "vip: {address: 10.0.0.100/24}\n  keepalived: {virtual_router_id: 0, password: {env: V}}",
+        );
+        assert!(e.contains("virtual_router_id"), "{e}");
+        let e = refused(
+            "streaming",
+            "keepalived: {virtual_router_id: 3, password: {env: V}}",
+        );
+        assert!(
+            e.contains("needs `routing.vip` with `mode: keepalived`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ports_may_not_clash() {
+        let e = refused("patroni", "haproxy: {primary_port: 8008}");
+        assert!(
+            e.contains("port 8008 is both patroni.restapi_port and routing.haproxy.primary_port"),
+            "{e}"
+        );
+        let e = refused("streaming", "haproxy: {primary_port: 5001}");
+        assert!(
+            e.contains(
+                "port 5001 is both routing.haproxy.primary_port and routing.haproxy.replica_port"
+            ),
+            "{e}"
+        );
+        let e = refused("streaming", "haproxy: {replica_port: 5432}");
+        assert!(e.contains("postgres.port"), "{e}");
+        let e = refused("streaming", "haproxy: {hosts: [pg9]}");
+        assert!(e.contains("there is no host pg9"), "{e}");
+        let e = refused("streaming", "haproxy: {max_lag: lots}");
+        assert!(e.contains("is not a size"), "{e}");
+    }
+
+    #[test]
+    fn connection_strings_verify_the_server() {
+        let inv = inventory(
+            "patroni",
+            "vip: {address: 10.0.0.100/24}\n  haproxy: {max_lag: 16MB}",
+        );
+        let r = routing(&inv);
+        assert_eq!(
+            r.section.haproxy.as_ref().map(|h| h.max_lag),
+            Some(16 << 20)
+        );
+        let target = super::connect::Target {
+            user: "app",
+            database: "appdb",
+            ca_file: "/etc/ssl/pgha ca.crt",
+        };
+        let all = super::connect::connections(&inv.cluster, Some(r), &target);
+        let urls: Vec<&str> = all.iter().map(|c| c.url.as_str()).collect();
+        assert!(urls.contains(&"postgresql://app@10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:5432/appdb?target_session_attrs=read-write&connect_timeout=3&sslmode=verify-full&sslrootcert=/etc/ssl/pgha%20ca.crt"), "{urls:#?}");
+        assert!(urls.contains(&"jdbc:postgresql://10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:5432/appdb?user=app&targetServerType=preferSecondary&loadBalanceHosts=true&connectTimeout=3&ssl=true&sslmode=verify-full&sslrootcert=/etc/ssl/pgha%20ca.crt"), "{urls:#?}");
+        assert!(urls.contains(&"postgresql://app@10.0.0.100:5000/appdb?connect_timeout=3&sslmode=verify-full&sslrootcert=/etc/ssl/pgha%20ca.crt"), "{urls:#?}");
+        assert!(urls.iter().all(|u| u.contains("verify-full")));
+    }
+}

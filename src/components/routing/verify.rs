@@ -1,0 +1,351 @@
+//! Proofs that every route leads where it must, and the routes in `pgha status`.
+//!
+//! Polled with the role checks (facts alone): the VIP is on exactly one host, the primary;
+//! haproxy's own view of its backends (its stats socket) matches the roles. Once those pass,
+//! a connection through each route from another host: the server that answers is told by the
+//! certificate it presents (signed by the cluster CA, named for its host), and that host's
+//! role by `pg_is_in_recovery()` in the facts. No password is needed for that, so no route
+//! check ever holds one.
+
+use std::collections::BTreeMap;
+
+use crate::facts::HostFacts;
+use crate::flavours::{CheckResult, ClusterView};
+use crate::model::Cluster;
+use crate::transport::RemoteCommand;
+
+use super::probes::{self, PRIMARY_PROXY, REPLICA_PROXY};
+use super::Routing;
+
+/// The data hosts that hold the VIP, by their facts.
+fn vip_holders(r: &Routing, cluster: &Cluster, facts: &BTreeMap<String, HostFacts>) -> Vec<String> {
+    let Some(vip) = &r.section.vip else {
+        return Vec::new();
+    };
+    let address = vip.address().to_string();
+    cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.holds_data())
+        .filter(|h| {
+            facts
+                .get(&h.name)
+                .is_some_and(|f| !probes::vip_interfaces(f, &address).is_empty())
+        })
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+/// Whether a host's server takes writes, by its facts (None: not running or not read).
+fn takes_writes(facts: &BTreeMap<String, HostFacts>, host: &str) -> Option<bool> {
+    facts
+        .get(host)
+        .and_then(|f| f.postgres.as_ref())
+        .filter(|pg| pg.running)
+        .map(|pg| !pg.in_recovery)
+}
+
+pub fn polled(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let primary = view.topology.primary.as_str();
+    if let Some(vip) = &r.section.vip {
+        let holders = vip_holders(r, view.cluster, view.facts);
+        let check = format!("VIP {}", vip.address());
+        let ok = holders.len() == 1 && holders[0] == primary;
+        let detail = match holders.as_slice() {
+            [] => format!("no host holds it (expected the primary {primary})"),
+            [one] if one == primary => {
+                format!("on {one}, the primary ({} mode)", vip.mode.as_str())
+            }
+            [one] => format!("on {one}, which is not the primary ({primary})"),
+            many => format!(
+                "held by {} at once: only the primary {primary} may",
+                many.join(", ")
+            ),
+        };
+        out.push(CheckResult::new(
+            holders.first().map_or(primary, String::as_str),
+            &check,
+            ok,
+            detail,
+        ));
+    }
+    if let Some(h) = &r.section.haproxy {
+        for host in &h.hosts {
+            if view.unreachable.contains_key(host) {
+                continue;
+            }
+            let Some(backends) = view.facts.get(host).and_then(probes::haproxy_backends) else {
+                out.push(CheckResult::new(
+                    host,
+                    "haproxy backends",
+                    false,
+                    "haproxy's stats socket did not answer (is haproxy running?)",
+                ));
+                continue;
+            };
+            let up = |proxy: &str| -> Vec<String> {
+                backends
+                    .iter()
+                    .filter(|b| b.proxy == proxy && b.up())
+                    .map(|b| b.server.clone())
+                    .collect()
+            };
+            let writers = up(PRIMARY_PROXY);
+            out.push(CheckResult::new(
+                host,
+                "haproxy write route",
+                writers == [primary.to_owned()],
+                if writers.is_empty() {
+                    format!("no backend up (expected the primary {primary})")
+                } else {
+                    format!("backends up: {}", writers.join(", "))
+                },
+            ));
+            let readers = up(REPLICA_PROXY);
+            let streaming: Vec<String> = view
+                .cluster
+                .hosts
+                .iter()
+                .filter(|x| x.role.holds_data() && x.name != primary && view.is_streaming(&x.name))
+                .map(|x| x.name.clone())
+                .collect();
+            let wrong: Vec<&String> = readers.iter().filter(|b| !streaming.contains(b)).collect();
+            let ok = wrong.is_empty() && (streaming.is_empty() || !readers.is_empty());
+            out.push(CheckResult::new(
+                host,
+                "haproxy read route",
+                ok,
+                if !wrong.is_empty() {
+                    format!(
+                        "backends up: {} (not a streaming replica: {})",
+                        readers.join(", "),
+                        wrong
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else if readers.is_empty() {
+                    "no backend up".to_owned()
+                } else {
+                    format!("backends up: {}", readers.join(", "))
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// A route to prove: where a client dials, and whether the primary must answer.
+struct Route {
+    label: String,
+    address: String,
+    port: u16,
+    primary: bool,
+}
+
+fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
+    let mut out = Vec::new();
+    if let Some(v) = &r.section.vip {
+        out.push(Route {
+            label: format!("route VIP {}:{}", v.address(), cluster.postgres.port),
+            address: v.address().to_string(),
+            port: cluster.postgres.port,
+            primary: true,
+        });
+        if let Some(h) = &r.section.haproxy {
+            // haproxy on every data host behind the VIP: the pair clients are given.
+            if h.hosts.len() > 1 {
+                out.push(Route {
+                    label: format!("route VIP {}:{}", v.address(), h.primary_port),
+                    address: v.address().to_string(),
+                    port: h.primary_port,
+                    primary: true,
+                });
+            }
+        }
+    }
+    if let Some(h) = &r.section.haproxy {
+        for name in &h.hosts {
+            let Some(host) = cluster.host(name) else {
+                continue;
+            };
+            out.push(Route {
+                label: format!("route haproxy {name}:{}", h.primary_port),
+                address: host.address.clone(),
+                port: h.primary_port,
+                primary: true,
+            });
+            out.push(Route {
+                label: format!("route haproxy {name}:{}", h.replica_port),
+                address: host.address.clone(),
+                port: h.replica_port,
+                primary: false,
+            });
+        }
+    }
+    out
+}
+
+/// Which host presented the certificate `openssl x509 -subject -ext subjectAltName` printed.
+fn identify(cluster: &Cluster, printed: &str) -> Option<String> {
+    let cn = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("subject="))
+        .and_then(|s| s.split("CN").nth(1))
+        .map(|s| s.trim_start_matches([' ', '=']).trim().to_owned());
+    if let Some(h) = cn.as_deref().and_then(|cn| cluster.host(cn)) {
+        return Some(h.name.clone());
+    }
+    // A certificate a company CA issued may name its host differently: its own address.
+    cluster
+        .hosts
+        .iter()
+        .find(|h| {
+            printed.contains(&format!("IP Address:{}", h.address))
+                || printed.contains(&format!("DNS:{},", h.name))
+        })
+        .map(|h| h.name.clone())
+}
+
+/// Connect through every route from one host that is not the primary (so the VIP is reached
+/// across the network, not on the host's own interface).
+pub async fn routes(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
+    let cluster = view.cluster;
+    let primary = view.topology.primary.as_str();
+    let origin = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.holds_data() && !view.unreachable.contains_key(&h.name))
+        .map(|h| h.name.as_str())
+        .min_by_key(|h| *h == primary);
+    let Some(origin) = origin else {
+        return Vec::new();
+    };
+    let Ok(t) = view.transport(origin) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for route in endpoints(r, cluster) {
+        let script = match &cluster.tls {
+            Some(tls) => format!(
+                "timeout 5 openssl s_client -starttls postgres -connect {}:{} -CAfile {}/ca.crt -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -subject -ext subjectAltName",
+                shell_words::quote(&route.address),
+                route.port,
+                shell_words::quote(&tls.dir)
+            ),
+            None => format!(
+                "timeout 5 bash -c '</dev/tcp/{}/{}' && echo open",
+                route.address, route.port
+            ),
+        };
+        let answer = t.run(&RemoteCommand::script(script)).await;
+        let printed = match &answer {
+            Ok(o) if o.success() => o.stdout.clone(),
+            _ => String::new(),
+        };
+        let check = format!("{} from {origin}", route.label);
+        let (ok, detail) = if cluster.tls.is_none() {
+            (
+                printed.contains("open"),
+                if printed.contains("open") {
+                    "answers (TLS is off: the server that answers is not identified)".to_owned()
+                } else {
+                    "no answer".to_owned()
+                },
+            )
+        } else {
+            match identify(cluster, &printed) {
+                None if printed.is_empty() => (
+                    false,
+                    "no server answered with a certificate of the cluster CA".to_owned(),
+                ),
+                None => (
+                    false,
+                    "a server the inventory does not know answered".to_owned(),
+                ),
+                Some(host) => {
+                    let writes = takes_writes(view.facts, &host);
+                    match (route.primary, writes) {
+                        (true, Some(true)) => (
+                            true,
+                            format!("{host} answers: the primary (pg_is_in_recovery() = false)"),
+                        ),
+                        (false, Some(false)) => (
+                            true,
+                            format!("{host} answers: a replica (pg_is_in_recovery() = true)"),
+                        ),
+                        (true, _) => (false, format!("{host} answers, which is not the primary")),
+                        (false, _) => (false, format!("{host} answers, which is not a replica")),
+                    }
+                }
+            }
+        };
+        out.push(CheckResult::new(origin, &check, ok, detail));
+    }
+    out
+}
+
+/// Lines under the status table: the VIP's holder, haproxy's backends.
+pub fn status_lines(
+    r: &Routing,
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(v) = &r.section.vip {
+        let holders = vip_holders(r, cluster, facts);
+        out.push(format!(
+            "VIP {} ({}): {}",
+            v.net,
+            v.mode.as_str(),
+            match holders.as_slice() {
+                [] => "on no host".to_owned(),
+                [one] => format!("on {one}"),
+                many => format!("on {} AT ONCE", many.join(", ")),
+            }
+        ));
+    }
+    if let Some(h) = &r.section.haproxy {
+        for host in &h.hosts {
+            let line = match facts.get(host).and_then(probes::haproxy_backends) {
+                None => "not answering".to_owned(),
+                Some(backends) => {
+                    let show = |proxy: &str| {
+                        backends
+                            .iter()
+                            .filter(|b| b.proxy == proxy)
+                            .map(|b| format!("{} {}", b.server, if b.up() { "up" } else { "down" }))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!(
+                        "write :{} [{}]  read :{} [{}]",
+                        h.primary_port,
+                        show(PRIMARY_PROXY),
+                        h.replica_port,
+                        show(REPLICA_PROXY)
+                    )
+                }
+            };
+            out.push(format!("haproxy on {host}: {line}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_names_its_host() {
+        let inv = super::super::tests::inventory("streaming", "vip: {address: 10.0.0.100/24, mode: keepalived}\n  keepalived: {virtual_router_id: 7, password: {env: V}}");
+        let printed = "subject=CN = pg2\nX509v3 Subject Alternative Name: \n    DNS:pg2, IP Address:10.0.0.2\n";
+        assert_eq!(identify(&inv.cluster, printed).as_deref(), Some("pg2"));
+        let other = "subject=CN = elsewhere\n    DNS:elsewhere, IP Address:10.0.0.3, DNS:x\n";
+        assert_eq!(identify(&inv.cluster, other).as_deref(), Some("pg3"));
+        assert_eq!(identify(&inv.cluster, "").as_deref(), None);
+    }
+}
