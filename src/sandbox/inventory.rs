@@ -3,20 +3,25 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{note, SandboxError, SandboxInfo};
+use super::{note, Routing, SandboxError, SandboxInfo};
 
 /// The PGHA_* variables the inventory refers to, in `env.sh` order.
-pub(crate) const PASSWORD_VARS: [&str; 6] = [
+pub(crate) const PASSWORD_VARS: [&str; 7] = [
     "PGHA_REPLICATION_PASSWORD",
     "PGHA_SUPERUSER_PASSWORD",
     "PGHA_APP_PASSWORD",
     "PGHA_REWIND_PASSWORD",
     "PGHA_REPMGR_PASSWORD",
     "PGHA_RESTAPI_PASSWORD",
+    VRRP_PASSWORD_VAR,
 ];
+
+/// keepalived's VRRP password: PASS authentication keeps only its first 8 characters.
+const VRRP_PASSWORD_VAR: &str = "PGHA_VRRP_PASSWORD";
 
 /// Create the state folder (0700: it holds a private key) and return its absolute path.
 pub(crate) fn prepare_dir(dir: &Path) -> Result<PathBuf, SandboxError> {
@@ -58,10 +63,8 @@ pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), S
 
 /// Inventory, env.sh (kept if present: passwords must survive a repeated `up`), state.json.
 pub(crate) fn write_all(info: &SandboxInfo) -> Result<(), SandboxError> {
-    write_file(&info.inventory, &render_inventory(info), 0o644)?;
-    if !info.env_file.is_file() {
-        write_file(&info.env_file, &render_env(&info.name)?, 0o600)?;
-    }
+    write_file(&info.inventory, &render_inventory(info)?, 0o644)?;
+    ensure_env(&info.env_file, &info.name)?;
     let state = state_path(&info.dir);
     let json = serde_json::to_string_pretty(info).map_err(|source| SandboxError::State {
         path: state.clone(),
@@ -143,8 +146,8 @@ fn quoted(s: &str) -> String {
     out
 }
 
-/// The inventory, with exactly the keys of `inventory.example`.
-pub(crate) fn render_inventory(info: &SandboxInfo) -> String {
+/// The inventory, with exactly the keys of `inventory.example` (and `routing:` when asked).
+pub(crate) fn render_inventory(info: &SandboxInfo) -> Result<String, SandboxError> {
     let mut hosts = String::new();
     let last = info.hosts.len().saturating_sub(1);
     for (i, h) in info.hosts.iter().enumerate() {
@@ -158,7 +161,7 @@ pub(crate) fn render_inventory(info: &SandboxInfo) -> String {
             h.name, h.ip
         ));
     }
-    format!(
+    Ok(format!(
         r#"# pgha inventory of the local sandbox {sandbox:?}, written by `pgha sandbox up`.
 # Rewritten on every `up` (addresses and host keys follow the containers): copy it to edit it.
 # Passwords are environment references: run `source {env}` first.
@@ -215,7 +218,7 @@ databases:
 
 packages: []
 
-ssh:
+{routing}ssh:
   user: {user}
   port: 22
   identity_file: {key}
@@ -226,6 +229,7 @@ ssh:
 {patroni}hosts:
 {hosts}"#,
         patroni = flavour_section(info),
+        routing = routing_section(info)?,
         sandbox = info.name,
         env = info.env_file.display(),
         cluster = cluster_name(&info.name),
@@ -234,7 +238,62 @@ ssh:
         user = quoted(&info.ssh_user),
         key = quoted(&info.key.to_string_lossy()),
         known_hosts = quoted(&info.known_hosts.to_string_lossy()),
-    )
+    ))
+}
+
+/// `routing:` (nothing without `--routing`): the VIP at .200 of the sandbox's /24 moved by
+/// Patroni's callback or by keepalived, keepalived's VRRP settings, HAProxy's ports.
+fn routing_section(info: &SandboxInfo) -> Result<String, SandboxError> {
+    if info.routing.is_empty() {
+        return Ok(String::new());
+    }
+    let [a, b, c, _] = subnet_base(&info.subnet)?.octets();
+    let has = |r: Routing| info.routing.contains(&r);
+    let mut s = String::from("routing:\n");
+    // `up` refuses callback with keepalived: at most one of them moves the VIP.
+    let mover = [Routing::Callback, Routing::Keepalived]
+        .into_iter()
+        .find(|r| has(*r));
+    if let Some(mode) = mover {
+        s.push_str(&format!(
+            "  vip:\n    \
+             # A free address of the sandbox's /24: Docker hands out addresses from the bottom of the\n    \
+             # range (the network is created with --ip-range BASE/25), so .200 is never a host's.\n    \
+             address: {a}.{b}.{c}.200/24\n    \
+             interface: eth0\n    \
+             mode: {}\n",
+            mode.as_str()
+        ));
+    }
+    if has(Routing::Keepalived) {
+        s.push_str(&format!(
+            "  keepalived:\n    \
+             # Explicit (pgha never derives one): the sandbox takes its subnet's third byte (0 counts\n    \
+             # as 1, ids are 1 to 255); each sandbox has its own bridge, so ids never meet anyway.\n    \
+             virtual_router_id: {}\n    \
+             password: {{env: {VRRP_PASSWORD_VAR}}}\n    \
+             unicast: true\n",
+            c.max(1)
+        ));
+    }
+    if has(Routing::Haproxy) {
+        s.push_str(
+            "  haproxy:\n    primary_port: 5000\n    replica_port: 5001\n    max_lag: 1MB\n",
+        );
+    }
+    s.push('\n');
+    Ok(s)
+}
+
+/// The network address of the sandbox's "a.b.c.0/24" (as `up` records it).
+fn subnet_base(subnet: &str) -> Result<Ipv4Addr, SandboxError> {
+    subnet
+        .strip_suffix("/24")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| SandboxError::Invalid {
+            what: "sandbox subnet",
+            message: format!("{subnet:?}: expected an IPv4 /24 such as 10.77.5.0/24"),
+        })
 }
 
 /// The flavour's section: Patroni's with etcd co-located on the first hosts, repmgr's with
@@ -257,6 +316,48 @@ fn flavour_section(info: &SandboxInfo) -> String {
     )
 }
 
+/// Write env.sh, or keep it (its passwords must survive a repeated `up`) and append only
+/// the variables it lacks: one written before a variable existed must still resolve every
+/// reference of the new inventory.
+fn ensure_env(path: &Path, sandbox: &str) -> Result<(), SandboxError> {
+    let mut text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return write_file(path, &render_env(sandbox)?, 0o600);
+        }
+        Err(e) => {
+            return Err(SandboxError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let missing: Vec<&str> = PASSWORD_VARS
+        .into_iter()
+        .filter(|var| !defines(&text, var))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for var in missing {
+        text.push_str(&export_line(var)?);
+    }
+    write_file(path, &text, 0o600)
+}
+
+/// Whether env.sh sets `var` (with or without `export`, as someone may have edited it).
+fn defines(env: &str, var: &str) -> bool {
+    env.lines().any(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+        l.strip_prefix(var)
+            .is_some_and(|rest| rest.starts_with('='))
+    })
+}
+
 /// `env.sh`: one random password per variable.
 fn render_env(sandbox: &str) -> Result<String, SandboxError> {
     let mut s = format!(
@@ -264,9 +365,35 @@ fn render_env(sandbox: &str) -> Result<String, SandboxError> {
          # Generated once by `pgha sandbox up`; private to this sandbox. Use: source this file.\n"
     );
     for var in PASSWORD_VARS {
-        s.push_str(&format!("export {var}='{}'\n", random_password(24)?));
+        s.push_str(&export_line(var)?);
     }
     Ok(s)
+}
+
+fn export_line(var: &str) -> Result<String, SandboxError> {
+    let password = if var == VRRP_PASSWORD_VAR {
+        vrrp_password()?
+    } else {
+        random_password(24)?
+    };
+    Ok(format!("export {var}='{password}'\n"))
+}
+
+/// 8 characters (all VRRP PASS authentication uses) with an upper- and a lower-case letter
+/// and a digit: so short a secret must not be a word, a number or a piece of lower-case hex
+/// that outputs show anyway (tests check that no output holds a password).
+fn vrrp_password() -> Result<String, SandboxError> {
+    loop {
+        let p = random_password(8)?;
+        let classes: [fn(&char) -> bool; 3] = [
+            char::is_ascii_uppercase,
+            char::is_ascii_lowercase,
+            char::is_ascii_digit,
+        ];
+        if classes.iter().all(|class| p.chars().any(|c| class(&c))) {
+            return Ok(p);
+        }
+    }
 }
 
 /// Alphanumeric (safe in shell quotes, YAML and connection strings), from /dev/urandom.
@@ -292,7 +419,7 @@ fn random_password(len: usize) -> Result<String, SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{Flavour, SandboxHost};
+    use crate::sandbox::{Flavour, Routing, SandboxHost};
     use std::net::Ipv4Addr;
 
     fn info(dir: &Path) -> SandboxInfo {
@@ -318,13 +445,15 @@ mod tests {
             env_file: dir.join("env.sh"),
             ssh_user: "deploy".into(),
             witness: false,
+            routing: Vec::new(),
         }
     }
 
     #[test]
     fn inventory_has_the_example_keys() {
         let d = tempfile::tempdir().expect("tempdir");
-        let text = render_inventory(&info(d.path()));
+        let text = render_inventory(&info(d.path())).expect("render");
+        assert!(!text.contains("routing"), "no routing without --routing");
         let ours: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
         let example_text = fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -401,12 +530,169 @@ mod tests {
         assert!(!dir.exists());
     }
 
+    /// The inventory with `routing` set, and its `routing:` section (between `packages:` and
+    /// `ssh:`, the rest of the inventory unchanged).
+    fn routing_of(flavour: Flavour, routing: &[Routing]) -> String {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut i = info(d.path());
+        let plain = render_inventory(&i).expect("render");
+        i.flavour = flavour;
+        i.routing = routing.to_vec();
+        let text = render_inventory(&i).expect("render");
+        let _: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+        let (head, rest) = text.split_once("packages: []\n\n").expect("packages");
+        let (section, tail) = rest.split_once("ssh:").expect("ssh");
+        i.routing.clear();
+        let same_flavour = render_inventory(&i).expect("render");
+        assert_eq!(format!("{head}packages: []\n\nssh:{tail}"), same_flavour);
+        if flavour == Flavour::Repmgr {
+            assert_eq!(same_flavour, plain);
+        }
+        section.to_owned()
+    }
+
+    const VIP: &str = "  vip:
+    # A free address of the sandbox's /24: Docker hands out addresses from the bottom of the
+    # range (the network is created with --ip-range BASE/25), so .200 is never a host's.
+    address: 10.77.4.200/24
+    interface: eth0
+";
+
+    const KEEPALIVED: &str = "  keepalived:
+    # Explicit (pgha never derives one): the sandbox takes its subnet's third byte (0 counts
+    # as 1, ids are 1 to 255); each sandbox has its own bridge, so ids never meet anyway.
+    virtual_router_id: 4
+    password: {env: PGHA_VRRP_PASSWORD}
+    unicast: true
+";
+
+    const HAPROXY: &str = "  haproxy:
+    primary_port: 5000
+    replica_port: 5001
+    max_lag: 1MB
+";
+
+    #[test]
+    fn routing_sections() {
+        use Routing::{Callback, Haproxy, Keepalived};
+        assert_eq!(
+            routing_of(Flavour::Patroni, &[Callback]),
+            format!("routing:\n{VIP}    mode: callback\n\n")
+        );
+        assert_eq!(
+            routing_of(Flavour::Patroni, &[Callback, Haproxy]),
+            format!("routing:\n{VIP}    mode: callback\n{HAPROXY}\n")
+        );
+        assert_eq!(
+            routing_of(Flavour::Repmgr, &[Keepalived]),
+            format!("routing:\n{VIP}    mode: keepalived\n{KEEPALIVED}\n")
+        );
+        assert_eq!(
+            routing_of(Flavour::Streaming, &[Keepalived, Haproxy]),
+            format!("routing:\n{VIP}    mode: keepalived\n{KEEPALIVED}{HAPROXY}\n")
+        );
+        assert_eq!(
+            routing_of(Flavour::Repmgr, &[Haproxy]),
+            format!("routing:\n{HAPROXY}\n"),
+            "haproxy alone has no VIP"
+        );
+    }
+
+    #[test]
+    fn router_id_comes_from_the_subnet() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut i = info(d.path());
+        i.routing = vec![Routing::Keepalived];
+        for (subnet, id) in [
+            ("10.77.0.0/24", 1),
+            ("10.77.1.0/24", 1),
+            ("10.77.255.0/24", 255),
+        ] {
+            i.subnet = subnet.into();
+            let text = render_inventory(&i).expect("render");
+            assert!(
+                text.contains(&format!("\n    virtual_router_id: {id}\n")),
+                "{subnet}: {text}"
+            );
+        }
+        i.subnet = "10.77.4.0".into();
+        assert!(render_inventory(&i).is_err());
+    }
+
+    #[test]
+    fn state_keeps_routing_and_old_state_loads() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = prepare_dir(&d.path().join("state")).expect("dir");
+        let mut i = info(&dir);
+        i.routing = vec![Routing::Keepalived, Routing::Haproxy];
+        write_all(&i).expect("write");
+        let json = fs::read_to_string(state_path(&dir)).expect("state");
+        assert!(json.contains("\"keepalived\""), "{json}");
+        assert_eq!(read_state(&dir).expect("read"), Some(i.clone()));
+
+        // A state.json of an earlier pgha: no routing (nor etcd_members, witness).
+        let mut old: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let fields = old.as_object_mut().expect("object");
+        for k in ["routing", "etcd_members", "witness"] {
+            fields.remove(k);
+        }
+        fs::write(state_path(&dir), old.to_string()).expect("write old");
+        let loaded = read_state(&dir).expect("old state loads").expect("some");
+        assert!(loaded.routing.is_empty());
+        assert_eq!(loaded.hosts, i.hosts);
+    }
+
+    #[test]
+    fn env_gets_missing_variables_appended() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let env = d.path().join("env.sh");
+        // An env.sh written before PGHA_VRRP_PASSWORD existed (without a final newline).
+        let old: String = PASSWORD_VARS
+            .iter()
+            .filter(|v| **v != VRRP_PASSWORD_VAR)
+            .map(|v| format!("export {v}='kept-{v}'\n"))
+            .collect();
+        let old = format!("# my comment\n{}", old.trim_end());
+        fs::write(&env, &old).expect("write");
+        ensure_env(&env, "s").expect("ensure");
+        let text = fs::read_to_string(&env).expect("env");
+        let (kept, added) = text.split_at(old.len());
+        assert_eq!(kept, old, "the other values are kept");
+        let password = added
+            .strip_prefix("\nexport PGHA_VRRP_PASSWORD='")
+            .and_then(|p| p.strip_suffix("'\n"))
+            .unwrap_or_else(|| panic!("{added:?}"));
+        assert_eq!(password.len(), 8);
+        assert_eq!(
+            fs::metadata(&env).expect("m").permissions().mode() & 0o777,
+            0o600
+        );
+        ensure_env(&env, "s").expect("again");
+        assert_eq!(
+            fs::read_to_string(&env).expect("env"),
+            text,
+            "nothing twice"
+        );
+
+        assert!(defines("VAR=1\n", "VAR"));
+        assert!(defines("  export VAR='x'\n", "VAR"));
+        assert!(!defines("export VARIABLE=1\n# VAR=1\n", "VAR"));
+    }
+
     #[test]
     fn passwords_and_names() {
         let p = random_password(24).expect("random");
         assert_eq!(p.len(), 24);
         assert!(p.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(p, random_password(24).expect("random"));
+        for _ in 0..20 {
+            let v = vrrp_password().expect("random");
+            assert_eq!(v.len(), 8);
+            assert!(v.chars().any(|c| c.is_ascii_uppercase()), "{v}");
+            assert!(v.chars().any(|c| c.is_ascii_lowercase()), "{v}");
+            assert!(v.chars().any(|c| c.is_ascii_digit()), "{v}");
+            assert!(v.chars().all(|c| c.is_ascii_alphanumeric()), "{v}");
+        }
         assert_eq!(cluster_name("It_1.X"), "it_1-x");
         assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
     }

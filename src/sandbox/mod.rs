@@ -92,6 +92,11 @@ pub struct UpArgs {
     /// repmgr flavour: one more host, `role: witness` (repmgr's tie-breaker).
     #[arg(long)]
     pub witness: bool,
+    /// Client routing written into the inventory's `routing:`, a comma list: callback
+    /// (Patroni moves a VIP; patroni flavour only), keepalived (VRRP moves a VIP), haproxy
+    /// (ports 5000/5001 on every host). callback and keepalived exclude each other.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub routing: Vec<Routing>,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -110,6 +115,31 @@ impl Flavour {
             Flavour::Streaming => "streaming",
             Flavour::Patroni => "patroni",
             Flavour::Repmgr => "repmgr",
+        }
+    }
+}
+
+/// Client routing of the generated inventory (its `routing:` section); the order of the
+/// variants is the order [`SandboxInfo::routing`] keeps them in.
+#[derive(
+    clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// A VIP moved by Patroni's role-change callback (patroni flavour only).
+    Callback,
+    /// A VIP moved by keepalived (VRRP).
+    Keepalived,
+    /// HAProxy on every host: a port to the primary, one to the replicas.
+    Haproxy,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Callback => "callback",
+            Routing::Keepalived => "keepalived",
+            Routing::Haproxy => "haproxy",
         }
     }
 }
@@ -133,6 +163,8 @@ pub struct UpOptions {
     pub etcd_members: usize,
     /// repmgr flavour: the last host is the witness.
     pub witness: bool,
+    /// Client routing in the inventory (duplicates are fine); empty: no `routing:` section.
+    pub routing: Vec<Routing>,
 }
 
 impl UpOptions {
@@ -149,6 +181,7 @@ impl UpOptions {
             subnet: None,
             etcd_members: 3,
             witness: false,
+            routing: Vec::new(),
         }
     }
 }
@@ -166,6 +199,7 @@ impl From<&UpArgs> for UpOptions {
             subnet: a.subnet.clone(),
             etcd_members: usize::from(a.etcd),
             witness: a.witness,
+            routing: a.routing.clone(),
         }
     }
 }
@@ -198,6 +232,10 @@ pub struct SandboxInfo {
     /// repmgr flavour: the last host is the witness.
     #[serde(default)]
     pub witness: bool,
+    /// Client routing written into the inventory: each kind once, in [`Routing`]'s order.
+    /// Defaults to none so that state.json files written before it still load.
+    #[serde(default)]
+    pub routing: Vec<Routing>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -335,6 +373,9 @@ fn summary(info: &SandboxInfo) -> String {
         ));
     }
     s.push_str(&format!("inventory:   {}\n", info.inventory.display()));
+    if !info.routing.is_empty() {
+        s.push_str(&format!("routing:     {}\n", routing_list(&info.routing)));
+    }
     s.push_str(&format!("key:         {}\n", info.key.display()));
     s.push_str(&format!("known_hosts: {}\n", info.known_hosts.display()));
     s.push_str(&format!(
@@ -388,6 +429,9 @@ fn status_table(st: &SandboxStatus) -> String {
     }
     if let Some(info) = &st.state {
         s.push_str(&format!("inventory: {}\n", info.inventory.display()));
+        if !info.routing.is_empty() {
+            s.push_str(&format!("routing:   {}\n", routing_list(&info.routing)));
+        }
     }
     s
 }
@@ -431,6 +475,43 @@ fn validate_user(user: &str) -> Result<(), SandboxError> {
     Ok(())
 }
 
+fn routing_list(routing: &[Routing]) -> String {
+    routing
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `--routing` as the inventory gets it: each kind once, in a fixed order (a repeated `up`
+/// writes the same text). Combinations no cluster could run are refused here, before
+/// anything is created.
+fn check_routing(flavour: Flavour, requested: &[Routing]) -> Result<Vec<Routing>, SandboxError> {
+    let mut routing = requested.to_vec();
+    routing.sort();
+    routing.dedup();
+    let has = |r: Routing| routing.contains(&r);
+    let invalid = |message: String| SandboxError::Invalid {
+        what: "--routing",
+        message,
+    };
+    if has(Routing::Callback) && flavour != Flavour::Patroni {
+        return Err(invalid(format!(
+            "callback is Patroni's role-change callback moving the VIP: it needs --flavour \
+             patroni (not {}); keepalived moves a VIP with any flavour",
+            flavour.as_str()
+        )));
+    }
+    if has(Routing::Callback) && has(Routing::Keepalived) {
+        return Err(invalid(
+            "callback and keepalived would both move the one VIP: choose one of them \
+             (haproxy goes with either)"
+                .to_string(),
+        ));
+    }
+    Ok(routing)
+}
+
 fn path_of_state(dir: &Path) -> PathBuf {
     dir.join("state.json")
 }
@@ -460,6 +541,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         .as_deref()
         .map(network::parse_subnet)
         .transpose()?;
+    let routing = check_routing(opts.flavour, &opts.routing)?;
 
     let dir = inventory::prepare_dir(&opts.dir)?;
     let inventory_path = match &opts.inventory {
@@ -510,6 +592,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
             1
         },
         witness: opts.witness && opts.flavour == Flavour::Repmgr,
+        routing,
     };
     inventory::write_all(&info)?;
     note(format!(
@@ -622,6 +705,70 @@ mod tests {
         assert!(
             matches!(cli.sandbox.command, SandboxCommand::Down(CommonArgs { ref name, .. }) if name == "x")
         );
+    }
+
+    #[test]
+    fn routing_option() {
+        use Routing::{Callback, Haproxy, Keepalived};
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["pgha", "up"].iter().chain(args))?;
+            let SandboxCommand::Up(a) = &cli.sandbox.command else {
+                panic!("not up")
+            };
+            Ok::<_, clap::Error>(UpOptions::from(a).routing)
+        };
+        assert_eq!(parse(&[]).expect("parse"), vec![]);
+        assert_eq!(
+            parse(&["--routing", "keepalived,haproxy"]).expect("parse"),
+            vec![Keepalived, Haproxy]
+        );
+        assert_eq!(
+            parse(&["--routing", "haproxy", "--routing=callback"]).expect("parse"),
+            vec![Haproxy, Callback]
+        );
+        assert!(parse(&["--routing", "vip"]).is_err());
+        assert!(parse(&["--routing", "keepalived,"]).is_err());
+    }
+
+    #[test]
+    fn routing_is_checked() {
+        use Routing::{Callback, Haproxy, Keepalived};
+        let ok = |f, r: &[Routing]| check_routing(f, r).expect("accepted");
+        assert_eq!(ok(Flavour::Streaming, &[]), vec![]);
+        assert_eq!(
+            ok(Flavour::Patroni, &[Haproxy, Callback, Haproxy, Callback]),
+            vec![Callback, Haproxy],
+            "deduplicated, in a fixed order"
+        );
+        assert_eq!(
+            ok(Flavour::Repmgr, &[Haproxy, Keepalived, Keepalived]),
+            vec![Keepalived, Haproxy]
+        );
+        assert_eq!(ok(Flavour::Streaming, &[Haproxy]), vec![Haproxy]);
+        for flavour in [Flavour::Streaming, Flavour::Repmgr] {
+            let e = check_routing(flavour, &[Callback]).expect_err("callback is Patroni's");
+            assert!(e.to_string().contains("--flavour patroni"), "{e}");
+        }
+        let e = check_routing(Flavour::Patroni, &[Keepalived, Haproxy, Callback])
+            .expect_err("one VIP, one mover");
+        assert!(e.to_string().contains("callback and keepalived"), "{e}");
+    }
+
+    #[test]
+    fn refused_routing_creates_nothing() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("state");
+        let mut opts = UpOptions::new("refused", &dir);
+        opts.flavour = Flavour::Repmgr;
+        opts.routing = vec![Routing::Callback];
+        assert!(matches!(
+            up(&opts),
+            Err(SandboxError::Invalid {
+                what: "--routing",
+                ..
+            })
+        ));
+        assert!(!dir.exists(), "refused before the state folder is made");
     }
 
     #[test]

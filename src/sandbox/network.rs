@@ -108,17 +108,7 @@ pub(crate) fn ensure_network(
             None => pick_free(sandbox, &used_subnets()?)?,
         };
         let mut create = docker();
-        create.args([
-            "network",
-            "create",
-            "--driver",
-            "bridge",
-            "--subnet",
-            &format!("{base}/24"),
-            "--label",
-            &format!("{LABEL}={sandbox}"),
-            &name,
-        ]);
+        create.args(create_args(sandbox, &name, base));
         match cmd::run(&mut create) {
             Ok(_) => return Ok(Net { name, base }),
             Err(SandboxError::Command { stderr, .. })
@@ -134,6 +124,28 @@ pub(crate) fn ensure_network(
         "could not create network {name}: {}",
         last_err.unwrap_or_default()
     )))
+}
+
+/// `docker network create` for a new sandbox network. Docker hands out addresses only from the
+/// lower half (--ip-range BASE/25), so .128 to .254 stay free for addresses the hosts take
+/// over themselves (the inventory's routing VIP, .200). Existing networks are kept as they
+/// are: containers get fixed addresses (.11...) either way.
+fn create_args(sandbox: &str, name: &str, base: Ipv4Addr) -> Vec<String> {
+    [
+        "network",
+        "create",
+        "--driver",
+        "bridge",
+        "--subnet",
+        &format!("{base}/24"),
+        "--ip-range",
+        &format!("{base}/25"),
+        "--label",
+        &format!("{LABEL}={sandbox}"),
+        name,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Remove every network labelled for the sandbox.
@@ -253,6 +265,16 @@ mod tests {
         };
         assert_eq!(net.host_ip(1), Ipv4Addr::new(10, 77, 3, 11));
         assert_eq!(net.host_ip(9), Ipv4Addr::new(10, 77, 3, 19));
+    }
+
+    #[test]
+    fn new_networks_keep_the_upper_half_free() {
+        let args = create_args("s1", "s1-net", Ipv4Addr::new(10, 77, 3, 0)).join(" ");
+        assert_eq!(
+            args,
+            "network create --driver bridge --subnet 10.77.3.0/24 --ip-range 10.77.3.0/25 \
+             --label pgha.sandbox=s1 s1-net"
+        );
     }
 
     #[test]
