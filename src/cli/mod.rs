@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::ExitStatus;
 
 mod apply;
+mod connect_info;
 mod facts;
 mod failover;
 mod force_unlock;
@@ -59,6 +60,9 @@ enum Command {
     Switchover(switchover::SwitchoverArgs),
     /// The primary is gone: promote the standby with the most WAL, fence the old one, verify.
     Failover(failover::FailoverArgs),
+    /// Ready connection strings: multi-host libpq and JDBC URLs, the VIP, haproxy's ports.
+    /// No network.
+    ConnectInfo(connect_info::ConnectInfoArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// The cluster's CA: `pgha tls init` makes one beside the inventory.
@@ -179,6 +183,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
+        Command::ConnectInfo(args) => connect_info::run(args),
         Command::Plan(args) => plan::run(args, cli.verbose),
         Command::Apply(args) => apply::run(args, cli.verbose),
         Command::Verify(args) => verify::run(args),

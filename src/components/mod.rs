@@ -50,6 +50,8 @@ pub struct SectionInput<'a> {
     /// The cluster's flavour (what it offers a component: health checks, callbacks, ports).
     pub flavour: &'a Arc<dyn Flavour>,
     pub postgres_port: u16,
+    /// `postgres.listen_addresses` as the inventory gives it.
+    pub listen_addresses: &'a str,
 }
 
 /// Everything the engine asks of a component.

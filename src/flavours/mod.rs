@@ -340,6 +340,11 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     fn ports(&self) -> Vec<(u16, String)> {
         Vec::new()
     }
+    /// Whether it writes PostgreSQL's listen addresses itself (covering a VIP), rather than
+    /// taking `postgres.listen_addresses`.
+    fn writes_listen_addresses(&self) -> bool {
+        false
+    }
     /// Whether it runs a script of pgha's when a member's role changes (a VIP can then move
     /// with the role: `routing.vip.mode: callback`).
     fn role_callbacks(&self) -> bool {

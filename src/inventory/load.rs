@@ -187,6 +187,7 @@ impl Reader<'_> {
                     base: &self.base,
                     flavour,
                     postgres_port: pg.port,
+                    listen_addresses: &pg.listen_addresses,
                 }));
             }
         }

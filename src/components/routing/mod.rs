@@ -53,6 +53,7 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
         hosts: input.hosts,
         role_callbacks: flavour.role_callbacks(),
         flavour_health: matches!(health_of(flavour.as_ref()), HealthCheck::Http { .. }),
+        listen_addresses: (!flavour.writes_listen_addresses()).then_some(input.listen_addresses),
         ports,
     };
     let section = section::read(&mut input, &cx)?;
@@ -138,8 +139,8 @@ impl Component for Routing {
                 include_str!("../../../templates/routing/pgha-health.socket.j2"),
             ),
             (
-                "routing/pgha-health@.service.j2",
-                include_str!("../../../templates/routing/pgha-health@.service.j2"),
+                "routing/pgha-health.service.j2",
+                include_str!("../../../templates/routing/pgha-health.service.j2"),
             ),
             (
                 "routing/haproxy.cfg.j2",
@@ -396,6 +397,21 @@ pub(crate) mod tests {
             e.contains("needs `routing.vip` with `mode: keepalived`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_vip_needs_a_server_that_listens_on_it() {
+        let t = text(
+            "repmgr",
+            "vip: {address: 10.0.0.100/24}\n  keepalived: {virtual_router_id: 3, password: {env: V}}",
+        )
+        .replace("postgres: {version: 15,", "postgres: {version: 15, listen_addresses: 10.0.0.1,")
+        .replace("hosts:", "repmgr: {password: {env: X}}\nhosts:");
+        let e = match load_str(Path::new("t.yml"), &t) {
+            Err(LoadError::Invalid(d)) => d.render(),
+            other => panic!("{:?}", other.err()),
+        };
+        assert!(e.contains("PostgreSQL listens on `10.0.0.1` only"), "{e}");
     }
 
     #[test]

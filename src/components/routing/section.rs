@@ -90,6 +90,9 @@ pub struct Context<'a> {
     pub ports: Vec<(u16, String)>,
     /// Whether the flavour has a health endpoint of its own (no need for pgha's).
     pub flavour_health: bool,
+    /// The addresses PostgreSQL listens on, when the inventory decides them (None: the
+    /// flavour does, covering a VIP).
+    pub listen_addresses: Option<&'a str>,
 }
 
 pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
@@ -220,6 +223,19 @@ fn vip(
         None if cx.role_callbacks && keepalived.is_none() => Some(VipMode::Callback),
         None => Some(VipMode::Keepalived),
     };
+    if let (Some(net), Some(listen)) = (&net, cx.listen_addresses) {
+        let all = listen
+            .split(',')
+            .any(|a| matches!(a.trim(), "*" | "0.0.0.0"));
+        if !all {
+            d.error_with_help(
+                node.pos,
+                "routing.vip",
+                format!("PostgreSQL listens on `{listen}` only, so nothing answers on the VIP {} once it moves to a host", net.addr()),
+                "set `postgres.listen_addresses: \"*\"` (pg_hba still decides who may connect)",
+            );
+        }
+    }
     m.finish(d);
     Some(Vip {
         net: net?,

@@ -324,6 +324,11 @@ impl Flavour for Patroni {
         ]
     }
 
+    /// patroni.yml's `postgresql.listen` (every address when there is a VIP).
+    fn writes_listen_addresses(&self) -> bool {
+        true
+    }
+
     /// `pgha-callback.py` runs on every role change (`on_start`, `on_role_change`, ...).
     fn role_callbacks(&self) -> bool {
         true
