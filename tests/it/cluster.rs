@@ -288,6 +288,23 @@ impl Sandbox {
         })
     }
 
+    /// A sandbox of `flavour` on the packages image with client routing (`--routing`): three
+    /// data hosts (Patroni: three etcd members among them; repmgr: a witness after them).
+    pub fn routed(
+        tag: &str,
+        flavour: pgha::sandbox::Flavour,
+        routing: &[pgha::sandbox::Routing],
+    ) -> Sandbox {
+        use pgha::sandbox::Flavour;
+        let hosts = if flavour == Flavour::Repmgr { 4 } else { 3 };
+        Sandbox::up_with(tag, Options::packaged(hosts), |o| {
+            o.flavour = flavour;
+            o.etcd_members = 3;
+            o.witness = flavour == Flavour::Repmgr;
+            o.routing = routing.to_vec();
+        })
+    }
+
     fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

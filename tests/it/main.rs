@@ -10,6 +10,8 @@ mod patroni;
 mod render;
 mod repmgr;
 mod rotation;
+mod routing;
+mod routing_rules;
 mod sandbox;
 mod saved_plan;
 mod scheduler;

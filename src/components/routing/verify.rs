@@ -189,7 +189,7 @@ fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
 }
 
 /// Which host presented the certificate `openssl x509 -subject -ext subjectAltName` printed.
-fn identify(cluster: &Cluster, printed: &str) -> Option<String> {
+pub fn identify(cluster: &Cluster, printed: &str) -> Option<String> {
     let cn = printed
         .lines()
         .find_map(|l| l.trim().strip_prefix("subject="))
@@ -333,19 +333,4 @@ pub fn status_lines(
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_certificate_names_its_host() {
-        let inv = super::super::tests::inventory("streaming", "vip: {address: 10.0.0.100/24, mode: keepalived}\n  keepalived: {virtual_router_id: 7, password: {env: V}}");
-        let printed = "subject=CN = pg2\nX509v3 Subject Alternative Name: \n    DNS:pg2, IP Address:10.0.0.2\n";
-        assert_eq!(identify(&inv.cluster, printed).as_deref(), Some("pg2"));
-        let other = "subject=CN = elsewhere\n    DNS:elsewhere, IP Address:10.0.0.3, DNS:x\n";
-        assert_eq!(identify(&inv.cluster, other).as_deref(), Some("pg3"));
-        assert_eq!(identify(&inv.cluster, "").as_deref(), None);
-    }
 }

@@ -1,0 +1,343 @@
+//! Client routing on real hosts: the VIP (Patroni's callback, keepalived) and haproxy follow
+//! the primary through switchovers and crashes, for every flavour, and verify proves each
+//! route by the certificate of the server that answers.
+
+use std::time::{Duration, Instant};
+
+use pgha::sandbox::{Flavour, Routing};
+
+use crate::cluster::Sandbox;
+use crate::load::{client_sql, Acked, Writer};
+
+/// The VIP the sandbox writes: `.200` of its subnet.
+fn vip(sb: &Sandbox) -> String {
+    let ip = sb.ip("pg1");
+    let (net, _) = ip.rsplit_once('.').expect("IPv4");
+    format!("{net}.200")
+}
+
+/// The data hosts whose interfaces hold the VIP, as `ip` on each says.
+fn holders(sb: &Sandbox, hosts: &[&str]) -> Vec<String> {
+    let vip = vip(sb);
+    hosts
+        .iter()
+        .filter(|h| {
+            sb.sh(h, "ip -o -4 addr show | awk '{print $4}'")
+                .lines()
+                .any(|a| a.split('/').next() == Some(vip.as_str()))
+        })
+        .map(|h| (*h).to_owned())
+        .collect()
+}
+
+/// The application's connection string through one route, checking the server's
+/// certificate against the cluster CA (the VIP and haproxy hosts are in its names).
+fn route_conninfo(sb: &Sandbox, address: &str, port: u16) -> (String, String) {
+    let ca = sb
+        .inventory()
+        .parent()
+        .expect("inventory folder")
+        .join("tls/ca.crt");
+    (
+        format!(
+            "host={address} port={port} dbname=appdb user=app sslmode=verify-full sslrootcert={} connect_timeout=2",
+            ca.display()
+        ),
+        sb.env_value("PGHA_APP_PASSWORD"),
+    )
+}
+
+/// The data host that answers `pg_is_in_recovery() = false` through a route.
+fn primary_through(conninfo: &str, password: &str) -> bool {
+    client_sql(conninfo, password, "SELECT 1 WHERE NOT pg_is_in_recovery()")
+}
+
+#[track_caller]
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    start.elapsed()
+}
+
+/// The new primary among `hosts`, by its own server.
+fn new_primary(sb: &Sandbox, hosts: &[&str]) -> String {
+    hosts
+        .iter()
+        .find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f")
+        .map(|h| (*h).to_owned())
+        .expect("a new primary")
+}
+
+/// Kill `victim`'s host under a write load through `conninfo`: the route reaches a new
+/// primary among `survivors`; what the load saw and who leads now. `promote` runs after the
+/// crash (pgha's own failover for a flavour that does not fail over by itself).
+fn crash_under_load(
+    sb: &Sandbox,
+    conninfo: &str,
+    password: &str,
+    victim: &str,
+    survivors: &[&str],
+    promote: impl FnOnce(),
+) -> (Acked, Instant, String) {
+    let writer = Writer::start(conninfo, password);
+    std::thread::sleep(Duration::from_secs(4));
+    let crash = Instant::now();
+    sb.docker("kill", victim);
+    promote();
+    let routed = wait_for(
+        "the route reaches a new primary",
+        Duration::from_secs(120),
+        || primary_through(conninfo, password),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = writer.stop();
+    let leader = new_primary(sb, survivors);
+    eprintln!(
+        "{}: route to the new primary {leader} after {:.1} s, longest write gap {:.1} s, {} writes acknowledged",
+        sb.inventory().display(),
+        routed.as_secs_f64(),
+        acked.gap_around(crash).as_secs_f64(),
+        acked.ids.len()
+    );
+    assert!(
+        acked.before(crash) > 0 && acked.after(crash) > 0,
+        "writes before and after the crash"
+    );
+    (acked, crash, leader)
+}
+
+/// The old primary's host back, then apply: it rejoins as a replica and nothing is left to do.
+fn restore(sb: &Sandbox, victim: &str) {
+    sb.docker("start", victim);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = sb.command("apply").arg("-y").output().expect("pgha apply");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apply after {victim} came back:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    sb.assert_plan_clean();
+}
+
+/// Patroni with the VIP moved by its callback and haproxy on every member, synchronous mode:
+/// the VIP is on the leader only, follows a switchover within seconds, and after the leader's
+/// host is killed under a write load through the VIP it is on the new leader with no
+/// acknowledged write lost. verify proves every route, status shows them, connect-info
+/// prints them.
+#[test]
+fn patroni_callback_vip_follows_the_leader() {
+    let sb = Sandbox::routed(
+        "vipcb",
+        Flavour::Patroni,
+        &[Routing::Callback, Routing::Haproxy],
+    );
+    let all = ["pg1", "pg2", "pg3"];
+    sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
+    let applied = sb
+        .pgha(["apply", "-y"])
+        .stdout_has("note: routing: VIP")
+        .stdout_has("role callback")
+        .stdout_has("0 failed.")
+        .run();
+    for check in [
+        "on pg1, the primary (callback mode)",
+        "haproxy write route",
+        &format!("route VIP {}:5432", vip(&sb)),
+        "pg1 answers: the primary",
+        "answers: a replica",
+    ] {
+        assert!(
+            applied.stdout.contains(check),
+            "{check}:\n{}",
+            applied.stdout
+        );
+    }
+    sb.assert_converged();
+    assert_eq!(holders(&sb, &all), ["pg1"]);
+    sb.pgha(["status"])
+        .stdout_has("(callback): on pg1")
+        .stdout_has("write :5000 [pg1 up, pg2 down, pg3 down]")
+        .run();
+    sb.pgha(["connect-info"])
+        .stdout_has(&format!("postgresql://app@{}:5432/appdb", vip(&sb)))
+        .stdout_has(":5000/appdb")
+        .stdout_has("targetServerType=preferSecondary&loadBalanceHosts=true")
+        .stdout_has("target_session_attrs=read-write")
+        .run();
+
+    // A switchover: the new leader's callback takes the VIP, the old one's drops it.
+    let started = Instant::now();
+    sb.pgha(["switchover", "-y", "--to", "pg2"])
+        .stdout_has("on pg2, the primary (callback mode)")
+        .stdout_has("0 failed.")
+        .run();
+    let moved = wait_for("the VIP on pg2 only", Duration::from_secs(30), || {
+        holders(&sb, &all) == ["pg2"]
+    });
+    eprintln!(
+        "switchover: VIP on the new leader {:.1} s after the switchover started",
+        (started.elapsed() - moved).as_secs_f64()
+    );
+
+    // The leader's host killed under a load through the VIP.
+    let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
+    let (acked, _, leader) =
+        crash_under_load(&sb, &conninfo, &password, "pg2", &["pg1", "pg3"], || {});
+    assert_eq!(holders(&sb, &["pg1", "pg3"]), std::slice::from_ref(&leader));
+    let missing = acked.missing_on(&sb, &leader);
+    assert!(
+        missing.is_empty(),
+        "synchronous mode lost acknowledged writes: {:?}",
+        missing.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+    restore(&sb, "pg2");
+    assert_eq!(holders(&sb, &all), std::slice::from_ref(&leader));
+    sb.pgha(["verify"]).stdout_has("0 failed.").run();
+}
+
+/// Patroni with keepalived (weight 0: the VIP is on the leader only) and haproxy on the data
+/// nodes: a write load through the VIP's haproxy write port survives the leader's crash.
+#[test]
+fn patroni_keepalived_and_haproxy_follow_the_leader() {
+    let sb = Sandbox::routed(
+        "vipka",
+        Flavour::Patroni,
+        &[Routing::Keepalived, Routing::Haproxy],
+    );
+    let all = ["pg1", "pg2", "pg3"];
+    sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("keepalived on every data host")
+        .stdout_has("on pg1, the primary (keepalived mode)")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    assert_eq!(holders(&sb, &all), ["pg1"]);
+    let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5000);
+    let (acked, _, leader) =
+        crash_under_load(&sb, &conninfo, &password, "pg1", &["pg2", "pg3"], || {});
+    assert_eq!(holders(&sb, &["pg2", "pg3"]), std::slice::from_ref(&leader));
+    let missing = acked.missing_on(&sb, &leader);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes lost",
+        missing.len()
+    );
+    restore(&sb, "pg1");
+    assert_eq!(holders(&sb, &all), [leader]);
+}
+
+/// repmgr with keepalived (the field guide's variant: a local role check): repmgrd's
+/// failover moves the VIP.
+#[test]
+fn repmgr_keepalived_vip_follows_repmgrd() {
+    let sb = Sandbox::routed("vipre", Flavour::Repmgr, &[Routing::Keepalived]);
+    let data = ["pg1", "pg2", "pg3"];
+    sb.pgha(["apply", "-y"])
+        .stdout_has("on pg1, the primary (keepalived mode)")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    assert_eq!(holders(&sb, &data), ["pg1"]);
+    // The witness holds no data and runs no keepalived.
+    assert_eq!(
+        sb.sh("pg4", "systemctl is-active keepalived || true")
+            .trim(),
+        "inactive"
+    );
+    let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
+    let (_, _, leader) = crash_under_load(&sb, &conninfo, &password, "pg1", &["pg2", "pg3"], || {});
+    assert_eq!(holders(&sb, &["pg2", "pg3"]), [leader]);
+    restore(&sb, "pg1");
+}
+
+/// Streaming with haproxy on every data host (pgha's own health endpoint): `pgha failover`
+/// moves the write route; the read route never offers the primary.
+#[test]
+fn streaming_haproxy_follows_pgha_failover() {
+    let sb = Sandbox::routed("hapst", Flavour::Streaming, &[Routing::Haproxy]);
+    sb.pgha(["apply", "-y"])
+        .stdout_has("haproxy read route")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    // The health endpoint over TLS, as haproxy asks it.
+    let answer = sb.sh(
+        "pg2",
+        &format!(
+            "printf 'OPTIONS /primary HTTP/1.0\\r\\n\\r\\n' | timeout 5 openssl s_client -quiet -connect {}:8008 -CAfile /etc/postgresql/15/main/tls/ca.crt -verify_return_error 2>/dev/null | head -1",
+            sb.ip("pg1")
+        ),
+    );
+    assert!(answer.contains("200"), "pg1's /primary: {answer}");
+    let (read, password) = route_conninfo(&sb, &sb.ip("pg3"), 5001);
+    assert!(client_sql(
+        &read,
+        &password,
+        "SELECT 1 WHERE pg_is_in_recovery()"
+    ));
+    let (conninfo, _) = route_conninfo(&sb, &sb.ip("pg3"), 5000);
+    let (acked, _, leader) =
+        crash_under_load(&sb, &conninfo, &password, "pg1", &["pg2", "pg3"], || {
+            // The host is gone: pgha's failover promotes the standby with the most WAL.
+            std::thread::sleep(Duration::from_secs(2));
+            sb.pgha(["failover", "-y"]).stdout_has("0 failed.").run();
+        });
+    eprintln!(
+        "streaming + haproxy: {} writes lost (asynchronous replication)",
+        acked.missing_on(&sb, &leader).len()
+    );
+    restore(&sb, "pg1");
+    sb.pgha(["verify"])
+        .stdout_has(&format!("{leader} answers: the primary"))
+        .stdout_has("0 failed.")
+        .run();
+}
+
+/// A haproxy template override with an error is refused by haproxy's own check before it
+/// replaces the live file: the running haproxy keeps its configuration.
+#[test]
+fn a_broken_haproxy_override_never_reaches_the_live_file() {
+    let sb = Sandbox::routed("hapbad", Flavour::Streaming, &[Routing::Haproxy]);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let before = sb.sh("pg1", "sha256sum /etc/haproxy/haproxy.cfg");
+    let overrides = sb.state_dir().join("overrides");
+    std::fs::create_dir_all(overrides.join("routing")).expect("mkdir");
+    let good =
+        std::fs::read_to_string(crate::support::root().join("templates/routing/haproxy.cfg.j2"))
+            .expect("template");
+    std::fs::write(
+        overrides.join("routing/haproxy.cfg.j2"),
+        good.replace("balance roundrobin", "balance no-such-algorithm"),
+    )
+    .expect("write override");
+    let out = sb
+        .command("apply")
+        .arg("-y")
+        .arg("--templates")
+        .arg(&overrides)
+        .output()
+        .expect("pgha apply");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a broken haproxy.cfg applied:\n{text}"
+    );
+    assert!(
+        text.contains("no-such-algorithm"),
+        "haproxy's reason:\n{text}"
+    );
+    assert_eq!(sb.sh("pg1", "sha256sum /etc/haproxy/haproxy.cfg"), before);
+    assert_eq!(sb.sh("pg1", "systemctl is-active haproxy").trim(), "active");
+}
