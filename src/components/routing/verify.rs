@@ -140,6 +140,8 @@ pub fn polled(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
 /// A route to prove: where a client dials, and whether the primary must answer.
 struct Route {
     label: String,
+    /// The haproxy host it goes through, if any.
+    via: Option<String>,
     address: String,
     port: u16,
     primary: bool,
@@ -150,6 +152,7 @@ fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
     if let Some(v) = &r.section.vip {
         out.push(Route {
             label: format!("route VIP {}:{}", v.address(), cluster.postgres.port),
+            via: None,
             address: v.address().to_string(),
             port: cluster.postgres.port,
             primary: true,
@@ -159,6 +162,7 @@ fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
             if h.hosts.len() > 1 {
                 out.push(Route {
                     label: format!("route VIP {}:{}", v.address(), h.primary_port),
+                    via: None,
                     address: v.address().to_string(),
                     port: h.primary_port,
                     primary: true,
@@ -173,12 +177,14 @@ fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
             };
             out.push(Route {
                 label: format!("route haproxy {name}:{}", h.primary_port),
+                via: Some(name.clone()),
                 address: host.address.clone(),
                 port: h.primary_port,
                 primary: true,
             });
             out.push(Route {
                 label: format!("route haproxy {name}:{}", h.replica_port),
+                via: Some(name.clone()),
                 address: host.address.clone(),
                 port: h.replica_port,
                 primary: false,
@@ -227,7 +233,14 @@ pub async fn routes(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for route in endpoints(r, cluster) {
+    // A haproxy host not reached has its own row; its routes cannot answer.
+    let reached = |route: &Route| {
+        route
+            .via
+            .as_ref()
+            .is_none_or(|h| !view.unreachable.contains_key(h))
+    };
+    for route in endpoints(r, cluster).into_iter().filter(reached) {
         let script = match &cluster.tls {
             Some(tls) => format!(
                 "timeout 5 openssl s_client -starttls postgres -connect {}:{} -CAfile {}/ca.crt -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -subject -ext subjectAltName",
