@@ -152,14 +152,26 @@ impl Project {
             .cluster
             .secrets()
             .into_iter()
-            .chain(plugged.iter().map(|s| (s.label.clone(), s.reference)));
-        for (label, reference) in all {
+            .map(|(label, reference)| (label, reference, None))
+            .chain(
+                plugged
+                    .iter()
+                    .map(|s| (s.label.clone(), s.reference, s.rule)),
+            );
+        for (label, reference, rule) in all {
             // A CA still to be made has no key yet; what makes it comes before its use.
             if self.missing_ca.is_some() && label == crate::steps::tls_certificate::CA_KEY {
                 continue;
             }
             match reference.resolve(&label) {
-                Ok(s) => secrets.insert(&label, s),
+                Ok(s) => match rule.map(|fit| fit(s.expose())) {
+                    Some(Err(reason)) => errors.push(crate::secret::SecretError::Unfit {
+                        label: label.clone(),
+                        source_ref: reference.to_string(),
+                        reason,
+                    }),
+                    _ => secrets.insert(&label, s),
+                },
                 Err(e) => errors.push(e),
             }
         }

@@ -88,7 +88,12 @@ pub struct FlavourSecret<'a> {
     /// Its name under `secrets` in templates: `rewind_password`.
     pub var: &'static str,
     pub reference: &'a SecretRef,
+    /// What the value must be besides a password (None: any), checked when it is resolved.
+    pub rule: Option<SecretRule>,
 }
+
+/// A rule a secret's value must follow, with the reason when it does not.
+pub type SecretRule = fn(&str) -> Result<(), String>;
 
 /// One verify check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -73,6 +73,12 @@ pub enum SecretError {
     Empty { label: String, source_ref: String },
     #[error("{label}: the secret from {source_ref} is shorter than 8 characters")]
     TooShort { label: String, source_ref: String },
+    #[error("{label}: the secret from {source_ref} does not fit: {reason}")]
+    Unfit {
+        label: String,
+        source_ref: String,
+        reason: String,
+    },
     #[error("secret `{label}` was not resolved before use")]
     Unresolved { label: String },
 }

@@ -66,7 +66,7 @@ fn the_vip_mode_follows_the_flavour() {
 fn a_wrong_vip_is_refused_with_its_reason() {
     let e = refused("patroni", "vip: {address: 10.0.1.100/24}");
     assert!(
-        e.contains("outside 10.0.1.0/24, the subnet of host pg1"),
+        e.contains("outside 10.0.1.0/24, the subnet of hosts pg1, pg2, pg3"),
         "{e}"
     );
     let e = refused("patroni", "vip: {address: 10.0.0.2/24}");

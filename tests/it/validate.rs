@@ -2173,3 +2173,84 @@ fn tls_names_are_addresses_or_dns_names() {
     std::fs::write(&path, text.replace(", \"two words\"", "")).expect("write");
     Test::new().args(["validate", "-i"]).arg_path(&path).run();
 }
+
+// ---- client routing --------------------------------------------------------------------------
+
+const ROUTING: &str = "routing:
+  vip:
+    address: 10.0.0.100/24
+    mode: keepalived
+  keepalived:
+    virtual_router_id: 51
+    password: {env: PGHA_VRRP_PASSWORD}
+  haproxy:
+    primary_port: 5000
+";
+
+/// `line:column` of the value after `key: ` on the line of ROUTING that holds `key`, once
+/// appended to BASE.
+fn routing_at(key: &str) -> String {
+    let (i, line) = ROUTING
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with(key))
+        .expect("key in ROUTING");
+    let column = line.find(key).expect("key") + key.len() + 1;
+    format!("{}:{}", BASE.lines().count() + i + 1, column + 1)
+}
+
+#[test]
+fn routing_is_valid_and_its_mistakes_are_located() {
+    accepts(&format!("{BASE}{ROUTING}"));
+    let stderr = rejects(
+        &format!("{BASE}{}", ROUTING.replace("10.0.0.100/24", "10.0.9.100/24")),
+        &routing_at("address:"),
+        "10.0.9.100 is outside 10.0.9.0/24, the subnet of hosts pg1, pg2, pg3 (10.0.0.11, 10.0.0.12, 10.0.0.13)",
+    );
+    // One mistake, one error: the keepalived section is not blamed for the VIP's.
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    rejects(
+        &format!("{BASE}{}", ROUTING.replace("mode: keepalived", "mode: callback")),
+        &routing_at("mode:"),
+        "`callback` moves the VIP from the flavour's role-change callback, and this flavour has none",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            ROUTING.replace("virtual_router_id: 51", "virtual_router_id: 300")
+        ),
+        &routing_at("virtual_router_id:"),
+        "routing.keepalived.virtual_router_id",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            ROUTING.replace("primary_port: 5000", "primary_port: 5432")
+        ),
+        &routing_at("primary_port:"),
+        "port 5432 is both postgres.port and routing.haproxy.primary_port",
+    );
+}
+
+#[test]
+fn a_vrrp_password_keepalived_would_cut_is_refused_unechoed() {
+    let (_dir, path) = write_inventory(&format!("{BASE}{ROUTING}"));
+    let ran = Test::new()
+        .args(["validate", "--secrets", "-i"])
+        .arg_path(&path)
+        .env("PGHA_REPLICATION_PASSWORD", "repl-password-1")
+        .env("PGHA_APP_PASSWORD", "app-password-1")
+        .env("PGHA_VRRP_PASSWORD", "too-long-vrrp")
+        .status(1)
+        .stderr_has("routing.keepalived.password: the secret from env PGHA_VRRP_PASSWORD does not fit: VRRP PASS authentication takes at most 8 characters")
+        .run();
+    assert!(!ran.stderr.contains("too-long-vrrp") && !ran.stdout.contains("too-long-vrrp"));
+    Test::new()
+        .args(["validate", "--secrets", "-i"])
+        .arg_path(&path)
+        .env("PGHA_REPLICATION_PASSWORD", "repl-password-1")
+        .env("PGHA_APP_PASSWORD", "app-password-1")
+        .env("PGHA_VRRP_PASSWORD", "Vr9pAss1")
+        .stdout_has("every secret resolved")
+        .run();
+}

@@ -66,6 +66,18 @@ fn health_of(flavour: &dyn Flavour) -> HealthCheck {
     flavour.health()
 }
 
+/// keepalived's PASS authentication reads 8 characters (more are cut off without a word), in
+/// double quotes in its configuration.
+fn vrrp_password(value: &str) -> Result<(), String> {
+    if value.chars().count() > 8 {
+        return Err("VRRP PASS authentication takes at most 8 characters (keepalived would silently cut it)".to_owned());
+    }
+    if value.contains(['"', '\\']) || value.chars().any(char::is_whitespace) {
+        return Err("it may not hold a double quote, a backslash or a space (keepalived's configuration quoting)".to_owned());
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Routing {
     pub section: Section,
@@ -165,6 +177,7 @@ impl Component for Routing {
                 label: "routing.keepalived.password".to_owned(),
                 var: "vrrp_password",
                 reference: &k.password,
+                rule: Some(vrrp_password),
             })
             .collect()
     }

@@ -70,6 +70,8 @@ pub struct Haproxy {
     pub replica_port: u16,
     /// Replay lag in bytes beyond which a replica takes no reads.
     pub max_lag: u64,
+    /// Where each port is written (or the section, for a default): for clash errors.
+    pub ports_at: [crate::yaml::node::Pos; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -100,20 +102,24 @@ pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
     let mut m = MapReader::new(d, input.section, "routing")?;
     let keepalived_node = m.take("keepalived");
     let vip = m.take("vip").and_then(|n| vip(d, n, cx, keepalived_node));
-    let keepalived = match keepalived_node {
-        Some(n) if vip.as_ref().is_some_and(|v| v.mode == VipMode::Keepalived) => {
-            keepalived(d, n, input.base)
+    // The VRRP instance moves the VIP: a `keepalived:` section without a VIP in keepalived
+    // mode is a mistake (unless the VIP itself was refused: one mistake, one error).
+    let vip_node = input.section.get("vip").map(|(_, n)| n);
+    let keepalived = keepalived_node.and_then(|n| {
+        let section = keepalived(d, n, input.base);
+        match &vip {
+            Some(v) if v.mode == VipMode::Keepalived => section,
+            None if vip_node.is_some() => section,
+            _ => {
+                d.error(
+                    n.pos,
+                    "routing.keepalived",
+                    "`routing.keepalived` configures the VRRP instance that moves the VIP: it needs `routing.vip` with `mode: keepalived`",
+                );
+                None
+            }
         }
-        Some(n) => {
-            d.error(
-                n.pos,
-                "routing.keepalived",
-                "`routing.keepalived` configures the VRRP instance that moves the VIP: it needs `routing.vip` with `mode: keepalived`",
-            );
-            None
-        }
-        None => None,
-    };
+    });
     let health_port = match m.take("health_port") {
         Some(n) if cx.flavour_health => {
             d.error(
@@ -271,6 +277,7 @@ fn vip_address(d: &mut Diagnostics, node: &Node, hosts: &[Host]) -> Option<Ipv4N
         );
         ok = false;
     }
+    let mut outside: Vec<(&str, Ipv4Addr)> = Vec::new();
     for h in hosts.iter().filter(|h| h.role.holds_data()) {
         if same_machine(&h.address) == net.addr().to_string() {
             d.error(
@@ -285,21 +292,30 @@ fn vip_address(d: &mut Diagnostics, node: &Node, hosts: &[Host]) -> Option<Ipv4N
             ok = false;
             continue;
         }
-        match h.address.parse::<Ipv4Addr>() {
-            Ok(ip) if !net.contains(&ip) => {
-                d.error_with_help(
-                    node.pos,
-                    path,
-                    format!("{} is outside {}, the subnet of host {} ({ip})", net.addr(), net.trunc(), h.name),
-                    "the VIP moves between the data hosts on one network segment: give an address of their subnet (and the subnet's prefix)",
-                );
-                ok = false;
+        // A DNS name: its subnet is known only on the host (arping and keepalived say there).
+        if let Ok(ip) = h.address.parse::<Ipv4Addr>() {
+            if !net.contains(&ip) {
+                outside.push((&h.name, ip));
             }
-            Ok(_) => {}
-            // A DNS name: its subnet is known only on the host; arping and keepalived there
-            // will say.
-            Err(_) => {}
         }
+    }
+    if !outside.is_empty() {
+        let (names, ips): (Vec<&str>, Vec<String>) =
+            outside.iter().map(|(n, ip)| (*n, ip.to_string())).unzip();
+        d.error_with_help(
+            node.pos,
+            path,
+            format!(
+                "{} is outside {}, the subnet of host{} {} ({})",
+                net.addr(),
+                net.trunc(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                ips.join(", ")
+            ),
+            "the VIP moves between the data hosts on one network segment: give an address of their subnet (and the subnet's prefix)",
+        );
+        ok = false;
     }
     ok.then_some(net)
 }
@@ -366,11 +382,11 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
     let port = |d: &mut Diagnostics, m: &mut MapReader, key: &'static str, default: u16| match m
         .take(key)
     {
-        Some(n) => decode::port(d, n, &format!("routing.haproxy.{key}")),
-        None => Some(default),
+        Some(n) => (decode::port(d, n, &format!("routing.haproxy.{key}")), n.pos),
+        None => (Some(default), m.pos()),
     };
-    let primary_port = port(d, &mut m, "primary_port", PRIMARY_PORT);
-    let replica_port = port(d, &mut m, "replica_port", REPLICA_PORT);
+    let (primary_port, primary_at) = port(d, &mut m, "primary_port", PRIMARY_PORT);
+    let (replica_port, replica_at) = port(d, &mut m, "replica_port", REPLICA_PORT);
     let max_lag = match m.take("max_lag") {
         Some(n) => bytes(d, n, "routing.haproxy.max_lag"),
         None => Some(MAX_LAG),
@@ -381,6 +397,7 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
         primary_port: primary_port?,
         replica_port: replica_port?,
         max_lag: max_lag?,
+        ports_at: [primary_at, replica_at],
     })
 }
 
@@ -415,25 +432,32 @@ fn bytes(d: &mut Diagnostics, node: &Node, path: &str) -> Option<u64> {
 
 /// The routes' ports may not take one another's, nor PostgreSQL's, SSH's or the flavour's.
 fn ports(d: &mut Diagnostics, pos: crate::yaml::node::Pos, s: &Section, cx: &Context<'_>) {
-    let mut taken = cx.ports.clone();
+    // Ports outside the section first: a clash is reported at the routing key that takes one.
+    let mut taken: Vec<(u16, String, crate::yaml::node::Pos)> = cx
+        .ports
+        .iter()
+        .map(|(p, what)| (*p, what.clone(), pos))
+        .collect();
     if !cx.flavour_health {
-        taken.push((s.health_port, "routing.health_port".to_owned()));
+        taken.push((s.health_port, "routing.health_port".to_owned(), pos));
     }
-    let Some(h) = &s.haproxy else {
-        clashes(d, pos, &taken);
-        return;
-    };
-    taken.push((h.primary_port, "routing.haproxy.primary_port".to_owned()));
-    taken.push((h.replica_port, "routing.haproxy.replica_port".to_owned()));
-    clashes(d, pos, &taken);
-}
-
-fn clashes(d: &mut Diagnostics, pos: crate::yaml::node::Pos, taken: &[(u16, String)]) {
-    for (i, (port, what)) in taken.iter().enumerate() {
-        if let Some((_, first)) = taken[..i].iter().find(|(p, _)| p == port) {
+    if let Some(h) = &s.haproxy {
+        taken.push((
+            h.primary_port,
+            "routing.haproxy.primary_port".to_owned(),
+            h.ports_at[0],
+        ));
+        taken.push((
+            h.replica_port,
+            "routing.haproxy.replica_port".to_owned(),
+            h.ports_at[1],
+        ));
+    }
+    for (i, (port, what, at)) in taken.iter().enumerate() {
+        if let Some((_, first, _)) = taken[..i].iter().find(|(p, _, _)| p == port) {
             d.error(
-                pos,
-                "routing",
+                *at,
+                what,
                 format!("port {port} is both {first} and {what}: each needs a port of its own on the data hosts"),
             );
         }

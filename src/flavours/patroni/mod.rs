@@ -162,11 +162,13 @@ impl Flavour for Patroni {
                 label: "patroni.rewind.password".to_owned(),
                 var: "rewind_password",
                 reference: &self.rewind_password,
+                rule: None,
             },
             FlavourSecret {
                 label: "patroni.restapi_auth.password".to_owned(),
                 var: "restapi_password",
                 reference: &self.restapi_password,
+                rule: None,
             },
         ]
     }

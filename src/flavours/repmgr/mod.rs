@@ -101,6 +101,7 @@ impl Flavour for Repmgr {
             label: "repmgr.password".to_owned(),
             var: "repmgr_password",
             reference: &self.password,
+            rule: None,
         }]
     }
 
