@@ -40,9 +40,26 @@ pub fn observe(
     let flavour_leader = flavour
         .leader(cluster, facts)
         .filter(|l| running_primaries.is_empty() || running_primaries.contains(l));
+    let by_address: BTreeMap<&str, &str> = cluster
+        .hosts
+        .iter()
+        .map(|h| (h.address.as_str(), h.name.as_str()))
+        .collect();
     let primary = match (flavour_leader, running_primaries.as_slice()) {
         (Some(leader), [] | [_]) => leader,
-        (None, []) => declared.primary.clone(),
+        // Nothing runs as primary (it crashed): the one the standbys follow is the former
+        // primary, whatever the inventory declared (a failover may have happened since).
+        (None, []) => match followed_root(cluster, facts, &by_address) {
+            Some(former) => {
+                if former != declared.primary {
+                    notes.push(format!(
+                        "no server runs as primary; the standbys follow {former}, the former primary"
+                    ));
+                }
+                former
+            }
+            None => declared.primary.clone(),
+        },
         (None, [one]) => one.clone(),
         (_, many) => match newest_timeline(many, facts) {
             // A failover promoted one while the other was away: the promoted one is on a
@@ -68,11 +85,6 @@ pub fn observe(
             declared.primary
         ));
     }
-    let by_address: BTreeMap<&str, &str> = cluster
-        .hosts
-        .iter()
-        .map(|h| (h.address.as_str(), h.name.as_str()))
-        .collect();
     let mut upstream = BTreeMap::new();
     for h in &cluster.hosts {
         // Only standbys stream: a witness or an etcd host holds no copy of the data.
@@ -102,6 +114,71 @@ pub fn observe(
         upstream.insert(h.name.clone(), wanted);
     }
     Ok((Topology { primary, upstream }, notes))
+}
+
+/// The host a running standby follows: the sender of its WAL receiver, or while that
+/// reconnects, the host of its `primary_conninfo`.
+fn followed<'a>(
+    pg: &crate::facts::PgFacts,
+    by_address: &BTreeMap<&str, &'a str>,
+) -> Option<&'a str> {
+    let address = match pg
+        .wal_receiver
+        .as_ref()
+        .filter(|w| !w.sender_host.is_empty())
+    {
+        Some(w) => w.sender_host.clone(),
+        None => pg
+            .settings
+            .get("primary_conninfo")?
+            .value
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("host="))?
+            .trim_matches('\'')
+            .to_owned(),
+    };
+    by_address.get(address.as_str()).copied()
+}
+
+/// The one host at the top of what the running standbys follow (up through cascades), when
+/// they agree on one.
+fn followed_root(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    by_address: &BTreeMap<&str, &str>,
+) -> Option<String> {
+    let standby = |h: &str| {
+        facts
+            .get(h)
+            .and_then(|f| f.postgres.as_ref())
+            .filter(|pg| pg.running && pg.in_recovery)
+    };
+    let mut roots = std::collections::BTreeSet::new();
+    for h in cluster.hosts.iter().filter(|h| h.role.holds_data()) {
+        let Some(mut pg) = standby(&h.name) else {
+            continue;
+        };
+        let mut at = h.name.as_str();
+        // Up the cascade: a followed host that runs as a standby follows another.
+        for _ in 0..cluster.hosts.len() {
+            let Some(next) = followed(pg, by_address).filter(|n| *n != at) else {
+                break;
+            };
+            at = next;
+            match standby(next) {
+                Some(up) => pg = up,
+                None => break,
+            }
+        }
+        if at != h.name {
+            roots.insert(at.to_owned());
+        }
+    }
+    let mut roots = roots.into_iter();
+    match (roots.next(), roots.next()) {
+        (Some(one), None) if standby(&one).is_none() => Some(one),
+        _ => None,
+    }
 }
 
 /// Of servers running as primaries, the one on the newest timeline when all hold the same
@@ -167,6 +244,54 @@ mod tests {
         list.iter()
             .map(|(h, f)| ((*h).to_owned(), f.clone()))
             .collect()
+    }
+
+    /// A standby whose WAL receiver is down (its primary crashed): only its
+    /// primary_conninfo says whom it follows.
+    fn reconnecting(conninfo: &str) -> HostFacts {
+        let mut f = pg(true, true, None);
+        if let Some(p) = f.postgres.as_mut() {
+            p.settings.insert(
+                "primary_conninfo".into(),
+                crate::facts::Setting {
+                    value: conninfo.into(),
+                    context: "sighup".into(),
+                    pending_restart: false,
+                },
+            );
+        }
+        f
+    }
+
+    #[test]
+    fn a_crashed_primary_is_the_one_the_standbys_follow_not_the_declared_one() {
+        // pg2 was promoted by an earlier failover, then crashed (no facts): pg1, declared
+        // primary, and pg3 follow it. A failover must take pg2 as the one gone, never fence
+        // pg1.
+        let inv = streaming();
+        let f = facts(&[
+            (
+                "pg1",
+                reconnecting("user=replicator host='10.0.0.2' port=5432 sslmode=verify-full"),
+            ),
+            (
+                "pg3",
+                reconnecting("host=10.0.0.2 port=5432 user=replicator"),
+            ),
+        ]);
+        let (t, notes) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("observe");
+        assert_eq!(t.primary, "pg2");
+        assert!(
+            notes.iter().any(|n| n.contains("the standbys follow pg2")),
+            "{notes:?}"
+        );
+        // Standbys that disagree (or say nothing) leave the inventory's word.
+        let f = facts(&[
+            ("pg2", reconnecting("host=10.0.0.1")),
+            ("pg3", reconnecting("host=10.0.0.2")),
+        ]);
+        let (t, _) = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect("observe");
+        assert_eq!(t.primary, "pg1", "pg3 cascades from pg2, which follows pg1");
     }
 
     #[test]
