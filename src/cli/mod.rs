@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::ExitStatus;
 
 mod apply;
+mod drill;
 mod facts;
 mod failover;
 mod force_unlock;
@@ -59,6 +60,9 @@ enum Command {
     Switchover(switchover::SwitchoverArgs),
     /// The primary is gone: promote the standby with the most WAL, fence the old one, verify.
     Failover(failover::FailoverArgs),
+    /// Rehearse a bad day: `drill failover` crashes the primary under a write load and
+    /// measures what the application saw, then brings the cluster back and verifies.
+    Drill(drill::DrillArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// The cluster's CA: `pgha tls init` makes one beside the inventory.
@@ -188,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
         Command::Failover(args) => failover::run(args),
+        Command::Drill(args) => drill::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),
