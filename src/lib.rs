@@ -11,6 +11,7 @@ pub mod apply;
 pub mod cli;
 pub mod components;
 pub mod diag;
+pub mod drill;
 pub mod exit;
 pub mod facts;
 pub mod flavours;

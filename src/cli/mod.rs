@@ -10,6 +10,7 @@ use crate::exit::ExitStatus;
 
 mod apply;
 mod connect_info;
+mod drill;
 mod facts;
 mod failover;
 mod force_unlock;
@@ -63,6 +64,9 @@ enum Command {
     /// Ready connection strings: multi-host libpq and JDBC URLs, the VIP, haproxy's ports.
     /// No network.
     ConnectInfo(connect_info::ConnectInfoArgs),
+    /// Rehearse a bad day: `drill failover` crashes the primary under a write load and
+    /// measures what the application saw, then brings the cluster back and verifies.
+    Drill(drill::DrillArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// The cluster's CA: `pgha tls init` makes one beside the inventory.
@@ -193,6 +197,7 @@ pub fn main() -> ExitCode {
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
         Command::Failover(args) => failover::run(args),
+        Command::Drill(args) => drill::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

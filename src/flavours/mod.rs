@@ -355,6 +355,27 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     fn role_callbacks(&self) -> bool {
         false
     }
+    /// The systemd units a clean stop of a data host takes, in order (a drill's `stop`):
+    /// PostgreSQL's own unit by default.
+    fn stop_units(&self, cluster: &Cluster) -> Vec<String> {
+        vec![postgres_unit(cluster)]
+    }
+    /// The unit of the process that manages PostgreSQL and decides on failovers (Patroni,
+    /// repmgrd), killed with the postmaster when a drill crashes a host.
+    fn manager_unit(&self, _cluster: &Cluster) -> Option<String> {
+        None
+    }
+    /// Whether a standby is promoted without pgha when the primary dies (else `pgha failover`
+    /// does it).
+    fn fails_over_on_its_own(&self) -> bool {
+        false
+    }
+    /// Whether a former primary whose server was stopped or crashed comes back as a standby
+    /// once its manager is started again (Patroni rewinds and follows). Otherwise it stays
+    /// down until pgha's plan rejoins it: a rewind needs the server stopped.
+    fn manager_rejoins(&self) -> bool {
+        false
+    }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(
         &'a self,
@@ -386,6 +407,14 @@ pub trait Flavour: fmt::Debug + Send + Sync {
             )))
         })
     }
+}
+
+/// Debian's unit of the cluster's PostgreSQL server: `postgresql@15-main`.
+pub fn postgres_unit(cluster: &Cluster) -> String {
+    format!(
+        "postgresql@{}-{}",
+        cluster.postgres.version, cluster.postgres.debian_cluster
+    )
 }
 
 /// Run a command that must succeed; its trimmed standard output.

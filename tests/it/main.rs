@@ -1,6 +1,7 @@
 //! The one integration-test binary: the CLI end to end, and the engine with fixture facts.
 
 mod cluster;
+mod drill;
 mod engine;
 mod facts;
 mod failover;

@@ -303,6 +303,20 @@ fn streaming_haproxy_follows_pgha_failover() {
         .stdout_has(&format!("{leader} answers: the primary"))
         .stdout_has("0 failed.")
         .run();
+
+    // The drill through haproxy's write port: pgha's failover runs, haproxy follows.
+    let report = crate::drill::drill(
+        &sb,
+        &["--via", "haproxy", "--crash", "kill", "--duration", "30"],
+        0,
+    );
+    crate::drill::assert_sane(&report, 60.0);
+    eprintln!(
+        "drill via haproxy (streaming): gap {} s, time to route {} s, lost {}",
+        report["writes"]["longest_gap_s"],
+        report["writes"]["time_to_route_s"],
+        report["writes"]["lost"]
+    );
 }
 
 /// A haproxy template override with an error is refused by haproxy's own check before it

@@ -103,6 +103,14 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
     ok.then(|| Arc::new(patroni) as Arc<dyn Flavour>)
 }
 
+/// Debian's Patroni unit of the cluster: `patroni@15-main`.
+fn patroni_unit(cluster: &Cluster) -> String {
+    format!(
+        "patroni@{}-{}",
+        cluster.postgres.version, cluster.postgres.debian_cluster
+    )
+}
+
 impl Patroni {
     /// How etcd and the REST API are spoken to.
     pub(crate) fn scheme(&self) -> &'static str {
@@ -137,6 +145,23 @@ impl Patroni {
 impl Flavour for Patroni {
     fn name(&self) -> &'static str {
         "patroni"
+    }
+
+    // Patroni stops PostgreSQL itself on a clean stop (and gives up the leader key).
+    fn stop_units(&self, cluster: &Cluster) -> Vec<String> {
+        vec![patroni_unit(cluster)]
+    }
+
+    fn manager_unit(&self, cluster: &Cluster) -> Option<String> {
+        Some(patroni_unit(cluster))
+    }
+
+    fn fails_over_on_its_own(&self) -> bool {
+        true
+    }
+
+    fn manager_rejoins(&self) -> bool {
+        true
     }
 
     fn playbook(&self) -> &'static str {

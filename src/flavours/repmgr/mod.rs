@@ -82,6 +82,19 @@ impl Flavour for Repmgr {
         "repmgr"
     }
 
+    // repmgrd, then the server it watches: the host's whole stack, as a shutdown stops it.
+    fn stop_units(&self, cluster: &Cluster) -> Vec<String> {
+        vec![UNIT.to_owned(), crate::flavours::postgres_unit(cluster)]
+    }
+
+    fn manager_unit(&self, _cluster: &Cluster) -> Option<String> {
+        Some(UNIT.to_owned())
+    }
+
+    fn fails_over_on_its_own(&self) -> bool {
+        self.failover == "automatic"
+    }
+
     fn playbook(&self) -> &'static str {
         include_str!("../../../playbooks/repmgr.yml")
     }
