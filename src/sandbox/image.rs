@@ -24,8 +24,9 @@ pub const BASE_IMAGE: &str = "pgha-base:bookworm";
 pub const PG_IMAGE: &str = "pgha-pg:bookworm";
 /// Bump when anything below changes what goes into the base image.
 const BASE_RECIPE: &str = "1";
-/// Bump when the packages image changes (2: no baked-in machine-id and SSH host keys).
-const PG_RECIPE: &str = "2";
+/// Bump when the packages image changes (2: no baked-in machine-id and SSH host keys; 3:
+/// nftables, for `pgha drill failover --crash isolate`).
+const PG_RECIPE: &str = "3";
 const SUITE: &str = "bookworm";
 /// Small, but enough to act like a server pgha provisions: systemd as init, sshd, sudo for a
 /// deploy user, `ip`/`arping` for virtual IPs, python3 for Patroni, gnupg/ca-certificates for
@@ -52,6 +53,7 @@ pub(crate) const PG_PACKAGES: &[&str] = &[
     "etcd-client",
     "keepalived",
     "haproxy",
+    "nftables",
 ];
 /// Units that cannot work in a container (no consoles, no udev, no kernel config mounts, no
 /// interactive first boot) and would only leave systemd "degraded". The machine-id commit is

@@ -122,7 +122,8 @@ fn streaming_drill_kill_runs_pghas_failover_and_rejoins_the_old_primary() {
 fn patroni_drill_stop_fails_over_on_its_own_and_loses_nothing() {
     let sb = Sandbox::patroni("drill", 3);
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
-    // The sandbox's hosts have no nftables: an isolation is refused before anything.
+    // A host without nftables: an isolation is refused before anything is touched.
+    sb.sh("pg1", "mv /usr/sbin/nft /usr/sbin/nft.away");
     sb.pgha(["drill", "failover", "--yes", "--crash", "isolate"])
         .status(1)
         .stderr_has(
@@ -130,6 +131,7 @@ fn patroni_drill_stop_fails_over_on_its_own_and_loses_nothing() {
         )
         .run();
     assert_untouched(&sb);
+    sb.sh("pg1", "mv /usr/sbin/nft.away /usr/sbin/nft");
 
     let r = drill(&sb, &["--crash", "stop", "--duration", "40"], 0);
     eprintln!("patroni drill: {r:#}");
@@ -150,6 +152,19 @@ fn patroni_drill_stop_fails_over_on_its_own_and_loses_nothing() {
             "SELECT count(*) FROM pg_class WHERE relname = 'pgha_drill'"
         ),
         "0"
+    );
+    sb.assert_plan_clean();
+
+    // The new leader cut off the network (pgha's SSH kept): Patroni there loses etcd and
+    // steps down, a replica takes the key; after the isolation lifts the old leader rejoins.
+    let r = drill(&sb, &["--crash", "isolate", "--duration", "45"], 0);
+    eprintln!("patroni isolate drill: {r:#}");
+    assert_eq!(r["old_primary"], Value::from(new), "{r:#}");
+    assert_sane(&r, 60.0);
+    assert_eq!(
+        sb.sh(new, "nft list tables 2>/dev/null | grep -c pgha_drill || true").trim(),
+        "0",
+        "the isolation was lifted"
     );
     sb.assert_plan_clean();
 }
