@@ -162,7 +162,11 @@ fn patroni_drill_stop_fails_over_on_its_own_and_loses_nothing() {
     assert_eq!(r["old_primary"], Value::from(new), "{r:#}");
     assert_sane(&r, 60.0);
     assert_eq!(
-        sb.sh(new, "nft list tables 2>/dev/null | grep -c pgha_drill || true").trim(),
+        sb.sh(
+            new,
+            "nft list tables 2>/dev/null | grep -c pgha_drill || true"
+        )
+        .trim(),
         "0",
         "the isolation was lifted"
     );

@@ -176,15 +176,27 @@ fn patroni_callback_vip_follows_the_leader() {
         .stdout_has("target_session_attrs=read-write")
         .run();
 
-    // A switchover: the new leader's callback takes the VIP, the old one's drops it.
+    // A switchover: the new leader's callback takes the VIP, the old one's drops it. With
+    // synchronous mode Patroni hands over only to the synchronous standby; pgha says so.
+    let sync = sb.psql(
+        "pg1",
+        "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+    );
+    let other = if sync == "pg2" { "pg3" } else { "pg2" };
+    sb.pgha(["switchover", "-y", "--to", other])
+        .status(1)
+        .stderr_has(&format!("{other} is not a synchronous standby ({sync} is)"))
+        .run();
     let started = Instant::now();
-    sb.pgha(["switchover", "-y", "--to", "pg2"])
-        .stdout_has("on pg2, the primary (callback mode)")
+    sb.pgha(["switchover", "-y", "--to", &sync])
+        .stdout_has(&format!("on {sync}, the primary (callback mode)"))
         .stdout_has("0 failed.")
         .run();
-    let moved = wait_for("the VIP on pg2 only", Duration::from_secs(30), || {
-        holders(&sb, &all) == ["pg2"]
-    });
+    let moved = wait_for(
+        "the VIP on the new leader only",
+        Duration::from_secs(30),
+        || holders(&sb, &all) == [sync.clone()],
+    );
     eprintln!(
         "switchover: VIP on the new leader {:.1} s after the switchover started",
         (started.elapsed() - moved).as_secs_f64()
@@ -192,16 +204,16 @@ fn patroni_callback_vip_follows_the_leader() {
 
     // The leader's host killed under a load through the VIP.
     let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
-    let (acked, _, leader) =
-        crash_under_load(&sb, &conninfo, &password, "pg2", &["pg1", "pg3"], || {});
-    assert_eq!(holders(&sb, &["pg1", "pg3"]), std::slice::from_ref(&leader));
+    let survivors: Vec<&str> = all.iter().copied().filter(|h| *h != sync).collect();
+    let (acked, _, leader) = crash_under_load(&sb, &conninfo, &password, &sync, &survivors, || {});
+    assert_eq!(holders(&sb, &survivors), std::slice::from_ref(&leader));
     let missing = acked.missing_on(&sb, &leader);
     assert!(
         missing.is_empty(),
         "synchronous mode lost acknowledged writes: {:?}",
         missing.iter().map(|(id, _)| id).collect::<Vec<_>>()
     );
-    restore(&sb, "pg2");
+    restore(&sb, &sync);
     assert_eq!(holders(&sb, &all), std::slice::from_ref(&leader));
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }

@@ -103,31 +103,64 @@ pub fn polled(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
                 },
             ));
             let readers = up(REPLICA_PROXY);
-            let streaming: Vec<String> = view
+            // The replicas the primary streams to within the lag limit: each must take reads
+            // (haproxy marks one up after its first good check); never the primary.
+            let expected: Vec<String> = view
+                .facts
+                .get(primary)
+                .and_then(|f| f.postgres.as_ref())
+                .map(|pg| {
+                    pg.replication
+                        .iter()
+                        .filter(|r| {
+                            r.state == "streaming"
+                                && r.lag_bytes >= 0
+                                && (r.lag_bytes as u64) <= h.max_lag
+                        })
+                        .map(|r| r.application_name.clone())
+                        .filter(|n| view.cluster.host(n).is_some_and(|x| x.role.holds_data()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let standbys: Vec<&str> = view
                 .cluster
                 .hosts
                 .iter()
-                .filter(|x| x.role.holds_data() && x.name != primary && view.is_streaming(&x.name))
-                .map(|x| x.name.clone())
+                .filter(|x| x.role.holds_data() && x.name != primary)
+                .map(|x| x.name.as_str())
                 .collect();
-            let wrong: Vec<&String> = readers.iter().filter(|b| !streaming.contains(b)).collect();
-            let ok = wrong.is_empty() && (streaming.is_empty() || !readers.is_empty());
+            let wrong: Vec<&str> = readers
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !standbys.contains(b))
+                .collect();
+            let missing: Vec<&str> = expected
+                .iter()
+                .map(String::as_str)
+                .filter(|e| !readers.iter().any(|r| r == e))
+                .collect();
             out.push(CheckResult::new(
                 host,
                 "haproxy read route",
-                ok,
+                wrong.is_empty() && missing.is_empty(),
                 if !wrong.is_empty() {
                     format!(
-                        "backends up: {} (not a streaming replica: {})",
+                        "backends up: {} (not a replica: {})",
                         readers.join(", "),
-                        wrong
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        wrong.join(", ")
+                    )
+                } else if !missing.is_empty() {
+                    format!(
+                        "backends up: {}; a streaming replica is down: {}",
+                        if readers.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            readers.join(", ")
+                        },
+                        missing.join(", ")
                     )
                 } else if readers.is_empty() {
-                    "no backend up".to_owned()
+                    "no backend up (no replica streams within the lag limit)".to_owned()
                 } else {
                     format!("backends up: {}", readers.join(", "))
                 },
@@ -240,7 +273,19 @@ pub async fn routes(r: &Routing, view: &ClusterView<'_>) -> Vec<CheckResult> {
             .as_ref()
             .is_none_or(|h| !view.unreachable.contains_key(h))
     };
-    for route in endpoints(r, cluster).into_iter().filter(reached) {
+    // No replica streams (a cluster of one, all lagging): the read port has nothing to offer,
+    // and its polled check already says so.
+    let replicas_stream = view
+        .facts
+        .get(primary)
+        .and_then(|f| f.postgres.as_ref())
+        .is_some_and(|pg| pg.replication.iter().any(|r| r.state == "streaming"));
+    let wanted = |route: &Route| route.primary || replicas_stream;
+    for route in endpoints(r, cluster)
+        .into_iter()
+        .filter(reached)
+        .filter(wanted)
+    {
         let script = match &cluster.tls {
             Some(tls) => format!(
                 "timeout 5 openssl s_client -starttls postgres -connect {}:{} -CAfile {}/ca.crt -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -subject -ext subjectAltName",

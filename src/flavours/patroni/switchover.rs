@@ -38,6 +38,28 @@ pub(super) async fn run(
             "{target} has the tag nofailover: Patroni will not promote it"
         )));
     }
+    // Patroni refuses (412) any other candidate: say why, and which one it would take.
+    if p.synchronous_mode {
+        let sync: Vec<&str> = view
+            .facts
+            .get(&old)
+            .and_then(|f| f.postgres.as_ref())
+            .map(|pg| {
+                pg.replication
+                    .iter()
+                    .filter(|r| r.sync_state == "sync" && r.state == "streaming")
+                    .map(|r| r.application_name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !sync.is_empty() && !sync.contains(&target) {
+            return Err(ProcedureError::Refused(format!(
+                "{target} is not a synchronous standby ({} is): with synchronous_mode Patroni hands the leader role only to one, which holds every acknowledged commit. Switch over to {}",
+                sync.join(", "),
+                sync[0]
+            )));
+        }
+    }
     let Some(leader) = cluster.host(&old) else {
         return Err(ProcedureError::Refused(format!(
             "the leader {old} is not in the inventory"
