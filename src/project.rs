@@ -40,9 +40,22 @@ pub struct Project {
     pub templates: Templates,
     /// Where the cluster CA should be and is not yet (no `tls:` in the inventory).
     pub missing_ca: Option<PathBuf>,
+    /// What the declared objectives set (`objectives:`), for the plan.
+    pub objective_notes: Vec<String>,
 }
 
 impl Project {
+    /// A failover's expected worst case (detection + promotion + route) against the declared
+    /// rto: what a drill compares its measurement with. None when the flavour does not fail
+    /// over on its own.
+    pub fn expected_failover(&self) -> Option<inventory::objectives::Expected> {
+        inventory::objectives::expected_failover(
+            &self.cluster,
+            self.flavour.as_ref(),
+            &self.components,
+        )
+    }
+
     pub fn load(
         inventory: &Path,
         playbooks: Option<&Path>,
@@ -53,6 +66,7 @@ impl Project {
             flavour,
             components,
             missing_ca,
+            objective_notes,
         } = inventory::load(inventory)?;
         let playbook = playbook::for_flavour(flavour.as_ref(), &components, playbooks)?;
         let mut own: Vec<(&'static str, &'static str)> = flavour.templates().to_vec();
@@ -67,6 +81,7 @@ impl Project {
             playbook,
             templates,
             missing_ca,
+            objective_notes,
         })
     }
 

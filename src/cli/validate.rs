@@ -46,5 +46,9 @@ pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
             ""
         }
     );
+    // What the declared objectives derived: the DBA checks it before any plan.
+    for note in &project.objective_notes {
+        println!("  {note}");
+    }
     Ok(ExitStatus::Success)
 }

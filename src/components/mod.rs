@@ -26,7 +26,9 @@ use crate::steps::registry::Kind;
 use crate::yaml::node::Node;
 
 pub mod packages;
+pub mod route;
 pub mod routing;
+pub mod timing;
 
 /// Every component: one line each.
 pub static COMPONENTS: &[Entry] = &[packages::ENTRY, routing::ENTRY];

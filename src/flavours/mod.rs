@@ -22,13 +22,15 @@ use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::{Probe, Query};
 use crate::facts::HostFacts;
 use crate::model::{
-    Cluster, HbaRule, Host, MemberRole, Postgres, Replication, SecretRef, Topology, User,
+    Cluster, HbaRule, Host, MemberRole, Objectives, Postgres, Replication, SecretRef, Topology,
+    User,
 };
 use crate::steps::registry::Kind;
 use crate::transport::{Connections, RemoteCommand, Transport};
 use crate::yaml::node::Node;
 
 pub mod failover;
+pub mod objectives;
 pub mod patroni;
 pub mod repmgr;
 pub mod streaming;
@@ -79,6 +81,9 @@ pub struct SectionInput<'a> {
     pub base: &'a Path,
     /// Whether the cluster has TLS (`tls:`): the flavour's own services then speak it too.
     pub tls: bool,
+    /// The declared objectives: a setting of the section that they derive is a conflict
+    /// (reported at the setting, naming both keys).
+    pub objectives: Option<&'a Objectives>,
 }
 
 /// A secret a flavour's settings reference.
@@ -233,6 +238,45 @@ pub struct Failover {
     pub notes: Vec<String>,
 }
 
+/// How long the client route takes, once the new primary takes writes, to send writes to it
+/// (the components' check timing), and how the plan describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteDelay {
+    pub worst: Duration,
+    /// "haproxy checks every 1 s, out after 2"; empty without a route.
+    pub how: String,
+}
+
+/// A failover's worst case with the flavour's settings, the route aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverTiming {
+    /// From the primary's loss until a standby starts to promote.
+    pub detection: Duration,
+    /// From there until it takes writes.
+    pub promotion: Duration,
+    /// The settings that decide it, as the plan names them ("Patroni ttl 20, loop_wait 3,
+    /// retry_timeout 8").
+    pub settings: String,
+}
+
+/// What a flavour made of the declared objectives.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// The flavour with the settings the objectives decide (None: none changed).
+    pub flavour: Option<Arc<dyn Flavour>>,
+    /// What the objectives chose besides the failover timing, for the plan.
+    pub notes: Vec<String>,
+}
+
+/// An objective a flavour cannot meet: why, and the best it can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `rto` or `rpo`.
+    pub objective: &'static str,
+    pub reason: String,
+    pub best: String,
+}
+
 /// Everything the engine asks of an HA flavour.
 pub trait Flavour: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
@@ -375,6 +419,23 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     /// down until pgha's plan rejoins it: a rewind needs the server stopped.
     fn manager_rejoins(&self) -> bool {
         false
+    }
+    /// A failover's worst case with its settings, when it fails over on its own (None: a
+    /// person runs `pgha failover`, and nothing bounds when).
+    fn failover_timing(&self) -> Option<FailoverTiming> {
+        None
+    }
+    /// Its settings derived from the declared objectives (`route`: what the client route
+    /// adds after the promotion), or why it cannot meet them. Called once the cluster and its
+    /// components are read; the settings' own conflicts with the objectives were reported
+    /// while its section was read.
+    fn meet_objectives(
+        &self,
+        _cluster: &Cluster,
+        objectives: &Objectives,
+        _route: &RouteDelay,
+    ) -> Result<Derived, Vec<Refusal>> {
+        objectives::refuse_all(self.name(), objectives)
     }
     /// Hand the primary role to `target`, which the caller checked is a member.
     fn switchover<'a>(

@@ -140,6 +140,11 @@ impl Reader<'_> {
             (Some(n), Some(ssh)) => self.hosts(n, ssh, flavour, &mut host_entries),
             _ => None,
         };
+        // Read before the flavour's section, which refuses settings they derive.
+        let declared = top
+            .take("objectives")
+            .and_then(|n| super::objectives::read(self.d, n));
+        let objectives = declared.map(|(o, _)| o);
         // Each flavour's section is a top-level key named after it.
         let mut section = None;
         for e in flavours::FLAVOURS {
@@ -169,6 +174,7 @@ impl Reader<'_> {
                 users: users.as_deref(),
                 base: &self.base,
                 tls: matches!(tls, Some(Some(_))),
+                objectives: objectives.as_ref(),
             }),
             _ => None,
         };
@@ -219,7 +225,16 @@ impl Reader<'_> {
                 Some(t) => Some(t?),
                 None => None,
             },
+            objectives,
             source: source.to_path_buf(),
+        };
+        // The objectives decide the flavour's timing once the route is known (the components
+        // saw the flavour before: its health checks, callbacks and ports do not depend on it).
+        let (flavour, objective_notes) = match declared {
+            Some((_, at)) => {
+                super::objectives::derive(self.d, at, &cluster, &flavour, &components)?
+            }
+            None => (flavour, Vec::new()),
         };
         checks::cluster::check(self.d, root, &cluster, flavour.as_ref());
         Some(Inventory {
@@ -227,6 +242,7 @@ impl Reader<'_> {
             flavour,
             components,
             missing_ca,
+            objective_notes,
         })
     }
 

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod load;
+pub mod objectives;
 
 pub use load::{load, load_str, LoadError};
 
@@ -25,4 +26,14 @@ pub struct Inventory {
     /// The folder of the cluster CA the inventory uses by default (it has no `tls:`) when no
     /// CA is there yet: the first plan or apply makes it.
     pub missing_ca: Option<std::path::PathBuf>,
+    /// What the declared objectives set, for the plan (empty without `objectives:`).
+    pub objective_notes: Vec<String>,
+}
+
+impl Inventory {
+    /// A failover's expected worst case against the declared rto (see
+    /// `objectives::expected_failover`).
+    pub fn expected_failover(&self) -> Option<objectives::Expected> {
+        objectives::expected_failover(&self.cluster, self.flavour.as_ref(), &self.components)
+    }
 }

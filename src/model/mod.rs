@@ -9,12 +9,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub mod objectives;
 pub mod pg_hba;
 pub mod pg_names;
 pub mod pg_params;
 pub mod sync_standbys;
 
 pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
+pub use objectives::{Objectives, Rpo};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
@@ -28,6 +30,9 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
     /// TLS on PostgreSQL's connections, when the inventory has a `tls:` section.
     pub tls: Option<Tls>,
+    /// The declared RTO/RPO (`objectives:`), when the inventory has them: the flavour and the
+    /// route derived their timing from them.
+    pub objectives: Option<Objectives>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,
 }

@@ -177,6 +177,7 @@ pub fn build(
             .collect(),
         notes: notes
             .into_iter()
+            .chain(project.objective_notes.iter().cloned())
             .chain(project.components.iter().flat_map(|c| c.plan_notes()))
             .chain(
                 reading

@@ -7,6 +7,7 @@ mod facts;
 mod failover;
 mod faults;
 mod load;
+mod objectives;
 mod patroni;
 mod render;
 mod repmgr;

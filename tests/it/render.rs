@@ -282,3 +282,92 @@ fn renders_the_patroni_flavour_with_watchdog_and_standby_cluster() {
         );
     }
 }
+
+/// An example inventory with `edits` made (each `from` once) and `tail` appended, rendered;
+/// the output folder.
+fn render_edited(
+    dir: &Path,
+    example: &str,
+    edits: &[(&str, &str)],
+    tail: &str,
+    rendered: &str,
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join(example)).expect("example");
+    let text = edits.iter().fold(text, |t, (from, to)| {
+        assert_eq!(t.matches(from).count(), 1, "{from:?}");
+        t.replace(from, to)
+    });
+    let inventory = dir.join("inventory.yml");
+    std::fs::write(&inventory, format!("{text}{tail}")).expect("write");
+    let out = dir.join("out");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&inventory)
+        .args(["--out"])
+        .arg_path(&out)
+        .stdout_has(rendered)
+        .run();
+    out
+}
+
+#[test]
+fn objectives_reach_patroni_yml_and_haproxy_cfg() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = render_edited(
+        dir.path(),
+        "inventory.patroni.example",
+        &[
+            ("  ttl: 20\n  loop_wait: 10\n  retry_timeout: 5\n", ""),
+            ("  synchronous_mode: false\n", ""),
+        ],
+        "objectives:\n  rto: 30s\n  rpo: 0\nrouting:\n  haproxy: {hosts: [pg1, pg2]}\n",
+        "for 3 hosts",
+    );
+    let config = read(&out, "pg3", "etc/patroni/15-main.yml");
+    // rto 30 s with haproxy checking every 0.5 s: ttl 20 + loop_wait 3 + ~3 s + 1 s = 27 s.
+    for needle in [
+        "    ttl: 20\n",
+        "    loop_wait: 3\n",
+        "    retry_timeout: 8\n",
+        "    synchronous_mode: true\n",
+        "    synchronous_mode_strict: false\n",
+    ] {
+        assert!(
+            config.contains(needle),
+            "patroni.yml lacks {needle:?}:\n{config}"
+        );
+    }
+    let haproxy = read(&out, "pg1", "etc/haproxy/haproxy.cfg");
+    assert!(
+        haproxy
+            .contains("default-server inter 500ms fastinter 500ms downinter 500ms fall 2 rise 1"),
+        "{haproxy}"
+    );
+}
+
+#[test]
+fn objectives_reach_repmgr_conf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = render_edited(
+        dir.path(),
+        "inventory.repmgr.example",
+        &[(
+            "  monitor_interval_secs: 2\n  reconnect_attempts: 4\n  reconnect_interval: 5\n",
+            "",
+        )],
+        "objectives:\n  rto: 60s\n",
+        "for 4 hosts",
+    );
+    let config = read(&out, "pg2", "etc/repmgr.conf");
+    // rto 60 s, no route: 2 + 2 + 6·2 + 5·7 = 51 s of detection + ~3 s.
+    for needle in [
+        "monitor_interval_secs=2\n",
+        "reconnect_attempts=6\n",
+        "reconnect_interval=7\n",
+    ] {
+        assert!(
+            config.contains(needle),
+            "repmgr.conf lacks {needle:?}:\n{config}"
+        );
+    }
+}

@@ -2254,3 +2254,178 @@ fn a_vrrp_password_keepalived_would_cut_is_refused_unechoed() {
         .stdout_has("every secret resolved")
         .run();
 }
+
+// ---- objectives (RTO, RPO) ---------------------------------------------------------------------
+
+/// `text` with an `objectives:` section at its end.
+fn with_objectives(text: &str, lines: &str) -> String {
+    format!("{text}objectives:\n{lines}")
+}
+
+/// Where the value after `prefix` stands: the line that starts with it, the column after it.
+fn value_at(text: &str, prefix: &str) -> String {
+    let (i, _) = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .last()
+        .unwrap_or_else(|| panic!("no line starts with {prefix:?}"));
+    format!("{}:{}", i + 1, prefix.len() + 1)
+}
+
+/// The Patroni inventory that leaves its timing to its defaults (or to the objectives).
+fn patroni_untimed(lines: &str) -> String {
+    patroni_variant(&format!(
+        "{}{lines}",
+        PATRONI.replace("  ttl: 20\n  loop_wait: 10\n  retry_timeout: 5\n", "")
+    ))
+}
+
+const REPMGR: &str = "\
+repmgr:
+  password: {env: PGHA_REPMGR_PASSWORD}
+";
+
+/// The repmgr inventory with `lines` added to its section.
+fn repmgr_variant(lines: &str) -> String {
+    variant("  flavour: streaming", "  flavour: repmgr").replacen(
+        "replication:\n",
+        &format!("{REPMGR}{lines}replication:\n"),
+        1,
+    )
+}
+
+#[test]
+fn objectives_patroni_can_meet_are_accepted() {
+    accepts(&with_objectives(
+        &patroni_untimed(""),
+        "  rto: 30s\n  rpo: 0\n",
+    ));
+    accepts(&with_objectives(
+        &patroni_untimed(""),
+        "  rto: 2min\n  rpo: 1MB\n",
+    ));
+    accepts(&with_objectives(&repmgr_variant(""), "  rto: 30\n"));
+}
+
+#[test]
+fn an_objective_that_is_not_a_duration_or_a_size() {
+    let text = with_objectives(&patroni_untimed(""), "  rto: 30 sec\n");
+    rejects(
+        &text,
+        &value_at(&text, "  rto: "),
+        "`30 sec` is not a duration",
+    );
+    let text = with_objectives(&patroni_untimed(""), "  rpo: 1mb\n");
+    rejects(&text, &value_at(&text, "  rpo: "), "`1mb` is not a size");
+    let text = with_objectives(&patroni_untimed(""), "  rto: 0s\n");
+    rejects(&text, &value_at(&text, "  rto: "), "an rto of 0");
+}
+
+#[test]
+fn an_rto_below_what_patroni_can_do_is_refused_with_the_best() {
+    let text = with_objectives(&patroni_untimed(""), "  rto: 20s\n");
+    let err = rejects(
+        &text,
+        &value_at(&text, "  rto: "),
+        "Patroni cannot fail over in under 24 s here: ttl ≥ 20",
+    );
+    assert!(err.contains("objectives.rto"), "{err}");
+    assert!(err.contains("the best is rto: 24s"), "{err}");
+}
+
+#[test]
+fn an_rto_with_explicit_patroni_timing_names_both_keys() {
+    // PATRONI sets ttl, loop_wait and retry_timeout: each is reported at its own line.
+    let text = with_objectives(&patroni_variant(PATRONI), "  rto: 30s\n");
+    let err = rejects(
+        &text,
+        &value_at(&text, "  ttl: "),
+        "`patroni.ttl` and `objectives.rto` both decide Patroni's failover timing",
+    );
+    assert!(err.contains("set one"), "{err}");
+    assert!(
+        err.contains("`patroni.retry_timeout` and `objectives.rto`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rpo_zero_with_synchronous_mode_off_is_a_conflict() {
+    let text = with_objectives(
+        &patroni_untimed("  synchronous_mode: false\n"),
+        "  rpo: 0\n",
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  synchronous_mode: "),
+        "`patroni.synchronous_mode: false` and `objectives.rpo: 0`",
+    );
+    let text = with_objectives(
+        &patroni_untimed("  maximum_lag_on_failover: 1048576\n"),
+        "  rpo: 1MB\n",
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  maximum_lag_on_failover: "),
+        "`patroni.maximum_lag_on_failover` and `objectives.rpo` both decide",
+    );
+    let text = with_objectives(
+        &patroni_variant(PATRONI).replacen(
+            "    max_connections: 100\n",
+            "    max_connections: 100\n    synchronous_commit: local\n",
+            1,
+        ),
+        "  rpo: 0\n",
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  rpo: "),
+        "rpo 0 and `postgres.parameters.synchronous_commit: local`",
+    );
+}
+
+#[test]
+fn the_streaming_flavour_refuses_an_rto_and_rpo_zero() {
+    let text = with_objectives(BASE, "  rto: 30s\n  rpo: 0\n");
+    let err = rejects(
+        &text,
+        &value_at(&text, "  rto: "),
+        "the streaming flavour does not fail over by itself",
+    );
+    assert!(err.contains("use the patroni flavour"), "{err}");
+    let err = rejects(
+        &text,
+        &value_at(&text, "  rpo: "),
+        "the streaming flavour has none",
+    );
+    assert!(err.contains("objectives.rpo"), "{err}");
+}
+
+#[test]
+fn repmgr_refuses_rpo_zero_and_timing_set_twice() {
+    let text = with_objectives(&repmgr_variant(""), "  rpo: 0\n");
+    rejects(
+        &text,
+        &value_at(&text, "  rpo: "),
+        "rpo 0 needs synchronous replication that follows the cluster, and the repmgr flavour has none",
+    );
+    let text = with_objectives(&repmgr_variant("  reconnect_interval: 5\n"), "  rto: 30s\n");
+    rejects(
+        &text,
+        &value_at(&text, "  reconnect_interval: "),
+        "`repmgr.reconnect_interval` and `objectives.rto` both decide",
+    );
+    let text = with_objectives(&repmgr_variant("  failover: manual\n"), "  rto: 30s\n");
+    rejects(
+        &text,
+        &value_at(&text, "  failover: "),
+        "`repmgr.failover: manual` and `objectives.rto`",
+    );
+    let text = with_objectives(&repmgr_variant(""), "  rto: 10s\n");
+    rejects(
+        &text,
+        &value_at(&text, "  rto: "),
+        "repmgr cannot fail over in under 15 s here",
+    );
+}

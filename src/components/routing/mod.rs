@@ -225,6 +225,7 @@ impl Component for Routing {
         if s.keepalived.is_some() {
             packages.push("keepalived");
         }
+        let checks = crate::components::timing::haproxy_checks(cluster.objectives.as_ref());
         json!({
             "vip": s.vip.as_ref().map(|v| json!({
                 "address": v.address().to_string(),
@@ -246,10 +247,10 @@ impl Component for Routing {
                 "replica_port": h.replica_port,
                 "max_lag": h.max_lag,
                 // A member that stops answering leaves the write route after two checks
-                // (2 s); one good answer brings a new primary in.
-                "inter_ms": 1000,
-                "fall": 2,
-                "rise": 1,
+                // (2 s; 1 s under a tight rto); one good answer brings a new primary in.
+                "inter_ms": checks.inter_ms,
+                "fall": checks.fall,
+                "rise": checks.rise,
                 "backends": data.iter().map(|b| json!({
                     "name": b.name, "address": b.address, "port": cluster.postgres.port,
                 })).collect::<Vec<_>>(),

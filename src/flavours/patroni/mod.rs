@@ -10,13 +10,14 @@ use serde_json::{Map, Value};
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{
-    BoxFuture, CheckResult, ClusterView, Entry, Flavour, FlavourSecret, Handover, HealthCheck,
-    MemberStatus, ProcedureError, SectionInput, Source,
+    BoxFuture, CheckResult, ClusterView, Derived, Entry, FailoverTiming, Flavour, FlavourSecret,
+    Handover, HealthCheck, MemberStatus, ProcedureError, Refusal, RouteDelay, SectionInput, Source,
 };
-use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole};
+use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objectives};
 
 pub mod config;
 pub mod dcs_change;
+pub mod objectives;
 pub mod probes;
 pub mod rest;
 mod rules;
@@ -90,7 +91,14 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
             None => ok = false,
         }
     }
-    let patroni = reader.patroni(node, input.hosts, input.postgres, tags, input.tls)?;
+    let patroni = reader.patroni(
+        node,
+        input.hosts,
+        input.postgres,
+        tags,
+        input.tls,
+        input.objectives,
+    )?;
     ok &= rules::check(&mut rules::Input {
         d: input.d,
         root: input.root,
@@ -359,6 +367,23 @@ impl Flavour for Patroni {
     /// `pgha-callback.py` runs on every role change (`on_start`, `on_role_change`, ...).
     fn role_callbacks(&self) -> bool {
         true
+    }
+
+    fn failover_timing(&self) -> Option<FailoverTiming> {
+        Some(objectives::timing(self))
+    }
+
+    fn meet_objectives(
+        &self,
+        cluster: &Cluster,
+        declared: &Objectives,
+        route: &RouteDelay,
+    ) -> Result<Derived, Vec<Refusal>> {
+        let (patroni, notes) = objectives::apply(self, cluster, declared, route)?;
+        Ok(Derived {
+            flavour: Some(Arc::new(patroni)),
+            notes,
+        })
     }
 
     fn switchover<'a>(

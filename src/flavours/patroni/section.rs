@@ -8,9 +8,9 @@ use crate::flavours::patroni::config::{
     ApiTls, Etcd, Patroni, StandbyCluster, Tags, Watchdog, PATRONI_TLS_DIR,
 };
 use crate::model::pg_names::slot_name_problem;
-use crate::model::{Host, Postgres, SecretRef};
+use crate::model::{Host, Objectives, Postgres, Rpo, SecretRef};
 use crate::yaml::decode::{self, MapReader};
-use crate::yaml::node::Node;
+use crate::yaml::node::{Node, Value};
 
 pub(super) struct Reader<'d> {
     pub(super) d: &'d mut Diagnostics,
@@ -39,7 +39,11 @@ impl Reader<'_> {
         postgres: Option<&Postgres>,
         tags: BTreeMap<String, Tags>,
         tls: bool,
+        objectives: Option<&Objectives>,
     ) -> Option<Patroni> {
+        if let Some(o) = objectives {
+            self.objective_conflicts(node, o);
+        }
         let mut m = MapReader::new(self.d, node, "patroni")?;
         let int = |r: &mut Self,
                    m: &mut MapReader,
@@ -216,6 +220,46 @@ impl Reader<'_> {
             switchover_for_restart: switchover_for_restart?,
             tags,
         })
+    }
+
+    /// Settings the declared objectives derive, set here too: the objectives would silently
+    /// win or lose, so the DBA chooses.
+    fn objective_conflicts(&mut self, node: &Node, o: &Objectives) {
+        let mut conflict = |key: &str, objective: &str, what: &str| {
+            if let Some((_, n)) = node.get(key) {
+                self.d.error_with_help(
+                    n.pos,
+                    &format!("patroni.{key}"),
+                    format!("`patroni.{key}` and `objectives.{objective}` both decide {what}"),
+                    format!("set one: drop `patroni.{key}` (the {objective} derives it) or `objectives.{objective}`"),
+                );
+            }
+        };
+        if o.rto.is_some() {
+            for key in ["ttl", "loop_wait", "retry_timeout"] {
+                conflict(key, "rto", "Patroni's failover timing");
+            }
+        }
+        match o.rpo {
+            Some(Rpo::Zero) => {
+                if let Some((_, n)) = node.get("synchronous_mode") {
+                    if matches!(n.value, Value::Bool(false)) {
+                        self.d.error_with_help(
+                            n.pos,
+                            "patroni.synchronous_mode",
+                            "`patroni.synchronous_mode: false` and `objectives.rpo: 0`: without synchronous mode a failover may promote a standby that lacks acknowledged commits",
+                            "set one: drop `patroni.synchronous_mode` (rpo 0 turns it on) or declare another rpo",
+                        );
+                    }
+                }
+            }
+            Some(Rpo::Bytes(_)) => conflict(
+                "maximum_lag_on_failover",
+                "rpo",
+                "how far behind a promoted standby may be",
+            ),
+            None => {}
+        }
     }
 
     /// Physical slots Patroni keeps on the leader whoever it is: for a standby cluster or

@@ -11,14 +11,15 @@ use serde_json::{json, Map, Value};
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{
-    BoxFuture, CheckResult, ClusterView, Entry, Failover, Flavour, FlavourSecret, Handover,
-    MemberStatus, ProcedureError, SectionInput,
+    BoxFuture, CheckResult, ClusterView, Derived, Entry, Failover, FailoverTiming, Flavour,
+    FlavourSecret, Handover, MemberStatus, ProcedureError, Refusal, RouteDelay, SectionInput,
 };
-use crate::model::{Cluster, HbaRule, Host, MemberRole};
+use crate::model::{Cluster, HbaRule, Host, MemberRole, Objectives, Rpo};
 
 pub mod command;
 pub mod config;
 mod failover;
+pub mod objectives;
 pub mod probes;
 mod section;
 mod switchover;
@@ -73,6 +74,7 @@ fn load(input: SectionInput<'_>) -> Option<Arc<dyn Flavour>> {
         input.hosts,
         &input.host_entries,
         input.replication,
+        input.objectives,
     )?;
     Some(Arc::new(repmgr) as Arc<dyn Flavour>)
 }
@@ -287,6 +289,51 @@ impl Flavour for Repmgr {
         choice: &'a Failover,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
         Box::pin(failover::failover(view, choice))
+    }
+
+    fn failover_timing(&self) -> Option<FailoverTiming> {
+        objectives::timing(self)
+    }
+
+    /// rto: repmgrd's monitoring timing; rpo: refused (no synchronous replication of its
+    /// own, and nothing bounds a promoted standby's lag).
+    fn meet_objectives(
+        &self,
+        _cluster: &Cluster,
+        declared: &Objectives,
+        route: &RouteDelay,
+    ) -> Result<Derived, Vec<Refusal>> {
+        let mut out = self.clone();
+        let mut refusals = Vec::new();
+        // `failover: manual` with an rto was reported with the section.
+        if let (Some(rto), "automatic") = (declared.rto, self.failover.as_str()) {
+            let connect_timeout = u64::try_from(self.connect_timeout).unwrap_or(2);
+            match objectives::derive(rto, route, connect_timeout) {
+                Ok(t) => {
+                    out.monitor_interval_secs = t.monitor_interval_secs;
+                    out.reconnect_attempts = t.reconnect_attempts;
+                    out.reconnect_interval = t.reconnect_interval;
+                }
+                Err(r) => refusals.push(r),
+            }
+        }
+        match declared.rpo {
+            Some(Rpo::Zero) => {
+                refusals.push(crate::flavours::objectives::rpo_zero_unsupported("repmgr"))
+            }
+            Some(rpo @ Rpo::Bytes(_)) => refusals.push(
+                crate::flavours::objectives::rpo_bytes_unbounded("repmgr", rpo),
+            ),
+            None => {}
+        }
+        if refusals.is_empty() {
+            Ok(Derived {
+                flavour: Some(Arc::new(out)),
+                notes: Vec::new(),
+            })
+        } else {
+            Err(refusals)
+        }
     }
 }
 

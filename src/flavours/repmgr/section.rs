@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::diag::Diagnostics;
 use crate::flavours::repmgr::config::{Node as RepmgrNode, Repmgr};
-use crate::model::{Host, Replication, Role};
+use crate::model::{Host, Objectives, Replication, Role};
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::Node;
 
@@ -44,6 +44,7 @@ impl Reader<'_> {
         hosts: &[Host],
         host_entries: &[(String, String, &Node, String)],
         replication: Option<&Replication>,
+        objectives: Option<&Objectives>,
     ) -> Option<Repmgr> {
         let Some(node) = node else {
             self.d.error(
@@ -114,6 +115,9 @@ impl Reader<'_> {
             None => Some(None),
         };
         m.finish(self.d);
+        if objectives.is_some_and(|o| o.rto.is_some()) {
+            self.rto_conflicts(node, failover.as_deref());
+        }
 
         let nodes = self.nodes(hosts, host_entries)?;
         let automatic = failover.as_deref() == Some("automatic");
@@ -201,6 +205,34 @@ impl Reader<'_> {
             child_nodes_disconnect_command: fence?,
             nodes,
         })
+    }
+
+    /// Settings the declared rto derives, set here too (the DBA chooses), and a failover no
+    /// setting bounds.
+    fn rto_conflicts(&mut self, node: &Node, failover: Option<&str>) {
+        for key in [
+            "monitor_interval_secs",
+            "reconnect_attempts",
+            "reconnect_interval",
+        ] {
+            if let Some((_, n)) = node.get(key) {
+                self.d.error_with_help(
+                    n.pos,
+                    &format!("repmgr.{key}"),
+                    format!("`repmgr.{key}` and `objectives.rto` both decide how soon repmgrd fails over"),
+                    format!("set one: drop `repmgr.{key}` (the rto derives it) or `objectives.rto`"),
+                );
+            }
+        }
+        if failover == Some("manual") {
+            let at = node.get("failover").map_or(node.pos, |(_, n)| n.pos);
+            self.d.error_with_help(
+                at,
+                "repmgr.failover",
+                "`repmgr.failover: manual` and `objectives.rto`: repmgrd then never promotes, a person runs `pgha failover`, and no setting bounds when",
+                "set one: `failover: automatic` (the rto derives repmgrd's timing) or drop `objectives.rto`",
+            );
+        }
     }
 
     /// Each host's node id (given, or derived from its name), priority and location.

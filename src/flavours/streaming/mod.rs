@@ -6,10 +6,12 @@ mod switchover;
 
 use std::sync::Arc;
 
+use crate::flavours::objectives::{rpo_bytes_unbounded, rpo_zero_unsupported, rto_needs_automatic};
 use crate::flavours::{
-    BoxFuture, ClusterView, Entry, Failover, Flavour, Handover, ProcedureError, SectionInput,
+    BoxFuture, ClusterView, Derived, Entry, Failover, Flavour, Handover, ProcedureError, Refusal,
+    RouteDelay, SectionInput,
 };
-use crate::model::slot_safe_name;
+use crate::model::{slot_safe_name, Cluster, Objectives, Rpo};
 
 pub const ENTRY: Entry = Entry {
     name: "streaming",
@@ -49,6 +51,31 @@ impl Flavour for Streaming {
         target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
         Box::pin(switchover::switchover(view, target))
+    }
+
+    /// It does not fail over by itself, and has no synchronous replication of its own.
+    fn meet_objectives(
+        &self,
+        _cluster: &Cluster,
+        declared: &Objectives,
+        _route: &RouteDelay,
+    ) -> Result<Derived, Vec<Refusal>> {
+        let mut refusals = Vec::new();
+        if declared.rto.is_some() {
+            refusals.push(rto_needs_automatic(
+                "the streaming flavour does not fail over by itself",
+            ));
+        }
+        match declared.rpo {
+            Some(Rpo::Zero) => refusals.push(rpo_zero_unsupported("streaming")),
+            Some(rpo @ Rpo::Bytes(_)) => refusals.push(rpo_bytes_unbounded("streaming", rpo)),
+            None => {}
+        }
+        if refusals.is_empty() {
+            Ok(Derived::default())
+        } else {
+            Err(refusals)
+        }
     }
 
     fn failover_choice(
