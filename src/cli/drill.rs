@@ -88,11 +88,28 @@ fn failover(args: &FailoverDrillArgs) -> Result<ExitStatus, CliError> {
             eprintln!("[{:6.1}s] drill: {text}", started.elapsed().as_secs_f64());
         };
         let observer = views::progress::observer(session.transports.keys());
-        // Objectives come from the inventory once it can state them.
-        let report =
-            crate::drill::failover(&mut session, &options, None, observer.as_ref(), &note).await;
+        // Measured against what the inventory declares (`objectives:`).
+        let objectives =
+            crate::drill::report::Objectives::declared(session.project.cluster.objectives.as_ref());
+        let report = crate::drill::failover(
+            &mut session,
+            &options,
+            objectives.as_ref(),
+            observer.as_ref(),
+            &note,
+        )
+        .await;
+        let expected = session.project.expected_failover();
         session.close().await;
-        let report = report.map_err(CliError::new)?;
+        let mut report = report.map_err(CliError::new)?;
+        if let Some(e) = expected {
+            report.expected_worst_case_s = Some(e.worst_case.as_secs_f64());
+            report.expected_from = Some(if e.route_how.is_empty() {
+                e.settings
+            } else {
+                format!("{}; {}", e.settings, e.route_how)
+            });
+        }
         if args.json {
             println!("{}", views::drill::json(&report));
         } else {

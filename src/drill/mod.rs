@@ -281,6 +281,8 @@ async fn locked(
         notes,
         rto_s: None,
         rpo_zero: None,
+        expected_worst_case_s: None,
+        expected_from: None,
         broken: Vec::new(),
         passed: false,
     }

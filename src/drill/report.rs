@@ -10,12 +10,23 @@ use tokio::time::Instant;
 
 use crate::drill::load::Ack;
 
-/// What the cluster promises (an inventory's `objectives:` will give them): the longest time
-/// to route writes to a new primary, and whether no acknowledged write may be lost.
+/// What the cluster promises (the inventory's `objectives:`): the longest time to route
+/// writes to a new primary, and whether no acknowledged write may be lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Objectives {
-    pub rto: Duration,
+    pub rto: Option<Duration>,
     pub rpo_zero: bool,
+}
+
+impl Objectives {
+    /// What the inventory declares, when it declares anything.
+    pub fn declared(o: Option<&crate::model::Objectives>) -> Option<Objectives> {
+        let o = o?;
+        Some(Objectives {
+            rto: o.rto,
+            rpo_zero: matches!(o.rpo, Some(crate::model::Rpo::Zero)),
+        })
+    }
 }
 
 /// The figures of the write load around the crash.
@@ -95,6 +106,10 @@ pub struct Report {
     pub notes: Vec<String>,
     pub rto_s: Option<f64>,
     pub rpo_zero: Option<bool>,
+    /// What the flavour's settings and the route should cost at worst (None: a person runs
+    /// the failover), with the settings it comes from.
+    pub expected_worst_case_s: Option<f64>,
+    pub expected_from: Option<String>,
     /// What broke; empty: the drill passed.
     pub broken: Vec<String>,
     pub passed: bool,
@@ -105,7 +120,7 @@ impl Report {
     pub fn judge(mut self, objectives: Option<&Objectives>) -> Report {
         self.broken = verdict(&self, objectives);
         self.passed = self.broken.is_empty();
-        self.rto_s = objectives.map(|o| o.rto.as_secs_f64());
+        self.rto_s = objectives.and_then(|o| o.rto).map(|d| d.as_secs_f64());
         self.rpo_zero = objectives.map(|o| o.rpo_zero);
         self
     }
@@ -145,16 +160,13 @@ pub fn verdict(r: &Report, objectives: Option<&Objectives>) -> Vec<String> {
         broken.push(format!("{} did not come back as a replica", r.old_primary));
     }
     if let Some(o) = objectives {
-        match r.writes.time_to_route_s {
-            Some(t) if t > o.rto.as_secs_f64() => broken.push(format!(
-                "time to route {t:.1} s is over the RTO of {} s",
-                o.rto.as_secs_f64()
-            )),
-            None => broken.push(format!(
-                "writes were not routed again (RTO {} s)",
-                o.rto.as_secs_f64()
-            )),
-            Some(_) => {}
+        let rto = o.rto.map(|d| d.as_secs_f64());
+        match (rto, r.writes.time_to_route_s) {
+            (Some(rto), Some(t)) if t > rto => {
+                broken.push(format!("time to route {t:.1} s is over the RTO of {rto} s"))
+            }
+            (Some(rto), None) => broken.push(format!("writes were not routed again (RTO {rto} s)")),
+            _ => {}
         }
         if o.rpo_zero {
             if let Some(n) = r.writes.lost.filter(|n| *n > 0) {
@@ -216,6 +228,8 @@ mod tests {
             notes: vec![],
             rto_s: None,
             rpo_zero: None,
+            expected_worst_case_s: None,
+            expected_from: None,
             broken: vec![],
             passed: false,
         }
@@ -277,11 +291,11 @@ mod tests {
     #[test]
     fn objectives_break_on_a_slow_route_and_on_any_loss_with_rpo_zero() {
         let strict = Objectives {
-            rto: Duration::from_secs(3),
+            rto: Some(Duration::from_secs(3)),
             rpo_zero: true,
         };
         let loose = Objectives {
-            rto: Duration::from_secs(10),
+            rto: Some(Duration::from_secs(10)),
             rpo_zero: false,
         };
         let judged = passed().judge(Some(&strict));

@@ -77,17 +77,22 @@ pub fn table(r: &Report) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<20} {v}");
     }
-    if let Some(rto) = r.rto_s {
+    if r.rto_s.is_some() || r.rpo_zero.is_some() {
         let _ = writeln!(
             out,
-            "{:<20} RTO {rto:.0} s, RPO {}",
+            "{:<20} RTO {}, RPO {}",
             "objectives",
+            r.rto_s
+                .map_or("none".to_owned(), |rto| format!("{rto:.0} s")),
             if r.rpo_zero == Some(true) {
                 "0"
             } else {
                 "not zero"
             }
         );
+    }
+    if let (Some(worst), Some(from)) = (r.expected_worst_case_s, &r.expected_from) {
+        let _ = writeln!(out, "{:<20} {worst:.0} s at worst ({from})", "expected");
     }
     for f in &r.verify_failures {
         let _ = writeln!(out, "verify: {f}");
