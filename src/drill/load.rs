@@ -148,13 +148,7 @@ impl Client {
 
 /// tokio-postgres's error with its cause (the server's message, the TLS refusal).
 fn describe(e: &tokio_postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
+    crate::diag::with_causes(e)
 }
 
 /// rustls with the cluster CA as the only root, ring as its crypto (already the one rcgen

@@ -74,13 +74,7 @@ impl SshTransport {
 }
 
 fn describe(e: &openssh::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
+    crate::diag::with_causes(e)
 }
 
 impl Transport for SshTransport {

@@ -228,8 +228,14 @@ fn patroni_keepalived_and_haproxy_follow_the_leader() {
         &[Routing::Keepalived, Routing::Haproxy],
     );
     let all = ["pg1", "pg2", "pg3"];
-    sb.edit_inventory("  etcd:\n", "  synchronous_mode: true\n  etcd:\n");
+    // Declared objectives instead of Patroni's settings: rpo 0 turns synchronous mode on,
+    // the rto sets the timing; the drill below is judged against them.
+    sb.edit_inventory(
+        "\nhosts:\n",
+        "\nobjectives:\n  rto: 45s\n  rpo: 0\n\nhosts:\n",
+    );
     sb.pgha(["apply", "-y"])
+        .stdout_has("objectives: rto 45s")
         .stdout_has("keepalived on every data host")
         .stdout_has("on pg1, the primary (keepalived mode)")
         .stdout_has("0 failed.")
