@@ -203,6 +203,18 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// An error with every cause under it, `outer: inner: innermost` (a library's top-level
+/// message alone often hides the reason: the server's refusal, the TLS failure).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::did_you_mean;
@@ -216,16 +228,4 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzz", ["port", "user"]), None);
     }
-}
-
-/// An error with every cause under it, `outer: inner: innermost` (a library's top-level
-/// message alone often hides the reason: the server's refusal, the TLS failure).
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
