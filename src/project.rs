@@ -37,6 +37,9 @@ pub struct Project {
     /// The components the inventory has.
     pub components: Vec<Arc<dyn Component>>,
     pub playbook: Playbook,
+    /// Components' playbooks for the hosts of their own roles (a proxy host), by role name:
+    /// such a host runs its component's instead of the flavour's.
+    pub host_playbooks: BTreeMap<&'static str, Playbook>,
     pub templates: Templates,
     /// Where the cluster CA should be and is not yet (no `tls:` in the inventory).
     pub missing_ca: Option<PathBuf>,
@@ -69,6 +72,25 @@ impl Project {
             objective_notes,
         } = inventory::load(inventory)?;
         let playbook = playbook::for_flavour(flavour.as_ref(), &components, playbooks)?;
+        let mut host_playbooks = BTreeMap::new();
+        for h in &cluster.hosts {
+            let crate::model::Role::Member(m) = h.role else {
+                continue;
+            };
+            if host_playbooks.contains_key(m.name) {
+                continue;
+            }
+            if let Some((name, text)) = components.iter().find_map(|c| c.host_playbook(h.role)) {
+                let p = playbook::for_component_host(
+                    name,
+                    text,
+                    flavour.as_ref(),
+                    &components,
+                    playbooks,
+                )?;
+                host_playbooks.insert(m.name, p);
+            }
+        }
         let mut own: Vec<(&'static str, &'static str)> = flavour.templates().to_vec();
         for c in &components {
             own.extend_from_slice(c.templates());
@@ -79,6 +101,7 @@ impl Project {
             flavour,
             components,
             playbook,
+            host_playbooks,
             templates,
             missing_ca,
             objective_notes,
@@ -135,17 +158,29 @@ impl Project {
         topology: &Topology,
         mut f: impl FnMut(&Host, Vec<Step>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let expander = Expander::new(
-            &self.playbook,
-            &self.templates,
-            &self.cluster,
-            self.flavour.as_ref(),
-            &self.components,
-            topology,
-        );
+        let expander = |playbook| {
+            Expander::new(
+                playbook,
+                &self.templates,
+                &self.cluster,
+                self.flavour.as_ref(),
+                &self.components,
+                topology,
+            )
+        };
+        let flavours = expander(&self.playbook);
+        // A component's host playbook is compiled once too, when a host first needs it.
+        let mut own: BTreeMap<&str, Expander<'_>> = BTreeMap::new();
         for host in &self.cluster.hosts {
-            let steps = expander.expand(host).map_err(ProjectError::from)?;
-            f(host, steps)?;
+            let role = host.role.name();
+            let steps = match self.host_playbooks.get(role) {
+                Some(p) => own
+                    .entry(role)
+                    .or_insert_with(|| expander(p))
+                    .expand(host),
+                None => flavours.expand(host),
+            };
+            f(host, steps.map_err(ProjectError::from)?)?;
         }
         Ok(())
     }

@@ -9,6 +9,10 @@
 //! components/HOOK` (`packages`: with the server's packages; `running`: once PostgreSQL runs
 //! and the roles exist). Each active component's fragment for that hook stands there, in the
 //! order of `COMPONENTS`.
+//!
+//! Roles: a component may add host roles of its own (`Entry::roles`, like a flavour's), taken
+//! only when its loaded settings accept them (`Component::roles`). A host with such a role
+//! runs the component's own playbook (`Component::host_playbook`), never the flavour's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +25,7 @@ use crate::diag::Diagnostics;
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret};
-use crate::model::{Cluster, Host};
+use crate::model::{Cluster, Host, MemberRole, Role};
 use crate::steps::registry::Kind;
 use crate::yaml::node::Node;
 
@@ -39,6 +43,11 @@ pub struct Entry {
     pub name: &'static str,
     /// Step kinds of its own.
     pub kinds: &'static [Kind],
+    /// Host roles it adds (`role: proxy`), besides primary, standby and the flavour's.
+    pub roles: &'static [MemberRole],
+    /// What a host with one of those roles needs of the inventory, for the error when it is
+    /// missing.
+    pub roles_need: &'static str,
     pub load: fn(SectionInput<'_>) -> Option<Arc<dyn Component>>,
 }
 
@@ -93,6 +102,20 @@ pub trait Component: fmt::Debug + Send + Sync {
     /// What the plan should say about what the component renders.
     fn plan_notes(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The roles of `Entry::roles` its settings accept: a host with another of them is an
+    /// error at its role.
+    fn roles(&self) -> &'static [MemberRole] {
+        &[]
+    }
+    /// The playbook a host with one of its roles runs instead of the flavour's: `(name, YAML)`,
+    /// the name under which `--playbooks DIR` may override it.
+    fn host_playbook(&self, _role: Role) -> Option<(&'static str, &'static str)> {
+        None
+    }
+    /// The state `status` shows for a host with one of its roles (None: not one of them).
+    fn host_state(&self, _host: &Host, _facts: Option<&HostFacts>) -> Option<String> {
+        None
     }
     /// Itself, for the commands that read one component's settings.
     fn as_any(&self) -> &dyn std::any::Any;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::diag::Diagnostics;
 use crate::flavours::{self, Entry, SectionInput};
@@ -50,6 +51,7 @@ pub fn load_str(path: &Path, source: &str) -> Result<Inventory, LoadError> {
         d: &mut d,
         base,
         tls_certificates: None,
+        role_at: BTreeMap::new(),
     }
     .inventory(&root, path);
     match inventory {
@@ -89,6 +91,8 @@ pub(super) struct Reader<'d> {
     base: PathBuf,
     /// `tls.certificates` (and where it is written), read once the hosts are known.
     tls_certificates: Option<(PathBuf, crate::diag::Pos)>,
+    /// Where each host's role is written, and its path, for errors found later.
+    role_at: BTreeMap<String, (crate::diag::Pos, String)>,
 }
 
 impl Reader<'_> {
@@ -181,10 +185,12 @@ impl Reader<'_> {
         // Each component's section is a top-level key named after it; present means active.
         // Components see the flavour (its health checks, callbacks and ports).
         let mut components = Vec::new();
+        let mut sections = Vec::new();
         for c in crate::components::COMPONENTS {
             let Some(section) = top.take(c.name) else {
                 continue;
             };
+            sections.push(c.name);
             if let (Some(hosts), Some(flavour), Some(pg)) = (&hosts, &flavour, &postgres) {
                 components.extend((c.load)(crate::components::SectionInput {
                     d: self.d,
@@ -198,6 +204,9 @@ impl Reader<'_> {
             }
         }
         top.finish(self.d);
+        if let (Some(hosts), Some(_), Some(_)) = (&hosts, &flavour, &postgres) {
+            self.component_roles(hosts, &components, &sections);
+        }
 
         let flavour = flavour?;
         // Addresses clients dial that a component adds (a VIP) go into every certificate.
@@ -1074,7 +1083,50 @@ impl Reader<'_> {
         if !ok {
             return None;
         }
-        checks::topology(self.d, node, &mut hosts, &positions).then_some(hosts)
+        let ok = checks::topology(self.d, node, &mut hosts, &positions);
+        self.role_at = hosts
+            .iter()
+            .zip(&positions)
+            .map(|(h, p)| (h.name.clone(), (p.role, format!("{}.role", p.path))))
+            .collect();
+        ok.then_some(hosts)
+    }
+
+    /// A host with a component's role needs that component, with settings that take it.
+    /// A component whose section has errors of its own says nothing more here.
+    fn component_roles(
+        &mut self,
+        hosts: &[Host],
+        components: &[Arc<dyn crate::components::Component>],
+        sections: &[&str],
+    ) {
+        for h in hosts {
+            let Role::Member(m) = h.role else { continue };
+            let Some(entry) = crate::components::COMPONENTS
+                .iter()
+                .find(|e| e.roles.iter().any(|r| r.name == m.name))
+            else {
+                continue;
+            };
+            let loaded = components.iter().find(|c| c.name() == entry.name);
+            let taken = loaded.is_some_and(|c| c.roles().iter().any(|r| r.name == m.name));
+            let broken = loaded.is_none() && sections.contains(&entry.name);
+            if taken || broken {
+                continue;
+            }
+            let Some((pos, path)) = self.role_at.get(&h.name).cloned() else {
+                continue;
+            };
+            self.d.error_with_help(
+                pos,
+                &path,
+                format!(
+                    "host `{}` has `role: {}`, a role of the {} component, and the inventory does not give it one",
+                    h.name, m.name, entry.name
+                ),
+                entry.roles_need,
+            );
+        }
     }
 
     fn host<'n>(
@@ -1106,6 +1158,16 @@ impl Reader<'_> {
                 .flat_map(|e| e.roles.iter().copied())
                 .collect(),
         };
+        // And the components' roles: whether the component's settings take them is checked
+        // once they are read (`component_roles`).
+        let extra: Vec<_> = extra
+            .into_iter()
+            .chain(
+                crate::components::COMPONENTS
+                    .iter()
+                    .flat_map(|c| c.roles.iter().copied()),
+            )
+            .collect();
         let names: Vec<&str> = ["primary", "standby"]
             .into_iter()
             .chain(extra.iter().map(|r| r.name))

@@ -197,6 +197,14 @@ impl Role {
         }
     }
 
+    /// How messages speak of such a host: "a data host", "an etcd host".
+    pub fn description(self) -> &'static str {
+        match self {
+            Role::Primary | Role::Standby => "a data host",
+            Role::Member(m) => m.description,
+        }
+    }
+
     /// Whether the host runs PostgreSQL.
     pub fn has_postgres(self) -> bool {
         match self {

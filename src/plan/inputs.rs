@@ -43,7 +43,13 @@ impl Inputs {
         let inventory = std::fs::read_to_string(&project.cluster.source).unwrap_or_default();
         Inputs {
             inventory: sha256(&inventory),
-            playbook: sha256(&format!("{:?}", project.playbook)),
+            // A component's host playbook counts as the playbook (left out when there is
+            // none, so the pin of an inventory without one stays what it was).
+            playbook: sha256(&if project.host_playbooks.is_empty() {
+                format!("{:?}", project.playbook)
+            } else {
+                format!("{:?}{:?}", project.playbook, project.host_playbooks)
+            }),
             templates: project.templates.digests().clone(),
             secrets: secrets
                 .labels()

@@ -28,6 +28,8 @@ pub fn query_for(
             version: cluster.postgres.version,
             data_dir: flavour.data_dir(cluster).to_owned(),
             probes: flavour.probes(cluster, host),
+            // A host without PostgreSQL (an etcd or a proxy host) is not asked its state.
+            skip_postgres: !host.role.has_postgres(),
             ..Query::default()
         };
         for c in components {
@@ -39,7 +41,9 @@ pub fn query_for(
             }
         }
         // Any data-holding host may have to be cloned once the real topology is known.
-        q.present.push(pg_clone::CLONE_MARKER.to_owned());
+        if host.role.has_postgres() {
+            q.present.push(pg_clone::CLONE_MARKER.to_owned());
+        }
         // Files of other roles too: a standby-only file left on a promoted node is news.
         q.files.sort();
         q.files.dedup();

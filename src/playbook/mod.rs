@@ -79,6 +79,32 @@ pub fn for_flavour(
     load::load_str(&path, flavour.playbook(), &cx).map_err(PlaybookError::Invalid)
 }
 
+/// A component's playbook for the hosts of its own role (`Component::host_playbook`):
+/// `DIR/NAME` when an override folder has it, else the embedded one.
+pub fn for_component_host(
+    name: &str,
+    text: &str,
+    flavour: &dyn Flavour,
+    components: &[Arc<dyn Component>],
+    overrides: Option<&Path>,
+) -> Result<Playbook, PlaybookError> {
+    let kinds = kinds_for(flavour.name(), components);
+    let fragment = |include: &str| fragment(include, components, overrides);
+    let cx = load::LoadCx {
+        kinds: &kinds,
+        fragment: &fragment,
+    };
+    if let Some(path) = overrides.map(|dir| dir.join(name)).filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(&path).map_err(|e| PlaybookError::Read {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        return load::load_str(&path, &text, &cx).map_err(PlaybookError::Invalid);
+    }
+    let path = PathBuf::from(format!("<embedded>/playbooks/{name}"));
+    load::load_str(&path, text, &cx).map_err(PlaybookError::Invalid)
+}
+
 /// Fragments every flavour's playbook may include, by name.
 const FRAGMENTS: &[(&str, &str)] = &[
     (

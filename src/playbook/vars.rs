@@ -56,7 +56,9 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
     } else {
         "host"
     };
-    for h in &cluster.hosts {
+    // Only a host that runs PostgreSQL replicates or connects as the replication user (not
+    // an etcd or a proxy host).
+    for h in cluster.hosts.iter().filter(|h| h.role.has_postgres()) {
         let address = match h.ip() {
             Some(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
             Some(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),

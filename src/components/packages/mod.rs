@@ -14,6 +14,8 @@ use crate::yaml::decode;
 pub const ENTRY: Entry = Entry {
     name: "packages",
     kinds: &[],
+    roles: &[],
+    roles_need: "",
     load,
 };
 

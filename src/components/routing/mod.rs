@@ -10,6 +10,10 @@
 //! a failing check puts the instance in FAULT and drops the VIP, so only the member that
 //! takes writes can hold it (with a positive weight an isolated node that hears no adverts
 //! would still make itself MASTER).
+//!
+//! haproxy may also run on dedicated proxy hosts (`role: proxy`): such a host holds no data
+//! and runs only this component's own playbook (`routing-proxy.yml`): haproxy, and the cluster
+//! CA for its checks.
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use serde_json::{json, Value};
 use crate::components::{Component, Entry, SectionInput};
 use crate::facts::gather::Probe;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret, HealthCheck};
-use crate::model::{Cluster, Host};
+use crate::model::{Cluster, Host, MemberRole, Role};
 
 pub mod connect;
 pub mod probes;
@@ -36,8 +40,21 @@ pub use section::{Section, VipMode};
 pub const ENTRY: Entry = Entry {
     name: "routing",
     kinds: steps::KINDS,
+    roles: &[PROXY_ROLE],
+    roles_need: "a proxy host runs haproxy: give the inventory `routing.haproxy` (and the host in `routing.haproxy.hosts`), or make it a data host",
     load,
 };
+
+/// A host that runs haproxy for the cluster and nothing else: no data, no PostgreSQL.
+pub const PROXY_ROLE: MemberRole = MemberRole {
+    name: "proxy",
+    runs_postgres: false,
+    description: "a proxy host",
+};
+
+/// Where a proxy host keeps the cluster CA for haproxy's checks (it has no PostgreSQL, so
+/// none of the server's folders).
+pub const PROXY_CA_FILE: &str = "/etc/haproxy/pgha-ca.crt";
 
 /// The program behind the health endpoint and keepalived's check.
 pub const HEALTH_BIN: &str = "/usr/local/lib/pgha/pgha-health";
@@ -111,12 +128,20 @@ impl Routing {
         }
         if let Some(h) = &self.section.haproxy {
             out.push(format!(
-                "routing: haproxy on {}: port {} to the primary, port {} to replicas at most {} bytes behind",
+                "routing: haproxy on {}{}: port {} to the primary, port {} to replicas at most {} bytes behind",
                 h.hosts.join(", "),
+                if h.proxies_by_default {
+                    " (the proxy hosts only: `routing.haproxy.hosts` is left out)"
+                } else {
+                    ""
+                },
                 h.primary_port,
                 h.replica_port,
                 h.max_lag
             ));
+            if self.section.vip.is_some() && !h.on_every_data_host {
+                out.push("routing: the VIP follows the primary and not every data host runs haproxy: clients reach haproxy at its hosts' addresses, not at the VIP".to_owned());
+            }
         }
         out
     }
@@ -200,6 +225,35 @@ impl Component for Routing {
         names
     }
 
+    fn roles(&self) -> &'static [MemberRole] {
+        if self.section.haproxy.is_some() {
+            &[PROXY_ROLE]
+        } else {
+            &[]
+        }
+    }
+
+    fn host_playbook(&self, role: Role) -> Option<(&'static str, &'static str)> {
+        (role == Role::Member(PROXY_ROLE)).then_some((
+            "components/routing-proxy.yml",
+            include_str!("../../../playbooks/components/routing-proxy.yml"),
+        ))
+    }
+
+    fn host_state(
+        &self,
+        host: &Host,
+        facts: Option<&crate::facts::HostFacts>,
+    ) -> Option<String> {
+        if host.role != Role::Member(PROXY_ROLE) {
+            return None;
+        }
+        Some(match facts.and_then(probes::haproxy_backends) {
+            Some(_) => "haproxy running".to_owned(),
+            None => "haproxy not answering".to_owned(),
+        })
+    }
+
     fn vars(&self, cluster: &Cluster) -> Value {
         let s = &self.section;
         let data: Vec<&Host> = cluster
@@ -246,6 +300,7 @@ impl Component for Routing {
                 "primary_port": h.primary_port,
                 "replica_port": h.replica_port,
                 "max_lag": h.max_lag,
+                "proxy_ca_file": PROXY_CA_FILE,
                 // A member that stops answering leaves the write route after two checks
                 // (2 s; 1 s under a tight rto); one good answer brings a new primary in.
                 "inter_ms": checks.inter_ms,
@@ -269,11 +324,8 @@ impl Component for Routing {
     }
 
     fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
-        if !host.role.holds_data() {
-            return Vec::new();
-        }
         let mut out = Vec::new();
-        if self.section.vip.is_some() {
+        if self.section.vip.is_some() && host.role.holds_data() {
             out.push(probes::vip_probe());
         }
         if self

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 
 use crate::components::SectionInput;
 use crate::diag::Diagnostics;
-use crate::model::{same_machine, Host};
+use crate::model::{same_machine, Host, Role};
 use crate::secret::SecretRef;
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::Node;
@@ -64,8 +64,13 @@ pub struct Keepalived {
 
 #[derive(Debug, Clone)]
 pub struct Haproxy {
-    /// The data hosts haproxy runs on.
+    /// The hosts haproxy runs on: data hosts, proxy hosts (`role: proxy`) or both.
     pub hosts: Vec<String>,
+    /// Whether it runs on every data host: only then does the VIP, which follows the
+    /// primary, lead to a haproxy.
+    pub on_every_data_host: bool,
+    /// `hosts` was left out and the proxy hosts were taken.
+    pub proxies_by_default: bool,
     pub primary_port: u16,
     pub replica_port: u16,
     /// Replay lag in bytes beyond which a replica takes no reads.
@@ -349,36 +354,56 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
         .filter(|h| h.role.holds_data())
         .map(|h| h.name.as_str())
         .collect();
-    let hosts = match m.take("hosts") {
+    let proxy_hosts: Vec<&str> = cx
+        .hosts
+        .iter()
+        .filter(|h| h.role == Role::Member(super::PROXY_ROLE))
+        .map(|h| h.name.as_str())
+        .collect();
+    let may_run: Vec<&str> = data_hosts.iter().chain(&proxy_hosts).copied().collect();
+    let hosts_node = m.take("hosts");
+    let hosts = match hosts_node {
         Some(n) => {
             let items = decode::string_items(d, n, "routing.haproxy.hosts");
             let mut ok = !items.is_empty();
             if items.is_empty() {
-                d.error(n.pos, "routing.haproxy.hosts", "`routing.haproxy.hosts` is empty: leave it out to run haproxy on every data host");
+                d.error(n.pos, "routing.haproxy.hosts", "`routing.haproxy.hosts` is empty: leave it out to run haproxy on the proxy hosts (`role: proxy`), or on every data host when there are none");
             }
             for (i, name, item) in &items {
-                if !data_hosts.contains(&name.as_str()) {
+                if !may_run.contains(&name.as_str()) {
                     let path = format!("routing.haproxy.hosts[{i}]");
-                    let message = if cx.hosts.iter().any(|h| &h.name == name) {
-                        format!("{name} holds no data: haproxy runs on the data hosts (dedicated proxy hosts are not supported yet)")
-                    } else {
-                        format!("there is no host {name}")
+                    let message = match cx.hosts.iter().find(|h| &h.name == name) {
+                        Some(h) => format!(
+                            "{name} is {}: haproxy runs on the data hosts and on proxy hosts (`role: proxy`)",
+                            h.role.description()
+                        ),
+                        None => format!("there is no host {name}"),
                     };
-                    d.unknown(
-                        item.pos,
-                        &path,
-                        message,
-                        name,
-                        data_hosts.iter().copied(),
-                        None,
-                    );
+                    d.unknown(item.pos, &path, message, name, may_run.iter().copied(), None);
                     ok = false;
                 }
             }
+            // A proxy host is there to run haproxy: one left out would run nothing.
+            let named: Vec<&str> = items.iter().map(|(_, s, _)| s.as_str()).collect();
+            for p in proxy_hosts.iter().filter(|p| !named.contains(p)) {
+                d.error_with_help(
+                    n.pos,
+                    "routing.haproxy.hosts",
+                    format!("{p} has `role: proxy` and is not in `routing.haproxy.hosts`: a proxy host runs haproxy and nothing else"),
+                    format!("add {p} to `routing.haproxy.hosts`, or remove the host"),
+                );
+                ok = false;
+            }
             ok.then(|| items.into_iter().map(|(_, s, _)| s).collect())
         }
+        // Proxy hosts are where haproxy goes; without them, every data host.
+        None if !proxy_hosts.is_empty() => Some(proxy_hosts.iter().map(|s| (*s).to_owned()).collect()),
         None => Some(data_hosts.iter().map(|s| (*s).to_owned()).collect()),
     };
+    let on_every_data_host = hosts
+        .as_ref()
+        .is_some_and(|h: &Vec<String>| data_hosts.iter().all(|d| h.iter().any(|x| x == d)));
+    let proxies_by_default = hosts_node.is_none() && !proxy_hosts.is_empty();
     let port = |d: &mut Diagnostics, m: &mut MapReader, key: &'static str, default: u16| match m
         .take(key)
     {
@@ -394,6 +419,8 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
     m.finish(d);
     Some(Haproxy {
         hosts: hosts?,
+        on_every_data_host,
+        proxies_by_default,
         primary_port: primary_port?,
         replica_port: replica_port?,
         max_lag: max_lag?,
