@@ -174,10 +174,7 @@ impl Project {
         for host in &self.cluster.hosts {
             let role = host.role.name();
             let steps = match self.host_playbooks.get(role) {
-                Some(p) => own
-                    .entry(role)
-                    .or_insert_with(|| expander(p))
-                    .expand(host),
+                Some(p) => own.entry(role).or_insert_with(|| expander(p)).expand(host),
                 None => flavours.expand(host),
             };
             f(host, steps.map_err(ProjectError::from)?)?;

@@ -60,11 +60,11 @@ pub fn route(project: &Project, via: Via) -> Result<Route, RouteError> {
                 .haproxy
                 .as_ref()
                 .ok_or(RouteError::NotInInventory { via: "haproxy" })?;
-            // Behind the VIP when there is one, as clients are told (`connect-info`); else
-            // every haproxy host in turn.
+            // Behind the VIP when every data host runs haproxy, as clients are told
+            // (`connect-info`); else every haproxy host in turn (the proxy hosts).
             let hosts = match &s.vip {
-                Some(v) => vec![(v.address().to_string(), h.primary_port)],
-                None => h
+                Some(v) if h.on_every_data_host => vec![(v.address().to_string(), h.primary_port)],
+                _ => h
                     .hosts
                     .iter()
                     .filter_map(|n| cluster.host(n))

@@ -141,13 +141,17 @@ pub fn status(
         }
     }
     // Hosts outside the replication tree: a server of the flavour's own (a repmgr witness)
-    // always; a dedicated DCS member only when it was not reached.
+    // and a component's host (a proxy host, in the component's words) always; a dedicated
+    // DCS member only when it was not reached.
     for h in &cluster.hosts {
         let why = view.unreachable.get(&h.name);
-        if members.iter().any(|m| m.member == h.name) || (why.is_none() && !h.role.has_postgres()) {
+        let f = facts.get(&h.name);
+        let own_state = components.iter().find_map(|c| c.host_state(h, f));
+        if members.iter().any(|m| m.member == h.name)
+            || (why.is_none() && !h.role.has_postgres() && own_state.is_none())
+        {
             continue;
         }
-        let f = facts.get(&h.name);
         let pg = f.and_then(|f| f.postgres.as_ref());
         let member = flavour.member_status(h, false, false, f);
         members.push(Member {
@@ -155,11 +159,12 @@ pub fn status(
             branch: String::new(),
             host: h.address.clone(),
             role: member.role.unwrap_or_else(|| h.role.name().to_owned()),
-            state: match (why, pg) {
-                (Some(_), _) => "unreachable".to_owned(),
-                (None, Some(pg)) if pg.running => "running".to_owned(),
-                (None, Some(_)) => "stopped".to_owned(),
-                (None, None) => "no cluster".to_owned(),
+            state: match (why, pg, own_state) {
+                (Some(_), _, _) => "unreachable".to_owned(),
+                (None, _, Some(own)) => own,
+                (None, Some(pg), None) if pg.running => "running".to_owned(),
+                (None, Some(_), None) => "stopped".to_owned(),
+                (None, None, None) => "no cluster".to_owned(),
             },
             timeline: None,
             lag_bytes: None,

@@ -146,11 +146,12 @@ pub fn connections(
         });
     }
     if let Some(h) = &r.section.haproxy {
-        // Behind the VIP when there is one (one address for clients); else every haproxy
-        // host, the client trying them in turn.
+        // Behind the VIP when every data host runs haproxy (one address for clients); else
+        // every haproxy host, the client trying them in turn: the VIP follows the primary,
+        // so with haproxy on proxy hosts nothing listens on its port there.
         let front: Vec<String> = match &r.section.vip {
-            Some(v) => vec![v.address().to_string()],
-            None => h
+            Some(v) if h.on_every_data_host => vec![v.address().to_string()],
+            _ => h
                 .hosts
                 .iter()
                 .filter_map(|n| cluster.host(n))

@@ -240,11 +240,7 @@ impl Component for Routing {
         ))
     }
 
-    fn host_state(
-        &self,
-        host: &Host,
-        facts: Option<&crate::facts::HostFacts>,
-    ) -> Option<String> {
+    fn host_state(&self, host: &Host, facts: Option<&crate::facts::HostFacts>) -> Option<String> {
         if host.role != Role::Member(PROXY_ROLE) {
             return None;
         }

@@ -379,7 +379,14 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
                         ),
                         None => format!("there is no host {name}"),
                     };
-                    d.unknown(item.pos, &path, message, name, may_run.iter().copied(), None);
+                    d.unknown(
+                        item.pos,
+                        &path,
+                        message,
+                        name,
+                        may_run.iter().copied(),
+                        None,
+                    );
                     ok = false;
                 }
             }
@@ -397,7 +404,9 @@ fn haproxy(d: &mut Diagnostics, node: &Node, cx: &Context<'_>) -> Option<Haproxy
             ok.then(|| items.into_iter().map(|(_, s, _)| s).collect())
         }
         // Proxy hosts are where haproxy goes; without them, every data host.
-        None if !proxy_hosts.is_empty() => Some(proxy_hosts.iter().map(|s| (*s).to_owned()).collect()),
+        None if !proxy_hosts.is_empty() => {
+            Some(proxy_hosts.iter().map(|s| (*s).to_owned()).collect())
+        }
         None => Some(data_hosts.iter().map(|s| (*s).to_owned()).collect()),
     };
     let on_every_data_host = hosts

@@ -191,8 +191,9 @@ fn endpoints(r: &Routing, cluster: &Cluster) -> Vec<Route> {
             primary: true,
         });
         if let Some(h) = &r.section.haproxy {
-            // haproxy on every data host behind the VIP: the pair clients are given.
-            if h.hosts.len() > 1 {
+            // haproxy on every data host behind the VIP: the pair clients are given. (The
+            // VIP follows the primary: where haproxy is elsewhere, nothing listens there.)
+            if h.hosts.len() > 1 && h.on_every_data_host {
                 out.push(Route {
                     label: format!("route VIP {}:{}", v.address(), h.primary_port),
                     via: None,

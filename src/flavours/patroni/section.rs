@@ -8,7 +8,7 @@ use crate::flavours::patroni::config::{
     ApiTls, Etcd, Patroni, StandbyCluster, Tags, Watchdog, PATRONI_TLS_DIR,
 };
 use crate::model::pg_names::slot_name_problem;
-use crate::model::{Host, Objectives, Postgres, Rpo, SecretRef};
+use crate::model::{Host, Objectives, Postgres, Role, Rpo, SecretRef};
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{Node, Value};
 
@@ -402,11 +402,28 @@ impl Reader<'_> {
                 );
                 return None;
             }
-            if !hosts.iter().any(|h| &h.name == name) {
-                let message = format!("etcd member `{name}` is not a host of this inventory");
-                let names = hosts.iter().map(|h| h.name.as_str());
-                self.d.unknown(n.pos, &path, message, name, names, None);
-                return None;
+            // Members are the servers and the dedicated etcd hosts (not a proxy host).
+            let may_run =
+                |h: &Host| h.role.has_postgres() || h.role == Role::Member(super::ETCD_ROLE);
+            match hosts.iter().find(|h| &h.name == name) {
+                Some(h) if !may_run(h) => {
+                    self.d.error(
+                        n.pos,
+                        &path,
+                        format!(
+                            "etcd member `{name}` is {}: etcd runs on the data hosts and `role: etcd` hosts",
+                            h.role.description()
+                        ),
+                    );
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    let message = format!("etcd member `{name}` is not a host of this inventory");
+                    let names = hosts.iter().map(|h| h.name.as_str());
+                    self.d.unknown(n.pos, &path, message, name, names, None);
+                    return None;
+                }
             }
         }
         let members: Vec<String> = members.into_iter().map(|(_, name, _)| name).collect();
