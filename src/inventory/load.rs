@@ -185,12 +185,13 @@ impl Reader<'_> {
         // Each component's section is a top-level key named after it; present means active.
         // Components see the flavour (its health checks, callbacks and ports).
         let mut components = Vec::new();
-        let mut sections = Vec::new();
+        // Components whose sections have errors of their own.
+        let mut broken = Vec::new();
         for c in crate::components::COMPONENTS {
             let Some(section) = top.take(c.name) else {
                 continue;
             };
-            sections.push(c.name);
+            let before = self.d.items.len();
             if let (Some(hosts), Some(flavour), Some(pg)) = (&hosts, &flavour, &postgres) {
                 components.extend((c.load)(crate::components::SectionInput {
                     d: self.d,
@@ -202,10 +203,13 @@ impl Reader<'_> {
                     listen_addresses: &pg.listen_addresses,
                 }));
             }
+            if self.d.items.len() > before {
+                broken.push(c.name);
+            }
         }
         top.finish(self.d);
         if let (Some(hosts), Some(_), Some(_)) = (&hosts, &flavour, &postgres) {
-            self.component_roles(hosts, &components, &sections);
+            self.component_roles(hosts, &components, &broken);
         }
 
         let flavour = flavour?;
@@ -1098,7 +1102,7 @@ impl Reader<'_> {
         &mut self,
         hosts: &[Host],
         components: &[Arc<dyn crate::components::Component>],
-        sections: &[&str],
+        broken: &[&str],
     ) {
         for h in hosts {
             let Role::Member(m) = h.role else { continue };
@@ -1110,8 +1114,7 @@ impl Reader<'_> {
             };
             let loaded = components.iter().find(|c| c.name() == entry.name);
             let taken = loaded.is_some_and(|c| c.roles().iter().any(|r| r.name == m.name));
-            let broken = loaded.is_none() && sections.contains(&entry.name);
-            if taken || broken {
+            if taken || broken.contains(&entry.name) {
                 continue;
             }
             let Some((pos, path)) = self.role_at.get(&h.name).cloned() else {
@@ -1121,7 +1124,7 @@ impl Reader<'_> {
                 pos,
                 &path,
                 format!(
-                    "host `{}` has `role: {}`, a role of the {} component, and the inventory does not give it one",
+                    "host `{}` has `role: {}`, a role of the {} component that the inventory's settings do not take",
                     h.name, m.name, entry.name
                 ),
                 entry.roles_need,

@@ -149,9 +149,12 @@ fn quoted(s: &str) -> String {
 /// The inventory, with exactly the keys of `inventory.example` (and `routing:` when asked).
 pub(crate) fn render_inventory(info: &SandboxInfo) -> Result<String, SandboxError> {
     let mut hosts = String::new();
-    let last = info.hosts.len().saturating_sub(1);
+    // Proxy hosts come after the others.
+    let proxies_from = info.hosts.len().saturating_sub(info.proxies);
+    let last = proxies_from.saturating_sub(1);
     for (i, h) in info.hosts.iter().enumerate() {
         let role = match i {
+            i if i >= proxies_from => "proxy",
             0 => "primary",
             i if i == last && info.witness => "witness",
             _ => "standby",
@@ -277,9 +280,15 @@ fn routing_section(info: &SandboxInfo) -> Result<String, SandboxError> {
         ));
     }
     if has(Routing::Haproxy) {
-        s.push_str(
-            "  haproxy:\n    primary_port: 5000\n    replica_port: 5001\n    max_lag: 1MB\n",
-        );
+        s.push_str("  haproxy:\n");
+        if info.proxies > 0 {
+            let proxies: Vec<&str> = info.hosts[info.hosts.len().saturating_sub(info.proxies)..]
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
+            s.push_str(&format!("    hosts: [{}]\n", proxies.join(", ")));
+        }
+        s.push_str("    primary_port: 5000\n    replica_port: 5001\n    max_lag: 1MB\n");
     }
     s.push('\n');
     Ok(s)
@@ -446,6 +455,7 @@ mod tests {
             ssh_user: "deploy".into(),
             witness: false,
             routing: Vec::new(),
+            proxies: 0,
         }
     }
 
@@ -596,6 +606,26 @@ mod tests {
             format!("routing:\n{HAPROXY}\n"),
             "haproxy alone has no VIP"
         );
+    }
+
+    #[test]
+    fn proxy_hosts_come_last_and_run_haproxy() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut i = info(d.path());
+        i.flavour = Flavour::Streaming;
+        i.routing = vec![Routing::Haproxy];
+        i.proxies = 1;
+        let text = render_inventory(&i).expect("render");
+        assert!(
+            text.contains("  haproxy:\n    hosts: [pg3]\n    primary_port: 5000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - name: pg2\n    address: 10.77.4.12\n    role: standby\n  - name: pg3\n    address: 10.77.4.13\n    role: proxy\n"),
+            "{text}"
+        );
+        let inv = crate::inventory::load_str(&i.inventory, &text).expect("loads");
+        assert_eq!(inv.cluster.hosts[2].role.name(), "proxy");
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct UpArgs {
     /// (ports 5000/5001 on every host). callback and keepalived exclude each other.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub routing: Vec<Routing>,
+    /// With `--routing haproxy`: this many more hosts after the others, `role: proxy`, that
+    /// run haproxy and nothing else (listed in `routing.haproxy.hosts`).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub proxies: u8,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -165,6 +169,8 @@ pub struct UpOptions {
     pub witness: bool,
     /// Client routing in the inventory (duplicates are fine); empty: no `routing:` section.
     pub routing: Vec<Routing>,
+    /// Proxy hosts (`role: proxy`) after the others; needs haproxy in `routing`.
+    pub proxies: usize,
 }
 
 impl UpOptions {
@@ -182,6 +188,7 @@ impl UpOptions {
             etcd_members: 3,
             witness: false,
             routing: Vec::new(),
+            proxies: 0,
         }
     }
 }
@@ -200,6 +207,7 @@ impl From<&UpArgs> for UpOptions {
             etcd_members: usize::from(a.etcd),
             witness: a.witness,
             routing: a.routing.clone(),
+            proxies: usize::from(a.proxies),
         }
     }
 }
@@ -236,6 +244,9 @@ pub struct SandboxInfo {
     /// Defaults to none so that state.json files written before it still load.
     #[serde(default)]
     pub routing: Vec<Routing>,
+    /// The last this many hosts are proxy hosts (`role: proxy`, haproxy only).
+    #[serde(default)]
+    pub proxies: usize,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -542,6 +553,21 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         .map(network::parse_subnet)
         .transpose()?;
     let routing = check_routing(opts.flavour, &opts.routing)?;
+    if opts.proxies > 0 && !routing.contains(&Routing::Haproxy) {
+        return Err(SandboxError::Invalid {
+            what: "--proxies",
+            message: "proxy hosts run haproxy: add `--routing haproxy`".to_owned(),
+        });
+    }
+    if opts.hosts + opts.proxies > 9 {
+        return Err(SandboxError::Invalid {
+            what: "--proxies",
+            message: format!(
+                "{} hosts and {} proxies: a sandbox has at most 9 hosts in all",
+                opts.hosts, opts.proxies
+            ),
+        });
+    }
 
     let dir = inventory::prepare_dir(&opts.dir)?;
     let inventory_path = match &opts.inventory {
@@ -559,7 +585,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
     let hosts = hosts::ensure_hosts(&hosts::HostsSpec {
         sandbox: &opts.name,
         network: &net,
-        count: opts.hosts,
+        count: opts.hosts + opts.proxies,
         image,
         public_key: &public_key,
         ssh_user: ssh_user.as_deref(),
@@ -593,6 +619,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         },
         witness: opts.witness && opts.flavour == Flavour::Repmgr,
         routing,
+        proxies: opts.proxies,
     };
     inventory::write_all(&info)?;
     note(format!(

@@ -371,3 +371,45 @@ fn objectives_reach_repmgr_conf() {
         );
     }
 }
+
+/// A proxy host (`role: proxy`) gets haproxy's files and nothing of the flavour's, for every
+/// flavour; the data hosts get no rule and no password for its address.
+#[test]
+fn a_proxy_host_renders_only_haproxy() {
+    for example in [
+        "inventory.example",
+        "inventory.patroni.example",
+        "inventory.repmgr.example",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = render_edited(
+            dir.path(),
+            example,
+            &[("\nhosts:\n", "\nrouting:\n  haproxy: {}\nhosts:\n")],
+            "  - {name: px1, address: 10.77.0.20, role: proxy}\n",
+            "Rendered",
+        );
+        assert_eq!(
+            files(&out.join("px1")),
+            ["etc/haproxy/haproxy.cfg", "etc/haproxy/pgha-ca.crt"],
+            "{example}"
+        );
+        let cfg = read(&out, "px1", "etc/haproxy/haproxy.cfg");
+        assert!(
+            cfg.contains("server pg1 10.77.0.11:5432 check port")
+                && cfg.contains("ca-file /etc/haproxy/pgha-ca.crt"),
+            "{example}: {cfg}"
+        );
+        // haproxy runs on the proxy host only (the hosts were left out).
+        assert!(!out.join("pg1/etc/haproxy").exists(), "{example}");
+        for host in ["pg1", "pg2", "pg3"] {
+            for f in files(&out.join(host)) {
+                let text = read(&out, host, &f);
+                assert!(
+                    !text.contains("10.77.0.20"),
+                    "{example}: {host}/{f} names the proxy host:\n{text}"
+                );
+            }
+        }
+    }
+}

@@ -179,3 +179,102 @@ fn a_certificate_names_its_host() {
     assert_eq!(identify(&inv.cluster, other).as_deref(), Some("pg3"));
     assert_eq!(identify(&inv.cluster, "").as_deref(), None);
 }
+
+/// `text` with a proxy host `px1` (10.0.0.9) after the data hosts.
+fn with_proxy(flavour: &str, routing: &str) -> String {
+    let pg3 = "  - {name: pg3, address: 10.0.0.3, role: standby}\n";
+    text(flavour, routing).replace(
+        pg3,
+        &format!("{pg3}  - {{name: px1, address: 10.0.0.9, role: proxy}}\n"),
+    )
+}
+
+fn refused_text(t: &str) -> String {
+    match load_str(Path::new("t.yml"), t) {
+        Err(LoadError::Invalid(d)) => d.render(),
+        Err(e) => panic!("not a validation error: {e}"),
+        Ok(_) => panic!("loaded:\n{t}"),
+    }
+}
+
+#[test]
+fn a_proxy_host_needs_haproxy_and_runs_it_alone() {
+    let t = with_proxy("streaming", "haproxy: {}");
+    for flavour in ["streaming", "patroni"] {
+        let t = with_proxy(flavour, "haproxy: {}");
+        let inv = load_str(Path::new("t.yml"), &t).expect("loads");
+        let r = routing(&inv);
+        let h = r.section.haproxy.as_ref().expect("haproxy");
+        // Left out: the proxy hosts only, and the plan says so.
+        assert_eq!(h.hosts, ["px1"]);
+        assert!(!h.on_every_data_host);
+        let notes = r.describe().join("\n");
+        assert!(
+            notes.contains("haproxy on px1 (the proxy hosts only"),
+            "{notes}"
+        );
+        // Clients dial the proxy host: its name and address are in every certificate.
+        let tls = inv.cluster.tls.as_ref().expect("tls");
+        for name in ["px1", "10.0.0.9"] {
+            assert!(
+                tls.extra_names.contains(&name.to_owned()),
+                "{:?}",
+                tls.extra_names
+            );
+        }
+    }
+    // The role without routing.haproxy: an error at the host's role.
+    let no_haproxy = t.replace(
+        "routing:\n  haproxy: {}\n",
+        "routing:\n  vip: {address: 10.0.0.100/24}\n  keepalived: {virtual_router_id: 9, password: {env: V}}\n",
+    );
+    let e = refused_text(&no_haproxy);
+    assert!(
+        e.contains("t.yml:8:")
+            && e.contains("hosts[3].role")
+            && e.contains("a role of the routing component"),
+        "{e}"
+    );
+    let no_routing = t.replace("routing:\n  haproxy: {}\n", "");
+    let e = refused_text(&no_routing);
+    assert!(
+        e.contains("hosts[3].role") && e.contains("routing.haproxy"),
+        "{e}"
+    );
+    // Named: a proxy host left out of routing.haproxy.hosts would run nothing.
+    let e = refused_text(&t.replace("haproxy: {}", "haproxy: {hosts: [pg1]}"));
+    assert!(
+        e.contains("routing.haproxy.hosts") && e.contains("px1 has `role: proxy` and is not in"),
+        "{e}"
+    );
+    // Proxy and data hosts together; the VIP follows the primary, not haproxy.
+    let both = t.replace(
+        "routing:\n  haproxy: {}\n",
+        "routing:\n  vip: {address: 10.0.0.100/24}\n  keepalived: {virtual_router_id: 9, password: {env: V}}\n  haproxy: {hosts: [px1, pg2]}\n",
+    );
+    let inv = load_str(Path::new("t.yml"), &both).expect("loads");
+    let r = routing(&inv);
+    let target = connect::Target {
+        user: "app",
+        database: "appdb",
+        ca_file: "/ca.crt",
+    };
+    let urls: Vec<String> = connect::connections(&inv.cluster, Some(r), &target)
+        .into_iter()
+        .map(|c| c.url)
+        .collect();
+    assert!(
+        urls.contains(&"postgresql://app@10.0.0.9:5000,10.0.0.2:5000/appdb?connect_timeout=3&sslmode=verify-full&sslrootcert=/ca.crt".to_owned()),
+        "{urls:#?}"
+    );
+    assert!(
+        !urls.iter().any(|u| u.contains("10.0.0.100:5000")),
+        "{urls:#?}"
+    );
+    // A proxy host is no etcd member.
+    let e = refused_text(
+        &with_proxy("patroni", "haproxy: {}")
+            .replace("members: [pg1, pg2, pg3]", "members: [pg1, pg2, px1]"),
+    );
+    assert!(e.contains("etcd member `px1` is a proxy host"), "{e}");
+}
