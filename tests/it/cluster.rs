@@ -305,6 +305,21 @@ impl Sandbox {
         })
     }
 
+    /// `data` data hosts on the packages image and `proxies` proxy hosts after them
+    /// (`role: proxy`), haproxy on the proxy hosts only.
+    pub fn proxied(
+        tag: &str,
+        flavour: pgha::sandbox::Flavour,
+        data: usize,
+        proxies: usize,
+    ) -> Sandbox {
+        Sandbox::up_with(tag, Options::packaged(data), |o| {
+            o.flavour = flavour;
+            o.routing = vec![pgha::sandbox::Routing::Haproxy];
+            o.proxies = proxies;
+        })
+    }
+
     fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -374,3 +374,60 @@ fn a_broken_haproxy_override_never_reaches_the_live_file() {
     assert_eq!(sb.sh("pg1", "sha256sum /etc/haproxy/haproxy.cfg"), before);
     assert_eq!(sb.sh("pg1", "systemctl is-active haproxy").trim(), "active");
 }
+
+/// Streaming with 3 data hosts and haproxy on a dedicated proxy host (pg4, `role: proxy`):
+/// the proxy host runs haproxy and nothing of the flavour's; verify proves its routes by the
+/// certificate of the server that answers (the proxy host's address is in every data host's
+/// certificate), status shows it; after pg1's host is killed and `pgha failover`, the write
+/// route through the proxy host reaches the new primary.
+#[test]
+fn streaming_haproxy_on_a_proxy_host_follows_pgha_failover() {
+    let sb = Sandbox::proxied("happx", Flavour::Streaming, 3, 1);
+    assert!(
+        sb.inventory_text().contains("    hosts: [pg4]\n"),
+        "{}",
+        sb.inventory_text()
+    );
+    sb.pgha(["apply", "-y"])
+        .stdout_has("haproxy write route")
+        .stdout_has("route haproxy pg4:5000 from")
+        .stdout_has("route haproxy pg4:5001 from")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    // Only haproxy's: no cluster, no pgha health endpoint, no server certificate.
+    let on_proxy = sb.sh(
+        "pg4",
+        "systemctl is-active haproxy; ls /etc/postgresql/15/main/tls/server.crt /usr/local/lib/pgha/pgha-health /var/lib/postgresql/15/main/PG_VERSION 2>&1 | grep -c 'No such file'",
+    );
+    assert_eq!(
+        on_proxy.split_whitespace().collect::<Vec<_>>(),
+        ["active", "3"],
+        "{on_proxy}"
+    );
+    sb.pgha(["status"])
+        .stdout_has("haproxy running")
+        .stdout_has("haproxy on pg4: write :5000 [")
+        .run();
+    sb.pgha(["connect-info"])
+        .stdout_has(&format!("{}:5000/", sb.ip("pg4")))
+        .run();
+    let (read, password) = route_conninfo(&sb, &sb.ip("pg4"), 5001);
+    assert!(client_sql(
+        &read,
+        &password,
+        "SELECT 1 WHERE pg_is_in_recovery()"
+    ));
+    let (conninfo, _) = route_conninfo(&sb, &sb.ip("pg4"), 5000);
+    let (_, _, leader) =
+        crash_under_load(&sb, &conninfo, &password, "pg1", &["pg2", "pg3"], || {
+            std::thread::sleep(Duration::from_secs(2));
+            sb.pgha(["failover", "-y"]).stdout_has("0 failed.").run();
+        });
+    restore(&sb, "pg1");
+    sb.pgha(["verify"])
+        .stdout_has(&format!("{leader} answers: the primary"))
+        .stdout_has("route haproxy pg4:5000 from")
+        .stdout_has("0 failed.")
+        .run();
+}
