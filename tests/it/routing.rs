@@ -395,10 +395,11 @@ fn streaming_haproxy_on_a_proxy_host_follows_pgha_failover() {
         .stdout_has("0 failed.")
         .run();
     sb.assert_converged();
-    // Only haproxy's: no cluster, no pgha health endpoint, no server certificate.
+    // Only haproxy's: none of pgha's server settings, health endpoint or server certificate
+    // (the packages image has Debian's own 15/main everywhere: not pgha's to manage here).
     let on_proxy = sb.sh(
         "pg4",
-        "systemctl is-active haproxy; ls /etc/postgresql/15/main/tls/server.crt /usr/local/lib/pgha/pgha-health /var/lib/postgresql/15/main/PG_VERSION 2>&1 | grep -c 'No such file'",
+        "systemctl is-active haproxy; ls /etc/postgresql/15/main/tls/server.crt /usr/local/lib/pgha/pgha-health /etc/postgresql/15/main/conf.d/pgha.conf 2>&1 | grep -c 'No such file'",
     );
     assert_eq!(
         on_proxy.split_whitespace().collect::<Vec<_>>(),
