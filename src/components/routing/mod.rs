@@ -69,18 +69,12 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
     let cx = section::Context {
         hosts: input.hosts,
         role_callbacks: flavour.role_callbacks(),
-        flavour_health: matches!(health_of(flavour.as_ref()), HealthCheck::Http { .. }),
+        flavour_health: matches!(flavour.health(), HealthCheck::Http { .. }),
         listen_addresses: (!flavour.writes_listen_addresses()).then_some(input.listen_addresses),
         ports,
     };
     let section = section::read(&mut input, &cx)?;
     Some(Arc::new(Routing { section, flavour }))
-}
-
-/// The flavour's own health endpoint, or pgha's query (the same for every host: the
-/// flavour's answer does not depend on which).
-fn health_of(flavour: &dyn Flavour) -> HealthCheck {
-    flavour.health()
 }
 
 /// keepalived's PASS authentication reads 8 characters (more are cut off without a word), in
@@ -104,7 +98,7 @@ pub struct Routing {
 impl Routing {
     /// Where the health checks go: `(port, own endpoint)`.
     fn health(&self) -> (u16, bool) {
-        match health_of(self.flavour.as_ref()) {
+        match self.flavour.health() {
             HealthCheck::Http { port, .. } => (port, false),
             HealthCheck::Sql { .. } => (self.section.health_port, true),
         }
