@@ -60,17 +60,12 @@ pub fn route(project: &Project, via: Via) -> Result<Route, RouteError> {
                 .haproxy
                 .as_ref()
                 .ok_or(RouteError::NotInInventory { via: "haproxy" })?;
-            // Behind the VIP when every data host runs haproxy, as clients are told
-            // (`connect-info`); else every haproxy host in turn (the proxy hosts).
-            let hosts = match &s.vip {
-                Some(v) if h.on_every_data_host => vec![(v.address().to_string(), h.primary_port)],
-                _ => h
-                    .hosts
-                    .iter()
-                    .filter_map(|n| cluster.host(n))
-                    .map(|x| (x.address.clone(), h.primary_port))
-                    .collect(),
-            };
+            // Where clients are told to reach it (`connect-info`).
+            let hosts = s
+                .haproxy_front(cluster)
+                .into_iter()
+                .map(|a| (a, h.primary_port))
+                .collect();
             Ok(Route {
                 label: "haproxy write port".to_owned(),
                 hosts,

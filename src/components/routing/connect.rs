@@ -146,18 +146,7 @@ pub fn connections(
         });
     }
     if let Some(h) = &r.section.haproxy {
-        // Behind the VIP when every data host runs haproxy (one address for clients); else
-        // every haproxy host, the client trying them in turn: the VIP follows the primary,
-        // so with haproxy on proxy hosts nothing listens on its port there.
-        let front: Vec<String> = match &r.section.vip {
-            Some(v) if h.on_every_data_host => vec![v.address().to_string()],
-            _ => h
-                .hosts
-                .iter()
-                .filter_map(|n| cluster.host(n))
-                .map(|x| x.address.clone())
-                .collect(),
-        };
+        let front = r.section.haproxy_front(cluster);
         let at =
             |port: u16| -> Vec<(String, u16)> { front.iter().map(|a| (a.clone(), port)).collect() };
         out.push(Connection {

@@ -88,6 +88,26 @@ pub struct Section {
     pub health_port: u16,
 }
 
+impl Section {
+    /// Where clients reach haproxy: the VIP when every data host runs haproxy (one address;
+    /// the VIP follows the primary, so with haproxy on proxy hosts nothing listens on its
+    /// port there), else every haproxy host's address, tried in turn. Empty without haproxy.
+    pub fn haproxy_front(&self, cluster: &crate::model::Cluster) -> Vec<String> {
+        let Some(h) = &self.haproxy else {
+            return Vec::new();
+        };
+        match &self.vip {
+            Some(v) if h.on_every_data_host => vec![v.address().to_string()],
+            _ => h
+                .hosts
+                .iter()
+                .filter_map(|n| cluster.host(n))
+                .map(|x| x.address.clone())
+                .collect(),
+        }
+    }
+}
+
 /// What the section is checked against besides itself.
 pub struct Context<'a> {
     pub hosts: &'a [Host],
