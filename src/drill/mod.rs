@@ -444,17 +444,29 @@ async fn await_new_primary(
     }
 }
 
-/// Wait (bounded) for a former primary to run as a standby again.
+/// Wait (bounded) for a former primary to stream again as a standby. Running in recovery is
+/// not enough: an isolated Patroni member demotes itself to a read-only standby before the
+/// isolation lifts, then stops again for pg_rewind once it sees the new leader. Streaming on
+/// two polls in a row is the rejoin settled.
 async fn await_replica(session: &mut Session, host: &str) {
     let started = Instant::now();
+    let mut streaming_polls = 0;
     while started.elapsed() < REJOIN_WAIT {
         session.refresh_all().await;
-        let standby = session
+        let streaming = session
             .facts
             .get(host)
             .and_then(|f| f.postgres.as_ref())
-            .is_some_and(|pg| pg.running && pg.in_recovery);
-        if standby {
+            .is_some_and(|pg| {
+                pg.running
+                    && pg.in_recovery
+                    && pg
+                        .wal_receiver
+                        .as_ref()
+                        .is_some_and(|r| r.status == "streaming")
+            });
+        streaming_polls = if streaming { streaming_polls + 1 } else { 0 };
+        if streaming_polls >= 2 {
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
