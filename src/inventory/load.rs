@@ -201,6 +201,8 @@ impl Reader<'_> {
                     flavour,
                     postgres_port: pg.port,
                     listen_addresses: &pg.listen_addresses,
+                    data_dir: &pg.data_dir,
+                    conf_dir: &pg.conf_dir,
                 }));
             }
             if self.d.items.len() > before {
