@@ -308,6 +308,19 @@ impl Sandbox {
         })
     }
 
+    /// A sandbox of `flavour` on the packages image with backups on (`--backups`): three data
+    /// hosts (Patroni: three etcd members among them; repmgr: a witness after them).
+    pub fn with_backups(tag: &str, flavour: pgha::sandbox::Flavour) -> Sandbox {
+        use pgha::sandbox::Flavour;
+        let hosts = if flavour == Flavour::Repmgr { 4 } else { 3 };
+        Sandbox::up_with(tag, Options::packaged(hosts), |o| {
+            o.flavour = flavour;
+            o.etcd_members = 3;
+            o.witness = flavour == Flavour::Repmgr;
+            o.backups = Some(pgha::sandbox::BackupMethod::Basebackup);
+        })
+    }
+
     /// `data` data hosts on the packages image and `proxies` proxy hosts after them
     /// (`role: proxy`), haproxy on the proxy hosts only.
     pub fn proxied(

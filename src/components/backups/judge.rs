@@ -13,6 +13,7 @@ use crate::facts::HostFacts;
 use crate::model::Cluster;
 
 use super::probes::{self, Record, Report};
+use super::broken_reason;
 
 /// Seconds between the timer firing and the run's start that still count as that run.
 const SLACK_S: i64 = 90;
@@ -98,6 +99,18 @@ pub fn judge_hosts(data: &[&str], facts: &BTreeMap<String, HostFacts>) -> Judgme
         .filter_map(|(_, r)| r.backup_fired.as_deref().and_then(epoch))
         .max();
     let why_not = last_failure(&reports);
+    // The newest backup taken is broken (its run or a restore test failed): the newest good
+    // one is older than what the schedule last made.
+    if let Some(bad) = j.broken.first() {
+        if j.newest_good.as_ref().is_none_or(|g| g.label < bad.label) {
+            j.drift.push(format!(
+                "the newest backup {} on {} is broken: {}",
+                bad.label,
+                bad.host,
+                broken_reason(bad)
+            ));
+        }
+    }
     match &j.newest_good {
         None => j.drift.push(match why_not {
             Some(w) => format!("no verified backup on any data host; the last run: {w}"),
@@ -260,6 +273,7 @@ mod tests {
         let j = judge(&f);
         assert_eq!(j.newest_good.expect("good").label, "20261202T010000Z");
         assert_eq!(j.broken.len(), 1);
+        assert_eq!(j.drift.len(), 1, "the newest backup is broken: {:?}", j.drift);
     }
 
     #[test]

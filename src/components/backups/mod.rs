@@ -23,6 +23,7 @@ use crate::facts::gather::Probe;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView};
 use crate::model::{Cluster, HbaRule, Host};
 
+pub mod commands;
 pub mod judge;
 pub mod probes;
 pub mod section;
@@ -233,23 +234,11 @@ impl Component for Backups {
                 .newest_good
                 .as_ref()
                 .map_or_else(|| "cluster".to_owned(), |b| b.host.clone());
-            let mut out = vec![if j.drift.is_empty() {
+            let out = vec![if j.drift.is_empty() {
                 CheckResult::new(&host, "backups", true, summary(&j))
             } else {
                 CheckResult::new(&host, "backups", false, j.drift.join("; "))
             }];
-            // The newest backup found broken, while it is the newest: its restore test or
-            // its run failed, and no good backup came after it.
-            if let (Some(bad), good) = (j.broken.first(), &j.newest_good) {
-                if good.as_ref().is_none_or(|g| g.label < bad.label) {
-                    out.push(CheckResult::new(
-                        &bad.host,
-                        "backups: newest backup",
-                        false,
-                        broken_reason(bad),
-                    ));
-                }
-            }
             out
         })
     }
@@ -261,16 +250,6 @@ impl Component for Backups {
     ) -> Vec<String> {
         let j = judge::judge(cluster, facts);
         let mut out = vec![format!("backups: {}", summary(&j))];
-        if let Some(bad) = j.broken.first() {
-            if j.newest_good.as_ref().is_none_or(|g| g.label < bad.label) {
-                out.push(format!(
-                    "backups: {} on {}: {}",
-                    bad.label,
-                    bad.host,
-                    broken_reason(bad)
-                ));
-            }
-        }
         out.extend(j.drift.iter().map(|d| format!("backups: drift: {d}")));
         out.extend(j.scratch.iter().map(|s| {
             format!("backups: a restored copy is running on {s} (`pgha backup restore --stop`)")

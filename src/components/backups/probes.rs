@@ -118,6 +118,7 @@ pub struct TestReport {
     pub reason: String,
     pub times: std::collections::BTreeMap<String, f64>,
     pub amcheck: Option<serde_json::Value>,
+    pub canary: Option<Canary>,
     pub port: Option<u16>,
     pub socket_dir: Option<String>,
     pub connect: Option<String>,
