@@ -70,7 +70,7 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
     assert_eq!(
         sb.sh(
             "pg1",
-            &format!("runuser -u postgres -- psql -XAt -h /var/backups/pgha/.scratch-{newest} -p {port} -d postgres -c 'SELECT count(*) FROM precious'")
+            &format!("runuser -u postgres -- psql -XAt -h /var/backups/pgha/.scratch-kept-{newest} -p {port} -d postgres -c 'SELECT count(*) FROM precious'")
         )
         .trim(),
         "10000"
