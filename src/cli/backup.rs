@@ -94,9 +94,7 @@ fn settings(session: &Session) -> Result<&Backups, CliError> {
         .iter()
         .find_map(|c| c.as_any().downcast_ref::<Backups>())
         .ok_or_else(|| {
-            CliError::new(
-                "the inventory has no `backups:` section: no host has pgha's backup job",
-            )
+            CliError::new("the inventory has no `backups:` section: no host has pgha's backup job")
         })
 }
 
@@ -171,14 +169,16 @@ async fn now(session: &mut Session, json: bool) -> Result<ExitStatus, CliError> 
             eprintln!("{f}");
         }
         if new.is_empty() && failures.is_empty() {
-            eprintln!("no host took a backup: {}", skipped_reasons(&session));
+            eprintln!("no host took a backup: {}", skipped_reasons(session));
         }
     }
-    Ok(if new.iter().any(|b| b.state == "verified") && failures.is_empty() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
-    })
+    Ok(
+        if new.iter().any(|b| b.state == "verified") && failures.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        },
+    )
 }
 
 /// What each host's last run said (why nobody took a backup).

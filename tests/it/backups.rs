@@ -43,20 +43,39 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         .stdout_has("newest good")
         .stdout_has("0 failed.")
         .run();
-    eprintln!("backups: bare cluster to a proven backup in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "backups: bare cluster to a proven backup in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     sb.assert_converged();
     // The folder is the backups' alone.
-    assert_eq!(sb.sh("pg1", "stat -c '%U %a' /var/backups/pgha").trim(), "postgres 700");
+    assert_eq!(
+        sb.sh("pg1", "stat -c '%U %a' /var/backups/pgha").trim(),
+        "postgres 700"
+    );
     let first = backups(&sb);
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(field(&first[0], "host"), "pg1", "the primary took it");
     assert_eq!(field(&first[0]["restore_test"], "result"), "passed");
 
-    sb.psql("pg1", "CREATE TABLE precious AS SELECT g AS id FROM generate_series(1, 10000) g");
-    sb.pgha(["backup", "now"]).stdout_has("pg1 took backup").run();
+    sb.psql(
+        "pg1",
+        "CREATE TABLE precious AS SELECT g AS id FROM generate_series(1, 10000) g",
+    );
+    sb.pgha(["backup", "now"])
+        .stdout_has("pg1 took backup")
+        .run();
     let list = sb.pgha(["backup", "list"]).run();
-    assert_eq!(list.stdout.matches("verified").count(), 2, "{}", list.stdout);
-    let newest = backups(&sb).last().map(|b| field(b, "label").to_owned()).expect("a backup");
+    assert_eq!(
+        list.stdout.matches("verified").count(),
+        2,
+        "{}",
+        list.stdout
+    );
+    let newest = backups(&sb)
+        .last()
+        .map(|b| field(b, "label").to_owned())
+        .expect("a backup");
     sb.pgha(["backup", "test"])
         .stdout_has(&format!("restore test of {newest} on pg1: passed"))
         .stdout_has("canary row")
@@ -75,7 +94,9 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         .trim(),
         "10000"
     );
-    sb.pgha(["status"]).stdout_has("a restored copy is running on pg1").run();
+    sb.pgha(["status"])
+        .stdout_has("a restored copy is running on pg1")
+        .run();
     sb.pgha(["backup", "restore", "--stop"])
         .stdout_has("pg1: stopped and deleted")
         .run();
@@ -95,7 +116,9 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         .stdout_has(&format!("checksum mismatch for file \"{file}\""))
         .run();
     sb.pgha(["status"])
-        .stdout_has(&format!("backups: drift: the newest backup {newest} on pg1 is broken"))
+        .stdout_has(&format!(
+            "backups: drift: the newest backup {newest} on pg1 is broken"
+        ))
         .run();
 
     // Keep one good backup; runs that fail (a broken setting, put in by hand) delete nothing.
@@ -104,9 +127,15 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
     let after_repair = backups(&sb);
     let good: Vec<&Value> = after_repair
         .iter()
-        .filter(|b| field(b, "state") == "verified" && field(&b["restore_test"], "result") != "failed")
+        .filter(|b| {
+            field(b, "state") == "verified" && field(&b["restore_test"], "result") != "failed"
+        })
         .collect();
-    assert_eq!(good.len(), 1, "apply took a new good backup, retention kept one: {after_repair:?}");
+    assert_eq!(
+        good.len(),
+        1,
+        "apply took a new good backup, retention kept one: {after_repair:?}"
+    );
     let last_good = field(good[0], "label").to_owned();
     assert_ne!(last_good, newest);
     sb.sh(
@@ -121,7 +150,9 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
     }
     let after_failures = backups(&sb);
     assert!(
-        after_failures.iter().any(|b| field(b, "label") == last_good),
+        after_failures
+            .iter()
+            .any(|b| field(b, "label") == last_good),
         "the last good backup is kept while runs fail: {after_failures:?}"
     );
     sb.pgha(["plan", "--detailed-exitcode"])
@@ -154,9 +185,11 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
             .filter(|b| field(b, "label") > since.as_str() && field(b, "state") == "verified")
             .collect()
     };
-    sb.wait_until("a scheduled backup after the failover", Duration::from_secs(150), || {
-        !taken_after(&sb).is_empty()
-    });
+    sb.wait_until(
+        "a scheduled backup after the failover",
+        Duration::from_secs(150),
+        || !taken_after(&sb).is_empty(),
+    );
     // The other hosts' jobs of the same firing are done by now (they wait at most 2 min for
     // a canary row; they get pg2's at once).
     std::thread::sleep(Duration::from_secs(5));
@@ -165,8 +198,15 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
         .iter()
         .map(|b| field(b, "label")[..13].to_owned())
         .collect();
-    assert_eq!(after.len(), firings.len(), "one backup per firing: {after:?}");
-    assert!(after.iter().all(|b| field(b, "host") == "pg2"), "on the new primary only: {after:?}");
+    assert_eq!(
+        after.len(),
+        firings.len(),
+        "one backup per firing: {after:?}"
+    );
+    assert!(
+        after.iter().all(|b| field(b, "host") == "pg2"),
+        "on the new primary only: {after:?}"
+    );
     let pg3_run = sb.sh("pg3", "cat /var/backups/pgha/last-run.json");
     assert!(pg3_run.contains("pg2 takes this backup"), "{pg3_run}");
 }
@@ -181,12 +221,21 @@ fn patroni_backups_from_a_replica() {
     sb.assert_converged();
     let taken = backups(&sb);
     assert_eq!(taken.len(), 1, "{taken:?}");
-    assert_eq!(field(&taken[0], "host"), "pg2", "the first replica in the inventory's order");
+    assert_eq!(
+        field(&taken[0], "host"),
+        "pg2",
+        "the first replica in the inventory's order"
+    );
     assert_eq!(field(&taken[0], "role"), "standby");
-    sb.pgha(["backup", "now"]).stdout_has("pg2 took backup").run();
+    sb.pgha(["backup", "now"])
+        .stdout_has("pg2 took backup")
+        .run();
     sb.pgha(["backup", "test"])
         .stdout_has("on pg2: passed")
         .stdout_has("canary row")
         .run();
-    sb.pgha(["verify"]).stdout_has("backups").stdout_has("0 failed.").run();
+    sb.pgha(["verify"])
+        .stdout_has("backups")
+        .stdout_has("0 failed.")
+        .run();
 }

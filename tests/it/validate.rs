@@ -2468,7 +2468,10 @@ fn backups_are_valid_and_their_mistakes_are_located() {
     rejects(
         &format!(
             "{BASE}{}",
-            BACKUPS.replace("directory: /srv/backups", "directory: /var/lib/postgresql/15/main/backups")
+            BACKUPS.replace(
+                "directory: /srv/backups",
+                "directory: /var/lib/postgresql/15/main/backups"
+            )
         ),
         &backups_at("directory:"),
         "overlaps PostgreSQL's folder /var/lib/postgresql/15/main",
@@ -2486,18 +2489,27 @@ fn backups_are_valid_and_their_mistakes_are_located() {
     rejects(
         &format!(
             "{BASE}{}",
-            BACKUPS.replace("schedule: \"*-*-* 01:00:00\"", "schedule: \"daily; rm -rf /\"")
+            BACKUPS.replace(
+                "schedule: \"*-*-* 01:00:00\"",
+                "schedule: \"daily; rm -rf /\""
+            )
         ),
         &backups_at("schedule:"),
         "is not a systemd calendar expression",
     );
     rejects(
-        &format!("{BASE}{}", BACKUPS.replace("method: basebackup", "method: pgbackrest")),
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace("method: basebackup", "method: pgbackrest")
+        ),
         &backups_at("method:"),
         "`pgbackrest` is not available in this version of pgha yet",
     );
     rejects(
-        &format!("{BASE}{}", BACKUPS.replace("amcheck: sample", "amcheck: some")),
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace("amcheck: sample", "amcheck: some")
+        ),
         &format!("{}:44", BASE.lines().count() + 8),
         "`some` is not a valid `backups.restore_test.amcheck`",
     );

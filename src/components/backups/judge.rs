@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use crate::facts::HostFacts;
 use crate::model::Cluster;
 
-use super::probes::{self, Record, Report};
 use super::broken_reason;
+use super::probes::{self, Record, Report};
 
 /// Seconds between the timer firing and the run's start that still count as that run.
 const SLACK_S: i64 = 90;
@@ -273,7 +273,12 @@ mod tests {
         let j = judge(&f);
         assert_eq!(j.newest_good.expect("good").label, "20261202T010000Z");
         assert_eq!(j.broken.len(), 1);
-        assert_eq!(j.drift.len(), 1, "the newest backup is broken: {:?}", j.drift);
+        assert_eq!(
+            j.drift.len(),
+            1,
+            "the newest backup is broken: {:?}",
+            j.drift
+        );
     }
 
     #[test]
