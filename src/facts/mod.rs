@@ -116,6 +116,16 @@ impl PgFacts {
     pub fn is_replica(&self) -> bool {
         self.in_recovery || (!self.running && self.standby_signal)
     }
+
+    /// A running standby whose WAL receiver streams.
+    pub fn streams(&self) -> bool {
+        self.running
+            && self.in_recovery
+            && self
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|w| w.status == "streaming")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
