@@ -62,9 +62,19 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         "pg1",
         "CREATE TABLE precious AS SELECT g AS id FROM generate_series(1, 10000) g",
     );
+    // What a run killed half-way leaves: the next run takes its data away.
+    sb.sh(
+        "pg1",
+        "mkdir -p /var/backups/pgha/20200101T000000Z.partial/data && head -c 1000000 /dev/zero > /var/backups/pgha/20200101T000000Z.partial/data/base && chown -R postgres: /var/backups/pgha/20200101T000000Z.partial",
+    );
     sb.pgha(["backup", "now"])
         .stdout_has("pg1 took backup")
         .run();
+    assert_eq!(
+        sb.sh("pg1", "ls /var/backups/pgha | grep -c 20200101 || true").trim(),
+        "0",
+        "the killed run's leftovers are gone"
+    );
     let list = sb.pgha(["backup", "list"]).run();
     assert_eq!(
         list.stdout.matches("verified").count(),
