@@ -185,6 +185,9 @@ impl Reader<'_> {
         // Each component's section is a top-level key named after it; present means active.
         // Components see the flavour (its health checks, callbacks and ports).
         let mut components = Vec::new();
+        let database_names: Option<Vec<String>> = databases
+            .as_ref()
+            .map(|dbs| dbs.iter().map(|db| db.name.clone()).collect());
         // Components whose sections have errors of their own.
         let mut broken = Vec::new();
         for c in crate::components::COMPONENTS {
@@ -201,6 +204,9 @@ impl Reader<'_> {
                     flavour,
                     postgres_port: pg.port,
                     listen_addresses: &pg.listen_addresses,
+                    pg_version: pg.version,
+                    databases: database_names.as_deref(),
+                    parameters: &pg.parameters,
                 }));
             }
             if self.d.items.len() > before {

@@ -113,7 +113,21 @@ pub fn observe(
         }
         upstream.insert(h.name.clone(), wanted);
     }
-    Ok((Topology { primary, upstream }, notes))
+    // Hardware-derived settings size for the smallest data host read.
+    let hardware = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.holds_data())
+        .filter_map(|h| facts.get(&h.name).and_then(|f| f.hardware))
+        .reduce(crate::model::Hardware::min);
+    Ok((
+        Topology {
+            primary,
+            upstream,
+            hardware,
+        },
+        notes,
+    ))
 }
 
 /// The host a running standby follows: the sender of its WAL receiver, or while that
