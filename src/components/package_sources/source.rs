@@ -157,6 +157,13 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_key_armors_to_what_gpg_writes() {
+        let binary = include_bytes!("../../../tests/fixtures/keys/test-repository.gpg");
+        let gpg = include_str!("../../../tests/fixtures/keys/test-repository.asc");
+        assert_eq!(armored_key(binary).expect("a key"), gpg);
+    }
+
+    #[test]
     fn the_sources_file_is_signed_by_its_own_key_and_pins_are_1001() {
         let s = AptSource {
             name: "timescaledb".into(),
