@@ -3,6 +3,7 @@
 mod cluster;
 mod drill;
 mod engine;
+mod extensions;
 mod facts;
 mod failover;
 mod faults;
