@@ -565,3 +565,81 @@ fn a_changed_file_notifies_the_handler_which_decides_reload_or_restart() {
         restart.reason
     );
 }
+
+/// What the extensions add to the cluster before expansion (`components::shaped`): the
+/// user's libraries first, then the extensions' in the order declared (each once); the
+/// user's own parameters win over a preset's tuning and an extension's; the extensions join
+/// their databases' lists. The flavour's library comes after all of these (repmgr's hook).
+#[test]
+fn extensions_shape_the_cluster_in_a_stable_documented_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        root().join("tests/fixtures/keys/test-repository.asc"),
+        dir.path().join("ts.asc"),
+    )
+    .expect("key");
+    let text = std::fs::read_to_string(root().join("inventory.repmgr.example"))
+        .expect("example")
+        .replacen(
+            "  parameters:\n",
+            "  parameters:\n    shared_preload_libraries: \"pg_stat_statements, pg_cron\"\n    work_mem: 32MB\n",
+            1,
+        )
+        + "extensions:
+  - name: pg_cron
+    database: appdb
+    preload: true
+  - preset: timescaledb
+    database: appdb
+    key: ts.asc
+    parameters: {timescaledb.max_background_workers: \"8\"}
+";
+    let path = dir.path().join("inventory.yml");
+    let inv = pgha::inventory::load_str(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let hw = pgha::model::Hardware {
+        memory: 16 << 30,
+        cpus: 8,
+    };
+    let shaped =
+        pgha::components::shaped(&inv.cluster, &inv.components, Some(hw)).expect("additions");
+    let p = &shaped.postgres.parameters;
+    assert_eq!(
+        p["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb"
+    );
+    assert_eq!(p["work_mem"], "32MB", "the user's value wins");
+    assert_eq!(p["shared_buffers"], "256MB", "the user's value wins");
+    assert_eq!(
+        p["effective_cache_size"], "12GB",
+        "the preset's, from the hardware"
+    );
+    assert_eq!(
+        p["timescaledb.max_background_workers"], "8",
+        "the extension's own value over the preset's"
+    );
+    let appdb = shaped
+        .databases
+        .iter()
+        .find(|d| d.name == "appdb")
+        .expect("appdb");
+    assert!(appdb
+        .extensions
+        .ends_with(&["pg_cron".to_owned(), "timescaledb".to_owned()]));
+    // repmgr's library last, as its parameters hook adds it to what is there.
+    let mut with_flavour = p.clone();
+    inv.flavour.parameters(&mut with_flavour);
+    assert_eq!(
+        with_flavour["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb,repmgr"
+    );
+    // Without facts nothing hardware-derived is added; the rest is.
+    let offline = pgha::components::shaped(&inv.cluster, &inv.components, None).expect("additions");
+    assert!(!offline
+        .postgres
+        .parameters
+        .contains_key("effective_cache_size"));
+    assert_eq!(
+        offline.postgres.parameters["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb"
+    );
+}

@@ -208,8 +208,107 @@ fn a_local_signed_repository_provides_an_extension_on_streaming() {
         || answer("pg2") == "42",
     );
     sb.assert_converged();
+    // The hosts' hardware is in the facts, and the TimescaleDB preset's tuning in a plan
+    // follows it (its repository cannot be reached from here: planned, never applied).
+    let facts: serde_json::Value =
+        serde_json::from_str(&sb.pgha(["facts"]).run().stdout).expect("facts JSON");
+    let memory = facts["pg1"]["hardware"]["memory"].as_u64().expect("memory");
+    let cpus = facts["pg1"]["hardware"]["cpus"].as_u64().expect("cpus");
+    assert!(
+        memory > 256 << 20 && cpus >= 1,
+        "{memory} bytes, {cpus} CPUs"
+    );
+    std::fs::copy(
+        folder.join("keys/pgha-test.asc"),
+        folder.join("keys/timescaledb.asc"),
+    )
+    .expect("a stand-in key");
+    let timescale = folder.join("inventory-timescaledb.yml");
+    std::fs::write(
+        &timescale,
+        sb.inventory_text().replace(
+            "extensions:\n",
+            "extensions:\n  - preset: timescaledb\n    database: appdb\n    key: keys/timescaledb.asc\n",
+        ),
+    )
+    .expect("write");
+    sb.pgha_on(&timescale, ["plan"])
+        .stdout_has("CPUs (the smallest data host")
+        .stdout_has("timescaledb.max_background_workers")
+        .stdout_has(
+            "packages pinned from source timescaledb: timescaledb-2-loader-postgresql-15 2.28.*",
+        )
+        .run();
     eprintln!(
         "local repository on streaming: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Debian's pg_cron under Patroni, added to a running cluster: the preload and pg_cron's
+/// parameter go through the DCS, Patroni restarts the replicas before the leader, and the
+/// cluster converges.
+#[test]
+fn pg_cron_under_patroni_goes_through_the_dcs() {
+    let started = Instant::now();
+    let sb = Sandbox::patroni("extpat", 3);
+    sb.pgha(["apply", "-y"]).run();
+    let primary = ["pg1", "pg2", "pg3"]
+        .into_iter()
+        .find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f")
+        .expect("a primary");
+    let replicas: Vec<&str> = ["pg1", "pg2", "pg3"]
+        .into_iter()
+        .filter(|h| *h != primary)
+        .collect();
+    sb.edit_inventory(
+        "packages: []\n",
+        "packages: []\n\
+         extensions:\n  - name: pg_cron\n    database: appdb\n    package: postgresql-15-cron\n    preload: true\n    parameters:\n      cron.database_name: appdb\n",
+    );
+    sb.pgha(["plan"])
+        .stdout_has("shared_preload_libraries = 'pg_cron'")
+        .run();
+    sb.pgha(["apply", "-y"]).run();
+    let start = |h: &str| sb.psql(h, "SELECT pg_postmaster_start_time()");
+    let leader_start = start(primary);
+    for host in ["pg1", "pg2", "pg3"] {
+        assert_eq!(sb.psql(host, "SHOW shared_preload_libraries"), "pg_cron");
+        assert_eq!(sb.psql(host, "SHOW cron.database_name"), "appdb");
+    }
+    for r in &replicas {
+        let replica_start = start(r);
+        let first = sb.psql(
+            primary,
+            &format!("SELECT '{replica_start}'::timestamptz < '{leader_start}'::timestamptz"),
+        );
+        assert_eq!(
+            first, "t",
+            "{r} ({replica_start}) restarted before the leader {primary} ({leader_start})"
+        );
+    }
+    // The DCS holds it: Patroni's own view of the configuration.
+    let config = sb.sh(
+        primary,
+        ". /etc/profile.d/pgha-patronictl.sh && patronictl show-config",
+    );
+    assert!(
+        config.contains("shared_preload_libraries: pg_cron"),
+        "{config}"
+    );
+    // Where a leader is handed over for its restart, the extension is on the new one.
+    let now_primary = ["pg1", "pg2", "pg3"]
+        .into_iter()
+        .find(|h| sb.psql(h, "SELECT pg_is_in_recovery()") == "f")
+        .expect("a primary");
+    let created = sb.sh(
+        now_primary,
+        "cd / && runuser -u postgres -- psql -X -At -d appdb -c \"SELECT extname FROM pg_extension WHERE extname = 'pg_cron'\"",
+    );
+    assert_eq!(created.trim(), "pg_cron");
+    sb.assert_converged();
+    eprintln!(
+        "pg_cron under Patroni: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

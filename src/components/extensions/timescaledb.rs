@@ -246,6 +246,20 @@ mod tests {
     }
 
     #[test]
+    fn every_tuned_value_is_one_postgresql_15_takes() {
+        for (memory, cpus) in [(GB / 2, 1), (2 * GB, 2), (8 * GB, 4), (96 * GB, 32)] {
+            for (name, value) in tune(Hardware { memory, cpus }, 100) {
+                if crate::model::pg_params::is_custom(&name) {
+                    continue;
+                }
+                let param = crate::model::pg_params::lookup(&name).expect(&name);
+                crate::model::pg_params::check_value(param, &value)
+                    .unwrap_or_else(|why| panic!("{name} = {value}: {why}"));
+            }
+        }
+    }
+
+    #[test]
     fn postgresql_15_is_pinned_to_the_last_line_that_supports_it() {
         assert_eq!(pinned_version(15), Some("2.28.*"));
         assert_eq!(pinned_version(16), None);
