@@ -132,6 +132,11 @@ pub trait Component: fmt::Debug + Send + Sync {
     fn plan_notes(&self, _hardware: Option<Hardware>) -> Vec<String> {
         Vec::new()
     }
+    /// Prefixes of the dotted parameters that belong to what it declares (`cron` for
+    /// pg_cron): `postgres.parameters` may set those.
+    fn parameter_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// apt sources it declares: written before any component's packages.
     fn apt_sources(&self) -> Vec<package_sources::AptSource> {
         Vec::new()

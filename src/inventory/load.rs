@@ -256,6 +256,7 @@ impl Reader<'_> {
             None => (flavour, Vec::new()),
         };
         checks::cluster::check(self.d, root, &cluster, flavour.as_ref());
+        checks::custom_params::check(self.d, root, &cluster, &components);
         Some(Inventory {
             cluster,
             flavour,

@@ -2575,3 +2575,20 @@ fn the_timescaledb_preset_needs_its_repository_key() {
         "`timescale` is not a valid `extensions[0].preset`",
     );
 }
+
+#[test]
+fn an_extension_parameter_in_postgres_parameters_needs_its_extension() {
+    rejects(
+        &with_parameter("cron.database_name: app"),
+        "10:5",
+        "`cron.database_name` is a parameter of `cron`, which the inventory does not declare",
+    );
+    // Declared under `extensions:`, or its library preloaded: accepted.
+    accepts(&format!(
+        "{}extensions:\n  - name: pg_cron\n    database: app\n    preload: true\n",
+        with_parameter("cron.database_name: app")
+    ));
+    accepts(&with_parameter(
+        "shared_preload_libraries: pg_stat_statements\n    pg_stat_statements.max: \"10000\"",
+    ));
+}

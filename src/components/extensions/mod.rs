@@ -116,6 +116,13 @@ impl Component for Extensions {
         })
     }
 
+    fn parameter_prefixes(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .flat_map(|e| e.prefixes(e.prefix.as_deref()))
+            .collect()
+    }
+
     fn apt_sources(&self) -> Vec<AptSource> {
         self.list.iter().filter_map(|e| e.source.clone()).collect()
     }

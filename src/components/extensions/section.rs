@@ -36,11 +36,14 @@ pub struct Extension {
     /// What a preset adds: its package source and whether it tunes the server.
     pub source: Option<AptSource>,
     pub tune: bool,
+    /// `prefix:` when its parameters use one of their own.
+    pub prefix: Option<String>,
 }
 
 impl Extension {
-    /// The prefixes its parameters may have: its name, its library's, a known alias.
-    fn prefixes(&self, declared: Option<&str>) -> Vec<String> {
+    /// The prefixes its parameters may have: its name, its library's, a known alias, the
+    /// declared one.
+    pub fn prefixes(&self, declared: Option<&str>) -> Vec<String> {
         let mut p = vec![self.name.clone()];
         p.extend(self.preload.clone());
         p.extend(
@@ -120,6 +123,7 @@ fn entry(d: &mut Diagnostics, node: &Node, path: &str, cx: &Context<'_>) -> Opti
     m.finish(d);
     let mut ext = ext?;
     ext.databases = databases?;
+    ext.prefix = prefix;
     Some(ext)
 }
 
@@ -211,6 +215,7 @@ fn read_plain(d: &mut Diagnostics, m: &mut MapReader<'_>) -> Option<Extension> {
         parameters: Vec::new(),
         source: None,
         tune: false,
+        prefix: None,
     })
 }
 
@@ -309,6 +314,7 @@ fn read_preset(
             version?.as_deref(),
         )),
         tune: tune?,
+        prefix: None,
     })
 }
 
