@@ -643,3 +643,79 @@ fn extensions_shape_the_cluster_in_a_stable_documented_order() {
         "pg_stat_statements,pg_cron,timescaledb"
     );
 }
+
+/// verify's proofs of the extensions, from facts: a server that runs without the library is
+/// named (a restart pending), and a missing extension on the primary fails its check.
+#[test]
+fn extension_checks_read_the_running_libraries_and_the_primarys_databases() {
+    use pgha::components::extensions::{verify, Extensions};
+    use pgha::facts::DatabaseFact;
+    let text = std::fs::read_to_string(root().join("inventory.example")).expect("example")
+        + "extensions:\n  - name: pg_cron\n    database: appdb\n    preload: true\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = pgha::inventory::load_str(&dir.path().join("inventory.yml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ext = inv
+        .components
+        .iter()
+        .find_map(|c| c.as_any().downcast_ref::<Extensions>())
+        .expect("extensions");
+    let server = |libraries: &str, extensions: &[&str]| HostFacts {
+        postgres: Some(PgFacts {
+            running: true,
+            settings: [(
+                "shared_preload_libraries".to_owned(),
+                Setting {
+                    value: libraries.to_owned(),
+                    ..Setting::default()
+                },
+            )]
+            .into(),
+            databases: [(
+                "appdb".to_owned(),
+                DatabaseFact {
+                    owner: "app".into(),
+                    extensions: extensions.iter().map(|e| (*e).to_owned()).collect(),
+                },
+            )]
+            .into(),
+            ..PgFacts::default()
+        }),
+        ..HostFacts::default()
+    };
+    let facts: BTreeMap<String, HostFacts> = [
+        ("pg1".to_owned(), server("pg_cron", &["plpgsql", "pg_cron"])),
+        ("pg2".to_owned(), server("pg_cron", &[])),
+        ("pg3".to_owned(), server("", &[])),
+    ]
+    .into();
+    let topology = Topology::declared(&inv.cluster);
+    let checks = verify::polled(ext, &inv.cluster, &topology, &facts);
+    let result = |host: &str, check: &str| {
+        checks
+            .iter()
+            .find(|c| c.host == host && c.check == check)
+            .unwrap_or_else(|| panic!("{host}: {check} in {checks:?}"))
+    };
+    assert!(result("pg1", "extension pg_cron in appdb").ok);
+    assert!(result("pg1", "extension libraries loaded").ok);
+    assert!(result("pg2", "extension libraries loaded").ok);
+    let pg3 = result("pg3", "extension libraries loaded");
+    assert!(
+        !pg3.ok && pg3.detail.contains("not loaded: pg_cron"),
+        "{pg3:?}"
+    );
+    // The extension is the primary's to have: a standby is not asked.
+    assert!(!checks
+        .iter()
+        .any(|c| c.host == "pg2" && c.check.starts_with("extension pg_cron")));
+    let missing = verify::polled(
+        ext,
+        &inv.cluster,
+        &topology,
+        &[("pg1".to_owned(), server("pg_cron", &["plpgsql"]))].into(),
+    );
+    assert!(missing
+        .iter()
+        .any(|c| !c.ok && c.check == "extension pg_cron in appdb"));
+}

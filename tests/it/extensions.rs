@@ -361,8 +361,11 @@ fn pg_cron_is_preloaded_beside_the_users_and_repmgrs_libraries() {
         "cd / && runuser -u postgres -- psql -X -At -d appdb -c \"SELECT extname FROM pg_extension WHERE extname = 'pg_cron'\"",
     );
     assert_eq!(created.trim(), "pg_cron");
-    // repmgr still runs its nodes.
-    sb.pgha(["verify"]).run();
+    // repmgr still runs its nodes; verify proves the library loaded and the extension there.
+    sb.pgha(["verify"])
+        .stdout_has("extension pg_cron in appdb")
+        .stdout_has("extension libraries loaded")
+        .run();
     sb.assert_converged();
     eprintln!(
         "pg_cron on repmgr: {:.1} s",

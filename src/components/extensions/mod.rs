@@ -12,6 +12,7 @@
 
 pub mod section;
 pub mod timescaledb;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,6 +115,13 @@ impl Component for Extensions {
             "preload": self.list.iter().filter_map(|e| e.preload.clone()).collect::<Vec<_>>(),
             "created": self.list.iter().map(|e| json!({"name": e.name, "databases": e.databases})).collect::<Vec<_>>(),
         })
+    }
+
+    fn polled_checks(
+        &self,
+        view: &crate::flavours::ClusterView<'_>,
+    ) -> Vec<crate::flavours::CheckResult> {
+        verify::polled(self, view.cluster, view.topology, view.facts)
     }
 
     fn parameter_prefixes(&self) -> Vec<String> {
