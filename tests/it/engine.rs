@@ -589,6 +589,7 @@ fn extensions_shape_the_cluster_in_a_stable_documented_order() {
   - name: pg_cron
     database: appdb
     preload: true
+    parameters: {cron.database_name: appdb}
   - preset: timescaledb
     database: appdb
     key: ts.asc
@@ -651,7 +652,7 @@ fn extension_checks_read_the_running_libraries_and_the_primarys_databases() {
     use pgha::components::extensions::{verify, Extensions};
     use pgha::facts::DatabaseFact;
     let text = std::fs::read_to_string(root().join("inventory.example")).expect("example")
-        + "extensions:\n  - name: pg_cron\n    database: appdb\n    preload: true\n";
+        + "extensions:\n  - name: pg_cron\n    database: appdb\n    preload: true\n    parameters: {cron.database_name: appdb}\n";
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = pgha::inventory::load_str(&dir.path().join("inventory.yml"), &text)
         .unwrap_or_else(|e| panic!("{e}"));

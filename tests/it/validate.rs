@@ -2592,3 +2592,12 @@ fn an_extension_parameter_in_postgres_parameters_needs_its_extension() {
         "shared_preload_libraries: pg_stat_statements\n    pg_stat_statements.max: \"10000\"",
     ));
 }
+
+#[test]
+fn pg_cron_is_created_only_in_its_cron_database() {
+    rejects(
+        &with_tail("extensions:\n  - name: pg_cron\n    database: app\n    preload: true\n"),
+        "36:15",
+        "pg_cron is created only in the database cron.database_name names (`postgres`), not in app",
+    );
+}

@@ -38,6 +38,7 @@ fn load(input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
         base: input.base,
         pg_version: input.pg_version,
         databases: input.databases,
+        parameters: input.parameters,
     };
     let list = section::read(input.d, input.section, &cx)?;
     let libraries: Vec<String> = list.iter().filter_map(|e| e.preload.clone()).collect();

@@ -64,6 +64,8 @@ pub struct Context<'a> {
     pub pg_version: u32,
     /// The declared databases (None: `databases:` has errors of its own).
     pub databases: Option<&'a [String]>,
+    /// `postgres.parameters` (names lower-cased).
+    pub parameters: &'a BTreeMap<String, String>,
 }
 
 /// Every entry; None when any has an error (reported).
@@ -84,10 +86,41 @@ pub fn read(d: &mut Diagnostics, section: &Node, cx: &Context<'_>) -> Option<Vec
                     ),
                 );
             }
+            pg_cron_database(d, item, &path, &e, cx);
             out.push(e);
         }
     }
     (d.items.len() == before).then_some(out)
+}
+
+/// pg_cron runs its jobs from one database, `cron.database_name` (`postgres` unless set), and
+/// CREATE EXTENSION pg_cron fails in any other: the database named must be that one.
+fn pg_cron_database(d: &mut Diagnostics, node: &Node, path: &str, e: &Extension, cx: &Context<'_>) {
+    if e.name != "pg_cron" {
+        return;
+    }
+    let home = e
+        .parameters
+        .iter()
+        .find(|(k, _)| k == "cron.database_name")
+        .map(|(_, v)| v.as_str())
+        .or(cx.parameters.get("cron.database_name").map(String::as_str))
+        .unwrap_or("postgres");
+    if e.databases.iter().any(|db| db != home) || e.databases.is_empty() {
+        let at = node
+            .get("databases")
+            .or_else(|| node.get("database"))
+            .map_or(node.pos, |(_, n)| n.pos);
+        d.error_with_help(
+            at,
+            &format!("{path}.databases"),
+            format!(
+                "pg_cron is created only in the database cron.database_name names (`{home}`), not in {}",
+                e.databases.join(", ")
+            ),
+            "name that one database and set `parameters: {cron.database_name: DB}` to it",
+        );
+    }
 }
 
 fn entry(d: &mut Diagnostics, node: &Node, path: &str, cx: &Context<'_>) -> Option<Extension> {
