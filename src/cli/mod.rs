@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::ExitStatus;
 
 mod apply;
+mod backup;
 mod connect_info;
 mod drill;
 mod facts;
@@ -67,6 +68,8 @@ enum Command {
     /// Rehearse a bad day: `drill failover` crashes the primary under a write load and
     /// measures what the application saw, then brings the cluster back and verifies.
     Drill(drill::DrillArgs),
+    /// Base backups: `now`, `list`, `test` (a restore test now), `restore --to-scratch`.
+    Backup(backup::BackupArgs),
     /// Remove the cluster lock left by an apply that died.
     ForceUnlock(force_unlock::ForceUnlockArgs),
     /// The cluster's CA: `pgha tls init` makes one beside the inventory.
@@ -198,6 +201,7 @@ pub fn main() -> ExitCode {
         Command::Switchover(args) => switchover::run(args),
         Command::Failover(args) => failover::run(args),
         Command::Drill(args) => drill::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)
             .map(|()| ExitStatus::Success)
             .map_err(CliError::new),

@@ -1,5 +1,5 @@
 //! Components: what any flavour can have besides its own machinery (extra packages now;
-//! client routing, backups, extensions and TLS next). A component is one folder here: its
+//! client routing, backups). A component is one folder here: its
 //! inventory section (the top-level key named after it), its settings, template variables
 //! under its name, playbook fragments for the hooks the flavours' playbooks offer, its own
 //! templates and step kinds, probes, verify checks and status lines. `COMPONENTS` registers
@@ -25,10 +25,11 @@ use crate::diag::Diagnostics;
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret};
-use crate::model::{Cluster, Hardware, Host, MemberRole, Role};
+use crate::model::{Cluster, Hardware, HbaRule, Host, MemberRole, Role};
 use crate::steps::registry::Kind;
 use crate::yaml::node::Node;
 
+pub mod backups;
 pub mod extensions;
 pub mod package_sources;
 pub mod packages;
@@ -37,13 +38,15 @@ pub mod routing;
 pub mod timing;
 
 /// Every component: one line each.
-/// Within a hook their fragments stand in this order: the extensions' packages before the
-/// extra packages (a DBA's list may name a package an extension's source provides).
+/// Within a hook their fragments stand in this order: the package sources' and the
+/// extensions' packages before the extra packages (a DBA's list may name a package an
+/// extension's source provides).
 pub static COMPONENTS: &[Entry] = &[
     package_sources::ENTRY,
     extensions::ENTRY,
     packages::ENTRY,
     routing::ENTRY,
+    backups::ENTRY,
 ];
 
 /// What the inventory loader needs of a component.
@@ -72,6 +75,9 @@ pub struct SectionInput<'a> {
     pub postgres_port: u16,
     /// `postgres.listen_addresses` as the inventory gives it.
     pub listen_addresses: &'a str,
+    /// PostgreSQL's data and configuration folders.
+    pub data_dir: &'a str,
+    pub conf_dir: &'a str,
     /// PostgreSQL's major version (package names carry it).
     pub pg_version: u32,
     /// The databases `databases:` declares (None when that section has errors).
@@ -116,6 +122,10 @@ pub trait Component: fmt::Debug + Send + Sync {
     }
     /// Its questions to one host, asked in the facts round trip.
     fn probes(&self, _cluster: &Cluster, _host: &Host) -> Vec<Probe> {
+        Vec::new()
+    }
+    /// pg_hba rules of its own, after pgha's local rules (connections of its own programs).
+    fn hba(&self) -> Vec<HbaRule> {
         Vec::new()
     }
     /// Names and addresses every host's certificate must carry for the component's sake

@@ -207,6 +207,8 @@ impl Reader<'_> {
                     pg_version: pg.version,
                     databases: database_names.as_deref(),
                     parameters: &pg.parameters,
+                    data_dir: &pg.data_dir,
+                    conf_dir: &pg.conf_dir,
                 }));
             }
             if self.d.items.len() > before {

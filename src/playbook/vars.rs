@@ -21,12 +21,17 @@ use crate::secret::mark;
 
 /// pgha's own pg_hba rules, before the user's: local peer for the postgres OS user, and
 /// replication between the cluster's hosts with SCRAM. Nothing from elsewhere.
-fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
+fn hba(cluster: &Cluster, flavour: &dyn Flavour, components: &[Arc<dyn Component>]) -> Vec<Value> {
     let rule = |kind: &str, db: &str, user: &str, address: Option<String>, method: &str| json!({"type": kind, "database": db, "user": user, "address": address, "method": method});
     let repl = &cluster.replication.user;
     let mut rules = vec![
         rule("local", "all", "postgres", None, "peer"),
         rule("local", "all", "all", None, "peer"),
+    ];
+    for r in components.iter().flat_map(|c| c.hba()) {
+        rules.push(serde_json::to_value(r).unwrap_or(Value::Null));
+    }
+    rules.extend([
         rule(
             "host",
             "all",
@@ -49,7 +54,7 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour) -> Vec<Value> {
             Some("127.0.0.1/32".into()),
             "scram-sha-256",
         ),
-    ];
+    ]);
     // With TLS, every rule for another host's address takes TLS connections only.
     let network = if cluster.tls.is_some() {
         "hostssl"
@@ -240,7 +245,10 @@ impl<'a> Vars<'a> {
         let mut parameters = server_parameters(cluster);
         flavour.parameters(&mut parameters);
         set("parameters", tmpl(&json!(parameters)));
-        set("hba", tmpl(&Value::Array(hba(cluster, flavour))));
+        set(
+            "hba",
+            tmpl(&Value::Array(hba(cluster, flavour, components))),
+        );
         set(
             "replication",
             tmpl(&json!({

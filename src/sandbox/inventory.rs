@@ -221,7 +221,7 @@ databases:
 
 packages: []
 
-{routing}ssh:
+{routing}{backups}ssh:
   user: {user}
   port: 22
   identity_file: {key}
@@ -233,6 +233,7 @@ packages: []
 {hosts}"#,
         patroni = flavour_section(info),
         routing = routing_section(info)?,
+        backups = backups_section(info),
         sandbox = info.name,
         env = info.env_file.display(),
         cluster = cluster_name(&info.name),
@@ -242,6 +243,15 @@ packages: []
         key = quoted(&info.key.to_string_lossy()),
         known_hosts = quoted(&info.known_hosts.to_string_lossy()),
     ))
+}
+
+/// `backups:` (nothing without `--backups`): nightly backups of the primary, three good ones
+/// kept, a restore test after each night's.
+fn backups_section(info: &SandboxInfo) -> String {
+    match info.backups {
+        None => String::new(),
+        Some(super::BackupMethod::Basebackup) => "backups:\n  method: basebackup\n  from: primary\n  schedule: \"*-*-* 01:00:00\"\n  retention: {count: 3}\n  restore_test: {schedule: \"*-*-* 03:00:00\"}\n\n".to_owned(),
+    }
 }
 
 /// `routing:` (nothing without `--routing`): the VIP at .200 of the sandbox's /24 moved by
@@ -456,6 +466,7 @@ mod tests {
             witness: false,
             routing: Vec::new(),
             proxies: 0,
+            backups: None,
         }
     }
 

@@ -101,6 +101,17 @@ pub struct UpArgs {
     /// run haproxy and nothing else (listed in `routing.haproxy.hosts`).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=8))]
     pub proxies: u8,
+    /// Scheduled base backups in the inventory (`backups:`), proven by restore tests.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "basebackup", value_name = "METHOD")]
+    pub backups: Option<BackupMethod>,
+}
+
+/// How the generated inventory's backups are taken.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// pg_basebackup, verified with pg_verifybackup.
+    Basebackup,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -171,6 +182,8 @@ pub struct UpOptions {
     pub routing: Vec<Routing>,
     /// Proxy hosts (`role: proxy`) after the others; needs haproxy in `routing`.
     pub proxies: usize,
+    /// A `backups:` section in the inventory.
+    pub backups: Option<BackupMethod>,
 }
 
 impl UpOptions {
@@ -189,6 +202,7 @@ impl UpOptions {
             witness: false,
             routing: Vec::new(),
             proxies: 0,
+            backups: None,
         }
     }
 }
@@ -208,6 +222,7 @@ impl From<&UpArgs> for UpOptions {
             witness: a.witness,
             routing: a.routing.clone(),
             proxies: usize::from(a.proxies),
+            backups: a.backups,
         }
     }
 }
@@ -247,6 +262,9 @@ pub struct SandboxInfo {
     /// The last this many hosts are proxy hosts (`role: proxy`, haproxy only).
     #[serde(default)]
     pub proxies: usize,
+    /// Backups in the inventory.
+    #[serde(default)]
+    pub backups: Option<BackupMethod>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -620,6 +638,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         witness: opts.witness && opts.flavour == Flavour::Repmgr,
         routing,
         proxies: opts.proxies,
+        backups: opts.backups,
     };
     inventory::write_all(&info)?;
     note(format!(

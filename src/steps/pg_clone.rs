@@ -180,6 +180,30 @@ impl PgClone {
 }
 
 /// What a rewind throws away: the WAL the host wrote after its timeline forked.
+/// Copies the upstream's timeline history files that the stopped standby's `pg_wal` lacks.
+/// After a pg_rewind that found nothing to rewind (the standby had *replayed* no further than
+/// the fork), its `pg_wal` may still hold WAL it *received* past the fork from the old
+/// primary: started without the new timeline's history, it replays that first and can never
+/// follow. With the history in place, recovery switches timelines at the fork. `conninfo`
+/// names a role that may read the server's files (pg_rewind's).
+pub fn fetch_timeline_histories(bin_dir: &str, data_dir: &str, conninfo: &str) -> RemoteCommand {
+    let query = "SELECT name, translate(encode(pg_read_binary_file('pg_wal/' || name), 'base64'), E'\\n', '') \
+                 FROM pg_ls_dir('pg_wal') AS name WHERE name ~ '^[0-9A-F]{8}[.]history$'";
+    RemoteCommand::script(format!(
+        "set -e; cd /; wal={data}/pg_wal; \
+         runuser -u postgres -- {bin}/psql -XAtq -F ' ' -d {conninfo} -c {query} | \
+         while read -r name content; do \
+           [ -e \"$wal/$name\" ] && continue; \
+           printf '%s' \"$content\" | base64 -d > \"$wal/$name.tmp\"; \
+           chown postgres:postgres \"$wal/$name.tmp\"; mv \"$wal/$name.tmp\" \"$wal/$name\"; \
+         done",
+        data = shell_words::quote(data_dir),
+        bin = bin_dir,
+        conninfo = shell_words::quote(conninfo),
+        query = shell_words::quote(query),
+    ))
+}
+
 fn discarded(here: &PgFacts, primary: &PgFacts) -> String {
     let fork = facts::fork_point(&primary.history, here.timeline);
     match (fork, facts::lsn(&here.lsn)) {

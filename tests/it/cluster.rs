@@ -28,6 +28,9 @@ pub struct Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_server_logs();
+        }
         // Before the teardown, which removes the sandbox's own files (env.sh, the SSH key).
         self.ledger.note_env(&self.env);
         let leaks = self.ledger.files_holding_secrets();
@@ -305,6 +308,19 @@ impl Sandbox {
         })
     }
 
+    /// A sandbox of `flavour` on the packages image with backups on (`--backups`): three data
+    /// hosts (Patroni: three etcd members among them; repmgr: a witness after them).
+    pub fn with_backups(tag: &str, flavour: pgha::sandbox::Flavour) -> Sandbox {
+        use pgha::sandbox::Flavour;
+        let hosts = if flavour == Flavour::Repmgr { 4 } else { 3 };
+        Sandbox::up_with(tag, Options::packaged(hosts), |o| {
+            o.flavour = flavour;
+            o.etcd_members = 3;
+            o.witness = flavour == Flavour::Repmgr;
+            o.backups = Some(pgha::sandbox::BackupMethod::Basebackup);
+        })
+    }
+
     /// `data` data hosts on the packages image and `proxies` proxy hosts after them
     /// (`role: proxy`), haproxy on the proxy hosts only.
     pub fn proxied(
@@ -422,6 +438,26 @@ impl Sandbox {
 
     /// The container of host `name`.
     #[track_caller]
+    /// The end of every host's PostgreSQL log, for a test that failed: what the server said
+    /// is gone with the containers.
+    fn print_server_logs(&self) {
+        for h in &self.info.hosts {
+            let out = Command::new("docker")
+                .args([
+                    "exec",
+                    &h.container,
+                    "sh",
+                    "-c",
+                    "tail -n 30 /var/log/postgresql/*.log 2>/dev/null; journalctl -q -n 15 --no-pager -u 'patroni*' -u 'pgha-*' 2>/dev/null",
+                ])
+                .output();
+            if let Ok(out) = out {
+                let text = masked(&self.secrets(), &String::from_utf8_lossy(&out.stdout));
+                eprintln!("--- {} (server log, last lines)\n{text}", h.name);
+            }
+        }
+    }
+
     pub fn container(&self, host: &str) -> String {
         self.info
             .hosts

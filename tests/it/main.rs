@@ -1,5 +1,6 @@
 //! The one integration-test binary: the CLI end to end, and the engine with fixture facts.
 
+mod backups;
 mod cluster;
 mod drill;
 mod engine;

@@ -2430,6 +2430,91 @@ fn repmgr_refuses_rpo_zero_and_timing_set_twice() {
     );
 }
 
+const BACKUPS: &str = "\
+backups:
+  method: basebackup
+  from: replica
+  schedule: \"*-*-* 01:00:00\"
+  retention: {count: 7, age: 10d}
+  directory: /srv/backups
+  max_rate: 50M
+  restore_test: {schedule: daily, amcheck: sample}
+";
+
+/// `line:column` of the value of `key` in BACKUPS after BASE.
+fn backups_at(key: &str) -> String {
+    let (i, line) = BACKUPS
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(key))
+        .expect("key in BACKUPS");
+    let column = line.find(key).expect("key") + key.len() + 1;
+    format!("{}:{}", BASE.lines().count() + i + 1, column + 1)
+}
+
+#[test]
+fn backups_are_valid_and_their_mistakes_are_located() {
+    accepts(&format!("{BASE}{BACKUPS}"));
+    rejects(
+        &format!("{BASE}{}", BACKUPS.replace("from: replica", "from: pg9")),
+        &backups_at("from:"),
+        "`pg9` is not `primary`, `replica` or a standby of the inventory",
+    );
+    rejects(
+        &format!("{BASE}{}", BACKUPS.replace("from: replica", "from: pg1")),
+        &backups_at("from:"),
+        "`pg1` is the primary in the inventory",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace(
+                "directory: /srv/backups",
+                "directory: /var/lib/postgresql/15/main/backups"
+            )
+        ),
+        &backups_at("directory:"),
+        "overlaps PostgreSQL's folder /var/lib/postgresql/15/main",
+    );
+    rejects(
+        &format!("{BASE}{}", BACKUPS.replace("age: 10d", "age: 10x")),
+        &format!("{}:30", BASE.lines().count() + 5),
+        "`10x` is not an age",
+    );
+    rejects(
+        &format!("{BASE}{}", BACKUPS.replace("max_rate: 50M", "max_rate: 5G")),
+        &backups_at("max_rate:"),
+        "`5G` is not a transfer rate pg_basebackup takes",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace(
+                "schedule: \"*-*-* 01:00:00\"",
+                "schedule: \"daily; rm -rf /\""
+            )
+        ),
+        &backups_at("schedule:"),
+        "is not a systemd calendar expression",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace("method: basebackup", "method: pgbackrest")
+        ),
+        &backups_at("method:"),
+        "`pgbackrest` is not available in this version of pgha yet",
+    );
+    rejects(
+        &format!(
+            "{BASE}{}",
+            BACKUPS.replace("amcheck: sample", "amcheck: some")
+        ),
+        &format!("{}:44", BASE.lines().count() + 8),
+        "`some` is not a valid `backups.restore_test.amcheck`",
+    );
+}
+
 // ---- package sources and extensions -------------------------------------------------------------
 
 /// The base inventory with `tail` appended (its first line is line 34).

@@ -52,8 +52,18 @@ pub async fn failover(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The new timeline reaches the control file only at a checkpoint: pg_rewind of the old
+    // primary, which reads it there, would otherwise see one timeline and rewind nothing.
+    // Writes go on meanwhile; measured as part of the handover, not of the write gap.
+    let gap = started.elapsed();
+    run_ok(
+        target,
+        &RemoteCommand::sql(pg.port, "postgres", "CHECKPOINT;\n"),
+        "checkpoint after the promotion",
+    )
+    .await?;
     Ok(Handover {
-        write_gap: started.elapsed(),
+        write_gap: gap,
         converge: true,
     })
 }

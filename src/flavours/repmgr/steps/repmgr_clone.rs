@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::flavours::repmgr::command;
-use crate::steps::pg_clone::{Decision, PgClone, CLONE_MARKER, FENCE_MARKER, REWIND_MARKER};
+use crate::steps::pg_clone::{
+    fetch_timeline_histories, Decision, PgClone, CLONE_MARKER, FENCE_MARKER, REWIND_MARKER,
+};
 use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -93,6 +95,18 @@ impl RepmgrClone {
         )
     }
 
+    /// A CHECKPOINT on the upstream before pg_rewind compares timelines: pg_rewind reads the
+    /// source's timeline from its control file, which a promotion updates only at the next
+    /// checkpoint. Seconds after repmgrd promoted a standby, pg_rewind would otherwise find
+    /// both on the same timeline, rewind nothing, and leave a node that can never follow.
+    fn checkpoint_upstream(&self) -> RemoteCommand {
+        RemoteCommand::script(format!(
+            "cd / && runuser -u postgres -- {}/psql -XAtq -d {} -c CHECKPOINT",
+            self.bin_dir,
+            shell_words::quote(&self.upstream_conninfo()),
+        ))
+    }
+
     fn rejoin_commands(&self, crashed: bool) -> Vec<RemoteCommand> {
         let target = self.upstream_conninfo();
         let mut commands = vec![
@@ -118,6 +132,7 @@ impl RepmgrClone {
                 "systemctl unmask {} >/dev/null 2>&1 || true",
                 shell_words::quote(&self.service)
             )),
+            self.checkpoint_upstream(),
             // Rewinds, makes it a standby of the new primary and starts it: never started
             // as a primary first.
             self.repmgr(&[
@@ -149,12 +164,14 @@ impl RepmgrClone {
             RemoteCommand::script(format!(
                 "set -e; mkdir -p /var/lib/pgha; touch {REWIND_MARKER}; cp -p {data}/postgresql.auto.conf /var/lib/pgha/postgresql.auto.conf.kept"
             )),
+            self.checkpoint_upstream(),
             RemoteCommand::script(format!(
                 "cd / && runuser -u postgres -- {}/pg_rewind --target-pgdata={data} --config-file={} --source-server={}",
                 self.bin_dir,
                 shell_words::quote(&self.postgresql_conf),
                 shell_words::quote(&source),
             )),
+            fetch_timeline_histories(&self.bin_dir, &self.data_dir, &source),
             RemoteCommand::script(format!(
                 "set -e; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
                  runuser -u postgres -- touch {data}/standby.signal; systemctl start {}",

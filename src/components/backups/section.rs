@@ -1,0 +1,373 @@
+//! The `backups:` section: where and when base backups are taken, how many are kept, and
+//! when they are proven restorable. Read and checked offline (the schedule's syntax again by
+//! `systemd-analyze calendar` on the hosts, before a timer is written).
+
+use std::time::Duration;
+
+use crate::components::SectionInput;
+use crate::diag::Diagnostics;
+use crate::model::Role;
+use crate::yaml::decode::{self, MapReader};
+use crate::yaml::node::Node;
+
+/// Where backups go by default: outside PostgreSQL's folders, a mount point of its own is
+/// the DBA's business.
+pub const DIRECTORY: &str = "/var/backups/pgha";
+/// The field guide's schedule: once a night.
+const SCHEDULE: &str = "*-*-* 01:00:00";
+/// A restore test after the night's backup.
+const TEST_SCHEDULE: &str = "*-*-* 03:00:00";
+/// Good backups kept when the inventory says nothing.
+const KEEP: u32 = 7;
+
+/// Which host takes the backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Whichever host is primary when the timer fires.
+    Primary,
+    /// A streaming replica (the first in the inventory's order that streams), the primary
+    /// when none does.
+    Replica,
+    /// This host, while it streams from the primary.
+    Host(String),
+}
+
+impl Source {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Source::Primary => "primary",
+            Source::Replica => "replica",
+            Source::Host(h) => h,
+        }
+    }
+}
+
+/// How much of a restored copy pg_amcheck reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amcheck {
+    /// Everything when the backup is small (1 GiB), a sample of tables otherwise.
+    Auto,
+    All,
+    Sample,
+    Off,
+}
+
+impl Amcheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Amcheck::Auto => "auto",
+            Amcheck::All => "all",
+            Amcheck::Sample => "sample",
+            Amcheck::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub from: Source,
+    /// systemd's OnCalendar= expression.
+    pub schedule: String,
+    pub test_schedule: String,
+    /// Good backups kept (the newest is always kept).
+    pub keep: Option<u32>,
+    /// Good backups older than this go (the newest is always kept).
+    pub max_age: Option<Duration>,
+    pub directory: String,
+    /// gzip the data after its verification.
+    pub compress: bool,
+    /// pg_basebackup's `--max-rate` (`32M`, `512k`).
+    pub max_rate: Option<String>,
+    pub amcheck: Amcheck,
+}
+
+/// What the section is checked against besides itself.
+pub struct Context<'a> {
+    /// PostgreSQL's folders, which the backup directory may not be in.
+    pub pg_dirs: [&'a str; 2],
+}
+
+pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
+    let d = &mut *input.d;
+    let mut m = MapReader::new(d, input.section, "backups")?;
+    if let Some(n) = m.take("method") {
+        if decode::choice(d, n, "backups.method", &["basebackup", "pgbackrest"])
+            == Some("pgbackrest")
+        {
+            d.error(
+                n.pos,
+                "backups.method",
+                "`pgbackrest` is not available in this version of pgha yet: use `basebackup` (pg_basebackup, verified and restore-tested)",
+            );
+        }
+    }
+    let from = match m.take("from") {
+        None => Source::Primary,
+        Some(n) => source(d, n, input.hosts).unwrap_or(Source::Primary),
+    };
+    let schedule = m
+        .take("schedule")
+        .and_then(|n| calendar(d, n, "backups.schedule"))
+        .unwrap_or_else(|| SCHEDULE.to_owned());
+    let (keep, max_age) = match m.take("retention") {
+        Some(n) => retention(d, n),
+        None => (Some(KEEP), None),
+    };
+    let directory = m
+        .take("directory")
+        .and_then(|n| directory(d, n, cx))
+        .unwrap_or_else(|| DIRECTORY.to_owned());
+    let compress = m
+        .take("compress")
+        .and_then(|n| decode::boolean(d, n, "backups.compress"))
+        .unwrap_or(false);
+    let max_rate = m.take("max_rate").and_then(|n| max_rate(d, n));
+    let (test_schedule, amcheck) = match m.take("restore_test") {
+        Some(n) => restore_test(d, n),
+        None => (TEST_SCHEDULE.to_owned(), Amcheck::Auto),
+    };
+    m.finish(d);
+    Some(Section {
+        from,
+        schedule,
+        test_schedule,
+        keep,
+        max_age,
+        directory,
+        compress,
+        max_rate,
+        amcheck,
+    })
+}
+
+fn source(d: &mut Diagnostics, n: &Node, hosts: &[crate::model::Host]) -> Option<Source> {
+    let text = decode::string(d, n, "backups.from")?;
+    match text.as_str() {
+        "primary" => return Some(Source::Primary),
+        "replica" => return Some(Source::Replica),
+        _ => {}
+    }
+    match hosts.iter().find(|h| h.name == text) {
+        Some(h) if h.role == Role::Standby => Some(Source::Host(text)),
+        Some(h) if h.role == Role::Primary => {
+            d.error(
+                n.pos,
+                "backups.from",
+                format!("`{text}` is the primary in the inventory: say `from: primary` (the job follows the primary after a failover), or name a standby"),
+            );
+            None
+        }
+        Some(_) => {
+            d.error(
+                n.pos,
+                "backups.from",
+                format!("`{text}` holds no data: backups are taken from `primary`, `replica` or a standby's name"),
+            );
+            None
+        }
+        None => {
+            let names: Vec<&str> = ["primary", "replica"]
+                .into_iter()
+                .chain(
+                    hosts
+                        .iter()
+                        .filter(|h| h.role == Role::Standby)
+                        .map(|h| h.name.as_str()),
+                )
+                .collect();
+            d.unknown(
+                n.pos,
+                "backups.from",
+                format!("`{text}` is not `primary`, `replica` or a standby of the inventory"),
+                &text,
+                names.iter().copied(),
+                None,
+            );
+            None
+        }
+    }
+}
+
+/// An OnCalendar= expression, checked for what would break the unit file; systemd judges
+/// the rest on the host (`systemd-analyze calendar`) before the timer is written.
+fn calendar(d: &mut Diagnostics, n: &Node, path: &str) -> Option<String> {
+    let text = decode::string(d, n, path)?;
+    let t = text.trim();
+    let fine = |c: char| c.is_ascii_alphanumeric() || " *:,./~-+".contains(c);
+    if t.is_empty() || !t.chars().all(fine) {
+        d.error(
+            n.pos,
+            path,
+            format!("`{text}` is not a systemd calendar expression (OnCalendar=), e.g. `daily`, `*-*-* 01:00:00` or `Mon..Fri 02:30`"),
+        );
+        return None;
+    }
+    Some(t.to_owned())
+}
+
+fn retention(d: &mut Diagnostics, n: &Node) -> (Option<u32>, Option<Duration>) {
+    let Some(mut m) = MapReader::new(d, n, "backups.retention") else {
+        return (Some(KEEP), None);
+    };
+    let keep = m
+        .take("count")
+        .and_then(|n| decode::integer(d, n, "backups.retention.count", 1, 10_000))
+        .and_then(|c| u32::try_from(c).ok());
+    let age = m.take("age").and_then(|n| {
+        let text = n.scalar_text().unwrap_or_default();
+        match age(&text) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                d.error(n.pos, "backups.retention.age", e);
+                None
+            }
+        }
+    });
+    let pos = m.pos();
+    let empty = m.entries().is_empty();
+    m.finish(d);
+    if empty {
+        d.error(
+            pos,
+            "backups.retention",
+            "`backups.retention` is empty: give it `count` (good backups kept), `age` (e.g. `10d`) or both",
+        );
+    }
+    (keep, age)
+}
+
+/// `10d`, `36h`, `2w`: how long a good backup is kept.
+pub fn age(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || format!("`{t}` is not an age: a whole number with a unit h, d or w, e.g. `10d`");
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let hours = match unit.trim() {
+        "h" => n,
+        "d" => n.checked_mul(24).ok_or_else(bad)?,
+        "w" => n.checked_mul(24 * 7).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if hours == 0 {
+        return Err(format!("`{t}` keeps nothing: the newest good backup is kept anyway, give an age of at least `1h`"));
+    }
+    Ok(Duration::from_secs(hours * 3600))
+}
+
+fn directory(d: &mut Diagnostics, n: &Node, cx: &Context<'_>) -> Option<String> {
+    let text = decode::string(d, n, "backups.directory")?;
+    let t = text.trim_end_matches('/');
+    let plain = t
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if !t.starts_with('/') || !plain || t.split('/').any(|p| p == "..") {
+        d.error(
+            n.pos,
+            "backups.directory",
+            format!("`{text}` is not an absolute path of letters, digits, `/`, `.`, `_` and `-`"),
+        );
+        return None;
+    }
+    let system = [
+        "",
+        "/etc",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/lib/postgresql",
+        "/tmp",
+        "/root",
+        "/home",
+    ];
+    if system.contains(&t) {
+        d.error(
+            n.pos,
+            "backups.directory",
+            format!("`{text}` is a system folder: backups need a folder of their own (pgha sets its owner and mode 0700), e.g. `{DIRECTORY}`"),
+        );
+        return None;
+    }
+    for pg in cx.pg_dirs {
+        let pg = pg.trim_end_matches('/');
+        let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if inside(t, pg) || inside(pg, t) {
+            d.error(
+                n.pos,
+                "backups.directory",
+                format!("`{text}` overlaps PostgreSQL's folder {pg}: a backup there would be in the next backup, and a restore would overwrite it"),
+            );
+            return None;
+        }
+    }
+    Some(t.to_owned())
+}
+
+/// pg_basebackup's `--max-rate`: kB/s, or with `k` or `M`; 32 kB/s to 1 GB/s.
+fn max_rate(d: &mut Diagnostics, n: &Node) -> Option<String> {
+    let text = n.scalar_text().unwrap_or_default();
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let kb = digits.parse::<u64>().ok().and_then(|v| match unit {
+        "" | "k" => Some(v),
+        "M" => v.checked_mul(1024),
+        _ => None,
+    });
+    match kb {
+        Some(kb) if (32..=1_048_576).contains(&kb) => Some(t.to_owned()),
+        _ => {
+            d.error(
+                n.pos,
+                "backups.max_rate",
+                format!("`{t}` is not a transfer rate pg_basebackup takes: kB/s from 32 to 1048576, or with a unit `k` or `M`, e.g. `50M`"),
+            );
+            None
+        }
+    }
+}
+
+fn restore_test(d: &mut Diagnostics, n: &Node) -> (String, Amcheck) {
+    let Some(mut m) = MapReader::new(d, n, "backups.restore_test") else {
+        return (TEST_SCHEDULE.to_owned(), Amcheck::Auto);
+    };
+    let schedule = m
+        .take("schedule")
+        .and_then(|n| calendar(d, n, "backups.restore_test.schedule"))
+        .unwrap_or_else(|| TEST_SCHEDULE.to_owned());
+    let amcheck = m
+        .take("amcheck")
+        .and_then(|n| {
+            decode::choice(
+                d,
+                n,
+                "backups.restore_test.amcheck",
+                &["auto", "all", "sample", "off"],
+            )
+        })
+        .map(|c| match c {
+            "all" => Amcheck::All,
+            "sample" => Amcheck::Sample,
+            "off" => Amcheck::Off,
+            _ => Amcheck::Auto,
+        })
+        .unwrap_or(Amcheck::Auto);
+    m.finish(d);
+    (schedule, amcheck)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_in_hours_days_weeks() {
+        assert_eq!(age("10d"), Ok(Duration::from_secs(10 * 86_400)));
+        assert_eq!(age("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(age("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert!(age("10").is_err());
+        assert!(age("10m").is_err());
+        assert!(age("0d").is_err());
+    }
+}
