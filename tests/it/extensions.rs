@@ -124,6 +124,11 @@ fn build_repository(dir: &Path) {
         .status();
 }
 
+/// Bytes as the TimescaleDB tuning writes them.
+fn timescale_bytes(bytes: u64) -> String {
+    pgha::components::extensions::timescaledb::pg_bytes(bytes)
+}
+
 /// The repository onto a host, readable by apt's unprivileged fetcher.
 fn copy_repository(sb: &Sandbox, host: &str, repo: &Path) {
     let container = sb.container(host);
@@ -210,8 +215,8 @@ fn a_local_signed_repository_provides_an_extension_on_streaming() {
     sb.assert_converged();
     // The hosts' hardware is in the facts, and the TimescaleDB preset's tuning in a plan
     // follows it (its repository cannot be reached from here: planned, never applied).
-    let facts: serde_json::Value =
-        serde_json::from_str(&sb.pgha(["facts"]).run().stdout).expect("facts JSON");
+    let facts_text = sb.pgha(["facts"]).run().stdout;
+    let facts: serde_json::Value = serde_json::from_str(&facts_text).expect("facts JSON");
     let memory = facts["pg1"]["hardware"]["memory"].as_u64().expect("memory");
     let cpus = facts["pg1"]["hardware"]["cpus"].as_u64().expect("cpus");
     assert!(
@@ -239,6 +244,26 @@ fn a_local_signed_repository_provides_an_extension_on_streaming() {
             "packages pinned from source timescaledb: timescaledb-2-loader-postgresql-15 2.28.*",
         )
         .run();
+    // The same facts, saved, render the tuning offline.
+    let saved = folder.join("facts.json");
+    std::fs::write(&saved, &facts_text).expect("facts file");
+    let out = folder.join("rendered");
+    let (out_arg, facts_arg) = (out.display().to_string(), saved.display().to_string());
+    sb.pgha_on(
+        &timescale,
+        ["render", "--out", &out_arg, "--facts", &facts_arg],
+    )
+    .run();
+    let conf = std::fs::read_to_string(out.join("pg1/etc/postgresql/15/main/conf.d/pgha.conf"))
+        .expect("pgha.conf");
+    let cache = timescale_bytes(memory * 3 / 4);
+    assert!(
+        conf.contains("shared_preload_libraries = 'timescaledb'")
+            && conf.contains(&format!("effective_cache_size = '{cache}'"))
+            // postgres.parameters win: the sandbox's 128MB stays.
+            && conf.contains("shared_buffers = '128MB'"),
+        "the tuning for {memory} bytes:\n{conf}"
+    );
     eprintln!(
         "local repository on streaming: {:.1} s",
         started.elapsed().as_secs_f64()
