@@ -26,6 +26,8 @@ pub struct HostFacts {
     pub postgres: Option<PgFacts>,
     /// What a flavour's probes printed, by probe name, line by line; the flavour parses it.
     pub probes: BTreeMap<String, Vec<String>>,
+    /// Memory and CPUs, read with the packages (what hardware-derived settings size for).
+    pub hardware: Option<crate::model::Hardware>,
 }
 
 impl HostFacts {
