@@ -308,7 +308,11 @@ impl Reader<'_> {
                     self.d.error(
                         n.pos,
                         "postgres.version",
-                        format!("PostgreSQL {v} is not supported: pgha supports version 15"),
+                        if v > 15 {
+                            format!("PostgreSQL {v} is not supported: pgha supports version 15. Moving a cluster to a new major version is a procedure, not a setting: see docs/major-upgrade.md")
+                        } else {
+                            format!("PostgreSQL {v} is not supported: pgha supports version 15")
+                        },
                     );
                     return None;
                 }

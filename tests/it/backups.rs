@@ -71,7 +71,8 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         .stdout_has("pg1 took backup")
         .run();
     assert_eq!(
-        sb.sh("pg1", "ls /var/backups/pgha | grep -c 20200101 || true").trim(),
+        sb.sh("pg1", "ls /var/backups/pgha | grep -c 20200101 || true")
+            .trim(),
         "0",
         "the killed run's leftovers are gone"
     );

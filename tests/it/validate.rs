@@ -251,6 +251,12 @@ fn unsupported_version() {
         "5:12",
         "PostgreSQL 14 is not supported",
     );
+    // A newer major is an upgrade: a procedure, pointed to.
+    rejects(
+        &variant("version: 15", "version: 16"),
+        "5:12",
+        "Moving a cluster to a new major version is a procedure, not a setting: see docs/major-upgrade.md",
+    );
 }
 
 #[test]
