@@ -11,6 +11,7 @@ mod faults;
 mod load;
 mod objectives;
 mod patroni;
+mod removal;
 mod render;
 mod repmgr;
 mod rotation;
