@@ -96,3 +96,44 @@ fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
         .stderr_has("switch over to a standby that stays")
         .run();
 }
+
+/// repmgr: a standby leaves the inventory while it streams. It is unregistered (`repmgr
+/// cluster show` no longer lists it), its stream and slot end, and its repmgrd stays paused,
+/// so it never promotes itself once every node refuses it.
+#[test]
+fn a_repmgr_standby_leaves_the_inventory() {
+    let sb = Sandbox::repmgr("rmr", 3);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("stop pg3 (node ")
+        .stdout_has("pg3 is in repmgr's metadata and not in the inventory")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let show = sb.sh(
+        "pg1",
+        "cd / && runuser -u postgres -- repmgr -f /etc/repmgr.conf cluster show 2>&1 || true",
+    );
+    assert!(show.contains("pg2") && show.contains("pg4"), "{show}");
+    assert!(!show.contains("pg3"), "pg3 is unregistered: {show}");
+    assert_eq!(
+        sb.psql(
+            "pg1",
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg3'"
+        ),
+        "0"
+    );
+    // Refused everywhere, pg3's repmgrd would take the primary for dead: it stays paused.
+    std::thread::sleep(std::time::Duration::from_secs(40));
+    assert_eq!(
+        sb.sh(
+            "pg3",
+            "runuser -u postgres -- psql -XAt -c 'SELECT pg_is_in_recovery()'"
+        )
+        .trim(),
+        "t",
+        "the departed standby did not promote itself"
+    );
+    sb.assert_converged();
+}
