@@ -10,6 +10,7 @@ mod faults;
 mod load;
 mod objectives;
 mod patroni;
+mod pgbackrest;
 mod render;
 mod repmgr;
 mod rotation;
