@@ -16,7 +16,7 @@ pub fn probe(directory: &str, bin: &str) -> Probe {
         name: NAME,
         script: format!(
             "if [ -d {dir} ]; then echo \"dir $(stat -c '%U %G %a' {dir})\"; else echo 'dir -'; fi; \
-             if [ -x {bin} ]; then echo \"facts $(timeout 20 {bin} facts 2>/dev/null)\"; fi"
+             if [ -x {bin} ]; then printf 'facts %s\\n' \"$(timeout 20 {bin} facts 2>/dev/null)\"; fi"
         ),
     }
 }
