@@ -2626,3 +2626,63 @@ fn pgbackrest_backups_are_valid_and_their_mistakes_are_located() {
         PGBACKREST.replace("host: bk1", "host: pg3")
     ));
 }
+
+/// What pgBackRest's settings make of the loaded cluster: the archive command in the
+/// replication settings (so the flavour writes it), the hosts that run the job, retention.
+mod pgbackrest_settings {
+    use std::path::Path;
+
+    use pgha::components::backups::{Backups, RepoRetention};
+    use pgha::inventory::{load_str, Inventory};
+
+    fn inventory(backups: &str, extra_host: &str) -> Inventory {
+        let text = format!(
+            "cluster: {{name: main-db, flavour: streaming}}\npostgres: {{version: 15, superuser_password: {{env: X}}}}\nreplication: {{user: replicator, password: {{env: X}}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n  - {{name: pg2, address: 10.0.0.2, role: standby}}\n{extra_host}{backups}"
+        );
+        load_str(Path::new("t.yml"), &text).expect("loads")
+    }
+
+    fn backups(inv: &Inventory) -> &Backups {
+        inv.components
+            .iter()
+            .find_map(|c| c.as_any().downcast_ref::<Backups>())
+            .expect("backups")
+    }
+
+    #[test]
+    fn pgbackrest_archives_through_the_cluster_and_runs_on_the_repository_host() {
+        let inv = inventory(
+            "backups: {method: pgbackrest, repository: {host: bk1}, retention: {age: 14d}}\n",
+            "  - {name: bk1, address: 10.0.0.9, role: backup}\n",
+        );
+        let r = &inv.cluster.replication;
+        assert_eq!(r.archive_mode, "on");
+        assert_eq!(
+            r.archive_command,
+            "pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=main-db archive-push %p"
+        );
+        let b = backups(&inv);
+        assert_eq!(b.job_hosts(&inv.cluster), vec!["bk1".to_owned()]);
+        assert_eq!(
+            b.pgbackrest().map(|p| p.retention),
+            Some(RepoRetention::Days(14))
+        );
+    }
+
+    #[test]
+    fn a_shared_path_runs_the_job_on_the_data_hosts_and_basebackup_archives_nothing() {
+        let inv = inventory(
+            "backups: {method: pgbackrest, repository: {path: /mnt/pgbackrest}}\n",
+            "",
+        );
+        let b = backups(&inv);
+        assert_eq!(b.job_hosts(&inv.cluster), vec!["pg1", "pg2"]);
+        assert_eq!(
+            b.pgbackrest().map(|p| p.retention),
+            Some(RepoRetention::Count(7))
+        );
+        let inv = inventory("backups: {method: basebackup}\n", "");
+        assert_eq!(inv.cluster.replication.archive_mode, "off");
+        assert_eq!(backups(&inv).job_hosts(&inv.cluster), vec!["pg1", "pg2"]);
+    }
+}
