@@ -158,11 +158,15 @@ impl Project {
         topology: &Topology,
         mut f: impl FnMut(&Host, Vec<Step>) -> Result<(), E>,
     ) -> Result<(), E> {
+        // What the components add to PostgreSQL's settings (preloaded libraries, extensions,
+        // tuning from the hardware read) is part of the cluster every flavour writes.
+        let shaped = crate::components::shaped(&self.cluster, &self.components, topology.hardware);
+        let cluster = shaped.as_ref().unwrap_or(&self.cluster);
         let expander = |playbook| {
             Expander::new(
                 playbook,
                 &self.templates,
-                &self.cluster,
+                cluster,
                 self.flavour.as_ref(),
                 &self.components,
                 topology,

@@ -22,6 +22,10 @@ pub struct RenderArgs {
     /// Write real secret values instead of `(sensitive)` (resolves every reference).
     #[arg(long)]
     pub show_secrets: bool,
+    /// Facts saved by `pgha facts` (JSON): what depends on the hosts (settings computed from
+    /// their memory and CPUs) is rendered as for those hosts. Without it, that is left out.
+    #[arg(long, value_name = "FILE")]
+    pub facts: Option<PathBuf>,
 }
 
 pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
@@ -40,7 +44,19 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus, CliError> {
     // One host at a time, its files written into a staging folder inside OUT: memory holds one
     // host's steps, not every host's. Only when every host is done do the files move to their
     // places; on an error nothing is written.
-    let declared = Topology::declared(&project.cluster);
+    let mut declared = Topology::declared(&project.cluster);
+    if let Some(path) = &args.facts {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+        let facts: BTreeMap<String, crate::facts::HostFacts> = serde_json::from_str(&text)
+            .map_err(|e| {
+                CliError(format!(
+                    "{} is not facts as `pgha facts` prints them: {e}",
+                    path.display()
+                ))
+            })?;
+        declared.hardware = crate::plan::topology::hardware(&project.cluster, &facts);
+    }
     let mut staging = Staging::new(&args.out)?;
     let mut written = BTreeMap::new();
     let mut count = 0;

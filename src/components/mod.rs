@@ -25,18 +25,29 @@ use crate::diag::Diagnostics;
 use crate::facts::gather::Probe;
 use crate::facts::HostFacts;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView, Flavour, FlavourSecret};
-use crate::model::{Cluster, HbaRule, Host, MemberRole, Role};
+use crate::model::{Cluster, Hardware, HbaRule, Host, MemberRole, Role};
 use crate::steps::registry::Kind;
 use crate::yaml::node::Node;
 
 pub mod backups;
+pub mod extensions;
+pub mod package_sources;
 pub mod packages;
 pub mod route;
 pub mod routing;
 pub mod timing;
 
 /// Every component: one line each.
-pub static COMPONENTS: &[Entry] = &[packages::ENTRY, routing::ENTRY, backups::ENTRY];
+/// Within a hook their fragments stand in this order: the package sources' and the
+/// extensions' packages before the extra packages (a DBA's list may name a package an
+/// extension's source provides).
+pub static COMPONENTS: &[Entry] = &[
+    package_sources::ENTRY,
+    extensions::ENTRY,
+    packages::ENTRY,
+    routing::ENTRY,
+    backups::ENTRY,
+];
 
 /// What the inventory loader needs of a component.
 pub struct Entry {
@@ -71,6 +82,25 @@ pub struct SectionInput<'a> {
     pub cluster_name: &'a str,
     /// `replication.archive.mode` as the inventory gives it.
     pub archive_mode: &'a str,
+    /// PostgreSQL's major version (package names carry it).
+    pub pg_version: u32,
+    /// The databases `databases:` declares (None when that section has errors).
+    pub databases: Option<&'a [String]>,
+    /// `postgres.parameters` as the user wrote them (names lower-cased).
+    pub parameters: &'a BTreeMap<String, String>,
+}
+
+/// What a component adds to PostgreSQL's own settings, merged into the cluster's before the
+/// playbook is expanded (`shaped`), so that every flavour writes them its own way (Patroni
+/// through the DCS).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PostgresAdditions {
+    /// Libraries for `shared_preload_libraries`, in order (after the user's own).
+    pub preload: Vec<String>,
+    /// Server parameters, in order; the user's own `postgres.parameters` win over these.
+    pub parameters: Vec<(String, String)>,
+    /// `(database, extension)` to create.
+    pub extensions: Vec<(String, String)>,
 }
 
 /// Everything the engine asks of a component.
@@ -111,9 +141,24 @@ pub trait Component: fmt::Debug + Send + Sync {
     fn polled_checks(&self, _view: &ClusterView<'_>) -> Vec<CheckResult> {
         Vec::new()
     }
-    /// What the plan should say about what the component renders.
-    fn plan_notes(&self) -> Vec<String> {
+    /// What the plan should say about what the component renders (`hardware`: the data
+    /// hosts' smallest, when read).
+    fn plan_notes(&self, _hardware: Option<Hardware>) -> Vec<String> {
         Vec::new()
+    }
+    /// Prefixes of the dotted parameters that belong to what it declares (`cron` for
+    /// pg_cron): `postgres.parameters` may set those.
+    fn parameter_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// apt sources it declares: written before any component's packages.
+    fn apt_sources(&self) -> Vec<package_sources::AptSource> {
+        Vec::new()
+    }
+    /// What it adds to PostgreSQL's settings; `hardware` (the data hosts' smallest) is None
+    /// offline, and what is derived from it is then left out.
+    fn postgres_additions(&self, _hardware: Option<Hardware>) -> PostgresAdditions {
+        PostgresAdditions::default()
     }
     /// The roles of `Entry::roles` its settings accept: a host with another of them is an
     /// error at its role.
@@ -156,13 +201,23 @@ pub fn fragment_name(component: &str, hook: &str) -> String {
     format!("component/{component}/{hook}.yml")
 }
 
+/// The shared fragment that writes every component's apt sources.
+pub const PACKAGE_SOURCES_FRAGMENT: &str = "common/package-sources.yml";
+
 /// The playbook text a `components/HOOK` include stands for: an include of each active
-/// component's fragment for that hook.
+/// component's fragment for that hook. The `packages` hook starts with the apt sources, when
+/// any component declares one: a package is installed after the source that provides it.
 pub fn hook_text(components: &[Arc<dyn Component>], hook: &str) -> String {
-    let includes: Vec<String> = components
-        .iter()
-        .filter(|c| c.fragments().iter().any(|(h, _)| *h == hook))
-        .map(|c| format!("  - include: {}\n", fragment_name(c.name(), hook)))
+    let sources = hook == "packages" && components.iter().any(|c| !c.apt_sources().is_empty());
+    let includes: Vec<String> = sources
+        .then(|| format!("  - include: {PACKAGE_SOURCES_FRAGMENT}\n"))
+        .into_iter()
+        .chain(
+            components
+                .iter()
+                .filter(|c| c.fragments().iter().any(|(h, _)| *h == hook))
+                .map(|c| format!("  - include: {}\n", fragment_name(c.name(), hook))),
+        )
         .collect();
     if includes.is_empty() {
         "steps: []\n".to_owned()
@@ -179,6 +234,54 @@ pub fn fragment(components: &[Arc<dyn Component>], name: &str) -> Option<&'stati
             .find(|(hook, _)| fragment_name(c.name(), hook) == name)
             .map(|(_, text)| *text)
     })
+}
+
+/// Every component's apt sources, in the order of `COMPONENTS`.
+pub fn apt_sources(components: &[Arc<dyn Component>]) -> Vec<package_sources::AptSource> {
+    components.iter().flat_map(|c| c.apt_sources()).collect()
+}
+
+/// The cluster with what the components add to PostgreSQL's settings (None: they add
+/// nothing). `shared_preload_libraries` merges in `model::preload`'s order: the user's own,
+/// then the components' (each extension in the order declared), then, when the playbook
+/// variables are built, the flavour's. A parameter the user set keeps the user's value.
+pub fn shaped(
+    cluster: &Cluster,
+    components: &[Arc<dyn Component>],
+    hardware: Option<Hardware>,
+) -> Option<Cluster> {
+    let additions: Vec<PostgresAdditions> = components
+        .iter()
+        .map(|c| c.postgres_additions(hardware))
+        .filter(|a| *a != PostgresAdditions::default())
+        .collect();
+    if additions.is_empty() {
+        return None;
+    }
+    let mut shaped = cluster.clone();
+    let user = &cluster.postgres.parameters;
+    let params = &mut shaped.postgres.parameters;
+    let preload: Vec<String> = additions.iter().flat_map(|a| a.preload.clone()).collect();
+    if !preload.is_empty() {
+        let merged = crate::model::preload::append(
+            user.get("shared_preload_libraries").map(String::as_str),
+            &preload,
+        );
+        params.insert("shared_preload_libraries".to_owned(), merged);
+    }
+    for (name, value) in additions.iter().flat_map(|a| &a.parameters) {
+        if !user.contains_key(name) {
+            params.insert(name.clone(), value.clone());
+        }
+    }
+    for (database, extension) in additions.iter().flat_map(|a| &a.extensions) {
+        if let Some(db) = shaped.databases.iter_mut().find(|d| d.name == *database) {
+            if !db.extensions.contains(extension) {
+                db.extensions.push(extension.clone());
+            }
+        }
+    }
+    Some(shaped)
 }
 
 #[cfg(test)]

@@ -457,14 +457,7 @@ async fn await_replica(session: &mut Session, host: &str) {
             .facts
             .get(host)
             .and_then(|f| f.postgres.as_ref())
-            .is_some_and(|pg| {
-                pg.running
-                    && pg.in_recovery
-                    && pg
-                        .wal_receiver
-                        .as_ref()
-                        .is_some_and(|r| r.status == "streaming")
-            });
+            .is_some_and(crate::facts::PgFacts::streams);
         streaming_polls = if streaming { streaming_polls + 1 } else { 0 };
         if streaming_polls >= 2 {
             return;

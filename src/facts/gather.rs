@@ -86,6 +86,7 @@ impl HostFacts {
     pub fn refresh(&mut self, fresh: HostFacts, sections: Sections) {
         if sections.packages {
             self.packages = fresh.packages;
+            self.hardware = fresh.hardware;
         }
         if sections.files {
             self.files = fresh.files;
@@ -177,6 +178,11 @@ impl Query {
         }
         if !self.skip_packages {
             s.push_str("echo '@@pgha packages'; dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' 2>/dev/null | awk -F'\\t' '$1 ~ /^ii/ {print $2 \"\\t\" $3}'; ");
+            // The machine's memory, its cgroup's limit (v2, then v1) when it has one, and the
+            // CPUs this process may run on.
+            s.push_str("echo '@@pgha hardware'; awk '/^MemTotal:/ {print \"memory_kb \" $2}' /proc/meminfo; \
+                 for f in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes; do if [ -r \"$f\" ]; then echo \"limit $(cat \"$f\")\"; break; fi; done; \
+                 echo \"cpus $(nproc)\"; ");
         }
         for f in &self.files {
             s.push_str(&format!(
@@ -314,6 +320,7 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                 );
                 facts.services.insert(arg, ServiceFact { active, enabled });
             }
+            "hardware" => facts.hardware = hardware(&lines),
             "pg_initialized" => {
                 pg = Some(PgFacts {
                     initialized: true,
@@ -376,6 +383,22 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
     }
     facts.postgres = pg;
     Ok(facts)
+}
+
+/// Memory (the smaller of the machine's and its cgroup's limit; `max` or a number past any
+/// real machine is no limit) and CPUs; None when either is missing.
+fn hardware(lines: &[&str]) -> Option<crate::model::Hardware> {
+    let value = |key: &str| {
+        lines
+            .iter()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+    };
+    let machine = value("memory_kb")?.checked_mul(1024)?;
+    let memory = value("limit").map_or(machine, |limit| limit.min(machine));
+    let cpus = u32::try_from(value("cpus")?).ok()?;
+    Some(crate::model::Hardware { memory, cpus })
 }
 
 /// What stands in a secret's place in scrubbed output.
@@ -493,6 +516,27 @@ mod tests {
         assert!(pg.slots["pgha_pg2"].active);
         assert_eq!(pg.replication[0].state, "streaming");
         assert!(pg.wal_receiver.is_none());
+    }
+
+    #[test]
+    fn hardware_is_the_smaller_of_the_machines_memory_and_its_cgroups_limit() {
+        let out = |limit: &str| {
+            format!("@@pgha hardware\nmemory_kb 8039448\n{limit}cpus 4\n@@pgha end\n")
+        };
+        let f = parse("pg1", &out("limit max\n")).expect("parses");
+        assert_eq!(
+            f.hardware,
+            Some(crate::model::Hardware {
+                memory: 8039448 * 1024,
+                cpus: 4
+            })
+        );
+        let f = parse("pg1", &out("limit 2147483648\n")).expect("parses");
+        assert_eq!(f.hardware.map(|h| h.memory), Some(2147483648));
+        // cgroup v1 without a limit says a number no machine has.
+        let f = parse("pg1", &out("limit 9223372036854771712\n")).expect("parses");
+        assert_eq!(f.hardware.map(|h| h.memory), Some(8039448 * 1024));
+        assert_eq!(parse("pg1", "@@pgha end\n").expect("parses").hardware, None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct HostFacts {
     pub postgres: Option<PgFacts>,
     /// What a flavour's probes printed, by probe name, line by line; the flavour parses it.
     pub probes: BTreeMap<String, Vec<String>>,
+    /// Memory and CPUs, read with the packages (what hardware-derived settings size for).
+    pub hardware: Option<crate::model::Hardware>,
 }
 
 impl HostFacts {
@@ -115,6 +117,16 @@ impl PgFacts {
     /// A standby now, or one once started.
     pub fn is_replica(&self) -> bool {
         self.in_recovery || (!self.running && self.standby_signal)
+    }
+
+    /// A running standby whose WAL receiver streams.
+    pub fn streams(&self) -> bool {
+        self.running
+            && self.in_recovery
+            && self
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|w| w.status == "streaming")
     }
 }
 

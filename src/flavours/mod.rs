@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::diag::Diagnostics;
 use crate::facts::collect::{self, FactsError, Unreachable};
 use crate::facts::gather::{Probe, Query};
-use crate::facts::HostFacts;
+use crate::facts::{HostFacts, PgFacts};
 use crate::model::{
     Cluster, HbaRule, Host, MemberRole, Objectives, Postgres, Replication, SecretRef, Topology,
     User,
@@ -144,14 +144,7 @@ impl ClusterView<'_> {
         self.facts
             .get(host)
             .and_then(|f| f.postgres.as_ref())
-            .is_some_and(|pg| {
-                pg.running
-                    && pg.in_recovery
-                    && pg
-                        .wal_receiver
-                        .as_ref()
-                        .is_some_and(|w| w.status == "streaming")
-            })
+            .is_some_and(PgFacts::streams)
     }
 
     /// The connection to a host, or a refusal naming it.

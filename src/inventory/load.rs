@@ -185,6 +185,9 @@ impl Reader<'_> {
         // Each component's section is a top-level key named after it; present means active.
         // Components see the flavour (its health checks, callbacks and ports).
         let mut components = Vec::new();
+        let database_names: Option<Vec<String>> = databases
+            .as_ref()
+            .map(|dbs| dbs.iter().map(|db| db.name.clone()).collect());
         // Components whose sections have errors of their own.
         let mut broken = Vec::new();
         for c in crate::components::COMPONENTS {
@@ -201,6 +204,9 @@ impl Reader<'_> {
                     flavour,
                     postgres_port: pg.port,
                     listen_addresses: &pg.listen_addresses,
+                    pg_version: pg.version,
+                    databases: database_names.as_deref(),
+                    parameters: &pg.parameters,
                     data_dir: &pg.data_dir,
                     conf_dir: &pg.conf_dir,
                     cluster_name: name.as_deref().unwrap_or_default(),
@@ -264,6 +270,7 @@ impl Reader<'_> {
             None => (flavour, Vec::new()),
         };
         checks::cluster::check(self.d, root, &cluster, flavour.as_ref());
+        checks::custom_params::check(self.d, root, &cluster, &components);
         Some(Inventory {
             cluster,
             flavour,
@@ -313,7 +320,11 @@ impl Reader<'_> {
                     self.d.error(
                         n.pos,
                         "postgres.version",
-                        format!("PostgreSQL {v} is not supported: pgha supports version 15"),
+                        if v > 15 {
+                            format!("PostgreSQL {v} is not supported: pgha supports version 15. Moving a cluster to a new major version is a procedure, not a setting: see docs/major-upgrade.md")
+                        } else {
+                            format!("PostgreSQL {v} is not supported: pgha supports version 15")
+                        },
                     );
                     return None;
                 }

@@ -13,6 +13,7 @@ pub mod objectives;
 pub mod pg_hba;
 pub mod pg_names;
 pub mod pg_params;
+pub mod preload;
 pub mod sync_standbys;
 
 pub use crate::secret::{Sealed, Secret, SecretRef, Secrets};
@@ -310,6 +311,30 @@ pub struct Topology {
     pub primary: String,
     /// Standby -> its upstream.
     pub upstream: BTreeMap<String, String>,
+    /// The smallest memory and CPU count among the data hosts read (None offline, or when no
+    /// data host was read): what hardware-derived settings are computed from. One value for
+    /// the whole cluster: Patroni keeps one set of parameters in the DCS, and a hot standby
+    /// needs the worker and lock limits of its primary or more.
+    #[serde(default)]
+    pub hardware: Option<Hardware>,
+}
+
+/// What a host has to run PostgreSQL on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Hardware {
+    /// Memory in bytes (the machine's, or its cgroup's limit when lower).
+    pub memory: u64,
+    pub cpus: u32,
+}
+
+impl Hardware {
+    /// The smaller of each (the machine to size for when hosts differ).
+    pub fn min(self, other: Hardware) -> Hardware {
+        Hardware {
+            memory: self.memory.min(other.memory),
+            cpus: self.cpus.min(other.cpus),
+        }
+    }
 }
 
 impl Topology {
@@ -321,6 +346,7 @@ impl Topology {
                 .iter()
                 .filter_map(|h| h.upstream.clone().map(|u| (h.name.clone(), u)))
                 .collect(),
+            hardware: None,
         }
     }
 

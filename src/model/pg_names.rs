@@ -67,6 +67,16 @@ pub fn slot_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// An extension's name as CREATE EXTENSION takes it (the name of its control file):
+/// lower-case letters, digits, `_` and `-` (uuid-ossp), at most 63.
+pub fn extension_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::{reserved_role, slot_name_problem};

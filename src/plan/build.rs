@@ -160,6 +160,7 @@ pub fn build(
             ));
         }
     }
+    let hardware = topology.hardware;
     Ok(Plan {
         format_version: 1,
         id: new_id(),
@@ -178,7 +179,12 @@ pub fn build(
         notes: notes
             .into_iter()
             .chain(project.objective_notes.iter().cloned())
-            .chain(project.components.iter().flat_map(|c| c.plan_notes()))
+            .chain(
+                project
+                    .components
+                    .iter()
+                    .flat_map(|c| c.plan_notes(hardware)),
+            )
             .chain(
                 reading
                     .read_outside_limit

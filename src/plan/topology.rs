@@ -113,7 +113,29 @@ pub fn observe(
         }
         upstream.insert(h.name.clone(), wanted);
     }
-    Ok((Topology { primary, upstream }, notes))
+    let hardware = hardware(cluster, facts);
+    Ok((
+        Topology {
+            primary,
+            upstream,
+            hardware,
+        },
+        notes,
+    ))
+}
+
+/// What hardware-derived settings size for: the smallest memory and CPU count among the
+/// data hosts read (None when none was).
+pub fn hardware(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+) -> Option<crate::model::Hardware> {
+    cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.holds_data())
+        .filter_map(|h| facts.get(&h.name).and_then(|f| f.hardware))
+        .reduce(crate::model::Hardware::min)
 }
 
 /// The host a running standby follows: the sender of its WAL receiver, or while that

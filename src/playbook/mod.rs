@@ -115,6 +115,10 @@ const FRAGMENTS: &[(&str, &str)] = &[
         "common/tls.yml",
         include_str!("../../playbooks/common/tls.yml"),
     ),
+    (
+        crate::components::PACKAGE_SOURCES_FRAGMENT,
+        include_str!("../../playbooks/common/package-sources.yml"),
+    ),
 ];
 
 /// An included fragment: `DIR/NAME` when an override folder has it, else the embedded one;

@@ -300,7 +300,17 @@ impl<'a> Vars<'a> {
         );
         set("users", tmpl(&Value::Array(users)));
         set("databases", tmpl(&json!(cluster.databases)));
-        set("extensions", tmpl(&Value::Array(extensions)));
+        // Named apart from the `extensions` component's own variables.
+        set("database_extensions", tmpl(&Value::Array(extensions)));
+        set(
+            "apt_sources",
+            tmpl(&Value::Array(
+                crate::components::apt_sources(components)
+                    .iter()
+                    .map(|s| s.vars())
+                    .collect(),
+            )),
+        );
         set("secrets", tmpl(&secrets));
         // The flavour's and the components' own variables, each under its name (`patroni.*`).
         // Those with per-host entries are merged with them in each host's context.

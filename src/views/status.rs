@@ -330,11 +330,13 @@ mod tests {
         let siblings = Topology {
             primary: "pg1".into(),
             upstream: upstream(&[("pg2", "pg1"), ("pg3", "pg1")]),
+            hardware: None,
         };
         assert_eq!(members(&siblings), ["pg1", "├─ pg2", "└─ pg3"]);
         let cascade = Topology {
             primary: "pg1".into(),
             upstream: upstream(&[("pg2", "pg1"), ("pg3", "pg2")]),
+            hardware: None,
         };
         assert_eq!(members(&cascade), ["pg1", "└─ pg2", "   └─ pg3"]);
     }

@@ -108,6 +108,17 @@ impl<'a> MapReader<'a> {
         }
     }
 
+    /// `finish`, and an error at the mapping when it has no key at all (`message` says what
+    /// it takes). False when it was empty.
+    pub fn finish_non_empty(self, d: &mut Diagnostics, message: &str) -> bool {
+        let (pos, path, empty) = (self.pos, self.path.clone(), self.entries.is_empty());
+        self.finish(d);
+        if empty {
+            d.error(pos, &path, message);
+        }
+        !empty
+    }
+
     /// The raw entries, for free-form mappings (server parameters).
     pub fn entries(&self) -> &'a [(Key, Node)] {
         self.entries

@@ -62,9 +62,20 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
         "pg1",
         "CREATE TABLE precious AS SELECT g AS id FROM generate_series(1, 10000) g",
     );
+    // What a run killed half-way leaves: the next run takes its data away.
+    sb.sh(
+        "pg1",
+        "mkdir -p /var/backups/pgha/20200101T000000Z.partial/data && head -c 1000000 /dev/zero > /var/backups/pgha/20200101T000000Z.partial/data/base && chown -R postgres: /var/backups/pgha/20200101T000000Z.partial",
+    );
     sb.pgha(["backup", "now"])
         .stdout_has("pg1 took backup")
         .run();
+    assert_eq!(
+        sb.sh("pg1", "ls /var/backups/pgha | grep -c 20200101 || true")
+            .trim(),
+        "0",
+        "the killed run's leftovers are gone"
+    );
     let list = sb.pgha(["backup", "list"]).run();
     assert_eq!(
         list.stdout.matches("verified").count(),
@@ -173,6 +184,7 @@ fn streaming_backups_are_verified_restore_tested_and_a_corrupted_byte_is_caught(
 fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
     let sb = Sandbox::with_backups("bkfo", Flavour::Streaming);
     sb.edit_inventory("schedule: \"*-*-* 01:00:00\"", "schedule: \"*:*:00\"");
+    sb.edit_inventory("schedule: \"*-*-* 03:00:00\"", "schedule: \"*:*:30\"");
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
     sb.sh("pg1", "systemctl stop postgresql@15-main");
     sb.pgha(["failover", "-y", "--to", "pg2"])
@@ -209,6 +221,16 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
     );
     let pg3_run = sb.sh("pg3", "cat /var/backups/pgha/last-run.json");
     assert!(pg3_run.contains("pg2 takes this backup"), "{pg3_run}");
+    // The scheduled restore test (every minute here, at :30) proves what the new primary took.
+    sb.wait_until(
+        "a scheduled restore test of pg2's backup",
+        Duration::from_secs(120),
+        || {
+            taken_after(&sb)
+                .iter()
+                .any(|b| field(&b["restore_test"], "result") == "passed")
+        },
+    );
 }
 
 /// Under Patroni, from a replica: the primary's job names the first streaming replica in the
@@ -216,7 +238,10 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
 #[test]
 fn patroni_backups_from_a_replica() {
     let sb = Sandbox::with_backups("bkpa", Flavour::Patroni);
-    sb.edit_inventory("from: primary", "from: replica");
+    sb.edit_inventory(
+        "from: primary",
+        "from: replica\n  compress: true\n  max_rate: 50M",
+    );
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
     sb.assert_converged();
     let taken = backups(&sb);
@@ -238,4 +263,25 @@ fn patroni_backups_from_a_replica() {
         .stdout_has("backups")
         .stdout_has("0 failed.")
         .run();
+    let stored = backups(&sb);
+    assert!(stored.iter().all(|b| b["compressed"] == true), "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|b| b["stored_bytes"].as_u64() < b["size_bytes"].as_u64()),
+        "gzipped after the verification: {stored:?}"
+    );
+    // A schedule systemd does not take is refused on the host before the timer is written:
+    // the working timer stays.
+    sb.edit_inventory(
+        "schedule: \"*-*-* 01:00:00\"",
+        "schedule: \"*-*-* 25:00:00\"",
+    );
+    sb.pgha(["apply", "-y"])
+        .status(1)
+        .stdout_has("backup timer")
+        .run();
+    assert!(sb
+        .sh("pg1", "cat /etc/systemd/system/pgha-backup.timer")
+        .contains("OnCalendar=*-*-* 01:00:00"));
 }

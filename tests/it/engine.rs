@@ -565,3 +565,158 @@ fn a_changed_file_notifies_the_handler_which_decides_reload_or_restart() {
         restart.reason
     );
 }
+
+/// What the extensions add to the cluster before expansion (`components::shaped`): the
+/// user's libraries first, then the extensions' in the order declared (each once); the
+/// user's own parameters win over a preset's tuning and an extension's; the extensions join
+/// their databases' lists. The flavour's library comes after all of these (repmgr's hook).
+#[test]
+fn extensions_shape_the_cluster_in_a_stable_documented_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        root().join("tests/fixtures/keys/test-repository.asc"),
+        dir.path().join("ts.asc"),
+    )
+    .expect("key");
+    let text = std::fs::read_to_string(root().join("inventory.repmgr.example"))
+        .expect("example")
+        .replacen(
+            "  parameters:\n",
+            "  parameters:\n    shared_preload_libraries: \"pg_stat_statements, pg_cron\"\n    work_mem: 32MB\n",
+            1,
+        )
+        + "extensions:
+  - name: pg_cron
+    database: appdb
+    preload: true
+    parameters: {cron.database_name: appdb}
+  - preset: timescaledb
+    database: appdb
+    key: ts.asc
+    parameters: {timescaledb.max_background_workers: \"8\"}
+";
+    let path = dir.path().join("inventory.yml");
+    let inv = pgha::inventory::load_str(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let hw = pgha::model::Hardware {
+        memory: 16 << 30,
+        cpus: 8,
+    };
+    let shaped =
+        pgha::components::shaped(&inv.cluster, &inv.components, Some(hw)).expect("additions");
+    let p = &shaped.postgres.parameters;
+    assert_eq!(
+        p["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb"
+    );
+    assert_eq!(p["work_mem"], "32MB", "the user's value wins");
+    assert_eq!(p["shared_buffers"], "256MB", "the user's value wins");
+    assert_eq!(
+        p["effective_cache_size"], "12GB",
+        "the preset's, from the hardware"
+    );
+    assert_eq!(
+        p["timescaledb.max_background_workers"], "8",
+        "the extension's own value over the preset's"
+    );
+    let appdb = shaped
+        .databases
+        .iter()
+        .find(|d| d.name == "appdb")
+        .expect("appdb");
+    assert!(appdb
+        .extensions
+        .ends_with(&["pg_cron".to_owned(), "timescaledb".to_owned()]));
+    // repmgr's library last, as its parameters hook adds it to what is there.
+    let mut with_flavour = p.clone();
+    inv.flavour.parameters(&mut with_flavour);
+    assert_eq!(
+        with_flavour["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb,repmgr"
+    );
+    // Without facts nothing hardware-derived is added; the rest is.
+    let offline = pgha::components::shaped(&inv.cluster, &inv.components, None).expect("additions");
+    assert!(!offline
+        .postgres
+        .parameters
+        .contains_key("effective_cache_size"));
+    assert_eq!(
+        offline.postgres.parameters["shared_preload_libraries"],
+        "pg_stat_statements,pg_cron,timescaledb"
+    );
+}
+
+/// verify's proofs of the extensions, from facts: a server that runs without the library is
+/// named (a restart pending), and a missing extension on the primary fails its check.
+#[test]
+fn extension_checks_read_the_running_libraries_and_the_primarys_databases() {
+    use pgha::components::extensions::{verify, Extensions};
+    use pgha::facts::DatabaseFact;
+    let text = std::fs::read_to_string(root().join("inventory.example")).expect("example")
+        + "extensions:\n  - name: pg_cron\n    database: appdb\n    preload: true\n    parameters: {cron.database_name: appdb}\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = pgha::inventory::load_str(&dir.path().join("inventory.yml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ext = inv
+        .components
+        .iter()
+        .find_map(|c| c.as_any().downcast_ref::<Extensions>())
+        .expect("extensions");
+    let server = |libraries: &str, extensions: &[&str]| HostFacts {
+        postgres: Some(PgFacts {
+            running: true,
+            settings: [(
+                "shared_preload_libraries".to_owned(),
+                Setting {
+                    value: libraries.to_owned(),
+                    ..Setting::default()
+                },
+            )]
+            .into(),
+            databases: [(
+                "appdb".to_owned(),
+                DatabaseFact {
+                    owner: "app".into(),
+                    extensions: extensions.iter().map(|e| (*e).to_owned()).collect(),
+                },
+            )]
+            .into(),
+            ..PgFacts::default()
+        }),
+        ..HostFacts::default()
+    };
+    let facts: BTreeMap<String, HostFacts> = [
+        ("pg1".to_owned(), server("pg_cron", &["plpgsql", "pg_cron"])),
+        ("pg2".to_owned(), server("pg_cron", &[])),
+        ("pg3".to_owned(), server("", &[])),
+    ]
+    .into();
+    let topology = Topology::declared(&inv.cluster);
+    let checks = verify::polled(ext, &inv.cluster, &topology, &facts);
+    let result = |host: &str, check: &str| {
+        checks
+            .iter()
+            .find(|c| c.host == host && c.check == check)
+            .unwrap_or_else(|| panic!("{host}: {check} in {checks:?}"))
+    };
+    assert!(result("pg1", "extension pg_cron in appdb").ok);
+    assert!(result("pg1", "extension libraries loaded").ok);
+    assert!(result("pg2", "extension libraries loaded").ok);
+    let pg3 = result("pg3", "extension libraries loaded");
+    assert!(
+        !pg3.ok && pg3.detail.contains("not loaded: pg_cron"),
+        "{pg3:?}"
+    );
+    // The extension is the primary's to have: a standby is not asked.
+    assert!(!checks
+        .iter()
+        .any(|c| c.host == "pg2" && c.check.starts_with("extension pg_cron")));
+    let missing = verify::polled(
+        ext,
+        &inv.cluster,
+        &topology,
+        &[("pg1".to_owned(), server("pg_cron", &["plpgsql"]))].into(),
+    );
+    assert!(missing
+        .iter()
+        .any(|c| !c.ok && c.check == "extension pg_cron in appdb"));
+}

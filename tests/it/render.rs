@@ -413,3 +413,142 @@ fn a_proxy_host_renders_only_haproxy() {
         }
     }
 }
+
+/// The extensions a TimescaleDB inventory adds on streaming, rendered as for hosts whose
+/// facts say 8 GB and 4 CPUs (pg1, pg2) and 4 GB and 2 CPUs (pg3): TimescaleDB's repository
+/// cannot be reached from here, so its sources, key, pins and tuning are checked as files.
+const TIMESCALEDB: &str = "
+extensions:
+  - preset: timescaledb
+    database: appdb
+    key: keys/timescaledb.asc
+    parameters:
+      timescaledb.telemetry_level: \"off\"
+  - name: pg_cron
+    database: appdb
+    package: postgresql-15-cron
+    preload: true
+    parameters:
+      cron.database_name: appdb
+";
+
+const FACTS: &str = r#"{
+  "pg1": {"hardware": {"memory": 8589934592, "cpus": 4}},
+  "pg2": {"hardware": {"memory": 8589934592, "cpus": 4}},
+  "pg3": {"hardware": {"memory": 4294967296, "cpus": 2}}
+}"#;
+
+/// An example inventory with the TimescaleDB extensions, rendered with the facts above.
+fn render_timescaledb(dir: &Path, example: &str, rendered: &str) -> std::path::PathBuf {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).expect("keys");
+    std::fs::copy(
+        root().join("tests/fixtures/keys/test-repository.asc"),
+        keys.join("timescaledb.asc"),
+    )
+    .expect("key");
+    let facts = dir.join("facts.json");
+    std::fs::write(&facts, FACTS).expect("facts");
+    let text = std::fs::read_to_string(root().join(example)).expect("example") + TIMESCALEDB;
+    let inventory = dir.join("inventory.yml");
+    std::fs::write(&inventory, text).expect("write");
+    let out = dir.join("out");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&inventory)
+        .args(["--out"])
+        .arg_path(&out)
+        .args(["--facts"])
+        .arg_path(&facts)
+        .stdout_has(rendered)
+        .run();
+    out
+}
+
+#[test]
+fn renders_the_timescaledb_preset_with_its_source_pins_and_tuning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = render_timescaledb(dir.path(), "inventory.example", "for 3 hosts");
+    for path in [
+        "etc/apt/sources.list.d/pgha-timescaledb.sources",
+        "etc/apt/preferences.d/pgha-timescaledb.pref",
+        "etc/postgresql/15/main/conf.d/pgha.conf",
+    ] {
+        let name = format!("timescaledb_pg1_{}", path.replace('/', "_"));
+        insta::assert_snapshot!(name, read(&out, "pg1", path));
+    }
+    // The key is the user's file, byte for byte, where Signed-By points: never trusted.gpg.d.
+    assert_eq!(
+        read(&out, "pg1", "etc/apt/keyrings/pgha-timescaledb.asc"),
+        std::fs::read_to_string(root().join("tests/fixtures/keys/test-repository.asc"))
+            .expect("key")
+    );
+    assert!(!files(&out).iter().any(|f| f.contains("trusted.gpg")));
+    let conf = read(&out, "pg3", "etc/postgresql/15/main/conf.d/pgha.conf");
+    for needle in [
+        // The user's libraries (none here) first, then the extensions' in the order declared.
+        "shared_preload_libraries = 'timescaledb,pg_cron'",
+        // The smallest data host decides: pg3's 4 GB and 2 CPUs.
+        "effective_cache_size = '3GB'",
+        "max_worker_processes = '21'",
+        "timescaledb.max_background_workers = '16'",
+        "max_locks_per_transaction = '128'",
+        // postgres.parameters win over the preset's values.
+        "shared_buffers = '256MB'",
+        // An extension's own parameters.
+        "timescaledb.telemetry_level = 'off'",
+        "cron.database_name = 'appdb'",
+    ] {
+        assert!(conf.contains(needle), "pgha.conf lacks {needle:?}:\n{conf}");
+    }
+    assert!(!conf.contains("shared_buffers = '1GB'"), "{conf}");
+}
+
+#[test]
+fn without_facts_the_timescaledb_tuning_is_left_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).expect("keys");
+    std::fs::copy(
+        root().join("tests/fixtures/keys/test-repository.asc"),
+        keys.join("timescaledb.asc"),
+    )
+    .expect("key");
+    let text =
+        std::fs::read_to_string(root().join("inventory.example")).expect("example") + TIMESCALEDB;
+    let inventory = dir.path().join("inventory.yml");
+    std::fs::write(&inventory, text).expect("write");
+    let out = dir.path().join("out");
+    Test::new()
+        .args(["render", "-i"])
+        .arg_path(&inventory)
+        .args(["--out"])
+        .arg_path(&out)
+        .run();
+    let conf = read(&out, "pg1", "etc/postgresql/15/main/conf.d/pgha.conf");
+    assert!(conf.contains("shared_preload_libraries = 'timescaledb,pg_cron'"));
+    assert!(!conf.contains("max_worker_processes"), "{conf}");
+}
+
+/// Under Patroni the same parameters go to the DCS (patroni.yml's bootstrap and pgha's
+/// PATCH read the same settings): nothing in postgresql.conf.
+#[test]
+fn under_patroni_the_timescaledb_parameters_are_patronis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = render_timescaledb(dir.path(), "inventory.patroni.example", "for 3 hosts");
+    let config = read(&out, "pg1", "etc/patroni/15-main.yml");
+    for needle in [
+        "shared_preload_libraries: \"timescaledb,pg_cron\"",
+        "max_worker_processes: \"21\"",
+        "timescaledb.max_background_workers: \"16\"",
+        "cron.database_name: \"appdb\"",
+    ] {
+        assert!(
+            config.contains(needle),
+            "patroni.yml lacks {needle:?}:\n{config}"
+        );
+    }
+    assert!(files(&out)
+        .iter()
+        .any(|f| f == "pg1/etc/apt/sources.list.d/pgha-timescaledb.sources"));
+}

@@ -251,6 +251,12 @@ fn unsupported_version() {
         "5:12",
         "PostgreSQL 14 is not supported",
     );
+    // A newer major is an upgrade: a procedure, pointed to.
+    rejects(
+        &variant("version: 15", "version: 16"),
+        "5:12",
+        "Moving a cluster to a new major version is a procedure, not a setting: see docs/major-upgrade.md",
+    );
 }
 
 #[test]
@@ -2685,4 +2691,176 @@ mod pgbackrest_settings {
         assert_eq!(inv.cluster.replication.archive_mode, "off");
         assert_eq!(backups(&inv).job_hosts(&inv.cluster), vec!["pg1", "pg2"]);
     }
+}
+
+// ---- package sources and extensions -------------------------------------------------------------
+
+/// The base inventory with `tail` appended (its first line is line 34).
+fn with_tail(tail: &str) -> String {
+    format!("{BASE}{tail}")
+}
+
+fn test_key() -> String {
+    root()
+        .join("tests/fixtures/keys/test-repository.asc")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn package_sources_and_extensions_that_are_right_pass() {
+    accepts(&with_tail(&format!(
+        "package_sources:
+  - name: local
+    uris: file:/srv/repo
+    suites: ./
+    key: {key}
+    pin: {{pgha-test: 1.0-1}}
+extensions:
+  - name: pg_cron
+    databases: [app]
+    package: postgresql-15-cron
+    preload: true
+    parameters: {{cron.database_name: app}}
+  - preset: timescaledb
+    database: app
+    key: {key}
+    parameters: {{timescaledb.telemetry_level: \"off\"}}
+",
+        key = test_key()
+    )));
+}
+
+#[test]
+fn a_package_sources_missing_key_file_is_named_with_its_line() {
+    rejects(
+        &with_tail(
+            "package_sources:
+  - name: local
+    uris: [http://10.0.0.1/repo]
+    suites: [bookworm]
+    components: [main]
+    key: keys/missing.asc
+",
+        ),
+        "39:10",
+        "cannot read the key file",
+    );
+}
+
+#[test]
+fn a_key_file_that_is_no_public_key_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.asc");
+    std::fs::write(&bad, "-----BEGIN PGP PRIVATE KEY BLOCK-----\nxx\n").expect("write");
+    rejects(
+        &with_tail(&format!(
+            "package_sources:\n  - name: local\n    uris: http://10.0.0.1/repo\n    suites: bookworm\n    components: main\n    key: {}\n",
+            bad.display()
+        )),
+        "39:10",
+        "a private key: give the public key",
+    );
+}
+
+#[test]
+fn a_package_source_name_that_is_no_file_name_is_refused() {
+    rejects(
+        &with_tail(&format!(
+            "package_sources:\n  - name: Local_Repo\n    uris: http://10.0.0.1/repo\n    suites: bookworm\n    components: main\n    key: {}\n",
+            test_key()
+        )),
+        "35:11",
+        "`Local_Repo` is not a package source name",
+    );
+}
+
+#[test]
+fn a_flat_repository_has_no_components() {
+    rejects(
+        &with_tail(&format!(
+            "package_sources:\n  - name: local\n    uris: file:/srv/repo\n    suites: ./\n    components: [main]\n    key: {}\n",
+            test_key()
+        )),
+        "38:17",
+        "a flat repository",
+    );
+}
+
+#[test]
+fn an_extension_parameter_with_another_prefix_is_refused() {
+    rejects(
+        &with_tail(
+            "extensions:
+  - name: pg_cron
+    database: app
+    preload: true
+    parameters:
+      cron.database_name: app
+      timescaledb.max_background_workers: 8
+",
+        ),
+        "40:7",
+        "`timescaledb.max_background_workers` is not a parameter of pg_cron: its parameters start with `pg_cron.` or `cron.`",
+    );
+}
+
+#[test]
+fn a_server_parameter_under_an_extension_is_refused() {
+    rejects(
+        &with_tail(
+            "extensions:\n  - name: pg_cron\n    database: app\n    parameters: {work_mem: 64MB}\n",
+        ),
+        "37:18",
+        "`work_mem` is not a parameter of pg_cron: an extension's parameters are dotted",
+    );
+}
+
+#[test]
+fn an_extension_in_an_undeclared_database_is_refused() {
+    rejects(
+        &with_tail("extensions:\n  - name: pg_cron\n    database: reports\n"),
+        "36:15",
+        "`reports` is not a database of the inventory",
+    );
+}
+
+#[test]
+fn the_timescaledb_preset_needs_its_repository_key() {
+    rejects(
+        &with_tail("extensions:\n  - preset: timescaledb\n    database: app\n"),
+        "35:5",
+        "missing required key `extensions[0].key`",
+    );
+    rejects(
+        &with_tail("extensions:\n  - preset: timescale\n    database: app\n"),
+        "35:13",
+        "`timescale` is not a valid `extensions[0].preset`",
+    );
+}
+
+#[test]
+fn an_extension_parameter_in_postgres_parameters_needs_its_extension() {
+    rejects(
+        &with_parameter("cron.database_name: app"),
+        "10:5",
+        "`cron.database_name` is a parameter of `cron`, which the inventory does not declare",
+    );
+    // Declared under `extensions:`, or its library preloaded: accepted.
+    accepts(&format!(
+        "{}extensions:\n  - name: pg_cron\n    database: app\n    preload: true\n",
+        with_parameter("cron.database_name: app")
+    ));
+    accepts(&with_parameter(
+        "shared_preload_libraries: pg_stat_statements\n    pg_stat_statements.max: \"10000\"",
+    ));
+}
+
+#[test]
+fn pg_cron_is_created_only_in_its_cron_database() {
+    rejects(
+        &with_tail("extensions:\n  - name: pg_cron\n    database: app\n    preload: true\n"),
+        "36:15",
+        "pg_cron is created only in the database cron.database_name names (`postgres`), not in app",
+    );
 }

@@ -450,7 +450,7 @@ impl Component for Backups {
         }]
     }
 
-    fn plan_notes(&self) -> Vec<String> {
+    fn plan_notes(&self, _hardware: Option<crate::model::Hardware>) -> Vec<String> {
         self.describe()
     }
 

@@ -536,16 +536,10 @@ fn retention(d: &mut Diagnostics, n: &Node) -> (Option<u32>, Option<Duration>) {
             }
         }
     });
-    let pos = m.pos();
-    let empty = m.entries().is_empty();
-    m.finish(d);
-    if empty {
-        d.error(
-            pos,
-            "backups.retention",
-            "`backups.retention` is empty: give it `count` (good backups kept), `age` (e.g. `10d`) or both",
-        );
-    }
+    m.finish_non_empty(
+        d,
+        "`backups.retention` is empty: give it `count` (good backups kept), `age` (e.g. `10d`) or both",
+    );
     (keep, age)
 }
 

@@ -345,7 +345,7 @@ impl Component for Routing {
         verify::status_lines(self, cluster, facts)
     }
 
-    fn plan_notes(&self) -> Vec<String> {
+    fn plan_notes(&self, _hardware: Option<crate::model::Hardware>) -> Vec<String> {
         self.describe()
     }
 

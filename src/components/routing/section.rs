@@ -169,14 +169,7 @@ pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
         );
     }
     let pos = m.pos();
-    let empty = m.entries().is_empty();
-    m.finish(d);
-    if empty {
-        d.error(
-            pos,
-            "routing",
-            "`routing` is empty: give it `vip`, `haproxy` or both",
-        );
+    if !m.finish_non_empty(d, "`routing` is empty: give it `vip`, `haproxy` or both") {
         return None;
     }
     let section = Section {

@@ -145,19 +145,14 @@ impl Flavour for Repmgr {
     /// repmgr's library is loaded on every node (repmgrd needs it), with the user's; WAL is
     /// kept for rewinds unless the user says how much.
     fn parameters(&self, parameters: &mut BTreeMap<String, String>) {
-        let mut libraries: Vec<String> = parameters
-            .get("shared_preload_libraries")
-            .map(|l| {
-                l.split(',')
-                    .map(|s| s.trim().trim_matches(['\'', '"']).to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !libraries.iter().any(|l| l == "repmgr") {
-            libraries.push("repmgr".to_owned());
-        }
-        parameters.insert("shared_preload_libraries".to_owned(), libraries.join(","));
+        // The flavour's library comes last (`model::preload` keeps the order).
+        let merged = crate::model::preload::append(
+            parameters
+                .get("shared_preload_libraries")
+                .map(String::as_str),
+            &["repmgr".to_owned()],
+        );
+        parameters.insert("shared_preload_libraries".to_owned(), merged);
         // A former primary is rewound from the last checkpoint before the fork: its own WAL
         // back to there must still be on disk, also after it went on alone for a while.
         parameters

@@ -6,9 +6,11 @@
 //! - `hba`: each pg_hba rule, and rules an earlier one hides;
 //! - `roles`: users and databases declared once, owners, reserved names;
 //! - `topology`: hosts' names and addresses, the primary, upstreams;
-//! - `cluster`: rules across sections, once the cluster is read.
+//! - `cluster`: rules across sections, once the cluster is read;
+//! - `custom_params`: extension parameters belong to something the inventory declares.
 
 pub mod cluster;
+pub mod custom_params;
 pub mod hba;
 pub mod names;
 pub mod params;

@@ -91,11 +91,7 @@ pub fn owner(
 
 /// An extension's name as CREATE EXTENSION takes it: the name of its control file.
 pub fn extension(d: &mut Diagnostics, node: &Node, path: &str, name: &str) -> bool {
-    let ok = !name.is_empty()
-        && name.len() <= crate::model::pg_names::MAX_IDENTIFIER
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let ok = crate::model::pg_names::extension_name_ok(name);
     if !ok {
         d.error(
             node.pos,
