@@ -323,8 +323,10 @@ impl Sandbox {
 
     /// Three streaming data hosts on the packages image and pgBackRest's repository on a
     /// fourth (`--backups pgbackrest`: `role: backup`, pg4).
-    pub fn with_pgbackrest(tag: &str) -> Sandbox {
+    pub fn with_pgbackrest(tag: &str, flavour: pgha::sandbox::Flavour) -> Sandbox {
         Sandbox::up_with(tag, Options::packaged(3), |o| {
+            o.flavour = flavour;
+            o.etcd_members = 3;
             o.backups = Some(pgha::sandbox::BackupMethod::Pgbackrest);
         })
     }

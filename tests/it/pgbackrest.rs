@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use pgha::sandbox::Flavour;
 use serde_json::Value;
 
 use crate::cluster::Sandbox;
@@ -22,7 +23,7 @@ fn field<'a>(b: &'a Value, key: &str) -> &'a str {
 
 #[test]
 fn pgbackrest_on_a_repository_host_archives_backs_up_verifies_and_restore_tests() {
-    let sb = Sandbox::with_pgbackrest("pgbr");
+    let sb = Sandbox::with_pgbackrest("pgbr", Flavour::Streaming);
     let started = Instant::now();
     sb.pgha(["apply", "-y"])
         .stdout_has("create pgBackRest stanza")
@@ -129,4 +130,33 @@ fn pgbackrest_on_a_repository_host_archives_backs_up_verifies_and_restore_tests(
         .stdout_has("pgBackRest repository")
         .run();
     sb.assert_converged();
+}
+
+/// Under Patroni the archive settings go through the DCS (a PATCH and a rolling restart),
+/// pgBackRest's pg1-path is Patroni's data directory, and `from: replica` copies the files
+/// from a standby (backup-standby).
+#[test]
+fn pgbackrest_under_patroni_archives_through_the_dcs_and_copies_from_a_standby() {
+    let sb = Sandbox::with_pgbackrest("pgbrpa", Flavour::Patroni);
+    sb.edit_inventory("from: primary", "from: replica");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("create pgBackRest stanza")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    let leader = sb.psql("pg1", "SELECT pg_is_in_recovery()");
+    let primary = if leader.trim() == "f" { "pg1" } else { "pg2" };
+    assert_eq!(sb.psql(primary, "SHOW archive_mode").trim(), "on");
+    let taken = backups(&sb);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(field(&taken[0], "state"), "verified");
+    assert_eq!(field(&taken[0]["restore_test"], "result"), "passed");
+    sb.pgha(["backup", "now"])
+        .stdout_has("pg4 took backup")
+        .run();
+    sb.pgha(["backup", "test"])
+        .stdout_has("on pg4: passed")
+        .stdout_has("canary row")
+        .run();
+    sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }

@@ -86,12 +86,17 @@ fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
         archive_mode: &archive_mode,
     };
     let section = section::read(&mut input, &cx)?;
-    Some(Arc::new(Backups { section }))
+    Some(Arc::new(Backups {
+        section,
+        flavour: input.flavour.clone(),
+    }))
 }
 
 #[derive(Debug)]
 pub struct Backups {
     pub section: Section,
+    /// Where the flavour keeps the data directory (pgBackRest's `pg1-path`: Patroni's own).
+    flavour: Arc<dyn crate::flavours::Flavour>,
 }
 
 impl Backups {
@@ -236,7 +241,7 @@ impl Backups {
             "retention": retention,
             "compress_type": if s.compress { "zst" } else { "none" },
             "backup_standby": s.from == Source::Replica,
-            "pg_path": pg.data_dir,
+            "pg_path": self.flavour.data_dir(cluster),
             "pg_port": pg.port,
             "socket_dir": "/var/run/postgresql",
             "pg_hosts": data.iter().map(|h| json!({"name": h.name, "address": h.address})).collect::<Vec<_>>(),
