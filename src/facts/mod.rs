@@ -167,6 +167,9 @@ pub struct DatabaseFact {
 pub struct SlotFact {
     pub active: bool,
     pub physical: bool,
+    /// Who streams with it while it is active: the walsender's `application_name` and client
+    /// address (`pg3 10.0.0.13`).
+    pub streamer: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,38 @@ use crate::model::{Cluster, Topology};
 pub enum TopologyError {
     #[error("more than one primary is running: {}. pgha will not pick one; stop the wrong one (it holds writes the other lacks) and run plan again", .0.join(", "))]
     SplitBrain(Vec<String>),
+    #[error("the primary is not in the inventory: {} stream{} from {address}, which no host of the inventory has. Removing the current primary is refused: switch over to a standby that stays (`pgha switchover --to HOST` with the inventory that still has the primary), then remove the former primary", .standbys.join(", "), if .standbys.len() == 1 { "s" } else { "" })]
+    PrimaryLeft {
+        address: String,
+        standbys: Vec<String>,
+    },
+}
+
+/// Standbys of the inventory that stream from a server no host of the inventory is (while
+/// none of them runs as primary): the primary left the inventory. `(its address, they)`.
+fn primary_outside(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    by_address: &BTreeMap<&str, &str>,
+) -> Option<(String, Vec<String>)> {
+    let mut address = None;
+    let mut standbys = Vec::new();
+    for h in cluster.hosts.iter().filter(|h| h.role.holds_data()) {
+        let Some(w) = facts
+            .get(&h.name)
+            .and_then(|f| f.postgres.as_ref())
+            .filter(|pg| pg.running && pg.in_recovery)
+            .and_then(|pg| pg.wal_receiver.as_ref())
+            .filter(|w| w.status == "streaming" && !w.sender_host.is_empty())
+        else {
+            continue;
+        };
+        if !by_address.contains_key(w.sender_host.as_str()) {
+            address.get_or_insert_with(|| w.sender_host.clone());
+            standbys.push(h.name.clone());
+        }
+    }
+    address.map(|a| (a, standbys))
 }
 
 /// The observed topology and notes on where it differs from the inventory.
@@ -49,17 +81,22 @@ pub fn observe(
         (Some(leader), [] | [_]) => leader,
         // Nothing runs as primary (it crashed): the one the standbys follow is the former
         // primary, whatever the inventory declared (a failover may have happened since).
-        (None, []) => match followed_root(cluster, facts, &by_address) {
-            Some(former) => {
-                if former != declared.primary {
-                    notes.push(format!(
+        (None, []) => {
+            if let Some((address, standbys)) = primary_outside(cluster, facts, &by_address) {
+                return Err(TopologyError::PrimaryLeft { address, standbys });
+            }
+            match followed_root(cluster, facts, &by_address) {
+                Some(former) => {
+                    if former != declared.primary {
+                        notes.push(format!(
                         "no server runs as primary; the standbys follow {former}, the former primary"
                     ));
+                    }
+                    former
                 }
-                former
+                None => declared.primary.clone(),
             }
-            None => declared.primary.clone(),
-        },
+        }
         (None, [one]) => one.clone(),
         (_, many) => match newest_timeline(many, facts) {
             // A failover promoted one while the other was away: the promoted one is on a
@@ -354,9 +391,34 @@ mod tests {
             ("pg2", pg(true, false, None)),
         ]);
         let err = observe(&inv.cluster, inv.flavour.as_ref(), &f).expect_err("split brain");
-        let TopologyError::SplitBrain(hosts) = &err;
+        let TopologyError::SplitBrain(hosts) = &err else {
+            panic!("{err}");
+        };
         assert_eq!(hosts, &["pg1", "pg2"]);
         assert!(err.to_string().contains("will not pick one"));
+    }
+
+    #[test]
+    fn a_primary_that_left_the_inventory_is_refused() {
+        // pg1, the primary, was deleted from the inventory: the standbys stream from its
+        // address, which no host of the inventory has.
+        let inv = streaming();
+        let mut cluster = inv.cluster.clone();
+        cluster.hosts.retain(|h| h.name != "pg1");
+        let f = facts(&[
+            ("pg2", pg(true, true, Some("10.0.0.1"))),
+            ("pg3", pg(true, true, Some("10.0.0.2"))),
+        ]);
+        let err = observe(&cluster, inv.flavour.as_ref(), &f).expect_err("refused");
+        assert!(
+            matches!(&err, TopologyError::PrimaryLeft { address, standbys } if address == "10.0.0.1" && standbys == &["pg2"]),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("switch over to a standby that stays"),
+            "{err}"
+        );
     }
 
     #[test]

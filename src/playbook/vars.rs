@@ -254,6 +254,8 @@ impl<'a> Vars<'a> {
             tmpl(&json!({
                 "user": cluster.replication.user,
                 "slots": cluster.replication.slots,
+                // Every member's slot name: another pgha slot in use is a departed standby's.
+                "member_slots": cluster.hosts.iter().filter(|h| h.role.holds_data()).map(|h| flavour.slot_name(&h.name)).collect::<Vec<_>>(),
             })),
         );
         set("primary", primary);

@@ -102,6 +102,7 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
             // flavour's to check.
             continue;
         }
+        departed_slots(cluster, flavour, &h.name, pg, out);
         let standby_leader = flavour.source().filter(|_| topology.primary == h.name);
         if let Some(source) = standby_leader {
             // A standby cluster's leader replays what its source cluster sends.
@@ -198,6 +199,37 @@ fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Ve
                 ));
             }
         }
+    }
+}
+
+/// A pgha slot that is no member's: a standby that left the inventory (still streaming, or
+/// gone and holding WAL back). apply ends its stream and drops the slot.
+fn departed_slots(
+    cluster: &crate::model::Cluster,
+    flavour: &dyn Flavour,
+    host: &str,
+    pg: &crate::facts::PgFacts,
+    out: &mut Vec<CheckResult>,
+) {
+    let members: Vec<String> = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.holds_data())
+        .map(|h| flavour.slot_name(&h.name))
+        .collect();
+    for (name, slot) in &pg.slots {
+        if !name.starts_with(crate::steps::pg_slots_prune::PREFIX) || members.contains(name) {
+            continue;
+        }
+        let detail = if slot.active {
+            format!(
+                "in use by {}, which is not in the inventory: `pgha apply` ends its stream and drops the slot",
+                slot.streamer.split_whitespace().next().unwrap_or("a standby")
+            )
+        } else {
+            "no member's slot, holding WAL back: `pgha apply` drops it".to_owned()
+        };
+        out.push(result(host, &format!("slot {name}"), false, detail));
     }
 }
 
@@ -403,6 +435,7 @@ mod tests {
                 SlotFact {
                     active: true,
                     physical: true,
+                    ..SlotFact::default()
                 },
             )]
             .into(),

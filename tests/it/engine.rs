@@ -340,6 +340,7 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
                 SlotFact {
                     active: true,
                     physical: true,
+                    ..SlotFact::default()
                 },
             );
         } else if let Some(h) = m.downcast::<PgReloadOrRestart>() {

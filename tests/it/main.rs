@@ -12,6 +12,7 @@ mod load;
 mod objectives;
 mod patroni;
 mod pgbackrest;
+mod removal;
 mod render;
 mod repmgr;
 mod rotation;

@@ -32,6 +32,7 @@ use probes::RepmgrFact;
 pub mod steps {
     crate::kinds! {
         repmgr_clone: RepmgrClone,
+        repmgr_departed: RepmgrDeparted,
         repmgr_register: RepmgrRegister,
         repmgr_witness_identity: RepmgrWitnessIdentity,
     }

@@ -1,0 +1,139 @@
+//! Day-2 topology: hosts removed from the inventory while the cluster still knows them, end
+//! to end on a streaming cluster. A standby that still streams (with a standby cascading from
+//! it), one that is down, and the primary (refused).
+
+use crate::cluster::{Options, Sandbox};
+
+/// `SELECT` on pg1 as postgres, one value.
+fn on_pg1(sb: &Sandbox, sql: &str) -> String {
+    sb.psql("pg1", sql)
+}
+
+#[test]
+fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
+    let sb = Sandbox::up("rm", Options::packaged(4));
+    // pg4 cascades from pg3.
+    let pg4 = sb.host_entry("pg4");
+    sb.edit_inventory(&pg4, &format!("{pg4}    upstream: pg3\n"));
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+
+    // pg3 leaves while it streams; pg4, below it, follows the primary instead.
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.edit_inventory("    upstream: pg3\n", "");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("stop replication of pg3 (from ")
+        .stdout_has("is not in the inventory and still streams here with slot pgha_pg3")
+        .run();
+    sb.pgha(["verify"])
+        .status(1)
+        .stdout_has("in use by pg3, which is not in the inventory")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(
+        on_pg1(
+            &sb,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgha_pg3'"
+        ),
+        "0",
+        "its slot is dropped"
+    );
+    assert_eq!(
+        on_pg1(
+            &sb,
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg3'"
+        ),
+        "0",
+        "its stream ended"
+    );
+    assert_eq!(
+        on_pg1(
+            &sb,
+            "SELECT state FROM pg_stat_replication WHERE application_name = 'pg4'"
+        ),
+        "streaming",
+        "the cascaded standby follows the primary"
+    );
+    // Its data stays: pgha does not touch a host outside the inventory.
+    assert_eq!(
+        sb.sh(
+            "pg3",
+            "test -f /var/lib/postgresql/15/main/PG_VERSION && echo kept"
+        )
+        .trim(),
+        "kept"
+    );
+    sb.assert_converged();
+
+    // pg2 is down, then leaves: its slot holds WAL back until apply drops it.
+    sb.docker("stop", "pg2");
+    sb.edit_inventory(&sb.host_entry("pg2"), "");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("update pgha_pg2")
+        .stdout_has("abandoned replication slot")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(
+        on_pg1(
+            &sb,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgha_pg2'"
+        ),
+        "0"
+    );
+    sb.assert_converged();
+
+    // The primary may not simply leave: plan refuses and says what to do first.
+    sb.edit_inventory(&sb.host_entry("pg1"), "");
+    sb.edit_inventory(
+        &sb.host_entry("pg4"),
+        &sb.host_entry("pg4")
+            .replace("role: standby", "role: primary"),
+    );
+    sb.pgha(["plan"])
+        .status(1)
+        .stderr_has("the primary is not in the inventory: pg4 streams from")
+        .stderr_has("switch over to a standby that stays")
+        .run();
+}
+
+/// repmgr: a standby leaves the inventory while it streams. It is unregistered (`repmgr
+/// cluster show` no longer lists it), its stream and slot end, and its repmgrd stays paused,
+/// so it never promotes itself once every node refuses it.
+#[test]
+fn a_repmgr_standby_leaves_the_inventory() {
+    let sb = Sandbox::repmgr("rmr", 3);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("stop pg3 (node ")
+        .stdout_has("pg3 is in repmgr's metadata and not in the inventory")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let show = sb.sh(
+        "pg1",
+        "cd / && runuser -u postgres -- repmgr -f /etc/repmgr.conf cluster show 2>&1 || true",
+    );
+    assert!(show.contains("pg2") && show.contains("pg4"), "{show}");
+    assert!(!show.contains("pg3"), "pg3 is unregistered: {show}");
+    assert_eq!(
+        sb.psql(
+            "pg1",
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg3'"
+        ),
+        "0"
+    );
+    // Refused everywhere, pg3's repmgrd would take the primary for dead: it stays paused.
+    std::thread::sleep(std::time::Duration::from_secs(40));
+    assert_eq!(
+        sb.sh(
+            "pg3",
+            "runuser -u postgres -- psql -XAt -c 'SELECT pg_is_in_recovery()'"
+        )
+        .trim(),
+        "t",
+        "the departed standby did not promote itself"
+    );
+    sb.assert_converged();
+}
