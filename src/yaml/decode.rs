@@ -8,6 +8,15 @@ use crate::diag::Diagnostics;
 use crate::secret::SecretRef;
 use crate::yaml::node::{Key, Node, Pos, Value};
 
+/// What `MapReader::take_one_or_many` found.
+pub enum OneOrMany<'a> {
+    Neither,
+    /// Both keys were given (reported).
+    Both,
+    /// Each string, its node and its path.
+    Items(Vec<(String, &'a Node, String)>),
+}
+
 /// A mapping being read key by key. `finish` reports the keys nobody asked for, with a
 /// "did you mean" among the keys that were asked for.
 pub struct MapReader<'a> {
@@ -117,6 +126,35 @@ impl<'a> MapReader<'a> {
             d.error(pos, &path, message);
         }
         !empty
+    }
+
+    /// `one: a` or `many: [a, b]` (not both): each string with its node and path.
+    pub fn take_one_or_many(
+        &mut self,
+        d: &mut Diagnostics,
+        one: &'static str,
+        many: &'static str,
+    ) -> OneOrMany<'a> {
+        let single = self.take(one).map(|n| (n, self.child(one)));
+        let list = self.take(many).map(|n| (n, self.child(many)));
+        match (single, list) {
+            (Some((n, _)), Some((_, at))) => {
+                d.error(n.pos, &at, format!("give `{one}` or `{many}`, not both"));
+                OneOrMany::Both
+            }
+            (Some((n, at)), None) => OneOrMany::Items(
+                text(d, n, &at)
+                    .map(|s| vec![(s, n, at)])
+                    .unwrap_or_default(),
+            ),
+            (None, Some((n, at))) => OneOrMany::Items(
+                string_items(d, n, &at)
+                    .into_iter()
+                    .map(|(i, s, node)| (s, node, format!("{at}[{i}]")))
+                    .collect(),
+            ),
+            (None, None) => OneOrMany::Neither,
+        }
     }
 
     /// The raw entries, for free-form mappings (server parameters).

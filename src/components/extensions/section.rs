@@ -13,7 +13,7 @@ use crate::components::package_sources::AptSource;
 use crate::diag::Diagnostics;
 use crate::model::pg_names::extension_name_ok;
 use crate::model::pg_params;
-use crate::yaml::decode::{self, MapReader};
+use crate::yaml::decode::{self, MapReader, OneOrMany};
 use crate::yaml::node::{Node, Value};
 
 /// Extensions whose parameters carry a prefix other than their name.
@@ -167,21 +167,10 @@ fn pg_names_identifier(p: &str) -> bool {
 
 /// `database: app` or `databases: [app, reports]`, each declared under `databases:`.
 fn databases(d: &mut Diagnostics, m: &mut MapReader<'_>, cx: &Context<'_>) -> Option<Vec<String>> {
-    let one = m.take("database").map(|n| (n, m.child("database")));
-    let many = m.take("databases").map(|n| (n, m.child("databases")));
-    let items: Vec<(String, &Node, String)> = match (one, many) {
-        (Some((n, _)), Some((_, at))) => {
-            d.error(n.pos, &at, "give `database` or `databases`, not both");
-            return None;
-        }
-        (Some((n, at)), None) => decode::text(d, n, &at)
-            .map(|s| vec![(s, n, at)])
-            .unwrap_or_default(),
-        (None, Some((n, at))) => decode::string_items(d, n, &at)
-            .into_iter()
-            .map(|(i, s, node)| (s, node, format!("{at}[{i}]")))
-            .collect(),
-        (None, None) => {
+    let items = match m.take_one_or_many(d, "database", "databases") {
+        OneOrMany::Both => return None,
+        OneOrMany::Items(items) => items,
+        OneOrMany::Neither => {
             d.error(
                 m.pos(),
                 &m.child("databases"),
@@ -254,22 +243,11 @@ fn read_plain(d: &mut Diagnostics, m: &mut MapReader<'_>) -> Option<Extension> {
 
 /// `packages: [a, b]` or `package: a`.
 fn packages(d: &mut Diagnostics, m: &mut MapReader<'_>) -> Option<Vec<String>> {
-    let one = m.take("package").map(|n| (n, m.child("package")));
-    let many = m.take("packages").map(|n| (n, m.child("packages")));
-    let items: Vec<(String, &Node, String)> = match (one, many) {
-        (Some((n, _)), Some((_, at))) => {
-            d.error(n.pos, &at, "give `package` or `packages`, not both");
-            return None;
-        }
-        (Some((n, at)), None) => decode::text(d, n, &at)
-            .map(|s| vec![(s, n, at)])
-            .unwrap_or_default(),
-        (None, Some((n, at))) => decode::string_items(d, n, &at)
-            .into_iter()
-            .map(|(i, s, node)| (s, node, format!("{at}[{i}]")))
-            .collect(),
+    let items = match m.take_one_or_many(d, "package", "packages") {
+        OneOrMany::Both => return None,
+        OneOrMany::Items(items) => items,
         // Contrib extensions come with the server's own package.
-        (None, None) => Vec::new(),
+        OneOrMany::Neither => Vec::new(),
     };
     let mut ok = true;
     for (name, node, at) in &items {
