@@ -98,29 +98,28 @@ fn settings(session: &Session) -> Result<&Backups, CliError> {
         })
 }
 
-/// The data hosts that answered.
-fn reachable_data_hosts(session: &Session) -> Vec<String> {
-    session
-        .project
-        .cluster
-        .hosts
-        .iter()
-        .filter(|h| h.role.holds_data() && session.facts.contains_key(&h.name))
-        .map(|h| h.name.clone())
+/// The hosts that run the backup job (every data host, or pgBackRest's repository host) and
+/// answered.
+fn reachable_job_hosts(session: &Session, backups: &Backups) -> Vec<String> {
+    backups
+        .job_hosts(&session.project.cluster)
+        .into_iter()
+        .filter(|h| session.facts.contains_key(h))
         .collect()
 }
 
 async fn now(session: &mut Session, json: bool) -> Result<ExitStatus, CliError> {
-    settings(session)?;
-    let hosts = reachable_data_hosts(session);
-    let before: Vec<String> = judge::judge(&session.project.cluster, &session.facts)
+    let backups = settings(session)?;
+    let hosts = reachable_job_hosts(session, backups);
+    let before: Vec<String> = backups
+        .judge(&session.project.cluster, &session.facts)
         .all
         .iter()
         .map(|b| format!("{}/{}", b.host, b.label))
         .collect();
     let answers = commands::run_now(&session.transports, &hosts).await;
     session.refresh_all().await;
-    let j = judge::judge(&session.project.cluster, &session.facts);
+    let j = settings(session)?.judge(&session.project.cluster, &session.facts);
     let new: Vec<&Record> = j
         .all
         .iter()
@@ -148,8 +147,13 @@ async fn now(session: &mut Session, json: bool) -> Result<ExitStatus, CliError> 
     } else {
         for b in &new {
             if b.state == "verified" {
+                let (take, verify) = if b.method == "pgbackrest" {
+                    ("pgbackrest backup", "pgbackrest verify")
+                } else {
+                    ("pg_basebackup", "pg_verifybackup")
+                };
                 println!(
-                    "{} took backup {}: {} in {:.1} s (pg_basebackup {:.1} s, pg_verifybackup {:.1} s), WAL {} .. {} on timeline {}, canary row {}",
+                    "{} took backup {}: {} in {:.1} s ({take} {:.1} s, {verify} {:.1} s), WAL {} .. {} on timeline {}, canary row {}",
                     b.host,
                     b.label,
                     judge::size(b.size_bytes),
@@ -204,8 +208,7 @@ fn last_line(text: &str) -> String {
 }
 
 fn list(session: &Session, json: bool) -> Result<ExitStatus, CliError> {
-    settings(session)?;
-    let j = judge::judge(&session.project.cluster, &session.facts);
+    let j = settings(session)?.judge(&session.project.cluster, &session.facts);
     if json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -288,8 +291,7 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 async fn test(session: &Session, args: &TestArgs, keep: bool) -> Result<ExitStatus, CliError> {
-    settings(session)?;
-    let j = judge::judge(&session.project.cluster, &session.facts);
+    let j = settings(session)?.judge(&session.project.cluster, &session.facts);
     let verified = |b: &&Record| b.state == "verified";
     let host = match &args.host {
         Some(h) => h.clone(),
@@ -356,10 +358,10 @@ fn show_report(host: &str, r: &TestReport) -> String {
 }
 
 async fn stop(session: &Session, args: &TestArgs) -> Result<ExitStatus, CliError> {
-    settings(session)?;
+    let backups = settings(session)?;
     let hosts = match &args.host {
         Some(h) => vec![h.clone()],
-        None => reachable_data_hosts(session),
+        None => reachable_job_hosts(session, backups),
     };
     let mut status = ExitStatus::Success;
     for (host, result) in commands::stop_scratch(&session.transports, &hosts).await {

@@ -78,6 +78,10 @@ pub struct SectionInput<'a> {
     /// PostgreSQL's data and configuration folders.
     pub data_dir: &'a str,
     pub conf_dir: &'a str,
+    /// `cluster.name` (empty when it has errors of its own).
+    pub cluster_name: &'a str,
+    /// `replication.archive.mode` as the inventory gives it.
+    pub archive_mode: &'a str,
     /// PostgreSQL's major version (package names carry it).
     pub pg_version: u32,
     /// The databases `databases:` declares (None when that section has errors).
@@ -168,6 +172,12 @@ pub trait Component: fmt::Debug + Send + Sync {
     }
     /// The state `status` shows for a host with one of its roles (None: not one of them).
     fn host_state(&self, _host: &Host, _facts: Option<&HostFacts>) -> Option<String> {
+        None
+    }
+    /// The archive command the component needs PostgreSQL to run (`archive_mode = on`): the
+    /// loader puts it in the cluster's replication settings, so it reaches the server the way
+    /// every parameter does (a file and a restart, or the DCS under Patroni).
+    fn archive_command(&self) -> Option<String> {
         None
     }
     /// Itself, for the commands that read one component's settings.

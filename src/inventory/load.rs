@@ -209,6 +209,10 @@ impl Reader<'_> {
                     parameters: &pg.parameters,
                     data_dir: &pg.data_dir,
                     conf_dir: &pg.conf_dir,
+                    cluster_name: name.as_deref().unwrap_or_default(),
+                    archive_mode: replication
+                        .as_ref()
+                        .map_or("off", |r| r.archive_mode.as_str()),
                 }));
             }
             if self.d.items.len() > before {
@@ -234,7 +238,7 @@ impl Reader<'_> {
         if let (Some(Some(t)), Some(hosts)) = (&mut tls, &hosts) {
             self.provided_certificates(t, hosts);
         }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             name: name?,
             flavour: flavour.name().to_owned(),
             postgres: postgres?,
@@ -249,6 +253,14 @@ impl Reader<'_> {
             objectives,
             source: source.to_path_buf(),
         };
+        // A component that archives the WAL (pgBackRest) writes the archive settings; its
+        // section refused `replication.archive` beside it.
+        for c in &components {
+            if let Some(command) = c.archive_command() {
+                cluster.replication.archive_mode = "on".to_owned();
+                cluster.replication.archive_command = command;
+            }
+        }
         // The objectives decide the flavour's timing once the route is known (the components
         // saw the flavour before: its health checks, callbacks and ports do not depend on it).
         let (flavour, objective_notes) = match declared {

@@ -149,11 +149,14 @@ fn quoted(s: &str) -> String {
 /// The inventory, with exactly the keys of `inventory.example` (and `routing:` when asked).
 pub(crate) fn render_inventory(info: &SandboxInfo) -> Result<String, SandboxError> {
     let mut hosts = String::new();
-    // Proxy hosts come after the others.
-    let proxies_from = info.hosts.len().saturating_sub(info.proxies);
+    // Proxy hosts come after the others, pgBackRest's repository host last.
+    let backup_host = usize::from(info.backups == Some(super::BackupMethod::Pgbackrest));
+    let backup_from = info.hosts.len().saturating_sub(backup_host);
+    let proxies_from = backup_from.saturating_sub(info.proxies);
     let last = proxies_from.saturating_sub(1);
     for (i, h) in info.hosts.iter().enumerate() {
         let role = match i {
+            i if i >= backup_from => "backup",
             i if i >= proxies_from => "proxy",
             0 => "primary",
             i if i == last && info.witness => "witness",
@@ -251,6 +254,11 @@ fn backups_section(info: &SandboxInfo) -> String {
     match info.backups {
         None => String::new(),
         Some(super::BackupMethod::Basebackup) => "backups:\n  method: basebackup\n  from: primary\n  schedule: \"*-*-* 01:00:00\"\n  retention: {count: 3}\n  restore_test: {schedule: \"*-*-* 03:00:00\"}\n\n".to_owned(),
+        // The repository on the last host, which runs the backups and restore tests.
+        Some(super::BackupMethod::Pgbackrest) => format!(
+            "backups:\n  method: pgbackrest\n  repository: {{host: {}}}\n  from: primary\n  schedule: \"*-*-* 01:00:00\"\n  retention: {{count: 3}}\n  compress: true\n  restore_test: {{schedule: \"*-*-* 03:00:00\"}}\n\n",
+            info.hosts.last().map_or("", |h| h.name.as_str())
+        ),
     }
 }
 

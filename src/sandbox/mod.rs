@@ -112,6 +112,8 @@ pub struct UpArgs {
 pub enum BackupMethod {
     /// pg_basebackup, verified with pg_verifybackup.
     Basebackup,
+    /// pgBackRest with its repository on one more host (`role: backup`, the last one).
+    Pgbackrest,
 }
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
@@ -577,7 +579,9 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
             message: "proxy hosts run haproxy: add `--routing haproxy`".to_owned(),
         });
     }
-    if opts.hosts + opts.proxies > 9 {
+    // pgBackRest's repository gets a host of its own, after the others.
+    let backup_hosts = usize::from(opts.backups == Some(BackupMethod::Pgbackrest));
+    if opts.hosts + opts.proxies + backup_hosts > 9 {
         return Err(SandboxError::Invalid {
             what: "--proxies",
             message: format!(
@@ -603,7 +607,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
     let hosts = hosts::ensure_hosts(&hosts::HostsSpec {
         sandbox: &opts.name,
         network: &net,
-        count: opts.hosts + opts.proxies,
+        count: opts.hosts + opts.proxies + backup_hosts,
         image,
         public_key: &public_key,
         ssh_user: ssh_user.as_deref(),

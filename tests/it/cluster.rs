@@ -321,6 +321,16 @@ impl Sandbox {
         })
     }
 
+    /// Three streaming data hosts on the packages image and pgBackRest's repository on a
+    /// fourth (`--backups pgbackrest`: `role: backup`, pg4).
+    pub fn with_pgbackrest(tag: &str, flavour: pgha::sandbox::Flavour) -> Sandbox {
+        Sandbox::up_with(tag, Options::packaged(3), |o| {
+            o.flavour = flavour;
+            o.etcd_members = 3;
+            o.backups = Some(pgha::sandbox::BackupMethod::Pgbackrest);
+        })
+    }
+
     /// `data` data hosts on the packages image and `proxies` proxy hosts after them
     /// (`role: proxy`), haproxy on the proxy hosts only.
     pub fn proxied(

@@ -11,6 +11,7 @@ mod faults;
 mod load;
 mod objectives;
 mod patroni;
+mod pgbackrest;
 mod removal;
 mod render;
 mod repmgr;

@@ -2509,7 +2509,7 @@ fn backups_are_valid_and_their_mistakes_are_located() {
             BACKUPS.replace("method: basebackup", "method: pgbackrest")
         ),
         &backups_at("method:"),
-        "`pgbackrest` is not available in this version of pgha yet",
+        "`method: pgbackrest` needs `backups.repository`",
     );
     rejects(
         &format!(
@@ -2519,6 +2519,178 @@ fn backups_are_valid_and_their_mistakes_are_located() {
         &format!("{}:44", BASE.lines().count() + 8),
         "`some` is not a valid `backups.restore_test.amcheck`",
     );
+}
+
+/// Three data hosts, pgBackRest's repository on a fourth (`role: backup`).
+fn pgbackrest_inventory(backups: &str) -> String {
+    format!("{BASE}  - name: bk1\n    address: 10.0.0.20\n    role: backup\n{backups}")
+}
+
+const PGBACKREST: &str = "\
+backups:
+  method: pgbackrest
+  repository:
+    host: bk1
+  from: replica
+  retention: {count: 7}
+  compress: true
+";
+
+#[test]
+fn pgbackrest_backups_are_valid_and_their_mistakes_are_located() {
+    accepts(&pgbackrest_inventory(PGBACKREST));
+    // A shared path instead of a host: the primary takes them.
+    accepts(&format!(
+        "{BASE}{}",
+        PGBACKREST
+            .replace("    host: bk1", "    path: /mnt/pgbackrest")
+            .replace("from: replica", "from: primary")
+            .replace("{count: 7}", "{age: 14d}")
+    ));
+    let text = pgbackrest_inventory(&PGBACKREST.replace("host: bk1", "host: bk9"));
+    rejects(
+        &text,
+        &value_at(&text, "    host: "),
+        "`bk9` is not a host of the inventory",
+    );
+    let text =
+        pgbackrest_inventory(&PGBACKREST.replace("host: bk1", "host: bk1\n    path: pgbackrest"));
+    rejects(
+        &text,
+        &value_at(&text, "    path: "),
+        "`pgbackrest` is not an absolute path",
+    );
+    let text = pgbackrest_inventory(&PGBACKREST.replace(
+        "host: bk1",
+        "host: bk1\n    path: /var/lib/postgresql/15/main/repo",
+    ));
+    rejects(
+        &text,
+        &value_at(&text, "    path: "),
+        "overlaps /var/lib/postgresql/15/main",
+    );
+    let text = pgbackrest_inventory(&PGBACKREST.replace("from: replica", "from: pg2"));
+    rejects(
+        &text,
+        &value_at(&text, "  from: "),
+        "pgBackRest picks the standby it copies from itself",
+    );
+    let text = format!(
+        "{BASE}{}",
+        PGBACKREST.replace("    host: bk1", "    path: /mnt/pgbackrest")
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  from: "),
+        "with a repository on a shared path the primary takes pgBackRest's backups",
+    );
+    let text = pgbackrest_inventory(&PGBACKREST.replace("{count: 7}", "{count: 7, age: 10d}"));
+    rejects(
+        &text,
+        &value_at(&text, "  retention: "),
+        "pgBackRest keeps full backups by count or by age, not both",
+    );
+    let text = pgbackrest_inventory(&PGBACKREST.replace("{count: 7}", "{age: 36h}"));
+    rejects(
+        &text,
+        &value_at(&text, "  retention: "),
+        "in whole days: `36h` is not one, give e.g. `2d`",
+    );
+    let text = pgbackrest_inventory(&format!("{PGBACKREST}  max_rate: 50M\n"));
+    rejects(
+        &text,
+        &value_at(&text, "  max_rate: "),
+        "pgBackRest 2.45 has no bandwidth limit",
+    );
+    let text = pgbackrest_inventory(PGBACKREST).replace(
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n",
+        "  password: {env: PGHA_REPLICATION_PASSWORD}\n  archive: {mode: \"on\", command: \"cp %p /srv/wal/%f\"}\n",
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  method: "),
+        "`method: pgbackrest` archives the WAL itself",
+    );
+    let text = pgbackrest_inventory(
+        &PGBACKREST.replace("repository:\n    host: bk1\n", "repository: {}\n"),
+    );
+    rejects(
+        &text,
+        &value_at(&text, "  repository: "),
+        "`backups.repository` is empty",
+    );
+    // A backup host without pgBackRest's repository on it.
+    let text = pgbackrest_inventory(BACKUPS);
+    rejects(
+        &text,
+        &value_at(&text, "    role: "),
+        "has `role: backup`, a role of the backups component that the inventory's settings do not take",
+    );
+    // The repository on a data host is fine; on nothing it is not.
+    accepts(&format!(
+        "{BASE}{}",
+        PGBACKREST.replace("host: bk1", "host: pg3")
+    ));
+}
+
+/// What pgBackRest's settings make of the loaded cluster: the archive command in the
+/// replication settings (so the flavour writes it), the hosts that run the job, retention.
+mod pgbackrest_settings {
+    use std::path::Path;
+
+    use pgha::components::backups::{Backups, RepoRetention};
+    use pgha::inventory::{load_str, Inventory};
+
+    fn inventory(backups: &str, extra_host: &str) -> Inventory {
+        let text = format!(
+            "cluster: {{name: main-db, flavour: streaming}}\npostgres: {{version: 15, superuser_password: {{env: X}}}}\nreplication: {{user: replicator, password: {{env: X}}}}\nhosts:\n  - {{name: pg1, address: 10.0.0.1, role: primary}}\n  - {{name: pg2, address: 10.0.0.2, role: standby}}\n{extra_host}{backups}"
+        );
+        load_str(Path::new("t.yml"), &text).expect("loads")
+    }
+
+    fn backups(inv: &Inventory) -> &Backups {
+        inv.components
+            .iter()
+            .find_map(|c| c.as_any().downcast_ref::<Backups>())
+            .expect("backups")
+    }
+
+    #[test]
+    fn pgbackrest_archives_through_the_cluster_and_runs_on_the_repository_host() {
+        let inv = inventory(
+            "backups: {method: pgbackrest, repository: {host: bk1}, retention: {age: 14d}}\n",
+            "  - {name: bk1, address: 10.0.0.9, role: backup}\n",
+        );
+        let r = &inv.cluster.replication;
+        assert_eq!(r.archive_mode, "on");
+        assert_eq!(
+            r.archive_command,
+            "pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=main-db archive-push %p"
+        );
+        let b = backups(&inv);
+        assert_eq!(b.job_hosts(&inv.cluster), vec!["bk1".to_owned()]);
+        assert_eq!(
+            b.pgbackrest().map(|p| p.retention),
+            Some(RepoRetention::Days(14))
+        );
+    }
+
+    #[test]
+    fn a_shared_path_runs_the_job_on_the_data_hosts_and_basebackup_archives_nothing() {
+        let inv = inventory(
+            "backups: {method: pgbackrest, repository: {path: /mnt/pgbackrest}}\n",
+            "",
+        );
+        let b = backups(&inv);
+        assert_eq!(b.job_hosts(&inv.cluster), vec!["pg1", "pg2"]);
+        assert_eq!(
+            b.pgbackrest().map(|p| p.retention),
+            Some(RepoRetention::Count(7))
+        );
+        let inv = inventory("backups: {method: basebackup}\n", "");
+        assert_eq!(inv.cluster.replication.archive_mode, "off");
+        assert_eq!(backups(&inv).job_hosts(&inv.cluster), vec!["pg1", "pg2"]);
+    }
 }
 
 // ---- package sources and extensions -------------------------------------------------------------

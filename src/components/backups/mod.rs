@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::components::{Component, Entry, SectionInput};
 use crate::facts::gather::Probe;
 use crate::flavours::{BoxFuture, CheckResult, ClusterView};
-use crate::model::{Cluster, HbaRule, Host};
+use crate::model::{Cluster, HbaRule, Host, MemberRole, Role};
 
 pub mod commands;
 pub mod judge;
@@ -32,18 +32,38 @@ pub mod steps {
     crate::kinds! {
         backup_directory: BackupDirectory,
         backups_current: BackupsCurrent,
+        pgbackrest_stanza: PgbackrestStanza,
     }
 }
 
-pub use section::{Section, Source};
+pub use section::{Method, Pgbackrest, RepoRetention, Repository, Section, Source};
 
 pub const ENTRY: Entry = Entry {
     name: "backups",
     kinds: steps::KINDS,
-    roles: &[],
-    roles_need: "",
+    roles: &[BACKUP_ROLE],
+    roles_need: "a backup host holds pgBackRest's repository: give the inventory `backups: {method: pgbackrest, repository: {host: NAME}}` naming it",
     load,
 };
+
+/// A host that holds pgBackRest's repository and runs the backups and restore tests, with no
+/// data of the cluster.
+pub const BACKUP_ROLE: MemberRole = MemberRole {
+    name: "backup",
+    runs_postgres: false,
+    description: "a backup host",
+};
+
+/// pgBackRest's configuration (the packaged default place).
+pub const PGBACKREST_CONF: &str = "/etc/pgbackrest/pgbackrest.conf";
+/// The configuration a restore test runs pgBackRest with: the repository alone, so the
+/// restore goes into the scratch folder on this host whatever the main one says.
+pub const RESTORE_TEST_CONF: &str = "/etc/pgbackrest/pgha-restore-test.conf";
+/// pgBackRest's `cmd-ssh`: ssh with pgha's key and pinned host keys for postgres.
+pub const SSH_WRAPPER: &str = "/usr/local/lib/pgha/pgha-backup-ssh";
+/// postgres's key for the backups' SSH, and the host keys pinned for it.
+pub const SSH_KEY: &str = "/var/lib/postgresql/.ssh/pgha_backup_ed25519";
+pub const KNOWN_HOSTS: &str = "/var/lib/postgresql/.ssh/pgha_backup_known_hosts";
 
 /// The program on every data host.
 pub const BIN: &str = "/usr/local/lib/pgha/pgha-backup";
@@ -58,21 +78,62 @@ const AMCHECK_SAMPLE: u32 = 20;
 fn load(mut input: SectionInput<'_>) -> Option<Arc<dyn Component>> {
     let data_dir = input.data_dir.to_owned();
     let conf_dir = input.conf_dir.to_owned();
+    let cluster_name = input.cluster_name.to_owned();
+    let archive_mode = input.archive_mode.to_owned();
     let cx = section::Context {
         pg_dirs: [&data_dir, &conf_dir],
+        cluster_name: &cluster_name,
+        archive_mode: &archive_mode,
     };
     let section = section::read(&mut input, &cx)?;
-    Some(Arc::new(Backups { section }))
+    Some(Arc::new(Backups {
+        section,
+        flavour: input.flavour.clone(),
+    }))
 }
 
 #[derive(Debug)]
 pub struct Backups {
     pub section: Section,
+    /// Where the flavour keeps the data directory (pgBackRest's `pg1-path`: Patroni's own).
+    flavour: Arc<dyn crate::flavours::Flavour>,
 }
 
 impl Backups {
+    pub fn pgbackrest(&self) -> Option<&Pgbackrest> {
+        match &self.section.method {
+            Method::Pgbackrest(p) => Some(p),
+            Method::Basebackup => None,
+        }
+    }
+
+    /// The repository's host, when it is on one.
+    pub fn repository_host(&self) -> Option<&str> {
+        match self.pgbackrest().map(|p| &p.repository) {
+            Some(Repository::Host { host, .. }) => Some(host),
+            _ => None,
+        }
+    }
+
+    /// The hosts that run the job (the program, its timers): every data host, or the
+    /// repository's host alone (pgBackRest backs up from there).
+    pub fn job_hosts(&self, cluster: &Cluster) -> Vec<String> {
+        match self.repository_host() {
+            Some(h) => vec![h.to_owned()],
+            None => cluster
+                .hosts
+                .iter()
+                .filter(|h| h.role.holds_data())
+                .map(|h| h.name.clone())
+                .collect(),
+        }
+    }
+
     /// What the plan says it renders.
     pub fn describe(&self) -> Vec<String> {
+        if let Some(p) = self.pgbackrest() {
+            return self.describe_pgbackrest(p);
+        }
         let s = &self.section;
         let from = match &s.from {
             Source::Primary => "whichever host is primary".to_owned(),
@@ -102,7 +163,105 @@ impl Backups {
         ]
     }
 
+    fn describe_pgbackrest(&self, p: &Pgbackrest) -> Vec<String> {
+        let s = &self.section;
+        let (where_, runs) = match &p.repository {
+            Repository::Host { host, path } => (
+                format!("{path} on {host}"),
+                format!(
+                    "{host} runs them over SSH as postgres (pgha's key, host keys pinned), from {}",
+                    if s.from == Source::Replica {
+                        "a standby (backup-standby)"
+                    } else {
+                        "the primary"
+                    }
+                ),
+            ),
+            Repository::Path(path) => (
+                format!("{path} (mounted on every data host)"),
+                "the primary runs them".to_owned(),
+            ),
+        };
+        let keep = match p.retention {
+            RepoRetention::Count(n) => format!("repo1-retention-full={n}"),
+            RepoRetention::Days(d) => {
+                format!("repo1-retention-full-type=time, repo1-retention-full={d} (days)")
+            }
+        };
+        vec![
+            format!(
+                "backups: pgBackRest, stanza {}, repository {where_}; WAL archived by archive_command (archive_mode = on, a restart); full backups at `{}`: {runs}, then `pgbackrest verify`; kept: {keep}",
+                p.stanza, s.schedule
+            ),
+            format!(
+                "backups: restore test at `{}` on {}: `pgbackrest restore --type=immediate` of the newest verified backup into a scratch folder, its canary row checked, pg_amcheck ({})",
+                s.test_schedule,
+                self.repository_host().unwrap_or("the host that took it"),
+                s.amcheck.as_str()
+            ),
+        ]
+    }
+
+    /// What pgBackRest's configuration and the program need, the same on every host.
+    fn pgbackrest_vars(&self, p: &Pgbackrest, cluster: &Cluster) -> Value {
+        let s = &self.section;
+        let pg = &cluster.postgres;
+        let address = |name: &str| cluster.host(name).map(|h| h.address.clone());
+        let data: Vec<&Host> = cluster
+            .hosts
+            .iter()
+            .filter(|h| h.role.holds_data())
+            .collect();
+        let (repo_host, repo_path) = match &p.repository {
+            Repository::Host { host, path } => (Some(host.clone()), path.clone()),
+            Repository::Path(path) => (None, path.clone()),
+        };
+        let (retention_type, retention) = match p.retention {
+            RepoRetention::Count(n) => ("count", n),
+            RepoRetention::Days(d) => ("time", d),
+        };
+        // The trust group: the data hosts and the repository's host.
+        let mut peers: Vec<Value> = data
+            .iter()
+            .map(|h| json!({"name": h.name, "address": h.address}))
+            .collect();
+        if let Some(r) = &repo_host {
+            if !data.iter().any(|h| &h.name == r) {
+                peers.push(json!({"name": r, "address": address(r)}));
+            }
+        }
+        json!({
+            "stanza": p.stanza,
+            "config": PGBACKREST_CONF,
+            "restore_config": RESTORE_TEST_CONF,
+            "repository_host": repo_host,
+            "repository_address": repo_host.as_deref().and_then(address),
+            "repository_path": repo_path,
+            "retention_type": retention_type,
+            "retention": retention,
+            "compress_type": if s.compress { "zst" } else { "none" },
+            "backup_standby": s.from == Source::Replica,
+            "pg_path": self.flavour.data_dir(cluster),
+            "pg_port": pg.port,
+            "socket_dir": "/var/run/postgresql",
+            "pg_hosts": data.iter().map(|h| json!({"name": h.name, "address": h.address})).collect::<Vec<_>>(),
+            "ssh": SSH_WRAPPER,
+            "ssh_key": SSH_KEY,
+            "known_hosts": KNOWN_HOSTS,
+            "ssh_peers": peers,
+        })
+    }
+
     fn settings(&self, cluster: &Cluster) -> Value {
+        let mut v = self.basebackup_settings(cluster);
+        if let Some(p) = self.pgbackrest() {
+            v["method"] = json!("pgbackrest");
+            v["pgbackrest"] = self.pgbackrest_vars(p, cluster);
+        }
+        v
+    }
+
+    fn basebackup_settings(&self, cluster: &Cluster) -> Value {
         let s = &self.section;
         let pg = &cluster.postgres;
         json!({
@@ -137,10 +296,53 @@ impl Component for Backups {
     }
 
     fn fragments(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "running",
-            include_str!("../../../playbooks/components/backups.yml"),
-        )]
+        &[
+            (
+                "packages",
+                include_str!("../../../playbooks/components/backups-packages.yml"),
+            ),
+            (
+                "running",
+                include_str!("../../../playbooks/components/backups.yml"),
+            ),
+        ]
+    }
+
+    fn roles(&self) -> &'static [MemberRole] {
+        match self.repository_host() {
+            Some(_) => &[BACKUP_ROLE],
+            None => &[],
+        }
+    }
+
+    /// A backup host installs pgBackRest and runs the same fragments as a data host, whose
+    /// steps ask `backups.job` and `backups.repository_here`.
+    fn host_playbook(&self, role: Role) -> Option<(&'static str, &'static str)> {
+        (role == Role::Member(BACKUP_ROLE)).then_some((
+            "components/backups-repository.yml",
+            include_str!("../../../playbooks/components/backups-repository.yml"),
+        ))
+    }
+
+    fn host_state(&self, host: &Host, facts: Option<&crate::facts::HostFacts>) -> Option<String> {
+        if host.role != Role::Member(BACKUP_ROLE) {
+            return None;
+        }
+        let report = facts.and_then(probes::read).and_then(|(_, r)| r);
+        Some(match report.and_then(|r| r.stanza) {
+            Some(st) if st.exists => format!("pgBackRest repository ({} backups)", st.backups),
+            Some(_) => "pgBackRest repository, no stanza yet".to_owned(),
+            None => "pgBackRest repository not read".to_owned(),
+        })
+    }
+
+    fn archive_command(&self) -> Option<String> {
+        self.pgbackrest().map(|p| {
+            format!(
+                "pgbackrest --config={PGBACKREST_CONF} --stanza={} archive-push %p",
+                p.stanza
+            )
+        })
     }
 
     fn templates(&self) -> &'static [(&'static str, &'static str)] {
@@ -173,12 +375,27 @@ impl Component for Backups {
                 "backups/pgha-backup-failed@.service.j2",
                 include_str!("../../../templates/backups/pgha-backup-failed@.service.j2"),
             ),
+            (
+                "backups/pgbackrest.conf.j2",
+                include_str!("../../../templates/backups/pgbackrest.conf.j2"),
+            ),
+            (
+                "backups/pgbackrest-restore-test.conf.j2",
+                include_str!("../../../templates/backups/pgbackrest-restore-test.conf.j2"),
+            ),
+            (
+                "backups/pgha-backup-ssh.j2",
+                include_str!("../../../templates/backups/pgha-backup-ssh.j2"),
+            ),
         ]
     }
 
     fn vars(&self, cluster: &Cluster) -> Value {
         let s = &self.section;
         json!({
+            "method": s.method.as_str(),
+            "pgbackrest": self.pgbackrest().map(|p| self.pgbackrest_vars(p, cluster)),
+            "job_hosts": self.job_hosts(cluster),
             "bin": BIN,
             "config": CONFIG,
             "dir": s.directory,
@@ -196,11 +413,30 @@ impl Component for Backups {
     fn vars_of_host(&self, cluster: &Cluster, host: &Host) -> serde_json::Map<String, Value> {
         let mut settings = self.settings(cluster);
         settings["host"] = json!(host.name);
-        serde_json::Map::from_iter([("settings".to_owned(), settings)])
+        let job = self.job_hosts(cluster).contains(&host.name);
+        serde_json::Map::from_iter([
+            ("settings".to_owned(), settings),
+            // This host runs the program and its timers.
+            ("job".to_owned(), json!(job)),
+            // This host holds pgBackRest's repository.
+            (
+                "repository_here".to_owned(),
+                json!(self.repository_host() == Some(host.name.as_str())),
+            ),
+            // This host has pgBackRest (a data host, or the repository's host).
+            (
+                "pgbackrest_here".to_owned(),
+                json!(
+                    self.pgbackrest().is_some()
+                        && (host.role.holds_data()
+                            || self.repository_host() == Some(host.name.as_str()))
+                ),
+            ),
+        ])
     }
 
-    fn probes(&self, _cluster: &Cluster, host: &Host) -> Vec<Probe> {
-        if host.role.holds_data() {
+    fn probes(&self, cluster: &Cluster, host: &Host) -> Vec<Probe> {
+        if self.job_hosts(cluster).contains(&host.name) {
             vec![probes::probe(&self.section.directory, BIN)]
         } else {
             Vec::new()
@@ -229,7 +465,7 @@ impl Component for Backups {
 
     fn checks<'a>(&'a self, view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
         Box::pin(async move {
-            let j = judge::judge(view.cluster, view.facts);
+            let j = self.judge(view.cluster, view.facts);
             let host = j
                 .newest_good
                 .as_ref()
@@ -248,13 +484,26 @@ impl Component for Backups {
         cluster: &Cluster,
         facts: &std::collections::BTreeMap<String, crate::facts::HostFacts>,
     ) -> Vec<String> {
-        let j = judge::judge(cluster, facts);
+        let j = self.judge(cluster, facts);
         let mut out = vec![format!("backups: {}", summary(&j))];
         out.extend(j.drift.iter().map(|d| format!("backups: drift: {d}")));
         out.extend(j.scratch.iter().map(|s| {
             format!("backups: a restored copy is running on {s} (`pgha backup restore --stop`)")
         }));
         out
+    }
+}
+
+impl Backups {
+    /// The cluster's backups judged from the hosts that run the job.
+    pub fn judge(
+        &self,
+        cluster: &Cluster,
+        facts: &std::collections::BTreeMap<String, crate::facts::HostFacts>,
+    ) -> judge::Judgment {
+        let hosts = self.job_hosts(cluster);
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        judge::judge_hosts(&hosts, facts)
     }
 }
 

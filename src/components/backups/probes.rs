@@ -16,7 +16,7 @@ pub fn probe(directory: &str, bin: &str) -> Probe {
         name: NAME,
         script: format!(
             "if [ -d {dir} ]; then echo \"dir $(stat -c '%U %G %a' {dir})\"; else echo 'dir -'; fi; \
-             if [ -x {bin} ]; then echo \"facts $(timeout 20 {bin} facts 2>/dev/null)\"; fi"
+             if [ -x {bin} ]; then printf 'facts %s\\n' \"$(timeout 20 {bin} facts 2>/dev/null)\"; fi"
         ),
     }
 }
@@ -45,6 +45,21 @@ pub struct Report {
     /// Copies a `restore --to-scratch` left running.
     pub scratch: Vec<String>,
     pub now: String,
+    /// pgBackRest's stanza as `pgbackrest info` sees it (pgBackRest only).
+    pub stanza: Option<Stanza>,
+}
+
+/// `pgbackrest info`'s word on the stanza.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Stanza {
+    /// Made by `stanza-create` (with or without backups).
+    pub exists: bool,
+    /// pgBackRest's status code (0 ok, 1 missing stanza path, 2 no valid backups, ...).
+    pub code: i64,
+    pub message: String,
+    /// Backups in the repository.
+    pub backups: u32,
 }
 
 /// A backup's record (`pgha-backup.json` beside its data).
@@ -70,6 +85,11 @@ pub struct Record {
     pub error: String,
     pub canary: Option<Canary>,
     pub restore_test: Option<TestReport>,
+    /// `basebackup` or `pgbackrest`.
+    pub method: String,
+    /// pgBackRest's own label of the backup (`20261202-010000F`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub set: String,
 }
 
 impl Record {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::components::SectionInput;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Pos};
 use crate::model::Role;
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::Node;
@@ -63,8 +63,58 @@ impl Amcheck {
     }
 }
 
+/// How backups are taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// pg_basebackup into a folder on the host that takes it, checked by pg_verifybackup.
+    Basebackup,
+    /// pgBackRest into a repository, WAL archived into it by `archive_command`.
+    Pgbackrest(Pgbackrest),
+}
+
+impl Method {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Basebackup => "basebackup",
+            Method::Pgbackrest(_) => "pgbackrest",
+        }
+    }
+}
+
+/// pgBackRest's settings, derived from the section and the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pgbackrest {
+    /// The stanza: the cluster's name.
+    pub stanza: String,
+    pub repository: Repository,
+    /// `repo1-retention-full` (and its type).
+    pub retention: RepoRetention,
+}
+
+/// Where the pgBackRest repository is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repository {
+    /// A folder on a host of the inventory (a `role: backup` host or a data host): that host
+    /// runs the backups, reaching the data hosts over SSH as postgres.
+    Host { host: String, path: String },
+    /// A POSIX folder every data host mounts (NFS): the data hosts run the backups.
+    Path(String),
+}
+
+/// pgBackRest keeps full backups by count or by age in days, not both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoRetention {
+    Count(u32),
+    Days(u32),
+}
+
+/// Where a repository host keeps it when the inventory does not say (Debian's package makes
+/// it, owned by postgres).
+pub const REPOSITORY_PATH: &str = "/var/lib/pgbackrest";
+
 #[derive(Debug, Clone)]
 pub struct Section {
+    pub method: Method,
     pub from: Source,
     /// systemd's OnCalendar= expression.
     pub schedule: String,
@@ -85,23 +135,24 @@ pub struct Section {
 pub struct Context<'a> {
     /// PostgreSQL's folders, which the backup directory may not be in.
     pub pg_dirs: [&'a str; 2],
+    /// The cluster's name: pgBackRest's stanza.
+    pub cluster_name: &'a str,
+    /// `replication.archive.mode` as the inventory gives it: pgBackRest needs the archive
+    /// command to itself.
+    pub archive_mode: &'a str,
 }
 
 pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
     let d = &mut *input.d;
     let mut m = MapReader::new(d, input.section, "backups")?;
-    if let Some(n) = m.take("method") {
-        if decode::choice(d, n, "backups.method", &["basebackup", "pgbackrest"])
-            == Some("pgbackrest")
-        {
-            d.error(
-                n.pos,
-                "backups.method",
-                "`pgbackrest` is not available in this version of pgha yet: use `basebackup` (pg_basebackup, verified and restore-tested)",
-            );
-        }
-    }
-    let from = match m.take("from") {
+    let method_node = m.take("method");
+    let pgbackrest = method_node.is_some_and(|n| {
+        decode::choice(d, n, "backups.method", &["basebackup", "pgbackrest"]) == Some("pgbackrest")
+    });
+    let repository_node = m.take("repository");
+    let from_node = m.take("from");
+    let from_node_pos = from_node.map(|n| n.pos);
+    let from = match from_node {
         None => Source::Primary,
         Some(n) => source(d, n, input.hosts).unwrap_or(Source::Primary),
     };
@@ -109,7 +160,9 @@ pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
         .take("schedule")
         .and_then(|n| calendar(d, n, "backups.schedule"))
         .unwrap_or_else(|| SCHEDULE.to_owned());
-    let (keep, max_age) = match m.take("retention") {
+    let retention_node = m.take("retention");
+    let retention_pos = retention_node.map(|n| n.pos);
+    let (keep, max_age) = match retention_node {
         Some(n) => retention(d, n),
         None => (Some(KEEP), None),
     };
@@ -121,13 +174,57 @@ pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
         .take("compress")
         .and_then(|n| decode::boolean(d, n, "backups.compress"))
         .unwrap_or(false);
-    let max_rate = m.take("max_rate").and_then(|n| max_rate(d, n));
+    let max_rate_node = m.take("max_rate");
+    let max_rate_pos = max_rate_node.map(|n| n.pos);
+    let max_rate = max_rate_node.and_then(|n| max_rate(d, n));
     let (test_schedule, amcheck) = match m.take("restore_test") {
         Some(n) => restore_test(d, n),
         None => (TEST_SCHEDULE.to_owned(), Amcheck::Auto),
     };
+    let pos = m.pos();
     m.finish(d);
+    let method = match (pgbackrest, repository_node) {
+        (false, None) => Method::Basebackup,
+        (false, Some(n)) => {
+            d.error(
+                n.pos,
+                "backups.repository",
+                "`backups.repository` is where pgBackRest keeps its backups: it needs `method: pgbackrest`",
+            );
+            Method::Basebackup
+        }
+        (true, None) => {
+            d.error_with_help(
+                method_node.map_or(pos, |n| n.pos),
+                "backups.repository",
+                "`method: pgbackrest` needs `backups.repository`",
+                "a host of the inventory that holds it (`repository: {host: backup1}`, optionally with `path:`), or a folder every data host mounts (`repository: {path: /mnt/pgbackrest}`)",
+            );
+            return None;
+        }
+        (true, Some(n)) => {
+            let pick = Pick {
+                method: method_node.map_or(pos, |n| n.pos),
+                from: from_node_pos,
+                retention: retention_pos,
+                max_rate: max_rate_pos,
+            };
+            Method::Pgbackrest(pgbackrest_settings(
+                d,
+                n,
+                input.hosts,
+                cx,
+                &directory,
+                &from,
+                keep,
+                max_age,
+                max_rate.is_some(),
+                &pick,
+            )?)
+        }
+    };
     Some(Section {
+        method,
         from,
         schedule,
         test_schedule,
@@ -138,6 +235,222 @@ pub fn read(input: &mut SectionInput<'_>, cx: &Context<'_>) -> Option<Section> {
         max_rate,
         amcheck,
     })
+}
+
+/// Where the keys that pgBackRest limits are, for its errors.
+struct Pick {
+    method: Pos,
+    from: Option<Pos>,
+    retention: Option<Pos>,
+    max_rate: Option<Pos>,
+}
+
+/// pgBackRest's settings from `backups.repository` and what the rest of the section says.
+#[allow(clippy::too_many_arguments)]
+fn pgbackrest_settings(
+    d: &mut Diagnostics,
+    n: &Node,
+    hosts: &[crate::model::Host],
+    cx: &Context<'_>,
+    directory: &str,
+    from: &Source,
+    keep: Option<u32>,
+    max_age: Option<Duration>,
+    max_rate: bool,
+    pick: &Pick,
+) -> Option<Pgbackrest> {
+    let repository = repository(d, n, hosts, cx, directory);
+    if cx.archive_mode != "off" {
+        d.error_with_help(
+            pick.method,
+            "backups.method",
+            format!("`method: pgbackrest` archives the WAL itself (`archive_command = 'pgbackrest ... archive-push %p'`), and `replication.archive.mode` is `{}` with a command of its own", cx.archive_mode),
+            "remove `replication.archive` (or set its mode to `off`): pgha writes the archive settings pgBackRest needs",
+        );
+    }
+    if max_rate {
+        d.error(
+            pick.max_rate.unwrap_or(pick.method),
+            "backups.max_rate",
+            "pgBackRest 2.45 has no bandwidth limit: `backups.max_rate` is pg_basebackup's, remove it with `method: pgbackrest`",
+        );
+    }
+    let from_ok = match (&repository, from) {
+        (_, Source::Primary) => true,
+        (Some(Repository::Host { .. }), Source::Replica) => true,
+        (Some(Repository::Host { .. }), Source::Host(h)) => {
+            d.error_with_help(
+                pick.from.unwrap_or(pick.method),
+                "backups.from",
+                format!("pgBackRest picks the standby it copies from itself: `from: {h}` cannot be kept"),
+                "say `from: replica` (pgBackRest's backup-standby: the files from a standby, the backup started and stopped on the primary) or `from: primary`",
+            );
+            false
+        }
+        (Some(Repository::Path(_)), _) => {
+            d.error_with_help(
+                pick.from.unwrap_or(pick.method),
+                "backups.from",
+                format!("with a repository on a shared path the primary takes pgBackRest's backups: `from: {}` needs the repository on a host", from.as_str()),
+                "say `from: primary`, or put the repository on a host (`repository: {host: NAME}`), which copies from a standby with `from: replica`",
+            );
+            false
+        }
+        (None, _) => true,
+    };
+    let retention = match (keep, max_age) {
+        (Some(_), Some(_)) if pick.retention.is_some() => {
+            d.error_with_help(
+                pick.retention.unwrap_or(pick.method),
+                "backups.retention",
+                "pgBackRest keeps full backups by count or by age, not both (`repo1-retention-full-type`)",
+                "give `retention: {count: N}` or `retention: {age: Nd}`",
+            );
+            None
+        }
+        (_, Some(age)) => {
+            let hours = age.as_secs() / 3600;
+            if hours % 24 != 0 {
+                d.error(
+                    pick.retention.unwrap_or(pick.method),
+                    "backups.retention.age",
+                    format!("pgBackRest keeps backups by age in whole days: `{hours}h` is not one, give e.g. `{}d`", hours.div_ceil(24)),
+                );
+                None
+            } else {
+                u32::try_from(hours / 24).ok().map(RepoRetention::Days)
+            }
+        }
+        (Some(k), None) => Some(RepoRetention::Count(k)),
+        (None, None) => Some(RepoRetention::Count(KEEP)),
+    };
+    Some(Pgbackrest {
+        stanza: cx.cluster_name.to_owned(),
+        repository: repository?,
+        retention: if from_ok { retention? } else { return None },
+    })
+}
+
+/// `backups.repository`: `{host: NAME, path: /folder}` or `{path: /shared/folder}`.
+fn repository(
+    d: &mut Diagnostics,
+    n: &Node,
+    hosts: &[crate::model::Host],
+    cx: &Context<'_>,
+    directory: &str,
+) -> Option<Repository> {
+    let mut m = MapReader::new(d, n, "backups.repository")?;
+    let host_node = m.take("host");
+    let path_node = m.take("path");
+    let pos = m.pos();
+    m.finish(d);
+    let path = match path_node {
+        Some(p) => Some(repository_path(d, p, cx, directory)?),
+        None => None,
+    };
+    let Some(hn) = host_node else {
+        return match path {
+            Some(p) => Some(Repository::Path(p)),
+            None => {
+                d.error(
+                    pos,
+                    "backups.repository",
+                    "`backups.repository` is empty: give it `host` (a host of the inventory that holds it) or `path` (a folder every data host mounts)",
+                );
+                None
+            }
+        };
+    };
+    let name = decode::string(d, hn, "backups.repository.host")?;
+    match hosts.iter().find(|h| h.name == name) {
+        Some(h) if h.role.holds_data() || h.role.name() == super::BACKUP_ROLE.name => {}
+        Some(h) => {
+            d.error(
+                hn.pos,
+                "backups.repository.host",
+                format!(
+                    "`{name}` is {}: the repository goes on a `role: backup` host or a data host",
+                    h.role.description()
+                ),
+            );
+            return None;
+        }
+        None => {
+            d.unknown(
+                hn.pos,
+                "backups.repository.host",
+                format!("`{name}` is not a host of the inventory"),
+                &name,
+                hosts.iter().map(|h| h.name.as_str()),
+                Some("add a host with `role: backup` for it, or name a data host".to_owned()),
+            );
+            return None;
+        }
+    }
+    // Every `role: backup` host is this one: one repository per cluster.
+    let others: Vec<&str> = hosts
+        .iter()
+        .filter(|h| h.role.name() == super::BACKUP_ROLE.name && h.name != name)
+        .map(|h| h.name.as_str())
+        .collect();
+    if !others.is_empty() {
+        d.error(
+            hn.pos,
+            "backups.repository.host",
+            format!("the repository is on `{name}`, and {} has `role: backup` too: a cluster has one repository host", others.join(", ")),
+        );
+        return None;
+    }
+    Some(Repository::Host {
+        host: name,
+        path: path.unwrap_or_else(|| REPOSITORY_PATH.to_owned()),
+    })
+}
+
+fn repository_path(
+    d: &mut Diagnostics,
+    n: &Node,
+    cx: &Context<'_>,
+    directory: &str,
+) -> Option<String> {
+    let text = decode::string(d, n, "backups.repository.path")?;
+    let t = text.trim_end_matches('/');
+    let plain = t
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if !t.starts_with('/') || !plain || t.split('/').any(|p| p == "..") {
+        d.error(
+            n.pos,
+            "backups.repository.path",
+            format!("`{text}` is not an absolute path of letters, digits, `/`, `.`, `_` and `-`"),
+        );
+        return None;
+    }
+    let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    for other in cx.pg_dirs.iter().copied().chain([directory]) {
+        let other = other.trim_end_matches('/');
+        if inside(t, other) || inside(other, t) {
+            d.error(
+                n.pos,
+                "backups.repository.path",
+                format!("`{text}` overlaps {other}: the repository needs a folder of its own, outside PostgreSQL's and pgha's backup folder"),
+            );
+            return None;
+        }
+    }
+    if [
+        "", "/etc", "/usr", "/var", "/var/lib", "/tmp", "/root", "/home", "/mnt",
+    ]
+    .contains(&t)
+    {
+        d.error(
+            n.pos,
+            "backups.repository.path",
+            format!("`{text}` is a system folder: the repository needs a folder of its own, e.g. `{REPOSITORY_PATH}`"),
+        );
+        return None;
+    }
+    Some(t.to_owned())
 }
 
 fn source(d: &mut Diagnostics, n: &Node, hosts: &[crate::model::Host]) -> Option<Source> {
