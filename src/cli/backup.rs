@@ -302,7 +302,7 @@ async fn test(session: &Session, args: &TestArgs, keep: bool) -> Result<ExitStat
             .filter(verified)
             .find(|b| args.label.as_ref().is_none_or(|l| &b.label == l))
             .map(|b| b.host.clone())
-            .ok_or_else(|| CliError::new("no verified backup on any data host that answered"))?,
+            .ok_or_else(|| CliError::new("no verified backup on any host that answered"))?,
     };
     if !session.facts.contains_key(&host) {
         return Err(CliError::new(format!(

@@ -113,8 +113,10 @@ pub fn judge_hosts(data: &[&str], facts: &BTreeMap<String, HostFacts>) -> Judgme
     }
     match &j.newest_good {
         None => j.drift.push(match why_not {
-            Some(w) => format!("no verified backup on any data host; the last run: {w}"),
-            None => "no verified backup on any data host yet".to_owned(),
+            Some(w) => {
+                format!("no verified backup on any host that takes backups; the last run: {w}")
+            }
+            None => "no verified backup on any host that takes backups yet".to_owned(),
         }),
         Some(b) => {
             let started = epoch(&b.started).unwrap_or(0);
