@@ -64,3 +64,14 @@ bench_sandbox_down() {
       log "sandbox down failed: see $LOGS/sandbox-down.log"
   fi
 }
+
+# bench_cleanup: the exit trap of a bench with one sandbox at a time ($NAME in $DIR): remove
+# it, and on a failure say where the logs are.
+bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  [ -n "${NAME:-}" ] && bench_sandbox_down
+  [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
+  exit $rc
+}

@@ -31,21 +31,12 @@ case $NAME in bench*) ;; *) echo "BENCH_NAME must start with bench" >&2; exit 1 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  bench_sandbox_down
-  [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
-  exit $rc
-}
-
 mkdir -p "$OUT" "$LOGS"
 rm -f "$LOGS"/*
 
 build_pgha "$PGHA" "$LOGS/build.log"
 
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- 1. bare -> verified

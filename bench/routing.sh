@@ -21,19 +21,10 @@ PGHA=$OUT/pgha-routing                # a copy: others rebuild target/ while we 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  [ -n "${NAME:-}" ] && bench_sandbox_down
-  [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
-  exit $rc
-}
-
 mkdir -p "$OUT" "$LOGS"
 rm -f "$LOGS"/*
 build_pgha "$PGHA" "$LOGS/build.log"
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # median FILE: the median of the numbers in FILE (one per line), "-" when there are none.
