@@ -414,22 +414,10 @@ fn repository_path(
     directory: &str,
 ) -> Option<String> {
     let text = decode::string(d, n, "backups.repository.path")?;
-    let t = text.trim_end_matches('/');
-    let plain = t
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
-    if !t.starts_with('/') || !plain || t.split('/').any(|p| p == "..") {
-        d.error(
-            n.pos,
-            "backups.repository.path",
-            format!("`{text}` is not an absolute path of letters, digits, `/`, `.`, `_` and `-`"),
-        );
-        return None;
-    }
-    let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    let t = absolute_path(d, n, "backups.repository.path", &text)?;
     for other in cx.pg_dirs.iter().copied().chain([directory]) {
         let other = other.trim_end_matches('/');
-        if inside(t, other) || inside(other, t) {
+        if overlap(t, other) {
             d.error(
                 n.pos,
                 "backups.repository.path",
@@ -562,8 +550,9 @@ pub fn age(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(hours * 3600))
 }
 
-fn directory(d: &mut Diagnostics, n: &Node, cx: &Context<'_>) -> Option<String> {
-    let text = decode::string(d, n, "backups.directory")?;
+/// `text` without trailing slashes, when it is an absolute path of plain characters (it goes
+/// into unit files, shell commands and pgBackRest's configuration unquoted); else reported.
+fn absolute_path<'t>(d: &mut Diagnostics, n: &Node, key: &str, text: &'t str) -> Option<&'t str> {
     let t = text.trim_end_matches('/');
     let plain = t
         .chars()
@@ -571,11 +560,23 @@ fn directory(d: &mut Diagnostics, n: &Node, cx: &Context<'_>) -> Option<String> 
     if !t.starts_with('/') || !plain || t.split('/').any(|p| p == "..") {
         d.error(
             n.pos,
-            "backups.directory",
+            key,
             format!("`{text}` is not an absolute path of letters, digits, `/`, `.`, `_` and `-`"),
         );
         return None;
     }
+    Some(t)
+}
+
+/// One folder is the other or lies inside it (either way round).
+fn overlap(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+    inside(a, b) || inside(b, a)
+}
+
+fn directory(d: &mut Diagnostics, n: &Node, cx: &Context<'_>) -> Option<String> {
+    let text = decode::string(d, n, "backups.directory")?;
+    let t = absolute_path(d, n, "backups.directory", &text)?;
     let system = [
         "",
         "/etc",
@@ -597,8 +598,7 @@ fn directory(d: &mut Diagnostics, n: &Node, cx: &Context<'_>) -> Option<String> 
     }
     for pg in cx.pg_dirs {
         let pg = pg.trim_end_matches('/');
-        let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
-        if inside(t, pg) || inside(pg, t) {
+        if overlap(t, pg) {
             d.error(
                 n.pos,
                 "backups.directory",
