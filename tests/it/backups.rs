@@ -11,13 +11,14 @@ use serde_json::Value;
 use crate::cluster::Sandbox;
 
 /// `pgha backup list --json`.
-fn backups(sb: &Sandbox) -> Vec<Value> {
+pub fn backups(sb: &Sandbox) -> Vec<Value> {
     let out = sb.pgha(["backup", "list", "--json"]).run();
     let v: Value = serde_json::from_str(&out.stdout).expect("backup list --json");
     v["backups"].as_array().cloned().unwrap_or_default()
 }
 
-fn field<'a>(b: &'a Value, key: &str) -> &'a str {
+/// A string field of a backup's record (empty when absent).
+pub fn field<'a>(b: &'a Value, key: &str) -> &'a str {
     b[key].as_str().unwrap_or_default()
 }
 

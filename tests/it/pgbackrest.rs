@@ -6,20 +6,9 @@
 use std::time::Instant;
 
 use pgha::sandbox::Flavour;
-use serde_json::Value;
 
+use crate::backups::{backups, field};
 use crate::cluster::Sandbox;
-
-/// `pgha backup list --json`.
-fn backups(sb: &Sandbox) -> Vec<Value> {
-    let out = sb.pgha(["backup", "list", "--json"]).run();
-    let v: Value = serde_json::from_str(&out.stdout).expect("backup list --json");
-    v["backups"].as_array().cloned().unwrap_or_default()
-}
-
-fn field<'a>(b: &'a Value, key: &str) -> &'a str {
-    b[key].as_str().unwrap_or_default()
-}
 
 #[test]
 fn pgbackrest_on_a_repository_host_archives_backs_up_verifies_and_restore_tests() {
