@@ -274,10 +274,39 @@ fn repmgr_keepalived_vip_follows_repmgrd() {
             .trim(),
         "inactive"
     );
+    a_frozen_check_is_not_a_demotion(&sb, &data);
     let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
     let (_, _, leader) = crash_under_load(&sb, &conninfo, &password, "pg1", &["pg2", "pg3"], || {});
     assert_eq!(holders(&sb, &["pg2", "pg3"]), [leader]);
     restore(&sb, "pg1");
+}
+
+/// keepalived's check on the primary pg1 while its postmaster is frozen (SIGSTOP: the check
+/// cannot tell): the last "yes" stands for a few seconds, so one slow answer on a busy host
+/// does not drop the VIP; once that memory is old the check says it cannot tell. A standby's
+/// definite "no" never has a grace. The VIP is back on pg1 once the server answers again.
+fn a_frozen_check_is_not_a_demotion(sb: &Sandbox, data: &[&str]) {
+    let check = format!(
+        "runuser -u postgres -- {} check primary; echo rc=$?",
+        pgha::components::routing::HEALTH_BIN
+    );
+    assert!(sb.sh("pg2", &check).contains("rc=1"));
+    assert!(sb.sh("pg1", &check).contains("rc=0"));
+    let pid = sb
+        .sh("pg1", "head -1 /var/lib/postgresql/15/main/postmaster.pid")
+        .trim()
+        .to_owned();
+    sb.sh("pg1", &format!("kill -STOP {pid}"));
+    let fresh = sb.sh("pg1", &check);
+    // The memory made old (CLOCK_BOOTTIME 0 is the boot).
+    sb.sh("pg1", "echo 0 > /run/postgresql/pgha-health.primary");
+    let stale = sb.sh("pg1", &check);
+    sb.sh("pg1", &format!("kill -CONT {pid}"));
+    assert!(fresh.contains("rc=0"), "frozen, just after a yes: {fresh}");
+    assert!(stale.contains("rc=2"), "frozen, long after a yes: {stale}");
+    wait_for("the VIP back on pg1", Duration::from_secs(30), || {
+        holders(sb, data) == ["pg1"]
+    });
 }
 
 /// Streaming with haproxy on every data host (pgha's own health endpoint): `pgha failover`

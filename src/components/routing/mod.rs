@@ -5,8 +5,8 @@
 //!
 //! Health: a flavour with a REST API of its own answers the checks (Patroni's `/primary`,
 //! `/replica?lag=`); for the others pgha installs a socket-activated endpoint
-//! (`pgha-health.socket`, one short-lived process per check, no daemon) that asks the local
-//! server. keepalived's track script runs the same program in its `check` form, with weight 0:
+//! (`pgha-health.socket`: one process that systemd starts on the first check) that asks the
+//! local server. keepalived's track script runs the same program in its `check` form, with weight 0:
 //! a failing check puts the instance in FAULT and drops the VIP, so only the member that
 //! takes writes can hold it (with a positive weight an isolated node that hears no adverts
 //! would still make itself MASTER).
