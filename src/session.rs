@@ -10,6 +10,8 @@ use crate::facts::HostFacts;
 use crate::flavours::ClusterView;
 use crate::model::{Role, Secrets, Topology};
 use crate::plan::build::{self, Plan};
+use crate::plan::check::StepOutcome;
+use crate::plan::departing;
 use crate::plan::topology::{self, TopologyError};
 use crate::project::{Project, ProjectError};
 use crate::transport::Connections;
@@ -39,6 +41,11 @@ pub struct Session {
     pub read_outside_limit: BTreeMap<String, String>,
     /// At most this many connections are opened at a time.
     pub forks: usize,
+    /// Hosts leaving the cluster (`decommission:`), once surveyed: what to do there, or why
+    /// they were not reached.
+    pub leaving: BTreeMap<String, Result<Vec<StepOutcome>, String>>,
+    /// Connections to the leaving hosts that answered.
+    pub leaving_transports: Connections,
 }
 
 /// Which hosts to reach and how many at a time.
@@ -135,6 +142,8 @@ impl Session {
             unreachable: Unreachable::new(),
             read_outside_limit: BTreeMap::new(),
             forks: reach.forks,
+            leaving: BTreeMap::new(),
+            leaving_transports: Connections::new(),
         };
         session.reach(&first).await;
         // A limited host's steps compare with its upstream's and the primary's facts; who
@@ -221,6 +230,58 @@ impl Session {
         needed
     }
 
+    /// Reach the hosts under `decommission:` (not with `--limit`: a limited run changes only
+    /// the hosts it names) and read what still runs or is stored there, in one round trip
+    /// each. A leaving host that does not answer is recorded, not an error.
+    pub async fn survey_leaving(&mut self) {
+        if self.limit.is_some() || self.project.cluster.decommission.is_empty() {
+            return;
+        }
+        let cluster = &self.project.cluster;
+        let hosts: Vec<crate::model::Host> =
+            cluster.decommission.iter().map(|d| d.as_host()).collect();
+        let refs: Vec<&crate::model::Host> = hosts.iter().collect();
+        let (transports, unreachable) = collect::connect(&refs, &self.secrets, self.forks).await;
+        let specs: Vec<departing::Spec> = cluster
+            .decommission
+            .iter()
+            .map(|d| {
+                departing::Spec::of(
+                    cluster,
+                    d,
+                    self.project.flavour.as_ref(),
+                    &self.project.components,
+                )
+            })
+            .collect();
+        let surveys = futures::future::join_all(specs.iter().map(|spec| {
+            let transport = transports.get(&spec.host).cloned();
+            async move {
+                let Some(t) = transport else {
+                    return (spec.host.clone(), None);
+                };
+                let out = match t.run(&spec.survey()).await {
+                    Ok(out) if out.success() => Ok(spec.judge(&out.stdout)),
+                    Ok(out) => Err(format!("its survey failed: {}", out.stderr.trim())),
+                    Err(e) => Err(e.to_string()),
+                };
+                (spec.host.clone(), Some(out))
+            }
+        }))
+        .await;
+        for (host, result) in surveys {
+            let result = match result {
+                Some(r) => r,
+                None => Err(unreachable
+                    .get(&host)
+                    .cloned()
+                    .unwrap_or_else(|| "not reached".to_owned())),
+            };
+            self.leaving.insert(host, result);
+        }
+        self.leaving_transports = transports;
+    }
+
     pub fn topology(&self) -> Result<(Topology, Vec<String>), SessionError> {
         Ok(topology::observe(
             &self.project.cluster,
@@ -231,7 +292,7 @@ impl Session {
 
     pub fn plan(&self) -> Result<Plan, SessionError> {
         let (topology, notes) = self.topology()?;
-        Ok(build::build(
+        let mut plan = build::build(
             &self.project,
             topology,
             notes,
@@ -242,7 +303,22 @@ impl Session {
                 read_outside_limit: &self.read_outside_limit,
             },
             &self.secrets,
-        )?)
+        )?;
+        for (host, result) in &self.leaving {
+            match result {
+                Ok(outcomes) => {
+                    plan.hosts.insert(host.clone(), outcomes.clone());
+                    plan.leaving.insert(host.clone(), None);
+                }
+                Err(why) => {
+                    plan.notes.push(format!(
+                        "{host} (decommission) did not answer ({why}): nothing on it is stopped or deleted; the cluster forgets it all the same"
+                    ));
+                    plan.leaving.insert(host.clone(), Some(why.clone()));
+                }
+            }
+        }
+        Ok(plan)
     }
 
     /// Read one host's facts again (after a change there).
@@ -303,7 +379,7 @@ impl Session {
     }
 
     pub async fn close(self) {
-        for (_, t) in self.transports {
+        for (_, t) in self.transports.into_iter().chain(self.leaving_transports) {
             t.close().await;
         }
     }

@@ -6,6 +6,7 @@
 //! standby clones after its upstream made its slot); the primary's handlers wait for the
 //! standbys' (restart standbys first, the primary last).
 
+pub mod departing;
 pub mod handover;
 pub mod lock;
 

@@ -65,6 +65,7 @@ pub fn run(args: &ApplyArgs, verbose: u8) -> Result<ExitStatus, CliError> {
                     .await?
             }
         };
+        session.survey_leaving().await;
         let result = apply_with(&mut session, args, saved, verbose, started, &guard).await;
         session.close().await;
         result
@@ -126,6 +127,8 @@ async fn apply_with(
                 })
                 .map(|(h, _)| h.clone())
                 .collect();
+            let mut stale = stale;
+            stale.extend(leaving_moved_on(session, &plan));
             if !stale.is_empty() || plan.cluster != session.project.cluster.name {
                 return Err(CliError(format!(
                     "the saved plan {} is stale: {} changed since it was made. Run `pgha plan` again",
@@ -161,13 +164,20 @@ async fn apply_with(
         guard.released();
         return Err(CliError::new(e));
     }
-    let recaps = apply::run(
-        session,
-        &plan.topology,
-        crate::views::progress::observer(session.transports.keys()).as_ref(),
-        &guard.stop,
-    )
-    .await;
+    let observer = crate::views::progress::observer(
+        session
+            .transports
+            .keys()
+            .chain(session.leaving_transports.keys()),
+    );
+    // Leaving hosts first: what the staying hosts forget must not come back from them.
+    let leaving = apply::departing::run(session, observer.as_ref(), &guard.stop).await;
+    let recaps = apply::run(session, &plan.topology, observer.as_ref(), &guard.stop)
+        .await
+        .map(|mut r| {
+            r.extend(leaving);
+            r
+        });
     lock::release_all(&session.transports, &plan.id).await;
     guard.released();
     let recaps = recaps.map_err(CliError::new)?;
@@ -209,6 +219,21 @@ async fn apply_with(
         started.elapsed().as_secs_f64()
     );
     verify_at_end(session, args).await
+}
+
+/// Leaving hosts whose state differs from the saved plan's: one that answers now and did not
+/// then (or the other way round), or whose planned changes are not the ones it needs now.
+fn leaving_moved_on(session: &Session, plan: &Plan) -> Vec<String> {
+    session
+        .leaving
+        .iter()
+        .filter(|(host, now)| match (now, plan.leaving.get(*host)) {
+            (Ok(outcomes), Some(None)) => plan.hosts.get(*host) != Some(outcomes),
+            (Err(_), Some(Some(_))) => false,
+            _ => true,
+        })
+        .map(|(h, _)| h.clone())
+        .collect()
 }
 
 /// Apply runs only on hosts it reached: a plan missing a host's steps is not the whole story.

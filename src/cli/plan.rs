@@ -28,10 +28,11 @@ pub struct PlanArgs {
 
 pub fn run(args: &PlanArgs, verbose: u8) -> Result<ExitStatus, CliError> {
     runtime()?.block_on(async {
-        let session = args
+        let mut session = args
             .source
             .open_to_change(&args.source.reach(&args.limit))
             .await?;
+        session.survey_leaving().await;
         let plan = session.plan().map_err(CliError::new);
         session.close().await;
         let plan = plan?;

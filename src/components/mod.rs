@@ -186,6 +186,11 @@ pub trait Component: fmt::Debug + Send + Sync {
     fn checks<'a>(&'a self, _view: &'a ClusterView<'a>) -> BoxFuture<'a, Vec<CheckResult>> {
         Box::pin(async { Vec::new() })
     }
+    /// The systemd units it runs on a data host, stopped for good (in this order, before the
+    /// flavour's) when the host leaves the cluster under `decommission:`.
+    fn units(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Lines under the status table.
     fn status_lines(
         &self,

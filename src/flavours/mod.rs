@@ -397,6 +397,15 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     fn stop_units(&self, cluster: &Cluster) -> Vec<String> {
         vec![postgres_unit(cluster)]
     }
+    /// The units of the flavour's that a host leaving the cluster (`decommission:`) stops
+    /// for good, in order: the ones a clean stop takes, and any the flavour runs beside them.
+    fn departing_units(&self, cluster: &Cluster) -> Vec<String> {
+        self.stop_units(cluster)
+    }
+    /// The folders holding a member's data that `decommission: wipe_data` deletes.
+    fn departing_data(&self, cluster: &Cluster) -> Vec<String> {
+        vec![self.data_dir(cluster).to_owned()]
+    }
     /// The unit of the process that manages PostgreSQL and decides on failovers (Patroni,
     /// repmgrd), killed with the postmaster when a drill crashes a host.
     fn manager_unit(&self, _cluster: &Cluster) -> Option<String> {

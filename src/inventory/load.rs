@@ -13,8 +13,8 @@ use crate::inventory::checks::{self, roles, HbaField, HbaPositions};
 use crate::inventory::Inventory;
 use crate::model::pg_params;
 use crate::model::{
-    Cluster, Database, HbaRule, Host, HostKeyPolicy, Postgres, ProvidedCertificate, Replication,
-    Role, SecretRef, Ssh, Tls, User,
+    same_machine, Cluster, Database, Departing, HbaRule, Host, HostKeyPolicy, Postgres,
+    ProvidedCertificate, Replication, Role, SecretRef, Ssh, Tls, User,
 };
 use crate::yaml::decode::{self, MapReader};
 use crate::yaml::node::{self, Node, Value};
@@ -144,6 +144,11 @@ impl Reader<'_> {
             (Some(n), Some(ssh)) => self.hosts(n, ssh, flavour, &mut host_entries),
             _ => None,
         };
+        let decommission = match (top.take("decommission"), &ssh, &hosts) {
+            (Some(n), Some(ssh), Some(hosts)) => self.decommission(n, ssh, hosts),
+            (Some(_), _, _) => None,
+            (None, _, _) => Some(Vec::new()),
+        };
         // Read before the flavour's section, which refuses settings they derive.
         let declared = top
             .take("objectives")
@@ -252,6 +257,7 @@ impl Reader<'_> {
             },
             objectives,
             source: source.to_path_buf(),
+            decommission: decommission?,
         };
         // A component that archives the WAL (pgBackRest) writes the archive settings; its
         // section refused `replication.archive` beside it.
@@ -1119,6 +1125,81 @@ impl Reader<'_> {
             .map(|(h, p)| (h.name.clone(), (p.role, format!("{}.role", p.path))))
             .collect();
         ok.then_some(hosts)
+    }
+
+    /// `decommission:`: hosts that left `hosts:` (name, address, optional ssh and
+    /// `wipe_data`). A name or machine still in `hosts:` is refused: a host cannot both stay
+    /// and leave.
+    fn decommission(&mut self, node: &Node, ssh: &Ssh, hosts: &[Host]) -> Option<Vec<Departing>> {
+        let items = decode::list(self.d, node, "decommission")?;
+        let mut out: Vec<Departing> = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("decommission[{i}]");
+            let Some(mut m) = MapReader::new(self.d, item, &path) else {
+                ok = false;
+                continue;
+            };
+            let name = m.require(self.d, "name").and_then(|n| {
+                let s = decode::string(self.d, n, &m.child("name"))?;
+                checks::name(self.d, n, &m.child("name"), &s, checks::NameKind::Host)
+                    .then_some((s, n.pos))
+            });
+            let address = m.require(self.d, "address").and_then(|n| {
+                let s = decode::string(self.d, n, &m.child("address"))?;
+                checks::address(self.d, n, &m.child("address"), &s).then_some((s, n.pos))
+            });
+            let host_ssh = match m.take("ssh") {
+                Some(n) => self.ssh(n, &m.child("ssh"), ssh),
+                None => Some(ssh.clone()),
+            };
+            let wipe_data = match m.take("wipe_data") {
+                Some(n) => decode::boolean(self.d, n, &m.child("wipe_data")),
+                None => Some(false),
+            };
+            m.finish(self.d);
+            let (
+                Some((name, name_at)),
+                Some((address, address_at)),
+                Some(host_ssh),
+                Some(wipe_data),
+            ) = (name, address, host_ssh, wipe_data)
+            else {
+                ok = false;
+                continue;
+            };
+            if hosts.iter().any(|h| h.name == name) || out.iter().any(|d| d.name == name) {
+                self.d.error_with_help(
+                    name_at,
+                    &format!("{path}.name"),
+                    format!("`{name}` is listed under `hosts:` or twice under `decommission:`"),
+                    "a host that stays is in `hosts:`; one that leaves is only under `decommission:`",
+                );
+                ok = false;
+                continue;
+            }
+            let machine = same_machine(&address);
+            if let Some(h) = hosts.iter().find(|h| same_machine(&h.address) == machine) {
+                self.d.error_with_help(
+                    address_at,
+                    &format!("{path}.address"),
+                    format!(
+                        "{address} is the address of host `{}`, which stays in the cluster",
+                        h.name
+                    ),
+                    "stopping and wiping that machine would take a member of the cluster with it",
+                );
+                ok = false;
+                continue;
+            }
+            out.push(Departing {
+                name,
+                address,
+                ssh: host_ssh,
+                wipe_data,
+            });
+        }
+        ok.then_some(out)
     }
 
     /// A host with a component's role needs that component, with settings that take it.

@@ -36,6 +36,33 @@ pub struct Cluster {
     pub objectives: Option<Objectives>,
     /// The inventory file this model came from (relative paths were resolved against it).
     pub source: PathBuf,
+    /// Hosts leaving the cluster (`decommission:`): reached, when they answer, only to stop
+    /// what pgha ran there and, with consent, delete their data.
+    pub decommission: Vec<Departing>,
+}
+
+/// A host that left `hosts:` and that the DBA names under `decommission:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Departing {
+    pub name: String,
+    pub address: String,
+    pub ssh: Ssh,
+    /// `wipe_data: true`: its data directories are deleted once its services are stopped.
+    pub wipe_data: bool,
+}
+
+impl Departing {
+    /// As a host to connect to (the transport takes hosts): it holds no role any more.
+    pub fn as_host(&self) -> Host {
+        Host {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            role: Role::Standby,
+            upstream: None,
+            ssh: self.ssh.clone(),
+            allow_wipe: false,
+        }
+    }
 }
 
 /// The cluster's CA, which signs every host's certificate, and how long those live.

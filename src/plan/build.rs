@@ -39,6 +39,10 @@ pub struct Plan {
     /// plans of older versions, which are refused too.
     #[serde(default)]
     pub inputs: Option<Inputs>,
+    /// Hosts leaving the cluster (`decommission:`): `None` when reached (their changes are
+    /// under `hosts`), else why not (a leaving host that does not answer is no error).
+    #[serde(default)]
+    pub leaving: BTreeMap<String, Option<String>>,
 }
 
 impl Plan {
@@ -200,6 +204,7 @@ pub fn build(
             .collect(),
         inputs: Some(Inputs::of(project, secrets, &new_id())),
         hosts,
+        leaving: BTreeMap::new(),
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod departing;
 pub mod inputs;
 pub mod query;
 pub mod topology;

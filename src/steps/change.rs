@@ -20,6 +20,8 @@ pub enum Action {
     Clone,
     Rewind,
     Run,
+    /// Deletes data (a leaving host's, with the DBA's consent).
+    Destroy,
 }
 
 impl Action {
@@ -37,6 +39,7 @@ impl Action {
             Action::Clone => "clone",
             Action::Rewind => "rewind",
             Action::Run => "run",
+            Action::Destroy => "destroy",
         }
     }
 
@@ -45,6 +48,7 @@ impl Action {
         match self {
             Action::Install | Action::Create | Action::Clone => "+",
             Action::Update | Action::Rewind => "~",
+            Action::Destroy => "-",
             Action::Start
             | Action::Stop
             | Action::Enable

@@ -17,7 +17,9 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
         let _ = writeln!(out, "{} {warning}", style("warning:").yellow().bold());
     }
     for (host, outcomes) in &plan.hosts {
-        let role = if *host == plan.topology.primary {
+        let role = if plan.leaving.contains_key(host) {
+            "leaving the cluster: decommission".to_owned()
+        } else if *host == plan.topology.primary {
             "primary".to_owned()
         } else if let Some(up) = plan.topology.upstream.get(host) {
             format!("standby of {up}")
@@ -36,6 +38,7 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
                         shown += 1;
                         let sign = match c.action.symbol() {
                             "+" => style("+").green().to_string(),
+                            "-" => style("-").red().bold().to_string(),
                             "~" => style("~").yellow().to_string(),
                             s => style(s).cyan().to_string(),
                         };

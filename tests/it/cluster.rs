@@ -446,8 +446,6 @@ impl Sandbox {
             .unwrap_or_else(|| panic!("no host {host}"))
     }
 
-    /// The container of host `name`.
-    #[track_caller]
     /// The end of every host's PostgreSQL log, for a test that failed: what the server said
     /// is gone with the containers.
     fn print_server_logs(&self) {
@@ -468,6 +466,8 @@ impl Sandbox {
         }
     }
 
+    /// The container of host `name`.
+    #[track_caller]
     pub fn container(&self, host: &str) -> String {
         self.info
             .hosts

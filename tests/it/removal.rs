@@ -65,8 +65,50 @@ fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
     );
     sb.assert_converged();
 
-    // pg2 is down, then leaves: its slot holds WAL back until apply drops it.
+    // Named under `decommission:` with consent, pg3 is stopped for good (masked: Debian's
+    // postgresql.service would start it at boot) and its data deleted; plan shows that as
+    // destroying data first.
+    sb.edit_inventory(
+        "\nhosts:\n",
+        &format!(
+            "\ndecommission:\n  - name: pg3\n    address: {}\n    wipe_data: true\n\nhosts:\n",
+            sb.ip("pg3")
+        ),
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("pg3 (leaving the cluster: decommission)")
+        .stdout_has("stop postgresql@15-main")
+        .stdout_has("destroy /var/lib/postgresql/15/main")
+        .stdout_has("wipe_data: true: DESTROYS")
+        .run();
+    let started = std::time::Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    println!(
+        "decommission of pg3 (stop, mask, delete its data) with apply and verify: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let left = sb.sh(
+        "pg3",
+        "systemctl is-active postgresql@15-main; systemctl is-enabled postgresql@15-main; ls -A /var/lib/postgresql/15/main | wc -l",
+    );
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["inactive", "masked", "0"],
+        "{left}"
+    );
+    sb.assert_converged();
+
+    // pg2 is down, then leaves: its slot holds WAL back until apply drops it. Named under
+    // `decommission:` while down, it is a note: the cluster forgets it all the same.
     sb.docker("stop", "pg2");
+    sb.edit_inventory(
+        "\ndecommission:\n",
+        &format!(
+            "\ndecommission:\n  - name: pg2\n    address: {}\n",
+            sb.ip("pg2")
+        ),
+    );
     sb.edit_inventory(&sb.host_entry("pg2"), "");
     sb.pgha(["plan", "--detailed-exitcode"])
         .status(2)
@@ -81,6 +123,10 @@ fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
         ),
         "0"
     );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .stdout_has("pg2 (decommission) did not answer")
+        .stdout_has("No changes.")
+        .run();
     sb.assert_converged();
 
     // The primary may not simply leave: plan refuses and says what to do first.

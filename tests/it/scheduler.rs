@@ -142,6 +142,8 @@ fn rig(spec: Spec<'_>) -> Rig {
         unreachable,
         read_outside_limit: BTreeMap::new(),
         forks: 8,
+        leaving: BTreeMap::new(),
+        leaving_transports: Default::default(),
     };
     Rig {
         _dir: dir,

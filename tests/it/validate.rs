@@ -2864,3 +2864,37 @@ fn pg_cron_is_created_only_in_its_cron_database() {
         "pg_cron is created only in the database cron.database_name names (`postgres`), not in app",
     );
 }
+
+/// `decommission:` names hosts that left `hosts:`: one still there, or a staying host's
+/// machine under another name, is refused (stopping it would take a member with it).
+#[test]
+fn decommission_names_only_hosts_that_left() {
+    rejects(
+        &variant(
+            "hosts:\n",
+            "decommission:\n  - name: pg2\n    address: 10.0.0.99\nhosts:\n",
+        ),
+        "25:11",
+        "`pg2` is listed under `hosts:` or twice under `decommission:`",
+    );
+    rejects(
+        &variant(
+            "hosts:\n",
+            "decommission:\n  - name: pg9\n    address: 10.0.0.12\nhosts:\n",
+        ),
+        "26:14",
+        "10.0.0.12 is the address of host `pg2`, which stays in the cluster",
+    );
+    rejects(
+        &variant(
+            "hosts:\n",
+            "decommission:\n  - name: pg9\n    address: 10.0.0.19\n    wipe_data: please\nhosts:\n",
+        ),
+        "27:16",
+        "wipe_data",
+    );
+    accepts(&variant(
+        "hosts:\n",
+        "decommission:\n  - name: pg9\n    address: 10.0.0.19\n    wipe_data: true\nhosts:\n",
+    ));
+}

@@ -295,6 +295,18 @@ impl Component for Backups {
         "backups"
     }
 
+    // The timers, then a run that may be under way (it stops its scratch server itself).
+    fn units(&self) -> Vec<String> {
+        [
+            "pgha-backup.timer",
+            "pgha-restore-test.timer",
+            "pgha-backup.service",
+            "pgha-restore-test.service",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     fn fragments(&self) -> &'static [(&'static str, &'static str)] {
         &[
             (

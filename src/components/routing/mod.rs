@@ -146,6 +146,24 @@ impl Component for Routing {
         "routing"
     }
 
+    // keepalived first: a leaving host must not answer for the VIP a moment longer.
+    fn units(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.section.keepalived.is_some() {
+            out.push("keepalived".to_owned());
+        }
+        if self.section.haproxy.is_some() {
+            out.push("haproxy".to_owned());
+        }
+        if self.health().1 {
+            out.extend([
+                "pgha-health.socket".to_owned(),
+                "pgha-health.service".to_owned(),
+            ]);
+        }
+        out
+    }
+
     fn fragments(&self) -> &'static [(&'static str, &'static str)] {
         &[
             (

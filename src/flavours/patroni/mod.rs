@@ -164,6 +164,19 @@ impl Flavour for Patroni {
         Some(patroni_unit(cluster))
     }
 
+    // Patroni stops PostgreSQL with it; etcd goes after it, so Patroni leaves its member key
+    // cleanly while the DCS still answers.
+    fn departing_units(&self, cluster: &Cluster) -> Vec<String> {
+        vec![patroni_unit(cluster), "etcd".to_owned()]
+    }
+
+    fn departing_data(&self, cluster: &Cluster) -> Vec<String> {
+        vec![
+            self.data_dir(cluster).to_owned(),
+            format!("/var/lib/etcd/pgha-{}", cluster.name),
+        ]
+    }
+
     fn fails_over_on_its_own(&self) -> bool {
         true
     }
