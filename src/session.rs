@@ -307,6 +307,14 @@ impl Session {
         for (host, result) in &self.leaving {
             match result {
                 Ok(outcomes) => {
+                    // What stays on a leaving host is worth a line without -v.
+                    for o in outcomes {
+                        if let crate::plan::check::Status::InSync { reason } = &o.status {
+                            if o.step == departing::WIPE_STEP && reason.starts_with("kept") {
+                                plan.notes.push(format!("{host} (decommission): {reason}"));
+                            }
+                        }
+                    }
                     plan.hosts.insert(host.clone(), outcomes.clone());
                     plan.leaving.insert(host.clone(), None);
                 }

@@ -51,13 +51,13 @@ impl Spec {
     }
 
     /// One script: each unit's state, each data folder's size, and whether PostgreSQL there
-    /// runs as a primary. Lines `unit NAME LOAD ACTIVE`, `data PATH BYTES|absent`,
+    /// runs as a primary. Lines `unit NAME LOAD ACTIVE FILESTATE`, `data PATH BYTES|absent`,
     /// `recovery t|f|down`.
     pub fn survey(&self) -> RemoteCommand {
         let mut s = String::from("export LC_ALL=C\n");
         for u in &self.units {
             s.push_str(&format!(
-                "printf 'unit %s %s %s\\n' {q} \"$(systemctl show -p LoadState --value {q} 2>/dev/null)\" \"$(systemctl show -p ActiveState --value {q} 2>/dev/null)\"\n",
+                "printf 'unit %s %s %s %s\\n' {q} \"$(systemctl show -p LoadState --value {q} 2>/dev/null)\" \"$(systemctl show -p ActiveState --value {q} 2>/dev/null)\" \"$(systemctl show -p UnitFileState --value {q} 2>/dev/null)\"\n",
                 q = shell_quote(u)
             ));
         }
@@ -82,9 +82,9 @@ impl Spec {
         for line in survey.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                ["unit", name, load, active] => units.push((*name, *load, *active)),
+                ["unit", name, load, active, file] => units.push((*name, *load, *active, *file)),
                 // A unit systemd does not know prints empty states.
-                ["unit", name, ..] => units.push((*name, "not-found", "inactive")),
+                ["unit", name, ..] => units.push((*name, "not-found", "inactive", "")),
                 ["data", path, size] => data.push((*path, size.parse::<u64>().ok())),
                 ["recovery", r] => recovery = r,
                 _ => {}
@@ -104,21 +104,28 @@ impl Spec {
         }
         let stops: Vec<Change> = units
             .iter()
-            .filter(|(_, load, active)| {
-                // Loaded (not masked) can start again; anything but inactive is running.
-                *load == "loaded" || !matches!(*active, "inactive" | "failed" | "")
+            .filter(|(_, load, _, _)| *load != "not-found")
+            .filter_map(|(name, load, active, file)| {
+                let running = !matches!(*active, "inactive" | "failed" | "");
+                // A unit that may start at boot: loaded and neither disabled nor masked (a
+                // unit file of pgha's own in /etc cannot be masked; one without an [Install]
+                // section, `static`, starts only when something asks for it).
+                let may_start = *load == "loaded"
+                    && !matches!(*file, "disabled" | "masked" | "masked-runtime" | "static");
+                let why = match (running, may_start) {
+                    (true, _) => format!("{active} on {}: stopped, disabled and masked, so it does not start again at boot", self.host),
+                    (false, true) => format!("{file} on {}: it would start at boot; disabled and masked", self.host),
+                    (false, false) => return None,
+                };
+                Some((name, why))
             })
-            .filter(|(_, load, _)| *load != "not-found")
-            .map(|(name, _, active)| Change {
+            .map(|(name, why)| Change {
                 host: self.host.clone(),
                 step: STOP_STEP.to_owned(),
                 kind: KIND.to_owned(),
                 action: Action::Stop,
                 target: (*name).to_owned(),
-                reason: format!(
-                    "{} is {active}: stopped, disabled and masked, so it does not start again at boot",
-                    self.host
-                ),
+                reason: why,
                 diff: None,
                 commands: vec![RemoteCommand::script(format!(
                     // A unit file of pgha's own in /etc cannot be masked: disabled is enough
@@ -249,7 +256,7 @@ mod tests {
 
     #[test]
     fn running_units_stop_and_data_is_deleted_only_with_consent() {
-        let survey = "unit keepalived not-found inactive\nunit postgresql@15-main loaded active\ndata /var/lib/postgresql/15/main 41943040\nrecovery t\n";
+        let survey = "unit keepalived not-found inactive\nunit postgresql@15-main loaded active enabled\ndata /var/lib/postgresql/15/main 41943040\nrecovery t\n";
         let kept = spec(false).judge(survey);
         assert_eq!(
             changes(&kept[0]),
@@ -268,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_masked_stopped_host_without_data_has_nothing_left() {
-        let survey = "unit keepalived not-found inactive\nunit postgresql@15-main masked inactive\ndata /var/lib/postgresql/15/main absent\nrecovery down\n";
+        let survey = "unit keepalived not-found inactive\nunit postgresql@15-main masked inactive masked\nunit pgha-repmgrd.service loaded inactive disabled\ndata /var/lib/postgresql/15/main absent\nrecovery down\n";
         let out = spec(true).judge(survey);
         assert!(out
             .iter()
@@ -277,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_primary_is_never_stopped() {
-        let survey = "unit postgresql@15-main loaded active\nrecovery f\n";
+        let survey = "unit postgresql@15-main loaded active enabled\nrecovery f\n";
         let out = spec(true).judge(survey);
         assert!(
             matches!(&out[0].status, Status::Refused { reason } if reason.contains("switchover"))

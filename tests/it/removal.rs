@@ -182,4 +182,31 @@ fn a_repmgr_standby_leaves_the_inventory() {
         "the departed standby did not promote itself"
     );
     sb.assert_converged();
+
+    // Decommissioned without `wipe_data`: repmgrd and PostgreSQL stopped for good, the data
+    // kept.
+    sb.edit_inventory(
+        "\nhosts:\n",
+        &format!(
+            "\ndecommission:\n  - name: pg3\n    address: {}\n\nhosts:\n",
+            sb.ip("pg3")
+        ),
+    );
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("stop pgha-repmgrd.service")
+        .stdout_has("stop postgresql@15-main")
+        .stdout_has("set `wipe_data: true` under `decommission:` to delete")
+        .run();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let left = sb.sh(
+        "pg3",
+        "systemctl is-active pgha-repmgrd postgresql@15-main; test -f /var/lib/postgresql/15/main/PG_VERSION && echo kept",
+    );
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["inactive", "inactive", "kept"],
+        "{left}"
+    );
+    sb.assert_converged();
 }
