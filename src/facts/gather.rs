@@ -307,6 +307,10 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
             "present" => facts.present.push(arg),
             "service" => {
                 let active = lines.first().map(|l| l.trim()) == Some("active");
+                let masked = matches!(
+                    lines.get(1).map(|l| l.trim()),
+                    Some("masked" | "masked-runtime")
+                );
                 let enabled = matches!(
                     lines.get(1).map(|l| l.trim()),
                     Some(
@@ -318,7 +322,14 @@ pub fn parse(host: &str, output: &str) -> Result<HostFacts, ParseError> {
                             | "indirect"
                     )
                 );
-                facts.services.insert(arg, ServiceFact { active, enabled });
+                facts.services.insert(
+                    arg,
+                    ServiceFact {
+                        active,
+                        enabled,
+                        masked,
+                    },
+                );
             }
             "hardware" => facts.hardware = hardware(&lines),
             "pg_initialized" => {

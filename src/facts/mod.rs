@@ -52,6 +52,8 @@ pub struct FileFact {
 pub struct ServiceFact {
     pub active: bool,
     pub enabled: bool,
+    /// Masked: nothing can start it (a decommissioned host, a fenced former primary).
+    pub masked: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::gather::{Query, Sections};
+use crate::steps::pg_clone::FENCE_MARKER;
 use crate::steps::{Action, Check, Module, StepContext};
 use crate::transport::RemoteCommand;
 
@@ -29,6 +30,7 @@ impl Module for Service {
 
     fn ask(&self, query: &mut Query) {
         query.services.push(self.name.clone());
+        query.present.push(FENCE_MARKER.to_owned());
     }
 
     /// Starting or stopping a unit changes the unit, and the server or DCS member it runs.
@@ -44,6 +46,20 @@ impl Module for Service {
             .cloned()
             .unwrap_or_default();
         let mut changes = Vec::new();
+        let wanted = self.state == State::Started || self.enabled == Some(true);
+        // A fenced former primary stays masked until its rejoin (pg_clone, earlier in the
+        // playbook) lifts the fence: unmasking it here could start a second primary. Its
+        // start is planned as before, and fails while the fence holds.
+        let fenced = cx.facts.present.iter().any(|p| p == FENCE_MARKER);
+        if current.masked && wanted && !fenced {
+            changes.push(cx.change(
+                self.kind(),
+                Action::Update,
+                &self.name,
+                "masked (decommissioned, or by hand): unmasked, as the inventory wants it",
+                vec![RemoteCommand::new(["systemctl", "unmask", &self.name])],
+            ));
+        }
         match (self.state, current.active) {
             (State::Started, false) => changes.push(cx.change(
                 self.kind(),

@@ -303,6 +303,7 @@ fn converged(project: &Project, host: &str, secrets: &Secrets) -> HostFacts {
                 ServiceFact {
                     active: true,
                     enabled: true,
+                    masked: false,
                 },
             );
         } else if let Some(r) = m.downcast::<PgRole>() {

@@ -99,13 +99,40 @@ fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
     );
     sb.assert_converged();
 
+    // Back in `hosts:` later, the decommissioned host is unmasked and cloned again.
+    sb.edit_inventory(
+        &format!(
+            "\ndecommission:\n  - name: pg3\n    address: {}\n    wipe_data: true\n\nhosts:\n",
+            sb.ip("pg3")
+        ),
+        "\nhosts:\n",
+    );
+    sb.edit_inventory(
+        &sb.host_entry("pg1"),
+        &format!("{}{}", sb.host_entry("pg1"), sb.host_entry("pg3")),
+    );
+    let started = std::time::Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    println!(
+        "pg3 added back (unmask, clone, stream) with apply and verify: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        on_pg1(
+            &sb,
+            "SELECT state FROM pg_stat_replication WHERE application_name = 'pg3'"
+        ),
+        "streaming"
+    );
+    sb.assert_converged();
+
     // pg2 is down, then leaves: its slot holds WAL back until apply drops it. Named under
     // `decommission:` while down, it is a note: the cluster forgets it all the same.
     sb.docker("stop", "pg2");
     sb.edit_inventory(
-        "\ndecommission:\n",
+        "\nhosts:\n",
         &format!(
-            "\ndecommission:\n  - name: pg2\n    address: {}\n",
+            "\ndecommission:\n  - name: pg2\n    address: {}\n\nhosts:\n",
             sb.ip("pg2")
         ),
     );
@@ -138,7 +165,7 @@ fn streaming_standbys_leave_the_inventory_and_the_primary_may_not() {
     );
     sb.pgha(["plan"])
         .status(1)
-        .stderr_has("the primary is not in the inventory: pg4 streams from")
+        .stderr_has("the primary is not in the inventory: pg3, pg4 stream from")
         .stderr_has("switch over to a standby that stays")
         .run();
 }
