@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{runtime, CliError, SourceArgs};
+use crate::cli::{interrupt, runtime, CliError, SourceArgs};
 use crate::drill::crash::Crash;
 use crate::drill::route::{self, Via};
 use crate::exit::ExitStatus;
@@ -80,9 +80,18 @@ fn failover(args: &FailoverDrillArgs) -> Result<ExitStatus, CliError> {
         duration: Duration::from_secs(args.duration),
         user: args.user.clone(),
         database: args.database.clone(),
+        lock_id: crate::plan::build::new_id(),
     };
     runtime()?.block_on(async {
+        let guard = interrupt::install().map_err(CliError::new)?;
         let mut session = args.source.open_to_change(&args.source.reach(&[])).await?;
+        // From here a first signal cuts the drill short (the crashed host is still brought
+        // back); a second aborts at once and leaves the lock.
+        guard.holding_lock(format!(
+            "pgha force-unlock {} -i {}",
+            options.lock_id,
+            args.source.inventory.display()
+        ));
         let started = std::time::Instant::now();
         let note = |text: &str| {
             eprintln!("[{:6.1}s] drill: {text}", started.elapsed().as_secs_f64());
@@ -97,8 +106,10 @@ fn failover(args: &FailoverDrillArgs) -> Result<ExitStatus, CliError> {
             objectives.as_ref(),
             observer.as_ref(),
             &note,
+            &guard.stop,
         )
         .await;
+        guard.released();
         let expected = session.project.expected_failover();
         session.close().await;
         let mut report = report.map_err(CliError::new)?;
@@ -115,7 +126,9 @@ fn failover(args: &FailoverDrillArgs) -> Result<ExitStatus, CliError> {
         } else {
             print!("{}", views::drill::table(&report));
         }
-        Ok(if report.passed {
+        Ok(if guard.stop.requested() {
+            ExitStatus::Interrupted
+        } else if report.passed {
             ExitStatus::Success
         } else {
             ExitStatus::DrillFailed

@@ -36,6 +36,8 @@ pub struct Options {
     /// superuser) and its database (None: the first it owns, else `postgres`).
     pub user: Option<String>,
     pub database: Option<String>,
+    /// The id of the cluster lock the drill holds (the caller's, for its unlock hint).
+    pub lock_id: String,
 }
 
 /// The drill did not start: nothing was crashed.
@@ -63,6 +65,7 @@ pub async fn failover(
     objectives: Option<&Objectives>,
     observer: &dyn Observer,
     note: &(dyn Fn(&str) + Sync),
+    stop: &apply::Stop,
 ) -> Result<Report, Refused> {
     if !session.unreachable.is_empty() {
         let names: Vec<String> = session
@@ -100,20 +103,26 @@ pub async fn failover(
         .await
         .map_err(|e| Refused(e.to_string()))?;
     let client = Arc::new(writer(session, options, &options.route)?);
-    let id = crate::plan::build::new_id();
+    let id = &options.lock_id;
     lock::take_all(
         &session.transports,
-        &lock::LockInfo::new(&id, "drill failover"),
+        &lock::LockInfo::new(id, "drill failover"),
         &session.project.cluster.source.display().to_string(),
     )
     .await
     .map_err(|e| Refused(e.to_string()))?;
-    let result = locked(session, options, objectives, observer, note, &old, client).await;
-    lock::release_all(&session.transports, &id).await;
+    let result = locked(
+        session, options, objectives, observer, note, &old, client, stop,
+    )
+    .await;
+    lock::release_all(&session.transports, id).await;
     result
 }
 
-/// The drill under the cluster lock.
+/// The drill under the cluster lock. A stop request (a first SIGINT or SIGTERM) before the
+/// crash ends it with nothing crashed; after the crash it cuts the waits short, and the old
+/// primary is still brought back and apply still runs: a drill never leaves a host down.
+#[allow(clippy::too_many_arguments)]
 async fn locked(
     session: &mut Session,
     options: &Options,
@@ -122,6 +131,7 @@ async fn locked(
     note: &(dyn Fn(&str) + Sync),
     old: &str,
     client: Arc<Client>,
+    stop: &apply::Stop,
 ) -> Result<Report, Refused> {
     let flavour = session.project.flavour.clone();
     let cluster = session.project.cluster.clone();
@@ -154,6 +164,13 @@ async fn locked(
         tokio::time::sleep(POLL).await;
     }
     let mut notes = Vec::new();
+    if stop.requested() {
+        load.stop().await;
+        let _ = client.batch(&format!("DROP TABLE IF EXISTS {TABLE}")).await;
+        return Err(Refused(
+            "stopped by a signal before the crash: nothing was crashed".to_owned(),
+        ));
+    }
     let old_transport = session
         .transports
         .get(old)
@@ -186,7 +203,7 @@ async fn locked(
     }
     let deadline = crashed_at + options.duration;
     let (new_primary, failover_by) =
-        await_new_primary(session, old, deadline, observer, note, &mut notes).await;
+        await_new_primary(session, old, deadline, observer, note, &mut notes, stop).await;
     // The old primary as the client knew it: whoever acknowledged before the crash.
     let old_servers: Vec<String> = load
         .acks()
@@ -204,10 +221,11 @@ async fn locked(
             .iter()
             .find(|a| a.at >= crashed_at && !old_servers.contains(&a.server))
             .map(|a| a.at);
-        let done = match routed {
-            Some(at) => now >= deadline && now >= at + AFTER_ROUTE,
-            None => now >= deadline + ROUTE_GRACE || (new_primary.is_none() && now >= deadline),
-        };
+        let done = stop.requested()
+            || match routed {
+                Some(at) => now >= deadline && now >= at + AFTER_ROUTE,
+                None => now >= deadline + ROUTE_GRACE || (new_primary.is_none() && now >= deadline),
+            };
         if done {
             break;
         }
@@ -222,6 +240,12 @@ async fn locked(
         }
     };
     let writes = Writes::measure(&acks, crashed_at, &old_servers, held.as_ref());
+    let interrupted = stop.requested();
+    if interrupted {
+        note(&format!(
+            "stopped by a signal: the drill is cut short; {old} is brought back and apply runs (a second signal aborts at once)"
+        ));
+    }
     note(&format!(
         "{} writes acknowledged; bringing {old} back",
         writes.acknowledged
@@ -286,7 +310,8 @@ async fn locked(
         broken: Vec::new(),
         passed: false,
     }
-    .judge(objectives))
+    .judge(objectives)
+    .interrupted(interrupted))
 }
 
 /// The client that writes: the role the DBA named or the first one with a password, and its
@@ -375,6 +400,7 @@ async fn await_new_primary(
     observer: &dyn Observer,
     note: &(dyn Fn(&str) + Sync),
     notes: &mut Vec<String>,
+    stop: &apply::Stop,
 ) -> (Option<String>, String) {
     let flavour = session.project.flavour.clone();
     let mut by = if flavour.fails_over_on_its_own() {
@@ -434,7 +460,7 @@ async fn await_new_primary(
                 }
             }
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || stop.requested() {
             if let Some(why) = last_refusal {
                 notes.push(format!("pgha failover refused: {why}"));
             }

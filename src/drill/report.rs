@@ -117,6 +117,16 @@ pub struct Report {
 
 impl Report {
     /// Fill in the verdict against the objectives, when there are any.
+    /// A drill a signal cut short did not prove anything: it fails, saying so first.
+    pub fn interrupted(mut self, interrupted: bool) -> Report {
+        if interrupted {
+            self.broken
+                .insert(0, "stopped by a signal: the drill was cut short".to_owned());
+            self.passed = false;
+        }
+        self
+    }
+
     pub fn judge(mut self, objectives: Option<&Objectives>) -> Report {
         self.broken = verdict(&self, objectives);
         self.passed = self.broken.is_empty();

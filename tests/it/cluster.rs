@@ -403,13 +403,16 @@ impl Sandbox {
     }
 
     /// `pgha COMMAND -i INVENTORY` as a process the test controls itself (to kill it, or to
-    /// tolerate its failure), with the sandbox's passwords in the environment. What
+    /// tolerate its failure; COMMAND may be a subcommand's words, `drill failover`), with the
+    /// sandbox's passwords in the environment. What
     /// [`Pgha::output`] returns is checked for the sandbox's secrets; a spawned run's output
     /// goes where the test sends it: into the sandbox's folder, it is checked at the drop.
     pub fn command(&self, command: &str) -> Pgha {
         self.ledger.note_env(&self.env);
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgha"));
-        c.arg(command).arg("-i").arg(self.inventory());
+        c.args(command.split_whitespace())
+            .arg("-i")
+            .arg(self.inventory());
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -113,6 +113,69 @@ fn streaming_drill_kill_runs_pghas_failover_and_rejoins_the_old_primary() {
         "0"
     );
     sb.assert_converged();
+
+    // Ctrl-C right after the crash: the drill is cut short, yet the crashed primary is
+    // brought back and apply runs before it exits (130, a report that fails saying why),
+    // the lock released; nothing is left to do.
+    let r = interrupted_drill(&sb);
+    assert_eq!(r["passed"], false, "{r:#}");
+    assert_eq!(
+        r["broken"][0], "stopped by a signal: the drill was cut short",
+        "{r:#}"
+    );
+    assert_eq!(r["apply_after"], "ok", "{r:#}");
+    assert_eq!(r["verify_after"], "ok", "{r:#}");
+    for h in ["pg1", "pg2", "pg3"] {
+        assert_eq!(
+            sb.sh(h, "ls /var/lib/pgha/cluster.lock 2>/dev/null || true"),
+            "",
+            "the lock is released"
+        );
+    }
+    sb.assert_converged();
+}
+
+/// A drill that gets SIGINT once it has crashed the primary: its report (it exits 130).
+fn interrupted_drill(sb: &Sandbox) -> Value {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let out = sb.output_file("drill-out");
+    let err = sb.output_file("drill-err");
+    let mut command = sb.command("drill failover");
+    for arg in ["--yes", "--json", "--crash", "kill", "--duration", "20"] {
+        command.arg(arg);
+    }
+    let child = command
+        .stdout(Stdio::from(std::fs::File::create(&out).expect("out")))
+        .stderr(Stdio::from(std::fs::File::create(&err).expect("err")))
+        .spawn()
+        .expect("spawn the drill");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !std::fs::read_to_string(&err)
+        .unwrap_or_default()
+        .contains("crashing")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the drill did not crash the primary:\n{}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut child = child;
+    let code = child.wait().expect("wait").code();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    eprintln!("{stderr}");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("the drill is cut short"), "{stderr}");
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// Patroni fails over on its own: a clean stop of pg1's Patroni gives up the leader key, a
