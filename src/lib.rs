@@ -15,6 +15,7 @@ pub mod drill;
 pub mod exit;
 pub mod facts;
 pub mod flavours;
+pub mod human;
 pub mod inventory;
 pub mod model;
 pub mod plan;

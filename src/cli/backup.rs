@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::{runtime, CliError, SourceArgs};
 use crate::components::backups::probes::{Record, TestReport};
-use crate::components::backups::{commands, judge, Backups};
+use crate::components::backups::{commands, Backups};
 use crate::exit::ExitStatus;
 use crate::session::Session;
 
@@ -156,7 +156,7 @@ async fn now(session: &mut Session, json: bool) -> Result<ExitStatus, CliError> 
                     "{} took backup {}: {} in {:.1} s ({take} {:.1} s, {verify} {:.1} s), WAL {} .. {} on timeline {}, canary row {}",
                     b.host,
                     b.label,
-                    judge::size(b.size_bytes),
+                    crate::human::size(b.size_bytes),
                     b.duration_s,
                     b.backup_s,
                     b.verify_s,
@@ -247,8 +247,8 @@ fn list(session: &Session, json: bool) -> Result<ExitStatus, CliError> {
             b.host.clone(),
             b.label.clone(),
             b.started.clone(),
-            judge::size(b.size_bytes),
-            judge::size(b.stored_bytes),
+            crate::human::size(b.size_bytes),
+            crate::human::size(b.stored_bytes),
             format!("{}..{}", b.start_lsn, b.end_lsn),
             b.timeline.map(|t| t.to_string()).unwrap_or_default(),
             b.state.clone(),

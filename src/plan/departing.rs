@@ -157,7 +157,7 @@ impl Spec {
                     target: (*path).to_owned(),
                     reason: format!(
                         "wipe_data: true: DESTROYS {} of data on {}",
-                        human_bytes(size.unwrap_or(0)),
+                        crate::human::size(size.unwrap_or(0)),
                         self.host
                     ),
                     diff: None,
@@ -173,7 +173,7 @@ impl Spec {
         } else if !present.is_empty() {
             let list: Vec<String> = present
                 .iter()
-                .map(|(p, s)| format!("{p} ({})", human_bytes(s.unwrap_or(0))))
+                .map(|(p, s)| format!("{p} ({})", crate::human::size(s.unwrap_or(0))))
                 .collect();
             out.push(StepOutcome {
                 step: WIPE_STEP.to_owned(),
@@ -213,21 +213,6 @@ fn wipe_command(path: &str) -> RemoteCommand {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

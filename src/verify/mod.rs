@@ -72,11 +72,7 @@ fn about_unreachable(r: &CheckResult, unreachable: &crate::facts::collect::Unrea
 }
 
 fn bytes(n: i64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / f64::from(1 << 10)),
-        n => format!("{n} B"),
-    }
+    crate::human::size(n.max(0).unsigned_abs())
 }
 
 fn roles_and_streams(flavour: &dyn Flavour, view: &ClusterView<'_>, out: &mut Vec<CheckResult>) {

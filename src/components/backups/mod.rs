@@ -526,7 +526,7 @@ pub fn summary(j: &judge::Judgment) -> String {
             "newest good {} on {} ({}, taken in {:.1} s), restore test {}",
             b.label,
             b.host,
-            judge::size(b.size_bytes),
+            crate::human::size(b.size_bytes),
             b.duration_s,
             match &b.restore_test {
                 Some(t) if t.result == "passed" => format!("passed at {}", t.at),
