@@ -28,11 +28,7 @@ PGHA=$OUT/pgha-backups                # a copy: others rebuild target/ while we 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-mkdir -p "$OUT" "$LOGS"
-rm -f "$LOGS"/*
-build_pgha "$PGHA" "$LOGS/build.log"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start
 
 NAME=benchbackups
 [ "$METHOD" = basebackup ] || NAME=benchbackups-$METHOD

@@ -29,13 +29,7 @@ case $FLAVOUR in streaming | repmgr | patroni) ;; *) echo "FLAVOUR is streaming,
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-mkdir -p "$OUT" "$LOGS"
-rm -f "$LOGS"/*
-
-build_pgha "$PGHA" "$LOGS/build.log"
-
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start
 
 LOAD_START=$(loadavg)
 bench_sandbox_up --flavour "$FLAVOUR" --hosts 4

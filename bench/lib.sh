@@ -75,3 +75,13 @@ bench_cleanup() {
   [ $rc -eq 0 ] || log "exit $rc; logs in $LOGS"
   exit $rc
 }
+
+# bench_start: the start of a bench with one sandbox at a time ($NAME in $DIR): fresh logs in
+# $LOGS, pgha built into $PGHA, and the exit trap that removes the sandbox.
+bench_start() {
+  mkdir -p "$OUT" "$LOGS"
+  rm -f "$LOGS"/*
+  build_pgha "$PGHA" "$LOGS/build.log"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}

@@ -31,13 +31,7 @@ case $NAME in bench*) ;; *) echo "BENCH_NAME must start with bench" >&2; exit 1 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-mkdir -p "$OUT" "$LOGS"
-rm -f "$LOGS"/*
-
-build_pgha "$PGHA" "$LOGS/build.log"
-
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start
 
 # ---------------------------------------------------------------- 1. bare -> verified
 LOAD_START=$(loadavg)

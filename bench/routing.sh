@@ -21,11 +21,7 @@ PGHA=$OUT/pgha-routing                # a copy: others rebuild target/ while we 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-mkdir -p "$OUT" "$LOGS"
-rm -f "$LOGS"/*
-build_pgha "$PGHA" "$LOGS/build.log"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start
 
 # median FILE: the median of the numbers in FILE (one per line), "-" when there are none.
 median() {
