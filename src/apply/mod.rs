@@ -8,6 +8,7 @@
 
 pub mod handover;
 pub mod lock;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

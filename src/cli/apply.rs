@@ -161,13 +161,50 @@ async fn apply_with(
         guard.released();
         return Err(CliError::new(e));
     }
-    let recaps = apply::run(
-        session,
-        &plan.topology,
-        crate::views::progress::observer(session.transports.keys()).as_ref(),
-        &guard.stop,
-    )
-    .await;
+    let observer = crate::views::progress::observer(session.transports.keys());
+    // The rolling minor upgrade first, one host at a time; the steps then run with the
+    // topology it leaves (it may have moved the primary role).
+    let mut topology = plan.topology.clone();
+    if plan.upgrade.is_some() {
+        let upgraded = apply::upgrade::run(session, observer.as_ref(), &guard.stop).await;
+        match upgraded {
+            Ok(report) => {
+                if let Some((from, to, gap)) = &report.switchover {
+                    println!(
+                        "Minor upgrade: switched over from {from} to {to} (writes paused {:.1} s).",
+                        gap.as_secs_f64()
+                    );
+                }
+                println!(
+                    "Minor upgrade: {} host{} done{}.",
+                    report.hosts.len(),
+                    if report.hosts.len() == 1 { "" } else { "s" },
+                    if report.stopped {
+                        " before the stop"
+                    } else {
+                        ""
+                    }
+                );
+                match session.topology() {
+                    Ok((t, _)) => topology = t,
+                    Err(e) => {
+                        lock::release_all(&session.transports, &plan.id).await;
+                        guard.released();
+                        return Err(CliError::new(e));
+                    }
+                }
+            }
+            Err(e) => {
+                lock::release_all(&session.transports, &plan.id).await;
+                guard.released();
+                return Err(CliError(format!(
+                    "the rolling minor upgrade stopped: {e}. Fix the cause and run `pgha apply -i {}` again: it continues from where the hosts are",
+                    args.source.inventory.display()
+                )));
+            }
+        }
+    }
+    let recaps = apply::run(session, &topology, observer.as_ref(), &guard.stop).await;
     lock::release_all(&session.transports, &plan.id).await;
     guard.released();
     let recaps = recaps.map_err(CliError::new)?;

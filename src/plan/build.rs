@@ -11,6 +11,7 @@ use crate::flavours::Flavour;
 use crate::model::{Role, Secrets, Topology};
 use crate::plan::check::{check_host, Status, StepOutcome};
 use crate::plan::inputs::Inputs;
+use crate::plan::upgrade::{self, Upgrade};
 use crate::plan::Change;
 use crate::project::{Project, ProjectError};
 
@@ -39,6 +40,9 @@ pub struct Plan {
     /// plans of older versions, which are refused too.
     #[serde(default)]
     pub inputs: Option<Inputs>,
+    /// The rolling minor upgrade to `postgres.package_version`, when a host is not at it.
+    #[serde(default)]
+    pub upgrade: Option<Upgrade>,
 }
 
 impl Plan {
@@ -50,7 +54,7 @@ impl Plan {
     }
 
     pub fn change_count(&self) -> usize {
-        self.changes().count()
+        self.changes().count() + self.upgrade.as_ref().map_or(0, Upgrade::change_count)
     }
 
     pub fn refusals(&self) -> Vec<(String, String, String)> {
@@ -62,6 +66,12 @@ impl Plan {
                     _ => None,
                 })
             })
+            .chain(
+                self.upgrade
+                    .iter()
+                    .filter_map(|u| u.refusal.clone())
+                    .map(|r| ("cluster".to_owned(), "minor upgrade".to_owned(), r)),
+            )
             .collect()
     }
 }
@@ -161,7 +171,13 @@ pub fn build(
         }
     }
     let hardware = topology.hardware;
+    // A limited plan leaves the rolling upgrade out: it moves the primary role.
+    let upgrade = match limit {
+        None => upgrade::plan(&project.cluster, &topology, facts),
+        Some(_) => None,
+    };
     Ok(Plan {
+        upgrade,
         format_version: 1,
         id: new_id(),
         cluster: project.cluster.name.clone(),

@@ -6,5 +6,6 @@ pub mod check;
 pub mod inputs;
 pub mod query;
 pub mod topology;
+pub mod upgrade;
 
 pub use crate::steps::change::{Action, Change, Check};

@@ -51,6 +51,7 @@ impl Saved {
             hosts: BTreeMap::new(),
             digests: BTreeMap::new(),
             inputs: Some(Inputs::of(&project, &secrets, "planned-salt")),
+            upgrade: None,
         };
         let json = serde_json::to_string(&plan).expect("json");
         assert!(
