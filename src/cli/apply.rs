@@ -165,10 +165,12 @@ async fn apply_with(
     // The rolling minor upgrade first, one host at a time; the steps then run with the
     // topology it leaves (it may have moved the primary role).
     let mut topology = plan.topology.clone();
+    let mut upgrade_changes = 0;
     if plan.upgrade.is_some() {
         let upgraded = apply::upgrade::run(session, observer.as_ref(), &guard.stop).await;
         match upgraded {
             Ok(report) => {
+                upgrade_changes = report.hosts.len() + usize::from(report.switchover.is_some());
                 if let Some((from, to, gap)) = &report.switchover {
                     println!(
                         "Minor upgrade: switched over from {from} to {to} (writes paused {:.1} s).",
@@ -210,7 +212,7 @@ async fn apply_with(
     let recaps = recaps.map_err(CliError::new)?;
     println!("\nRecap:");
     let mut failed = false;
-    let mut changed = 0;
+    let mut changed = upgrade_changes;
     let mut not_started = 0;
     for (host, r) in &recaps {
         changed += r.changed;

@@ -190,10 +190,16 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
                 format!("{h}: {n}")
             })
             .collect();
+        let upgrade = plan.upgrade.as_ref().map_or(0, |u| u.change_count());
         let _ = writeln!(
             out,
-            "Plan: {count} change{} ({}).",
+            "Plan: {count} change{} ({}{}).",
             if count == 1 { "" } else { "s" },
+            if upgrade > 0 {
+                format!("minor upgrade: {upgrade}, ")
+            } else {
+                String::new()
+            },
             per_host.join(", ")
         );
         if refusals > 0 {
