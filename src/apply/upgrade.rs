@@ -210,7 +210,6 @@ fn install_guarded(specs: &[String]) -> String {
     const POLICY: &str = "/usr/sbin/policy-rc.d";
     const SAVED: &str = "/usr/sbin/policy-rc.d.pgha-saved";
     const MARK: &str = "# pgha: rolling minor upgrade";
-    let first = specs.first().map(String::as_str).unwrap_or_default();
     format!(
         "if [ -e {POLICY} ] && ! grep -q '^{MARK}' {POLICY}; then mv {POLICY} {SAVED}; fi; \
          printf '%s\\n' '#!/bin/sh' '{MARK}: PostgreSQL restarts one host at a time' \
@@ -218,9 +217,7 @@ fn install_guarded(specs: &[String]) -> String {
            'if [ -x {SAVED} ]; then exec {SAVED} \"$@\"; fi' 'exit 0' > {POLICY}; \
          chmod 0755 {POLICY}; \
          trap 'rm -f {POLICY}; if [ -e {SAVED} ]; then mv {SAVED} {POLICY}; fi' EXIT; \
-         if ! apt-cache show {spec} >/dev/null 2>&1; then apt-get update -qq -o DPkg::Lock::Timeout=600 || true; fi; \
          ( {install} )",
-        spec = shell_words::quote(first),
         install = install_script(specs, ""),
     )
 }

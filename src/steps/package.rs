@@ -31,10 +31,17 @@ pub fn install_script(specs: &[String], options: &str) -> String {
         "locked apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold {options}{}",
         shell_words::join(specs)
     );
+    // A pinned version the lists do not know (released since they were read) asks for an
+    // update too.
+    let unknown: String = specs
+        .iter()
+        .filter(|s| s.contains('='))
+        .map(|s| format!(" || ! apt-cache show {} >/dev/null 2>&1", shell_words::quote(s)))
+        .collect();
     format!(
         "set -e; export DEBIAN_FRONTEND=noninteractive; \
          locked() {{ n=0; while :; do if out=$(\"$@\" 2>&1); then return 0; fi; case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) n=$((n+1)); if [ $n -ge 300 ]; then echo \"$out\" >&2; return 1; fi; sleep 2 ;; *) echo \"$out\" >&2; return 1 ;; esac; done; }}; \
-         if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]; then locked apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
+         if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]{unknown}; then locked apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
          {install} || {{ dpkg --force-confold --configure -a && {install}; }}"
     )
 }
