@@ -182,6 +182,16 @@ fn target(topology: &Topology, facts: &BTreeMap<String, HostFacts>) -> Option<St
     candidates.into_iter().next().map(|(_, _, h)| h)
 }
 
+/// The Candidate line of `apt-cache policy PACKAGE`: the version apt would install.
+pub fn candidate(policy: &str) -> Option<String> {
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_owned)
+}
+
 /// Debian's version order (`dpkg --compare-versions`): epoch, upstream, revision; in each,
 /// non-digit runs (`~` before everything, letters before other signs) and digit runs in turn.
 pub fn compare(a: &str, b: &str) -> Ordering {
@@ -246,6 +256,16 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 mod tests {
     use super::*;
     use crate::facts::{PgFacts, ReplicationFact, Setting, WalReceiverFact};
+
+    #[test]
+    fn the_candidate_is_read_from_apt_cache_policy() {
+        let policy = "postgresql-15:\n  Installed: 15.18-0+deb12u1\n  Candidate: 15.20-0+deb12u1\n  Version table:\n";
+        assert_eq!(candidate(policy).as_deref(), Some("15.20-0+deb12u1"));
+        assert_eq!(
+            candidate("postgresql-15:\n  Installed: (none)\n  Candidate: (none)\n"),
+            None
+        );
+    }
 
     #[test]
     fn debian_versions_compare_as_dpkg_does() {

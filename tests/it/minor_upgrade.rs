@@ -116,3 +116,12 @@ fn patroni_rolling_upgrade_with_synchronous_mode_loses_no_acknowledged_write() {
         .run();
     rolling_upgrade(&sb, "patroni");
 }
+
+/// repmgr: the witness (already at 15.20) is left as it is; the switchover is repmgr's own.
+#[test]
+fn repmgr_rolling_upgrade_under_load() {
+    let sb = Sandbox::repmgr("minor-repmgr", 3);
+    downgrade(&sb);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    rolling_upgrade(&sb, "repmgr");
+}
