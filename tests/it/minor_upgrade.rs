@@ -46,6 +46,14 @@ fn rolling_upgrade(sb: &Sandbox, flavour: &str) {
             "{host} runs 15.18 before the upgrade"
         );
     }
+    // The newest candidate the hosts' apt sources offer, and the upgrade to it (written by
+    // hand below: the archive may have moved past 15.20 by the time this runs).
+    sb.pgha(["upgrade", "--minor"])
+        .stdout_has("pg1: postgresql-15 candidate ")
+        .stdout_has("The newest minor version every host offers: ")
+        .stdout_has("rolling minor upgrade to ")
+        .stdout_has("To upgrade, pin it in the inventory")
+        .run();
     sb.edit_inventory(
         "  version: 15\n",
         &format!("  version: 15\n  package_version: \"{NEW}\"\n"),
