@@ -100,6 +100,13 @@ fn rolling_upgrade(sb: &Sandbox, flavour: &str) {
         acked.ids.len(),
         missing.len()
     );
+    for line in applied
+        .stdout
+        .lines()
+        .filter(|l| l.contains("minor upgrade: "))
+    {
+        eprintln!("  {line}");
+    }
     assert!(acked.after(ended) > 0, "writes go on after the upgrade");
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
     sb.assert_plan_clean();
