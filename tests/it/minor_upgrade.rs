@@ -105,10 +105,13 @@ fn rolling_upgrade(sb: &Sandbox, flavour: &str, drifted: Option<&str>) {
         acked.ids.len(),
         missing.len()
     );
+    // Apply's own account: each host's turn and the switchover's pause (progress is on
+    // stderr, the summary on stdout).
     for line in applied
-        .stdout
+        .stderr
         .lines()
-        .filter(|l| l.contains("minor upgrade: "))
+        .chain(applied.stdout.lines())
+        .filter(|l| l.contains("minor upgrade: ") || l.starts_with("Minor upgrade: "))
     {
         eprintln!("  {line}");
     }
