@@ -9,6 +9,7 @@
 pub mod departing;
 pub mod handover;
 pub mod lock;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

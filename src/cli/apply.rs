@@ -172,7 +172,51 @@ async fn apply_with(
     );
     // Leaving hosts first: what the staying hosts forget must not come back from them.
     let leaving = apply::departing::run(session, observer.as_ref(), &guard.stop).await;
-    let recaps = apply::run(session, &plan.topology, observer.as_ref(), &guard.stop)
+    // The rolling minor upgrade first, one host at a time; the steps then run with the
+    // topology it leaves (it may have moved the primary role).
+    let mut topology = plan.topology.clone();
+    let mut upgrade_changes = 0;
+    if plan.upgrade.is_some() {
+        let upgraded = apply::upgrade::run(session, observer.as_ref(), &guard.stop).await;
+        match upgraded {
+            Ok(report) => {
+                upgrade_changes = report.hosts.len() + usize::from(report.switchover.is_some());
+                if let Some((from, to, gap)) = &report.switchover {
+                    println!(
+                        "Minor upgrade: switched over from {from} to {to} (writes paused {:.1} s).",
+                        gap.as_secs_f64()
+                    );
+                }
+                println!(
+                    "Minor upgrade: {} host{} done{}.",
+                    report.hosts.len(),
+                    if report.hosts.len() == 1 { "" } else { "s" },
+                    if report.stopped {
+                        " before the stop"
+                    } else {
+                        ""
+                    }
+                );
+                match session.topology() {
+                    Ok((t, _)) => topology = t,
+                    Err(e) => {
+                        lock::release_all(&session.transports, &plan.id).await;
+                        guard.released();
+                        return Err(CliError::new(e));
+                    }
+                }
+            }
+            Err(e) => {
+                lock::release_all(&session.transports, &plan.id).await;
+                guard.released();
+                return Err(CliError(format!(
+                    "the rolling minor upgrade stopped: {e}. Fix the cause and run `pgha apply -i {}` again: it continues from where the hosts are",
+                    args.source.inventory.display()
+                )));
+            }
+        }
+    }
+    let recaps = apply::run(session, &topology, observer.as_ref(), &guard.stop)
         .await
         .map(|mut r| {
             r.extend(leaving);
@@ -183,7 +227,7 @@ async fn apply_with(
     let recaps = recaps.map_err(CliError::new)?;
     println!("\nRecap:");
     let mut failed = false;
-    let mut changed = 0;
+    let mut changed = upgrade_changes;
     let mut not_started = 0;
     for (host, r) in &recaps {
         changed += r.changed;

@@ -22,6 +22,7 @@ mod render;
 mod status;
 mod switchover;
 mod tls;
+mod upgrade;
 mod validate;
 mod verify;
 
@@ -60,6 +61,9 @@ enum Command {
     Facts(facts::FactsArgs),
     /// Hand the primary role to a standby without losing a commit, then verify.
     Switchover(switchover::SwitchoverArgs),
+    /// `--minor`: the newest minor version the hosts' apt sources offer, and the rolling
+    /// upgrade to it (`--write` pins it in the inventory; apply does it).
+    Upgrade(upgrade::UpgradeArgs),
     /// The primary is gone: promote the standby with the most WAL, fence the old one, verify.
     Failover(failover::FailoverArgs),
     /// Ready connection strings: multi-host libpq and JDBC URLs, the VIP, haproxy's ports.
@@ -200,6 +204,7 @@ pub fn main() -> ExitCode {
         Command::Facts(args) => facts::run(args),
         Command::Switchover(args) => switchover::run(args),
         Command::Failover(args) => failover::run(args),
+        Command::Upgrade(args) => upgrade::run(args, cli.verbose),
         Command::Drill(args) => drill::run(args),
         Command::Backup(args) => backup::run(args),
         Command::Sandbox(args) => crate::sandbox::run(args)

@@ -445,6 +445,25 @@ pub trait Flavour: fmt::Debug + Send + Sync {
         view: &'a ClusterView<'a>,
         target: &'a str,
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>>;
+    /// Restart one standby's PostgreSQL (a rolling minor upgrade's: the server then runs the
+    /// binary installed since), the way its manager expects; the caller waits until it streams
+    /// again. Debian's unit by default.
+    fn restart_member<'a>(
+        &'a self,
+        view: &'a ClusterView<'a>,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProcedureError>> {
+        Box::pin(async move {
+            let unit = postgres_unit(view.cluster);
+            run_ok(
+                view.transport(host)?,
+                &RemoteCommand::new(["systemctl", "restart", unit.as_str()]),
+                "restart PostgreSQL",
+            )
+            .await
+            .map(|_| ())
+        })
+    }
     /// Which standby to promote now that the primary is gone (`to`: the DBA's choice, to be
     /// checked). Flavours that fail over on their own refuse.
     fn failover_choice(

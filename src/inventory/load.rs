@@ -393,6 +393,19 @@ impl Reader<'_> {
             Some(n) => self.hba(n, policy),
             None => Some(Vec::new()),
         };
+        let package_version =
+            match m.take("package_version") {
+                Some(n) => Some(decode::text(self.d, n, "postgres.package_version").filter(
+                    |v| match checks::package_version(v, version) {
+                        Ok(()) => true,
+                        Err(why) => {
+                            self.d.error(n.pos, "postgres.package_version", why);
+                            false
+                        }
+                    },
+                )?),
+                None => None,
+            };
         m.finish(self.d);
         Some(Postgres {
             version: 15,
@@ -404,6 +417,7 @@ impl Reader<'_> {
             superuser_password,
             parameters: parameters?,
             hba: hba?,
+            package_version,
             allow_network_trust: allow_network_trust?,
         })
     }

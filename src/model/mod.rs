@@ -116,6 +116,10 @@ pub struct Postgres {
     pub parameters: BTreeMap<String, String>,
     pub hba: Vec<HbaRule>,
     pub allow_network_trust: bool,
+    /// The exact Debian version of the server's packages (`15.20-0+deb12u1`): a fresh host
+    /// gets it, a running cluster is moved to it by a rolling minor upgrade. None: whatever
+    /// apt installs, never upgraded by pgha.
+    pub package_version: Option<String>,
 }
 
 impl Postgres {
@@ -125,6 +129,15 @@ impl Postgres {
     }
 
     /// Where the server's certificate, key and the cluster CA live on every host.
+    /// The server's Debian packages a minor upgrade moves together (libpq5 only where it is
+    /// installed: the client library the server's programs link).
+    pub fn server_packages(&self) -> [String; 2] {
+        [
+            format!("postgresql-{}", self.version),
+            format!("postgresql-client-{}", self.version),
+        ]
+    }
+
     pub fn tls_dir(&self) -> String {
         format!("{}/tls", self.conf_dir)
     }

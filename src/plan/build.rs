@@ -11,6 +11,7 @@ use crate::flavours::Flavour;
 use crate::model::{Role, Secrets, Topology};
 use crate::plan::check::{check_host, Status, StepOutcome};
 use crate::plan::inputs::Inputs;
+use crate::plan::upgrade::{self, Upgrade};
 use crate::plan::Change;
 use crate::project::{Project, ProjectError};
 
@@ -43,6 +44,9 @@ pub struct Plan {
     /// under `hosts`), else why not (a leaving host that does not answer is no error).
     #[serde(default)]
     pub leaving: BTreeMap<String, Option<String>>,
+    /// The rolling minor upgrade to `postgres.package_version`, when a host is not at it.
+    #[serde(default)]
+    pub upgrade: Option<Upgrade>,
 }
 
 impl Plan {
@@ -54,7 +58,7 @@ impl Plan {
     }
 
     pub fn change_count(&self) -> usize {
-        self.changes().count()
+        self.changes().count() + self.upgrade.as_ref().map_or(0, Upgrade::change_count)
     }
 
     pub fn refusals(&self) -> Vec<(String, String, String)> {
@@ -66,6 +70,12 @@ impl Plan {
                     _ => None,
                 })
             })
+            .chain(
+                self.upgrade
+                    .iter()
+                    .filter_map(|u| u.refusal.clone())
+                    .map(|r| ("cluster".to_owned(), "minor upgrade".to_owned(), r)),
+            )
             .collect()
     }
 }
@@ -165,7 +175,13 @@ pub fn build(
         }
     }
     let hardware = topology.hardware;
+    // A limited plan leaves the rolling upgrade out: it moves the primary role.
+    let upgrade = match limit {
+        None => upgrade::plan(&project.cluster, &topology, facts),
+        Some(_) => None,
+    };
     Ok(Plan {
+        upgrade,
         format_version: 1,
         id: new_id(),
         cluster: project.cluster.name.clone(),

@@ -7,5 +7,6 @@ pub mod departing;
 pub mod inputs;
 pub mod query;
 pub mod topology;
+pub mod upgrade;
 
 pub use crate::steps::change::{Action, Change, Check};

@@ -240,6 +240,10 @@ impl<'a> Vars<'a> {
                 "conf_dir": pg.conf_dir,
                 "bin_dir": pg.bin_dir(),
                 "service": format!("postgresql@{}-{}", pg.version, pg.debian_cluster),
+                // The exact version a fresh host installs (`package`'s pins).
+                "package_pins": pg.package_version.as_ref().map(|v| {
+                    pg.server_packages().into_iter().map(|p| (p, json!(v))).collect::<serde_json::Map<_, _>>()
+                }).unwrap_or_default(),
             })),
         );
         let mut parameters = server_parameters(cluster);

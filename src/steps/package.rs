@@ -1,5 +1,7 @@
 //! Debian packages, installed together in one apt run.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::steps::{Action, Check, Module, StepContext};
@@ -9,6 +11,39 @@ use crate::transport::RemoteCommand;
 #[serde(deny_unknown_fields)]
 pub struct Package {
     pub names: Vec<String>,
+    /// Exact versions for some of the names, installed as `NAME=VERSION` when missing. An
+    /// installed package of another version is the rolling minor upgrade's to move
+    /// (`plan::upgrade`), not this step's: it would restart every host at once.
+    #[serde(default)]
+    pub pins: BTreeMap<String, String>,
+}
+
+/// The script that installs `specs` (`NAME` or `NAME=VERSION`) with apt, waiting for apt's
+/// locks; `options` go to apt-get install (e.g. `--allow-downgrades`).
+pub fn install_script(specs: &[String], options: &str) -> String {
+    // `apt-get update` first only when the lists are missing or a day old: a fresh host
+    // has none, and an update on every run would cost seconds. An apt left running by an
+    // interrupted apply (killing pgha does not kill it on the host) is waited for: dpkg's
+    // lock by apt's own timeout, the lists and archives locks (which that timeout does not
+    // cover) by trying again for up to 10 minutes; a dpkg run it interrupted is finished
+    // first.
+    let install = format!(
+        "locked apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold {options}{}",
+        shell_words::join(specs)
+    );
+    // A pinned version the lists do not know (released since they were read) asks for an
+    // update too.
+    let unknown: String = specs
+        .iter()
+        .filter(|s| s.contains('='))
+        .map(|s| format!(" || ! apt-cache show {} >/dev/null 2>&1", shell_words::quote(s)))
+        .collect();
+    format!(
+        "set -e; export DEBIAN_FRONTEND=noninteractive; \
+         locked() {{ n=0; while :; do if out=$(\"$@\" 2>&1); then return 0; fi; case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) n=$((n+1)); if [ $n -ge 300 ]; then echo \"$out\" >&2; return 1; fi; sleep 2 ;; *) echo \"$out\" >&2; return 1 ;; esac; done; }}; \
+         if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]{unknown}; then locked apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
+         {install} || {{ dpkg --force-confold --configure -a && {install}; }}"
+    )
 }
 
 impl Module for Package {
@@ -26,26 +61,18 @@ impl Module for Package {
         if missing.is_empty() {
             return Check::InSync(format!("installed: {}", self.names.join(", ")));
         }
-        // `apt-get update` first only when the lists are missing or a day old: a fresh host
-        // has none, and an update on every run would cost seconds. An apt left running by an
-        // interrupted apply (killing pgha does not kill it on the host) is waited for: dpkg's
-        // lock by apt's own timeout, the lists and archives locks (which that timeout does not
-        // cover) by trying again for up to 10 minutes; a dpkg run it interrupted is finished
-        // first.
-        let install = format!(
-            "locked apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold {}",
-            shell_words::join(&missing)
-        );
-        let script = format!(
-            "set -e; export DEBIAN_FRONTEND=noninteractive; \
-             locked() {{ n=0; while :; do if out=$(\"$@\" 2>&1); then return 0; fi; case \"$out\" in *'Could not get lock'*|*'Unable to lock'*) n=$((n+1)); if [ $n -ge 300 ]; then echo \"$out\" >&2; return 1; fi; sleep 2 ;; *) echo \"$out\" >&2; return 1 ;; esac; done; }}; \
-             if [ -z \"$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)\" ]; then locked apt-get update -qq -o DPkg::Lock::Timeout=600; fi; \
-             {install} || {{ dpkg --force-confold --configure -a && {install}; }}"
-        );
+        let specs: Vec<String> = missing
+            .iter()
+            .map(|n| match self.pins.get(*n) {
+                Some(v) => format!("{n}={v}"),
+                None => (*n).to_owned(),
+            })
+            .collect();
+        let script = install_script(&specs, "");
         Check::Changes(vec![cx.change(
             self.kind(),
             Action::Install,
-            missing.join(" "),
+            specs.join(" "),
             "not installed",
             vec![RemoteCommand::script(script)],
         )])
@@ -71,6 +98,7 @@ mod tests {
         };
         let Check::Changes(changes) = (Package {
             names: vec!["postgresql-15".into()],
+            pins: Default::default(),
         })
         .check(&cx) else {
             panic!("a missing package is a change");

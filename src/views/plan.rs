@@ -7,6 +7,68 @@ use console::style;
 
 use crate::plan::build::Plan;
 use crate::plan::check::Status;
+use crate::plan::upgrade::Upgrade;
+
+/// The rolling minor upgrade, in the order apply does it (before the steps).
+fn upgrade(u: &Upgrade) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{} to {} (before the steps, one host at a time)",
+        style("rolling minor upgrade").bold(),
+        u.version
+    );
+    if let Some(why) = &u.refusal {
+        let _ = writeln!(out, "  {} {why}", style("! refused").red().bold());
+    }
+    let mut n = 0;
+    for h in &u.hosts {
+        if h.primary {
+            n += 1;
+            match &u.switchover_to {
+                Some(to) => {
+                    let _ = writeln!(
+                        out,
+                        "  {n}. {} switch over from {} to {to}: the primary role moves to an upgraded standby",
+                        style("~").yellow(),
+                        h.host
+                    );
+                }
+                None if h.restart => {
+                    let _ = writeln!(
+                        out,
+                        "  {n}. {} no streaming standby to hand over to: {} restarts as primary (writes stop meanwhile)",
+                        style("!").yellow(),
+                        h.host
+                    );
+                }
+                None => {}
+            }
+        }
+        n += 1;
+        let running = h.running.as_deref().unwrap_or("not running");
+        let what = match (h.install.is_empty(), h.restart) {
+            (false, true) => format!(
+                "install {}, restart, wait until it streams",
+                h.install.join(" ")
+            ),
+            (false, false) => format!("install {}", h.install.join(" ")),
+            (true, _) => {
+                "restart (its server still runs the old binary), wait until it streams".to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {n}. {} {}{}: package {} → {}, server runs {running}: {what}",
+            style("~").yellow(),
+            style(&h.host).bold(),
+            if h.primary { " (primary now)" } else { "" },
+            h.installed,
+            u.version,
+        );
+    }
+    out
+}
 
 pub fn human(plan: &Plan, verbose: u8) -> String {
     let mut out = String::new();
@@ -15,6 +77,9 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
     }
     for warning in &plan.warnings {
         let _ = writeln!(out, "{} {warning}", style("warning:").yellow().bold());
+    }
+    if let Some(u) = &plan.upgrade {
+        out.push_str(&upgrade(u));
     }
     for (host, outcomes) in &plan.hosts {
         let role = if plan.leaving.contains_key(host) {
@@ -128,10 +193,16 @@ pub fn human(plan: &Plan, verbose: u8) -> String {
                 format!("{h}: {n}")
             })
             .collect();
+        let upgrade = plan.upgrade.as_ref().map_or(0, |u| u.change_count());
         let _ = writeln!(
             out,
-            "Plan: {count} change{} ({}).",
+            "Plan: {count} change{} ({}{}).",
             if count == 1 { "" } else { "s" },
+            if upgrade > 0 {
+                format!("minor upgrade: {upgrade}, ")
+            } else {
+                String::new()
+            },
             per_host.join(", ")
         );
         if refusals > 0 {

@@ -9,6 +9,7 @@ mod facts;
 mod failover;
 mod faults;
 mod load;
+mod minor_upgrade;
 mod objectives;
 mod patroni;
 mod pgbackrest;

@@ -52,6 +52,7 @@ impl Saved {
             digests: BTreeMap::new(),
             inputs: Some(Inputs::of(&project, &secrets, "planned-salt")),
             leaving: BTreeMap::new(),
+            upgrade: None,
         };
         let json = serde_json::to_string(&plan).expect("json");
         assert!(

@@ -260,6 +260,27 @@ fn unsupported_version() {
 }
 
 #[test]
+fn the_package_version_is_exact_and_of_the_same_major() {
+    let pinned = |v: &str| {
+        variant(
+            "version: 15\n",
+            &format!("version: 15\n  package_version: \"{v}\"\n"),
+        )
+    };
+    accepts(&pinned("15.20-0+deb12u1"));
+    rejects(
+        &pinned("15.20*"),
+        "6:20",
+        "`15.20*` is a pattern: give the exact Debian version",
+    );
+    rejects(
+        &pinned("16.4-1"),
+        "6:20",
+        "`16.4-1` is not a minor version of PostgreSQL 15 (postgres.version)",
+    );
+}
+
+#[test]
 fn invalid_cluster_name() {
     rejects(
         &variant("name: demo", "name: Demo!"),

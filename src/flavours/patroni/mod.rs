@@ -406,6 +406,16 @@ impl Flavour for Patroni {
     ) -> BoxFuture<'a, Result<Handover, ProcedureError>> {
         Box::pin(switchover::run(self, view, target))
     }
+
+    /// Through Patroni (`POST /restart`, what `patronictl restart` does): a server restarted
+    /// behind its back would be seen as failed, and started again by Patroni itself.
+    fn restart_member<'a>(
+        &'a self,
+        view: &'a ClusterView<'a>,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProcedureError>> {
+        Box::pin(switchover::restart(self, view, host))
+    }
 }
 
 /// Whether the local etcd member is healthy, and whether it leads (status and verify).

@@ -101,3 +101,30 @@ pub(super) async fn run(
         converge: false,
     })
 }
+
+/// Restart one member's PostgreSQL through its REST API and wait until Patroni says it runs.
+pub(super) async fn restart(
+    p: &Patroni,
+    view: &ClusterView<'_>,
+    name: &str,
+) -> Result<(), ProcedureError> {
+    let Some(host) = view.cluster.host(name) else {
+        return Err(ProcedureError::Refused(format!(
+            "{name} is not a host of this inventory"
+        )));
+    };
+    let url = format!("{}/restart", p.rest_api(host));
+    let reply = rest::one(
+        view.transport(name)?,
+        Request::post(url, serde_json::json!({})),
+    )
+    .await?;
+    if !matches!(reply.status, 200 | 202) {
+        return Err(ProcedureError::Step {
+            host: name.to_owned(),
+            what: "Patroni restart".to_owned(),
+            reason: format!("answered {}: {}", reply.status, reply.body),
+        });
+    }
+    Ok(())
+}

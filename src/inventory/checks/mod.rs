@@ -7,12 +7,14 @@
 //! - `roles`: users and databases declared once, owners, reserved names;
 //! - `topology`: hosts' names and addresses, the primary, upstreams;
 //! - `cluster`: rules across sections, once the cluster is read;
-//! - `custom_params`: extension parameters belong to something the inventory declares.
+//! - `custom_params`: extension parameters belong to something the inventory declares;
+//! - `package_version`: the server packages' exact version, of the same major.
 
 pub mod cluster;
 pub mod custom_params;
 pub mod hba;
 pub mod names;
+pub mod package_version;
 pub mod params;
 pub mod roles;
 pub mod topology;
@@ -20,4 +22,5 @@ pub mod topology;
 pub use crate::yaml::decode::address;
 pub use hba::{HbaField, HbaPositions, HBA_METHODS, HBA_TYPES};
 pub use names::{name, NameKind};
+pub use package_version::package_version;
 pub use topology::{topology, HostPositions};
