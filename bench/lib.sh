@@ -47,6 +47,8 @@ bench_sandbox_up() {
 for h in yaml.safe_load(open(sys.argv[1]))["hosts"]: print(h["name"], h["address"])' "$INV")
   SSH=(ssh -i "$DIR/id_ed25519" -o UserKnownHostsFile="$DIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
 
+  # A bench may prepare the hosts before pgha's first apply (e.g. install an older minor).
+  if declare -F bench_before_apply >/dev/null; then bench_before_apply; fi
   log "pgha apply -y (bare hosts, apt included)"
   t0=$(now_ns)
   "$PGHA" apply -y -i "$INV" >"$LOGS/apply.out" 2>"$LOGS/apply.err" || die "pgha apply: $LOGS/apply.out"
