@@ -1846,12 +1846,21 @@ fn etcd_on_postgresql_s_port() {
     );
 }
 
+/// An even count is a step on the way (3 to 1, a member that left): allowed, with a warning.
 #[test]
-fn etcd_needs_an_odd_number_of_members() {
+fn an_even_number_of_etcd_members_is_a_warning() {
+    let (_dir, path) = write_inventory(&patroni_variant(
+        &PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]"),
+    ));
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .stdout_has("warning: 2 etcd members (patroni.etcd.members): a quorum needs 2, so they tolerate no failure")
+        .run();
     rejects(
-        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]")),
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[]")),
         "22:14",
-        "2 etcd members: a quorum needs an odd number",
+        "no etcd member: Patroni needs its DCS",
     );
 }
 

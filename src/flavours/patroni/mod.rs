@@ -17,6 +17,7 @@ use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objective
 
 pub mod config;
 pub mod dcs_change;
+pub mod etcd_membership;
 pub mod objectives;
 pub mod probes;
 pub mod rest;
@@ -35,9 +36,12 @@ use probes::{EtcdFact, PatroniFact};
 pub mod steps {
     crate::kinds! {
         etcd_healthy: EtcdHealthy,
+        etcd_member_join: EtcdMemberJoin,
+        etcd_member_remove: EtcdMemberRemove,
         etcd_scheme: EtcdScheme,
         etcd_tls_move: EtcdTlsMove,
         patroni_dcs: PatroniDcs,
+        patroni_departed: PatroniDeparted,
         patroni_running: PatroniRunning,
         patroni_tls_pause: PatroniTlsPause,
         patroni_tls_restart: PatroniTlsRestart,
@@ -276,12 +280,32 @@ impl Flavour for Patroni {
             let plain = format!("http://{}:{}", host.address, self.restapi_port);
             let fallback = self.tls.is_some().then_some(plain.as_str());
             out.push(probes::patroni_probe(&self.rest_api(host), fallback));
+            out.push(probes::patroni_cluster_probe(&self.rest_api(host)));
         }
         out
     }
 
     fn stable_facts(&self, facts: &mut HostFacts) {
         probes::forget_etcd_leadership(facts);
+    }
+
+    /// An even number of etcd members is allowed (a step on the way from 3 to 1, or a host
+    /// that left), but buys nothing: 2 need both for a quorum, 4 survive one loss like 3.
+    fn warnings(&self) -> Vec<String> {
+        let n = self.etcd.members.len();
+        if n % 2 == 1 {
+            return Vec::new();
+        }
+        let tolerated = match (n - 1) / 2 {
+            0 => "no failure".to_owned(),
+            1 => "the loss of one member".to_owned(),
+            t => format!("the loss of {t} members"),
+        };
+        vec![format!(
+            "{n} etcd members (patroni.etcd.members): a quorum needs {}, so they tolerate {tolerated}, no more than {} would; an odd number is better (3 survive the loss of one)",
+            n / 2 + 1,
+            n - 1
+        )]
     }
 
     /// The leader key decides: in a standby cluster every server is in recovery and the

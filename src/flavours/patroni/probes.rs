@@ -33,8 +33,9 @@ fn quick(r: Request) -> Request {
     Request { timeout: 2, ..r }
 }
 
-/// Health first, then (only when healthy) whether the member leads: `healthy` and `leader`
-/// or `follower`, or `unhealthy`. `fallback`: the other scheme's etcdctl and URL, asked when
+/// Health first, then (only when healthy) whether the member leads and the membership it
+/// knows: `healthy`, `leader` or `follower`, `members <etcdctl member list JSON>`; or
+/// `unhealthy`. `fallback`: the other scheme's etcdctl and URL, asked when
 /// the wanted one does not answer (a member an earlier pgha started on http, before its move
 /// to https): then `healthy on <scheme>` alone.
 pub fn etcd_probe(etcdctl: &str, url: &str, fallback: Option<(&str, &str)>) -> Probe {
@@ -55,8 +56,9 @@ pub fn etcd_probe(etcdctl: &str, url: &str, fallback: Option<(&str, &str)>) -> P
     Probe {
         name: ETCD,
         script: format!(
-            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; {otherwise}else echo unhealthy; fi",
+            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; printf 'members '; {etcdctl} --dial-timeout=1s --command-timeout=2s --endpoints={} member list -w json 2>/dev/null | tr -d '\\n'; echo; {otherwise}else echo unhealthy; fi",
             etcd_ready_condition(etcdctl, url),
+            shell_words::quote(url),
         ),
     }
 }
@@ -150,10 +152,110 @@ impl EtcdFact {
 }
 
 /// Whether etcd leads moves on its own (Patroni's callback moves it): no reason for a stale
-/// plan.
+/// plan. The membership stays (without its header, which names the answering leader's term).
 pub fn forget_etcd_leadership(facts: &mut HostFacts) {
+    let members = EtcdMember::list_of(facts);
     if let Some(lines) = facts.probes.get_mut(ETCD) {
         lines.truncate(1);
+        if let Some(members) = members {
+            lines.push(String::new());
+            lines.push(format!(
+                "members {}",
+                serde_json::json!({ "members": members })
+            ));
+        }
+    }
+    // Member keys expire on their own (a departed member's, ttl after its Patroni stopped).
+    facts.probes.remove(PATRONI_CLUSTER);
+}
+
+/// One member of the etcd cluster as `etcdctl member list` names it. A member added but not
+/// started yet has no name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+impl EtcdMember {
+    /// The membership the local member knows, when it is healthy.
+    pub fn list_of(facts: &HostFacts) -> Option<Vec<EtcdMember>> {
+        let lines = facts.probe(ETCD)?;
+        let json = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("members "))?;
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            members: Vec<EtcdMember>,
+        }
+        serde_json::from_str::<List>(json).ok().map(|l| l.members)
+    }
+
+    /// The hexadecimal ID etcdctl's member commands take.
+    pub fn hex_id(&self) -> String {
+        format!("{:x}", self.id)
+    }
+
+    /// A voting member that runs (a learner or a member added and never started is neither).
+    pub fn votes_and_started(&self) -> bool {
+        !self.is_learner && !self.name.is_empty()
+    }
+}
+
+pub const PATRONI_CLUSTER: &str = "patroni_cluster";
+
+/// The members Patroni's DCS holds (`GET /cluster` on the local member): a member that left
+/// the inventory stays there until its key expires.
+pub fn patroni_cluster_probe(url: &str) -> Probe {
+    Probe {
+        name: PATRONI_CLUSTER,
+        script: rest::shell(&[quick(Request::get(format!("{url}/cluster")))]),
+    }
+}
+
+/// A member in Patroni's DCS: its name, role and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DcsMember {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+}
+
+impl DcsMember {
+    /// The members the local Patroni read from the DCS; None when it did not answer.
+    pub fn list_of(facts: &HostFacts) -> Option<Vec<DcsMember>> {
+        let replies = rest::parse(facts.probe(PATRONI_CLUSTER)?.first()?)?;
+        let reply = replies.first().filter(|r| r.ok())?;
+        let members = reply.body.get("members")?.as_array()?;
+        Some(
+            members
+                .iter()
+                .map(|m| {
+                    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                    DcsMember {
+                        name: text("name"),
+                        role: text("role"),
+                        state: text("state"),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(
+            self.role.as_str(),
+            "leader" | "master" | "primary" | "standby_leader"
+        )
     }
 }
 

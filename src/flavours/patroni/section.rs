@@ -379,14 +379,13 @@ impl Reader<'_> {
         m.finish(self.d);
         let members = members?;
         let at = members_node.map(|n| n.pos).unwrap_or(m_pos(node));
-        if members.is_empty() || members.len() % 2 == 0 {
+        // An even count is allowed (a warning in validate and plan): a step while members
+        // change one at a time, or a member that left.
+        if members.is_empty() {
             self.d.error_with_help(
                 at,
                 "patroni.etcd.members",
-                format!(
-                    "{} etcd members: a quorum needs an odd number",
-                    members.len()
-                ),
+                "no etcd member: Patroni needs its DCS",
                 "use 1 (no fault tolerance) or 3 (survives the loss of one)",
             );
             return None;
