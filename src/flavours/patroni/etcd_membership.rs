@@ -36,18 +36,18 @@ impl<'a> Membership<'a> {
         wanted: &'a [Wanted],
         facts: &'a BTreeMap<String, HostFacts>,
     ) -> Option<Membership<'a>> {
-        let healthy: Vec<&str> = wanted
+        // Every host's own word, a member on its way out included: it votes until removed.
+        let healthy: Vec<&str> = facts
+            .iter()
+            .filter(|(_, f)| EtcdFact::of(f).is_some_and(|e| e.healthy))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let through = wanted
             .iter()
             .map(|w| w.name.as_str())
-            .filter(|n| {
-                facts
-                    .get(*n)
-                    .and_then(EtcdFact::of)
-                    .is_some_and(|e| e.healthy)
-            })
-            .collect();
-        healthy.iter().find_map(|n| {
-            let members = EtcdMember::list_of(facts.get(*n)?)?;
+            .filter(|n| healthy.contains(n));
+        through.into_iter().find_map(|n| {
+            let members = EtcdMember::list_of(facts.get(n)?)?;
             Some(Membership {
                 through: n,
                 members,

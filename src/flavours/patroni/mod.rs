@@ -13,7 +13,7 @@ use crate::flavours::{
     BoxFuture, CheckResult, ClusterView, Derived, Entry, FailoverTiming, Flavour, FlavourSecret,
     Handover, HealthCheck, MemberStatus, ProcedureError, Refusal, RouteDelay, SectionInput, Source,
 };
-use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objectives};
+use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objectives, Role};
 
 pub mod config;
 pub mod dcs_change;
@@ -38,8 +38,10 @@ pub mod steps {
         etcd_healthy: EtcdHealthy,
         etcd_member_join: EtcdMemberJoin,
         etcd_member_remove: EtcdMemberRemove,
+        etcd_retired: EtcdRetired,
         etcd_scheme: EtcdScheme,
         etcd_tls_move: EtcdTlsMove,
+        patroni_admits: PatroniAdmits,
         patroni_dcs: PatroniDcs,
         patroni_departed: PatroniDeparted,
         patroni_running: PatroniRunning,
@@ -264,7 +266,9 @@ impl Flavour for Patroni {
         let mut out = Vec::new();
         // A cluster on its way to TLS answers on http until it is moved: each probe then asks
         // http when https does not answer, and says which one did.
-        if self.etcd.members.contains(&host.name) {
+        // Also asked where etcd may run without being a member: a member leaving
+        // patroni.etcd.members counts for the quorum until it is removed.
+        if host.role.has_postgres() || host.role == Role::Member(ETCD_ROLE) {
             let plain = format!("http://127.0.0.1:{}", self.etcd.client_port);
             let fallback = self
                 .tls

@@ -1,0 +1,164 @@
+//! etcd membership and Patroni members on a running cluster, end to end: a data host that is
+//! also an etcd member leaves the inventory while it is down (pgha never contacts it), then a
+//! new host joins as an etcd member and a replica. The leader never changes.
+
+use std::time::Instant;
+
+use crate::cluster::Sandbox;
+
+const PATRONI_CONFIG: &str = "/etc/patroni/15-main.yml";
+
+/// The etcd members as `member list` on `host` names them (started ones), sorted.
+fn etcd_members(sb: &Sandbox, host: &str) -> Vec<String> {
+    let out = sb.sh(
+        host,
+        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl member list -w json",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("member list JSON");
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let learner = m["isLearner"].as_bool().unwrap_or(false);
+            let name = m["name"].as_str().unwrap_or("").to_owned();
+            if learner || name.is_empty() {
+                format!("{name}(not voting)")
+            } else {
+                name
+            }
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every etcd endpoint of the cluster answers healthy, asked through `host`.
+fn etcd_all_healthy(sb: &Sandbox, host: &str) -> bool {
+    let out = sb.sh(
+        host,
+        ". /etc/profile.d/pgha-etcdctl.sh && etcdctl endpoint health --cluster 2>&1 || true",
+    );
+    !out.contains("unhealthy") && out.contains("is healthy")
+}
+
+/// Patroni's members as `patronictl list` on `host` shows them: (name, role), sorted.
+fn patroni_members(sb: &Sandbox, host: &str) -> Vec<(String, String)> {
+    let out = sb.sh(
+        host,
+        &format!("patronictl -c {PATRONI_CONFIG} list -f json 2>/dev/null"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("patronictl JSON");
+    let mut members: Vec<(String, String)> = v
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|m| {
+            (
+                m["Member"].as_str().unwrap_or("").to_owned(),
+                m["Role"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+fn leader(sb: &Sandbox, host: &str) -> String {
+    patroni_members(sb, host)
+        .into_iter()
+        .find(|(_, role)| role == "Leader")
+        .map(|(name, _)| name)
+        .unwrap_or_else(|| panic!("no Patroni leader seen from {host}"))
+}
+
+#[test]
+fn a_patroni_member_leaves_while_down_and_a_new_one_joins() {
+    let sb = Sandbox::patroni("etcdm", 4);
+    // pg4 joins later.
+    let pg4 = sb.host_entry("pg4");
+    sb.edit_inventory(&pg4, "");
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(etcd_members(&sb, "pg1"), ["pg1", "pg2", "pg3"]);
+    let first_leader = leader(&sb, "pg1");
+
+    // pg3 is down (unreachable: its container is stopped) and leaves the inventory, as a
+    // host and as an etcd member.
+    sb.docker("stop", "pg3");
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.edit_inventory("members: [pg1, pg2, pg3]", "members: [pg1, pg2]");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("warning: 2 etcd members (patroni.etcd.members): a quorum needs 2, so they tolerate no failure")
+        .stdout_has("stop etcd member pg3 (")
+        .stdout_has("pg3 left the inventory: its etcd member is removed through pg1 (2 voting members stay, quorum 2); its host is not contacted")
+        .run();
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let removal = started.elapsed();
+    eprintln!(
+        "removal took {:.1} s (apply with its verify: etcd member removed, Patroni member and slot gone)",
+        removal.as_secs_f64()
+    );
+    assert_eq!(etcd_members(&sb, "pg1"), ["pg1", "pg2"]);
+    assert!(etcd_all_healthy(&sb, "pg2"), "both etcd members healthy");
+    let members = patroni_members(&sb, "pg2");
+    assert_eq!(
+        members.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["pg1", "pg2"],
+        "{members:?}"
+    );
+    assert_eq!(
+        leader(&sb, "pg2"),
+        first_leader,
+        "the leader did not change"
+    );
+    assert_eq!(
+        sb.psql(
+            &first_leader,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pg3'"
+        ),
+        "0",
+        "pg3's slot is gone"
+    );
+    sb.pgha(["verify"]).stdout_has("0 failed.").run();
+    sb.assert_converged();
+
+    // pg4 joins: an etcd member (learner first, promoted once in sync) and a replica.
+    sb.edit_inventory("members: [pg1, pg2]", "members: [pg1, pg2, pg4]");
+    let pg2 = sb.host_entry("pg2");
+    sb.edit_inventory(&pg2, &format!("{pg2}{pg4}"));
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("create etcd member pg4 (etcd member joined)")
+        .stdout_has("pg4 joins the etcd cluster of")
+        .stdout_has("pg4 not running in the DCS yet: the leader takes its new pg_hba rules now")
+        .run();
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let addition = started.elapsed();
+    eprintln!(
+        "addition took {:.1} s (apply with its verify: etcd member joined and promoted, replica cloned and streaming)",
+        addition.as_secs_f64()
+    );
+    assert_eq!(etcd_members(&sb, "pg4"), ["pg1", "pg2", "pg4"]);
+    assert!(etcd_all_healthy(&sb, "pg4"), "three etcd members healthy");
+    assert_eq!(
+        patroni_members(&sb, "pg4")
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["pg1", "pg2", "pg4"]
+    );
+    assert_eq!(leader(&sb, "pg4"), first_leader, "the leader never changed");
+    // The join's settings are gone once the member is formed.
+    assert_eq!(
+        sb.sh(
+            "pg4",
+            "ls /run/systemd/system/etcd.service.d/pgha-join.conf 2>/dev/null || echo gone"
+        )
+        .trim(),
+        "gone"
+    );
+    sb.assert_converged();
+}
