@@ -162,3 +162,64 @@ fn a_patroni_member_leaves_while_down_and_a_new_one_joins() {
     );
     sb.assert_converged();
 }
+
+/// One etcd member to three and back, on a running cluster, one member at a time in one apply
+/// each way: the members join as learners and are promoted, then leave through pg1; the hosts
+/// stay as data hosts (their etcd stopped, its data kept aside). The leader never changes.
+#[test]
+fn etcd_grows_from_one_member_to_three_and_back() {
+    let sb = Sandbox::patroni_etcd("etcd131", 3, 1);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(etcd_members(&sb, "pg1"), ["pg1"]);
+    let first_leader = leader(&sb, "pg1");
+
+    sb.edit_inventory("members: [pg1]", "members: [pg1, pg2, pg3]");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has(
+            "create etcd member pg2 (etcd member joined) — pg2 joins the etcd cluster of pg1",
+        )
+        .stdout_has(
+            "create etcd member pg3 (etcd member joined) — pg3 joins the etcd cluster of pg1",
+        )
+        .run();
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    eprintln!(
+        "1 to 3 etcd members took {:.1} s (apply with its verify)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(etcd_members(&sb, "pg3"), ["pg1", "pg2", "pg3"]);
+    assert!(etcd_all_healthy(&sb, "pg2"));
+    assert_eq!(
+        leader(&sb, "pg2"),
+        first_leader,
+        "the leader did not change"
+    );
+    sb.assert_converged();
+
+    sb.edit_inventory("members: [pg1, pg2, pg3]", "members: [pg1]");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("pg2 is not in patroni.etcd.members: its etcd member is removed through pg1 (2 voting members stay, quorum 2)")
+        .stdout_has("pg3 is not in patroni.etcd.members: its etcd member is removed through pg1 (1 voting member is to stay, quorum 1)")
+        .stdout_has("stop etcd on pg2 (etcd retired)")
+        .run();
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    eprintln!(
+        "3 to 1 etcd members took {:.1} s (apply with its verify)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(etcd_members(&sb, "pg1"), ["pg1"]);
+    for host in ["pg2", "pg3"] {
+        assert_eq!(
+            sb.sh(host, "systemctl is-active etcd || true").trim(),
+            "inactive",
+            "{host}'s etcd is stopped"
+        );
+    }
+    assert_eq!(leader(&sb, "pg1"), first_leader, "the leader never changed");
+    assert_eq!(patroni_members(&sb, "pg3").len(), 3);
+    sb.assert_converged();
+}

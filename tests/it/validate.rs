@@ -1864,6 +1864,22 @@ fn an_even_number_of_etcd_members_is_a_warning() {
     );
 }
 
+/// The last standby may not leave while synchronous mode is on: no one would acknowledge.
+#[test]
+fn synchronous_mode_needs_a_standby() {
+    let alone = with_patroni("  synchronous_mode: true\n")
+        .replace("[pg1, pg2, pg3]", "[pg1]")
+        .replace(
+            "  - name: pg2\n    address: 10.0.0.12\n    role: standby\n  - name: pg3\n    address: 10.0.0.13\n    role: standby\n",
+            "",
+        );
+    rejected(
+        &alone,
+        "14:3",
+        "synchronous mode with 1 PostgreSQL host: no standby is left to acknowledge commits",
+    );
+}
+
 #[test]
 fn an_etcd_member_listed_twice_is_refused() {
     rejects(

@@ -155,6 +155,16 @@ impl Reader<'_> {
                 self.d.error(n.pos, "patroni.synchronous_node_count", format!("{count} synchronous standbys need at least {} PostgreSQL hosts; there are {pg_hosts}", count + 1));
             }
         }
+        // A removal may leave the leader alone: synchronous mode would then have no standby
+        // to acknowledge commits (strict: writes wait forever; else Patroni drops it).
+        if synchronous_mode == Some(true) && pg_hosts < 2 {
+            self.d.error_with_help(
+                m.pos(),
+                "patroni.synchronous_mode",
+                format!("synchronous mode with {pg_hosts} PostgreSQL host: no standby is left to acknowledge commits"),
+                "keep a standby in the inventory, or turn `synchronous_mode` off first (apply that, then remove the last standby)",
+            );
+        }
         let watchdog = match m.take("watchdog") {
             Some(n) => self.watchdog(n),
             None => Some(Watchdog {

@@ -5,6 +5,8 @@
 //! refuses until the learner caught up). The joining settings are a systemd drop-in under
 //! /run, gone once the member is formed: /etc/default/etcd says `new`, for a cluster that
 //! forms together. The playbook runs it one host at a time (etcd 3.4 takes one learner).
+//! etcd refuses an addition ("unhealthy cluster") until its leader has been connected to
+//! every voting member for a few seconds, as just after a promotion: it is retried.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +69,12 @@ impl EtcdMemberJoin {
         format!(
             "set -e; ctl() {{ {ctl} \"$@\"; }}; \
              id=$(ctl member list -w json | {id_of}); \
-             if [ -z \"$id\" ]; then ctl member add {host} --peer-urls={peer} --learner >/dev/null; id=$(ctl member list -w json | {id_of}); echo \"pgha: etcd member $id added as a learner\"; fi; \
+             if [ -z \"$id\" ]; then for i in $(seq 1 {n}); do \
+               if out=$(ctl member add {host} --peer-urls={peer} --learner 2>&1); then break; fi; \
+               echo \"$out\" | grep -q -e 'unhealthy cluster' -e 'too many learner' || {{ echo \"$out\" >&2; exit 1; }}; sleep 0.5; done; \
+               id=$(ctl member list -w json | {id_of}); \
+               [ -n \"$id\" ] || {{ echo \"etcd did not add {host} within {t} s: $out\" >&2; exit 1; }}; \
+               echo \"pgha: etcd member $id added as a learner\"; fi; \
              initial=$(ctl member list -w json | {initial}); \
              mkdir -p /run/pgha {dropin_dir}; \
              printf 'ETCD_INITIAL_CLUSTER=\"%s\"\\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\\n' \"$initial\" > {env}; \

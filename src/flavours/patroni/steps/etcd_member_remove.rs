@@ -80,10 +80,15 @@ impl Module for EtcdMemberRemove {
                     Action::Stop,
                     format!("etcd member {name} ({})", m.hex_id()),
                     format!(
-                        "{name} {why}: its etcd member is removed through {} ({voting} voting member{} stay, quorum {}); its host is not contacted",
+                        "{name} {why}: its etcd member is removed through {} ({voting} voting member{} stay, quorum {}){}",
                         cx.host,
-                        if voting == 1 { "" } else { "s" },
-                        quorum(voting)
+                        if voting == 1 { " is to" } else { "s" },
+                        quorum(voting),
+                        if why == "left the inventory" {
+                            "; its host is not contacted"
+                        } else {
+                            ""
+                        }
                     ),
                     vec![RemoteCommand::script(script)],
                 )
