@@ -161,6 +161,15 @@ fn a_patroni_member_leaves_while_down_and_a_new_one_joins() {
         "gone"
     );
     sb.assert_converged();
+
+    // The leader may not simply leave: plan refuses and says what to do first.
+    sb.edit_inventory(&sb.host_entry("pg1"), "");
+    sb.edit_inventory("members: [pg1, pg2, pg4]", "members: [pg2, pg4]");
+    sb.edit_inventory(&pg2, &pg2.replace("role: standby", "role: primary"));
+    sb.pgha(["plan"])
+        .status(1)
+        .stderr_has("Removing the current primary is refused: switch over to a standby that stays")
+        .run();
 }
 
 /// One etcd member to three and back, on a running cluster, one member at a time in one apply

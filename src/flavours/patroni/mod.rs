@@ -306,7 +306,7 @@ impl Flavour for Patroni {
             t => format!("the loss of {t} members"),
         };
         vec![format!(
-            "{n} etcd members (patroni.etcd.members): a quorum needs {}, so they tolerate {tolerated}, no more than {} would; an odd number is better (3 survive the loss of one)",
+            "{n} etcd members (patroni.etcd.members): a quorum needs {}, so they tolerate {tolerated}, as {} would; an odd number is better (3 survive the loss of one)",
             n / 2 + 1,
             n - 1
         )]
