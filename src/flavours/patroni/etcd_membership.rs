@@ -90,6 +90,11 @@ impl<'a> Membership<'a> {
             .count()
     }
 
+    /// Whether a member answers healthy on its own host.
+    pub fn is_healthy(&self, m: &EtcdMember) -> bool {
+        m.votes_and_started() && self.healthy.contains(&m.name.as_str())
+    }
+
     /// Why a membership change cannot be made now: the cluster lacks its quorum.
     pub fn no_quorum(&self) -> Option<String> {
         let (voting, healthy) = (self.voting(), self.healthy_voting());

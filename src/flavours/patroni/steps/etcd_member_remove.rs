@@ -52,6 +52,38 @@ impl Module for EtcdMemberRemove {
         if let Some(why) = membership.no_quorum() {
             return Check::Refused(why);
         }
+        // Members that do not answer go first: their removal only lowers the quorum. Each
+        // removal must leave enough healthy voting members for the next quorum.
+        let mut departed = departed;
+        departed.sort_by_key(|m| membership.is_healthy(m));
+        let (mut voting, mut healthy) = (membership.voting(), membership.healthy_voting());
+        for m in &departed {
+            if m.is_learner {
+                continue;
+            }
+            voting -= 1;
+            if membership.is_healthy(m) {
+                healthy -= 1;
+            }
+            if voting > 0 && healthy < quorum(voting) {
+                let down: Vec<&str> = membership
+                    .members
+                    .iter()
+                    .filter(|o| !o.is_learner && !membership.is_healthy(o) && !departed.iter().any(|d| d.id == o.id))
+                    .map(|o| if o.name.is_empty() { "a member never started" } else { o.name.as_str() })
+                    .collect();
+                let down = if down.is_empty() {
+                    "the members that do not answer".to_owned()
+                } else {
+                    down.join(", ")
+                };
+                return Check::Refused(format!(
+                    "removing etcd member {} would leave {healthy} healthy of {voting} voting members, below the quorum of {}: etcd would stop answering. Bring {down} back first, or remove {down} instead",
+                    m.name,
+                    quorum(voting),
+                ));
+            }
+        }
         let mut voting = membership.voting();
         let changes = departed
             .into_iter()
