@@ -232,3 +232,93 @@ fn etcd_grows_from_one_member_to_three_and_back() {
     assert_eq!(patroni_members(&sb, "pg3").len(), 3);
     sb.assert_converged();
 }
+
+/// A member that leaves the inventory while its Patroni still runs (nothing stopped it: pgha
+/// does not reach a host outside the inventory). Its etcd member is removed, but its Patroni
+/// renews its member key through the others: apply waits, then says what to do. Once its
+/// Patroni is stopped there, apply finishes the removal.
+#[test]
+fn a_running_patroni_member_that_leaves_is_waited_for_and_named() {
+    let sb = Sandbox::patroni("etcdrun", 3);
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let first_leader = leader(&sb, "pg1");
+
+    sb.edit_inventory(&sb.host_entry("pg3"), "");
+    sb.edit_inventory("members: [pg1, pg2, pg3]", "members: [pg1, pg2]");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("stop etcd member pg3 (")
+        .stdout_has("stop Patroni member pg3 (departed Patroni members forgotten) — pg3 left the inventory: Patroni forgets it once its member key expires")
+        .run();
+    sb.pgha(["apply", "-y"])
+        .status(1)
+        .stdout_has("pg3 is still a Patroni member (or its slot is kept)")
+        .stdout_has("stop Patroni there, then apply again")
+        .run();
+    assert_eq!(
+        etcd_members(&sb, "pg1"),
+        ["pg1", "pg2"],
+        "its etcd member is removed"
+    );
+
+    // What the DBA (or a decommission) does on the departed host.
+    sb.sh("pg3", "systemctl stop patroni@15-main");
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert_eq!(
+        patroni_members(&sb, "pg2")
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["pg1", "pg2"]
+    );
+    assert_eq!(
+        leader(&sb, "pg2"),
+        first_leader,
+        "the leader did not change"
+    );
+    sb.assert_converged();
+}
+
+/// A dedicated etcd host (`role: etcd`) takes the place of a co-located member in one apply:
+/// pg3 leaves `patroni.etcd.members` (it stays a data host: its etcd is stopped, its data kept
+/// aside), then pg4 joins. Three members throughout but for the moment between.
+#[test]
+fn a_dedicated_etcd_host_takes_a_co_located_member_s_place() {
+    let sb = Sandbox::patroni("etcdhost", 4);
+    // An etcd host is there to run a member: it comes with its membership.
+    let pg4 = sb.host_entry("pg4");
+    sb.edit_inventory(&pg4, "");
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let first_leader = leader(&sb, "pg1");
+
+    let pg3 = sb.host_entry("pg3");
+    sb.edit_inventory(
+        &pg3,
+        &format!("{pg3}{}", pg4.replace("role: standby", "role: etcd")),
+    );
+    sb.edit_inventory("members: [pg1, pg2, pg3]", "members: [pg1, pg2, pg4]");
+    sb.pgha(["plan", "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("pg3 is not in patroni.etcd.members: its etcd member is removed through pg1 (2 voting members stay, quorum 2)")
+        .stdout_has("stop etcd on pg3 (etcd retired)")
+        .stdout_has("create etcd member pg4 (etcd member joined) — pg4 joins the etcd cluster of")
+        .run();
+    let started = Instant::now();
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    eprintln!(
+        "moving an etcd member from pg3 to the etcd host pg4 took {:.1} s (apply with its verify)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(etcd_members(&sb, "pg4"), ["pg1", "pg2", "pg4"]);
+    assert!(etcd_all_healthy(&sb, "pg1"));
+    assert_eq!(
+        sb.sh("pg3", "systemctl is-active etcd || true").trim(),
+        "inactive"
+    );
+    assert_eq!(
+        leader(&sb, "pg3"),
+        first_leader,
+        "the leader did not change"
+    );
+    sb.assert_converged();
+}
