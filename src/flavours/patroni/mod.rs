@@ -284,7 +284,6 @@ impl Flavour for Patroni {
             let plain = format!("http://{}:{}", host.address, self.restapi_port);
             let fallback = self.tls.is_some().then_some(plain.as_str());
             out.push(probes::patroni_probe(&self.rest_api(host), fallback));
-            out.push(probes::patroni_cluster_probe(&self.rest_api(host)));
         }
         out
     }

@@ -68,14 +68,16 @@ fn scheme_of(url: &str) -> &str {
     url.split("://").next().unwrap_or("")
 }
 
-/// The member (`GET /patroni`) and the DCS configuration (`GET /config`): one line of replies,
-/// then the scheme that answered. `fallback`: the same REST API on the other scheme, asked when
+/// The member (`GET /patroni`), the DCS configuration (`GET /config`) and the members the DCS
+/// holds (`GET /cluster`: a member that left the inventory stays there until its key
+/// expires): one line of replies, then the scheme that answered. `fallback`: the same REST API on the other scheme, asked when
 /// the wanted one does not answer (a member an earlier pgha configured without TLS).
 pub fn patroni_probe(url: &str, fallback: Option<&str>) -> Probe {
     let ask = |url: &str| {
         rest::shell(&[
             quick(Request::get(format!("{url}/patroni"))),
             quick(Request::get(format!("{url}/config"))),
+            quick(Request::get(format!("{url}/cluster"))),
         ])
     };
     // A reply list starting with status 0: nothing answered there.
@@ -165,8 +167,14 @@ pub fn forget_etcd_leadership(facts: &mut HostFacts) {
             ));
         }
     }
-    // Member keys expire on their own (a departed member's, ttl after its Patroni stopped).
-    facts.probes.remove(PATRONI_CLUSTER);
+    // Member keys expire on their own (a departed member's, ttl after its Patroni stopped),
+    // and the members' lag moves all the time: the DCS's member list is left out.
+    if let Some(line) = facts.probes.get_mut(PATRONI).and_then(|l| l.first_mut()) {
+        if let Ok(mut replies) = serde_json::from_str::<Vec<serde_json::Value>>(line) {
+            replies.truncate(2);
+            *line = serde_json::Value::Array(replies).to_string();
+        }
+    }
 }
 
 /// One member of the etcd cluster as `etcdctl member list` names it. A member added but not
@@ -211,17 +219,6 @@ impl EtcdMember {
     }
 }
 
-pub const PATRONI_CLUSTER: &str = "patroni_cluster";
-
-/// The members Patroni's DCS holds (`GET /cluster` on the local member): a member that left
-/// the inventory stays there until its key expires.
-pub fn patroni_cluster_probe(url: &str) -> Probe {
-    Probe {
-        name: PATRONI_CLUSTER,
-        script: rest::shell(&[quick(Request::get(format!("{url}/cluster")))]),
-    }
-}
-
 /// A member in Patroni's DCS: its name, role and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DcsMember {
@@ -233,8 +230,8 @@ pub struct DcsMember {
 impl DcsMember {
     /// The members the local Patroni read from the DCS; None when it did not answer.
     pub fn list_of(facts: &HostFacts) -> Option<Vec<DcsMember>> {
-        let replies = rest::parse(facts.probe(PATRONI_CLUSTER)?.first()?)?;
-        let reply = replies.first().filter(|r| r.ok())?;
+        let replies = rest::parse(facts.probe(PATRONI)?.first()?)?;
+        let reply = replies.get(2).filter(|r| r.ok())?;
         let members = reply.body.get("members")?.as_array()?;
         Some(
             members
@@ -360,6 +357,23 @@ mod tests {
         assert!(p.is_leader() && p.pending_restart);
         assert_eq!(p.timeline, 3);
         assert_eq!(p.dcs.expect("dcs")["ttl"], 20);
+    }
+
+    #[test]
+    fn the_dcs_members_and_a_digest_without_them() {
+        let mut f = facts(
+            PATRONI,
+            &[
+                r#"[{"status": 200, "body": {"state": "running", "role": "master"}}, {"status": 200, "body": {}}, {"status": 200, "body": {"members": [{"name": "pg1", "role": "leader", "state": "running", "lag": 0}, {"name": "pg3", "role": "replica", "state": "running", "lag": 5}]}}]"#,
+                "https",
+            ],
+        );
+        let members = DcsMember::list_of(&f).expect("listed");
+        assert_eq!(members.len(), 2);
+        assert!(members[0].is_leader() && !members[1].is_leader());
+        forget_etcd_leadership(&mut f);
+        assert_eq!(DcsMember::list_of(&f), None, "left out of the digest");
+        assert!(PatroniFact::of(&f).is_some_and(|p| p.is_leader()));
     }
 
     #[test]
