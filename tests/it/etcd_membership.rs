@@ -132,7 +132,7 @@ fn a_patroni_member_leaves_while_down_and_a_new_one_joins() {
         .status(2)
         .stdout_has("create etcd member pg4 (etcd member joined)")
         .stdout_has("pg4 joins the etcd cluster of")
-        .stdout_has("pg4 not running in the DCS yet: the leader takes its new pg_hba rules now")
+        .stdout_has("pg4 not in the DCS yet: the leader takes its new pg_hba rules now")
         .run();
     let started = Instant::now();
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();

@@ -1,9 +1,9 @@
 //! A member that joins a running cluster clones from the leader, which must let it in first:
 //! Patroni writes pg_hba.conf from its configuration on a reload, and the playbook's reload
 //! handler runs at the end (after the leader's role passwords). So when a member of the
-//! inventory is not running in the leader's DCS yet, the leader's Patroni is reloaded here,
+//! inventory is not in the leader's DCS yet, the leader's Patroni is reloaded here,
 //! once its configuration is written, and the step waits until pg_hba.conf names every
-//! joining member's address.
+//! joining member's address. A member listed in the DCS (whatever its state) has joined.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,9 @@ impl Module for PatroniAdmits {
             .members
             .iter()
             .filter(|m| m.name != cx.host)
-            .filter(|m| !listed.iter().any(|l| l.name == m.name && l.state == "running"))
+            // A member listed in any state has registered: the leader already let it in
+            // (a replica restarting is listed too).
+            .filter(|m| !listed.iter().any(|l| l.name == m.name))
             .collect();
         if joining.is_empty() {
             return Check::InSync("every member runs".to_owned());
@@ -77,7 +79,7 @@ impl Module for PatroniAdmits {
             Action::Reload,
             format!("Patroni on {}", cx.host),
             format!(
-                "{} not running in the DCS yet: the leader takes its new pg_hba rules now, before they clone from it",
+                "{} not in the DCS yet: the leader takes its new pg_hba rules now, before they clone from it",
                 names.join(", ")
             ),
             vec![RemoteCommand::script(script)],
