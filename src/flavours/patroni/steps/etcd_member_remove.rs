@@ -53,9 +53,10 @@ impl Module for EtcdMemberRemove {
             return Check::Refused(why);
         }
         // Members that do not answer go first: their removal only lowers the quorum. Each
-        // removal must leave enough healthy voting members for the next quorum.
+        // removal must leave enough healthy voting members for the next quorum. By name
+        // otherwise, so that a plan reads the same each time.
         let mut departed = departed;
-        departed.sort_by_key(|m| membership.is_healthy(m));
+        departed.sort_by_key(|m| (membership.is_healthy(m), m.name.clone()));
         let (mut voting, mut healthy) = (membership.voting(), membership.healthy_voting());
         for m in &departed {
             if m.is_learner {
