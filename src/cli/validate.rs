@@ -50,5 +50,8 @@ pub fn run(args: &ValidateArgs) -> Result<ExitStatus, CliError> {
     for note in &project.objective_notes {
         println!("  {note}");
     }
+    for warning in project.flavour.warnings() {
+        println!("  warning: {warning}");
+    }
     Ok(ExitStatus::Success)
 }

@@ -331,6 +331,11 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     /// Forget what moves on its own (a lease, an election) before facts are compared for a
     /// stale plan.
     fn stable_facts(&self, _facts: &mut HostFacts) {}
+    /// What the DBA should weigh in its settings, though they are allowed (validate and plan
+    /// show it).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The member that leads when the flavour keeps its own word on it (a leader key); None
     /// leaves it to the running servers.
     fn leader(&self, _cluster: &Cluster, _facts: &BTreeMap<String, HostFacts>) -> Option<String> {

@@ -138,7 +138,7 @@ pub fn build(
             check_host(host, steps, host_facts, facts, secrets),
         );
     }
-    let mut warnings = Vec::new();
+    let mut warnings = project.flavour.warnings();
     if project.cluster.tls.is_none() {
         warnings.push("TLS is off (`tls: off`): replication, clients, and under Patroni etcd and the REST API, travel unencrypted and unverified".to_owned());
     }

@@ -4,6 +4,7 @@ mod backups;
 mod cluster;
 mod drill;
 mod engine;
+mod etcd_membership;
 mod extensions;
 mod facts;
 mod failover;

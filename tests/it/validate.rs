@@ -1867,12 +1867,37 @@ fn etcd_on_postgresql_s_port() {
     );
 }
 
+/// An even count is a step on the way (3 to 1, a member that left): allowed, with a warning.
 #[test]
-fn etcd_needs_an_odd_number_of_members() {
+fn an_even_number_of_etcd_members_is_a_warning() {
+    let (_dir, path) = write_inventory(&patroni_variant(
+        &PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]"),
+    ));
+    Test::new()
+        .args(["validate", "-i"])
+        .arg_path(&path)
+        .stdout_has("warning: 2 etcd members (patroni.etcd.members): a quorum needs 2, so they tolerate no failure")
+        .run();
     rejects(
-        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[pg1, pg2]")),
+        &patroni_variant(&PATRONI.replace("[pg1, pg2, pg3]", "[]")),
         "22:14",
-        "2 etcd members: a quorum needs an odd number",
+        "no etcd member: Patroni needs its DCS",
+    );
+}
+
+/// The last standby may not leave while synchronous mode is on: no one would acknowledge.
+#[test]
+fn synchronous_mode_needs_a_standby() {
+    let alone = with_patroni("  synchronous_mode: true\n")
+        .replace("[pg1, pg2, pg3]", "[pg1]")
+        .replace(
+            "  - name: pg2\n    address: 10.0.0.12\n    role: standby\n  - name: pg3\n    address: 10.0.0.13\n    role: standby\n",
+            "",
+        );
+    rejected(
+        &alone,
+        "14:3",
+        "synchronous mode with 1 PostgreSQL host: no standby is left to acknowledge commits",
     );
 }
 

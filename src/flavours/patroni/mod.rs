@@ -13,10 +13,11 @@ use crate::flavours::{
     BoxFuture, CheckResult, ClusterView, Derived, Entry, FailoverTiming, Flavour, FlavourSecret,
     Handover, HealthCheck, MemberStatus, ProcedureError, Refusal, RouteDelay, SectionInput, Source,
 };
-use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objectives};
+use crate::model::{slot_safe_name, Cluster, HbaRule, Host, MemberRole, Objectives, Role};
 
 pub mod config;
 pub mod dcs_change;
+pub mod etcd_membership;
 pub mod objectives;
 pub mod probes;
 pub mod rest;
@@ -35,9 +36,14 @@ use probes::{EtcdFact, PatroniFact};
 pub mod steps {
     crate::kinds! {
         etcd_healthy: EtcdHealthy,
+        etcd_member_join: EtcdMemberJoin,
+        etcd_member_remove: EtcdMemberRemove,
+        etcd_retired: EtcdRetired,
         etcd_scheme: EtcdScheme,
         etcd_tls_move: EtcdTlsMove,
+        patroni_admits: PatroniAdmits,
         patroni_dcs: PatroniDcs,
+        patroni_departed: PatroniDeparted,
         patroni_running: PatroniRunning,
         patroni_tls_pause: PatroniTlsPause,
         patroni_tls_restart: PatroniTlsRestart,
@@ -273,7 +279,9 @@ impl Flavour for Patroni {
         let mut out = Vec::new();
         // A cluster on its way to TLS answers on http until it is moved: each probe then asks
         // http when https does not answer, and says which one did.
-        if self.etcd.members.contains(&host.name) {
+        // Also asked where etcd may run without being a member: a member leaving
+        // patroni.etcd.members counts for the quorum until it is removed.
+        if host.role.has_postgres() || host.role == Role::Member(ETCD_ROLE) {
             let plain = format!("http://127.0.0.1:{}", self.etcd.client_port);
             let fallback = self
                 .tls
@@ -295,6 +303,25 @@ impl Flavour for Patroni {
 
     fn stable_facts(&self, facts: &mut HostFacts) {
         probes::forget_etcd_leadership(facts);
+    }
+
+    /// An even number of etcd members is allowed (a step on the way from 3 to 1, or a host
+    /// that left), but buys nothing: 2 need both for a quorum, 4 survive one loss like 3.
+    fn warnings(&self) -> Vec<String> {
+        let n = self.etcd.members.len();
+        if n % 2 == 1 {
+            return Vec::new();
+        }
+        let tolerated = match (n - 1) / 2 {
+            0 => "no failure".to_owned(),
+            1 => "the loss of one member".to_owned(),
+            t => format!("the loss of {t} members"),
+        };
+        vec![format!(
+            "{n} etcd members (patroni.etcd.members): a quorum needs {}, so they tolerate {tolerated}, as {} would; an odd number is better (3 survive the loss of one)",
+            n / 2 + 1,
+            n - 1
+        )]
     }
 
     /// The leader key decides: in a standby cluster every server is in recovery and the

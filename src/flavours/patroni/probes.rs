@@ -33,8 +33,9 @@ fn quick(r: Request) -> Request {
     Request { timeout: 2, ..r }
 }
 
-/// Health first, then (only when healthy) whether the member leads: `healthy` and `leader`
-/// or `follower`, or `unhealthy`. `fallback`: the other scheme's etcdctl and URL, asked when
+/// Health first, then (only when healthy) whether the member leads and the membership it
+/// knows: `healthy`, `leader` or `follower`, `members <etcdctl member list JSON>`; or
+/// `unhealthy`. `fallback`: the other scheme's etcdctl and URL, asked when
 /// the wanted one does not answer (a member an earlier pgha started on http, before its move
 /// to https): then `healthy on <scheme>` alone.
 pub fn etcd_probe(etcdctl: &str, url: &str, fallback: Option<(&str, &str)>) -> Probe {
@@ -55,8 +56,9 @@ pub fn etcd_probe(etcdctl: &str, url: &str, fallback: Option<(&str, &str)>) -> P
     Probe {
         name: ETCD,
         script: format!(
-            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; {otherwise}else echo unhealthy; fi",
+            "if {}; then echo healthy; if {leads}; then echo leader; else echo follower; fi; printf 'members '; {etcdctl} --dial-timeout=1s --command-timeout=2s --endpoints={} member list -w json 2>/dev/null | tr -d '\\n'; echo; {otherwise}else echo unhealthy; fi",
             etcd_ready_condition(etcdctl, url),
+            shell_words::quote(url),
         ),
     }
 }
@@ -66,14 +68,16 @@ fn scheme_of(url: &str) -> &str {
     url.split("://").next().unwrap_or("")
 }
 
-/// The member (`GET /patroni`) and the DCS configuration (`GET /config`): one line of replies,
-/// then the scheme that answered. `fallback`: the same REST API on the other scheme, asked when
+/// The member (`GET /patroni`), the DCS configuration (`GET /config`) and the members the DCS
+/// holds (`GET /cluster`: a member that left the inventory stays there until its key
+/// expires): one line of replies, then the scheme that answered. `fallback`: the same REST API on the other scheme, asked when
 /// the wanted one does not answer (a member an earlier pgha configured without TLS).
 pub fn patroni_probe(url: &str, fallback: Option<&str>) -> Probe {
     let ask = |url: &str| {
         rest::shell(&[
             quick(Request::get(format!("{url}/patroni"))),
             quick(Request::get(format!("{url}/config"))),
+            quick(Request::get(format!("{url}/cluster"))),
         ])
     };
     // A reply list starting with status 0: nothing answered there.
@@ -150,10 +154,105 @@ impl EtcdFact {
 }
 
 /// Whether etcd leads moves on its own (Patroni's callback moves it): no reason for a stale
-/// plan.
+/// plan. The membership stays (without its header, which names the answering leader's term).
 pub fn forget_etcd_leadership(facts: &mut HostFacts) {
+    let members = EtcdMember::list_of(facts);
     if let Some(lines) = facts.probes.get_mut(ETCD) {
         lines.truncate(1);
+        if let Some(members) = members {
+            lines.push(String::new());
+            lines.push(format!(
+                "members {}",
+                serde_json::json!({ "members": members })
+            ));
+        }
+    }
+    // Member keys expire on their own (a departed member's, ttl after its Patroni stopped),
+    // and the members' lag moves all the time: the DCS's member list is left out.
+    if let Some(line) = facts.probes.get_mut(PATRONI).and_then(|l| l.first_mut()) {
+        if let Ok(mut replies) = serde_json::from_str::<Vec<serde_json::Value>>(line) {
+            replies.truncate(2);
+            *line = serde_json::Value::Array(replies).to_string();
+        }
+    }
+}
+
+/// One member of the etcd cluster as `etcdctl member list` names it. A member added but not
+/// started yet has no name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    pub is_learner: bool,
+}
+
+impl EtcdMember {
+    /// The membership the local member knows, when it is healthy.
+    pub fn list_of(facts: &HostFacts) -> Option<Vec<EtcdMember>> {
+        let lines = facts.probe(ETCD)?;
+        let json = lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("members "))?;
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            members: Vec<EtcdMember>,
+        }
+        serde_json::from_str::<List>(json).ok().map(|l| l.members)
+    }
+
+    /// The hexadecimal ID etcdctl's member commands take.
+    pub fn hex_id(&self) -> String {
+        format!("{:x}", self.id)
+    }
+
+    /// A voting member that runs (a learner or a member added and never started is neither).
+    pub fn votes_and_started(&self) -> bool {
+        !self.is_learner && !self.name.is_empty()
+    }
+}
+
+/// A member in Patroni's DCS: its name, role and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DcsMember {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+}
+
+impl DcsMember {
+    /// The members the local Patroni read from the DCS; None when it did not answer.
+    pub fn list_of(facts: &HostFacts) -> Option<Vec<DcsMember>> {
+        let replies = rest::parse(facts.probe(PATRONI)?.first()?)?;
+        let reply = replies.get(2).filter(|r| r.ok())?;
+        let members = reply.body.get("members")?.as_array()?;
+        Some(
+            members
+                .iter()
+                .map(|m| {
+                    let text = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                    DcsMember {
+                        name: text("name"),
+                        role: text("role"),
+                        state: text("state"),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(
+            self.role.as_str(),
+            "leader" | "master" | "primary" | "standby_leader"
+        )
     }
 }
 
@@ -258,6 +357,23 @@ mod tests {
         assert!(p.is_leader() && p.pending_restart);
         assert_eq!(p.timeline, 3);
         assert_eq!(p.dcs.expect("dcs")["ttl"], 20);
+    }
+
+    #[test]
+    fn the_dcs_members_and_a_digest_without_them() {
+        let mut f = facts(
+            PATRONI,
+            &[
+                r#"[{"status": 200, "body": {"state": "running", "role": "master"}}, {"status": 200, "body": {}}, {"status": 200, "body": {"members": [{"name": "pg1", "role": "leader", "state": "running", "lag": 0}, {"name": "pg3", "role": "replica", "state": "running", "lag": 5}]}}]"#,
+                "https",
+            ],
+        );
+        let members = DcsMember::list_of(&f).expect("listed");
+        assert_eq!(members.len(), 2);
+        assert!(members[0].is_leader() && !members[1].is_leader());
+        forget_etcd_leadership(&mut f);
+        assert_eq!(DcsMember::list_of(&f), None, "left out of the digest");
+        assert!(PatroniFact::of(&f).is_some_and(|p| p.is_leader()));
     }
 
     #[test]

@@ -155,6 +155,16 @@ impl Reader<'_> {
                 self.d.error(n.pos, "patroni.synchronous_node_count", format!("{count} synchronous standbys need at least {} PostgreSQL hosts; there are {pg_hosts}", count + 1));
             }
         }
+        // A removal may leave the leader alone: synchronous mode would then have no standby
+        // to acknowledge commits (strict: writes wait forever; else Patroni drops it).
+        if synchronous_mode == Some(true) && pg_hosts < 2 {
+            self.d.error_with_help(
+                m.pos(),
+                "patroni.synchronous_mode",
+                format!("synchronous mode with {pg_hosts} PostgreSQL host: no standby is left to acknowledge commits"),
+                "keep a standby in the inventory, or turn `synchronous_mode` off first (apply that, then remove the last standby)",
+            );
+        }
         let watchdog = match m.take("watchdog") {
             Some(n) => self.watchdog(n),
             None => Some(Watchdog {
@@ -379,14 +389,13 @@ impl Reader<'_> {
         m.finish(self.d);
         let members = members?;
         let at = members_node.map(|n| n.pos).unwrap_or(m_pos(node));
-        if members.is_empty() || members.len() % 2 == 0 {
+        // An even count is allowed (a warning in validate and plan): a step while members
+        // change one at a time, or a member that left.
+        if members.is_empty() {
             self.d.error_with_help(
                 at,
                 "patroni.etcd.members",
-                format!(
-                    "{} etcd members: a quorum needs an odd number",
-                    members.len()
-                ),
+                "no etcd member: Patroni needs its DCS",
                 "use 1 (no fault tolerance) or 3 (survives the loss of one)",
             );
             return None;

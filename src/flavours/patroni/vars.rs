@@ -96,6 +96,10 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         "etcd_urls": etcd_hosts.iter().map(|h| format!("{}://{h}", p.scheme())).collect::<Vec<_>>(),
         "etcd_hosts": etcd_hosts,
         "etcd_initial_cluster": initial.join(","),
+        // The membership the inventory wants, in its order (etcd_member_remove, _join).
+        "etcd_wanted": p.etcd.members.iter().map(|m| json!({"name": m, "peer_url": format!("{}://{}:{}", p.scheme(), address(m), p.etcd.peer_port)})).collect::<Vec<_>>(),
+        "member_addresses": cluster.hosts.iter().filter(|h| h.role.has_postgres()).map(|h| json!({"name": h.name, "address": h.address})).collect::<Vec<_>>(),
+        "host_names": cluster.hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
         "etcd_endpoint": p.etcd_endpoint(),
         "standby_cluster": p.standby_cluster,
         "dcs_parameters": dcs_settings["postgresql"]["parameters"],

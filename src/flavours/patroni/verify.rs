@@ -2,10 +2,11 @@
 //! REST health endpoints answering as the roles say (what a load balancer sees), the
 //! synchronous standby in synchronous mode, the permanent slots on the leader.
 
-use crate::flavours::patroni::probes::PatroniFact;
+use crate::flavours::patroni::probes::{DcsMember, PatroniFact};
 use crate::flavours::patroni::rest::{self, Request};
 use crate::flavours::patroni::{etcd_of, Patroni};
 use crate::flavours::{CheckResult, ClusterView};
+use crate::model::slot_safe_name;
 
 /// Checks polled with the role and stream checks until they pass.
 pub(super) fn polled(p: &Patroni, view: &ClusterView<'_>) -> Vec<CheckResult> {
@@ -31,7 +32,52 @@ pub(super) fn polled(p: &Patroni, view: &ClusterView<'_>) -> Vec<CheckResult> {
             format!("{sync} synchronous"),
         ));
     }
+    departed(view, &mut out);
     out
+}
+
+/// Patroni members the leader's DCS still lists though they left the inventory, and their
+/// slots: apply waits for Patroni to forget them (a key expires a ttl after its Patroni
+/// stopped); polled, so verify waits too.
+fn departed(view: &ClusterView<'_>, out: &mut Vec<CheckResult>) {
+    let primary = &view.topology.primary;
+    let Some(facts) = view.facts.get(primary) else {
+        return;
+    };
+    let Some(listed) = DcsMember::list_of(facts) else {
+        return;
+    };
+    let slots = facts
+        .postgres
+        .as_ref()
+        .map(|pg| pg.slots.clone())
+        .unwrap_or_default();
+    for m in listed
+        .iter()
+        .filter(|m| view.cluster.host(&m.name).is_none())
+    {
+        out.push(CheckResult::new(
+            primary,
+            &format!("Patroni member {}", m.name),
+            false,
+            format!(
+                "{} is not in the inventory and still a Patroni member (state {}): its key expires a ttl after its Patroni stopped",
+                m.name, m.state
+            ),
+        ));
+        let slot = slot_safe_name(&m.name);
+        if slots.contains_key(&slot) {
+            out.push(CheckResult::new(
+                primary,
+                &format!("slot {slot}"),
+                false,
+                format!(
+                    "{} is not in the inventory: Patroni drops its slot once it forgot the member",
+                    m.name
+                ),
+            ));
+        }
+    }
 }
 
 /// Under Patroni: one leader, every member running, every etcd member healthy, the REST
