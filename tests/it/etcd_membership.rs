@@ -235,8 +235,8 @@ fn etcd_grows_from_one_member_to_three_and_back() {
 
 /// A member that leaves the inventory while its Patroni still runs (nothing stopped it: pgha
 /// does not reach a host outside the inventory). Its etcd member is removed, but its Patroni
-/// renews its member key through the others: apply waits, then says what to do. Once its
-/// Patroni is stopped there, apply finishes the removal.
+/// renews its member key through the others: apply waits, then says what to do. Once the
+/// host is named under `decommission:`, apply stops it there and finishes the removal.
 #[test]
 fn a_running_patroni_member_that_leaves_is_waited_for_and_named() {
     let sb = Sandbox::patroni("etcdrun", 3);
@@ -261,9 +261,30 @@ fn a_running_patroni_member_that_leaves_is_waited_for_and_named() {
         "its etcd member is removed"
     );
 
-    // What the DBA (or a decommission) does on the departed host.
-    sb.sh("pg3", "systemctl stop patroni@15-main");
+    // Named under `decommission:` with wipe_data, its Patroni then etcd are stopped for good
+    // and their data deleted before the staying hosts go on forgetting it.
+    sb.edit_inventory(
+        "\nhosts:\n",
+        &format!(
+            "\ndecommission:\n  - name: pg3\n    address: {}\n    wipe_data: true\n\nhosts:\n",
+            sb.ip("pg3")
+        ),
+    );
+    sb.pgha(["plan"])
+        .stdout_has("pg3 (leaving the cluster: decommission)")
+        .stdout_has("stop patroni@15-main")
+        .stdout_has("destroy /var/lib/etcd/pgha-")
+        .run();
     sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    let left = sb.sh(
+        "pg3",
+        "systemctl is-active patroni@15-main etcd; ls -A /var/lib/etcd/pgha-*/ | wc -l",
+    );
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["inactive", "inactive", "0"],
+        "stopped, its etcd data deleted: {left}"
+    );
     assert_eq!(
         patroni_members(&sb, "pg2")
             .iter()
