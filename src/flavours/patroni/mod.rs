@@ -51,6 +51,12 @@ pub mod steps {
     }
 }
 
+/// What is there once an etcd member has formed or joined its cluster, in its data folder:
+/// before that, the initial-cluster settings still decide what it does at its first start.
+pub(crate) fn etcd_formed_marker(data_dir: &str) -> String {
+    format!("{data_dir}/member")
+}
+
 /// etcdctl without a certificate: a cluster without TLS, or one not moved to it yet.
 pub(crate) const PLAIN_ETCDCTL: &str = "ETCDCTL_API=3 etcdctl";
 

@@ -45,7 +45,7 @@ const JOIN_ENV: &str = "/run/pgha/etcd-join.env";
 
 impl EtcdMemberJoin {
     fn formed(&self) -> String {
-        format!("{}/member", self.data_dir)
+        crate::flavours::patroni::etcd_formed_marker(&self.data_dir)
     }
 
     fn script(&self, host: &str, endpoints: &[String]) -> String {

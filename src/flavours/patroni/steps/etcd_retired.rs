@@ -18,7 +18,7 @@ pub struct EtcdRetired {
 
 impl EtcdRetired {
     fn formed(&self) -> String {
-        format!("{}/member", self.data_dir)
+        crate::flavours::patroni::etcd_formed_marker(&self.data_dir)
     }
 }
 

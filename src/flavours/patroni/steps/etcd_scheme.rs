@@ -23,7 +23,7 @@ pub struct EtcdScheme {
 
 impl EtcdScheme {
     fn formed(&self) -> String {
-        format!("{}/member", self.data_dir)
+        crate::flavours::patroni::etcd_formed_marker(&self.data_dir)
     }
 }
 

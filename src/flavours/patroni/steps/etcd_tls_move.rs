@@ -38,7 +38,7 @@ fn default_timeout() -> u32 {
 
 impl EtcdTlsMove {
     fn formed(&self) -> String {
-        format!("{}/member", self.data_dir)
+        crate::flavours::patroni::etcd_formed_marker(&self.data_dir)
     }
 
     fn script(&self) -> String {
