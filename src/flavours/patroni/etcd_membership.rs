@@ -42,14 +42,18 @@ impl<'a> Membership<'a> {
             .filter(|(_, f)| EtcdFact::of(f).is_some_and(|e| e.healthy))
             .map(|(n, _)| n.as_str())
             .collect();
-        let through = wanted
-            .iter()
-            .map(|w| w.name.as_str())
-            .filter(|n| healthy.contains(n));
-        through.into_iter().find_map(|n| {
-            let members = EtcdMember::list_of(facts.get(n)?)?;
-            Some(Membership {
-                through: n,
+        let through = wanted.iter().filter(|w| healthy.contains(&w.name.as_str()));
+        through.into_iter().find_map(|w| {
+            let members = EtcdMember::list_of(facts.get(&w.name)?)?;
+            // Only this cluster's etcd counts: one that does not list the host itself at its
+            // peer address is another's, such as the single-node etcd Debian's package
+            // starts on a fresh host (its peer is localhost). Joining that would start this
+            // member against a cluster of strangers.
+            let ours = members
+                .iter()
+                .any(|m| m.peer_urls.iter().any(|u| same_peer(u, &w.peer_url)));
+            ours.then(|| Membership {
+                through: w.name.as_str(),
                 members,
                 healthy: healthy.clone(),
             })
@@ -117,6 +121,12 @@ impl<'a> Membership<'a> {
 }
 
 /// Votes a cluster of `voting` members needs.
+/// The same peer endpoint, whatever the scheme (a member moving to TLS changes only that).
+fn same_peer(a: &str, b: &str) -> bool {
+    let strip = |u: &str| u.split_once("://").map_or(u, |(_, rest)| rest).to_owned();
+    strip(a) == strip(b)
+}
+
 pub fn quorum(voting: usize) -> usize {
     voting / 2 + 1
 }
@@ -173,5 +183,19 @@ mod tests {
             .is_some_and(|r| r.contains("1 healthy of 3 voting members and needs 2")));
         let none: BTreeMap<String, HostFacts> = [("pg1".to_owned(), facts(&["unhealthy"]))].into();
         assert!(Membership::read(&w, &none).is_none());
+    }
+
+    #[test]
+    fn debian_s_own_etcd_on_a_fresh_host_is_no_formed_cluster() {
+        let w = wanted(&["pg1", "pg2"]);
+        let debian = r#"members {"members":[{"ID":9,"name":"pg1","peerURLs":["http://localhost:2380"],"clientURLs":["http://localhost:2379"]}]}"#;
+        let all: BTreeMap<String, HostFacts> =
+            [("pg1".to_owned(), facts(&["healthy", "leader", debian]))].into();
+        assert!(Membership::read(&w, &all).is_none());
+        // A member moving to TLS is still this cluster's.
+        let moved = THREE.replacen("http://pg1:2380", "https://pg1:2380", 1);
+        let all: BTreeMap<String, HostFacts> =
+            [("pg1".to_owned(), facts(&["healthy", "leader", &moved]))].into();
+        assert!(Membership::read(&w, &all).is_some());
     }
 }
