@@ -58,13 +58,13 @@ impl Spec {
         for u in &self.units {
             s.push_str(&format!(
                 "printf 'unit %s %s %s %s\\n' {q} \"$(systemctl show -p LoadState --value {q} 2>/dev/null)\" \"$(systemctl show -p ActiveState --value {q} 2>/dev/null)\" \"$(systemctl show -p UnitFileState --value {q} 2>/dev/null)\"\n",
-                q = shell_quote(u)
+                q = shell_words::quote(u)
             ));
         }
         for d in &self.data {
             s.push_str(&format!(
                 "if [ -d {q} ] && [ -n \"$(ls -A {q} 2>/dev/null)\" ]; then printf 'data %s %s\\n' {q} \"$(du -sb {q} | cut -f1)\"; else printf 'data %s absent\\n' {q}; fi\n",
-                q = shell_quote(d)
+                q = shell_words::quote(d)
             ));
         }
         s.push_str(&format!(
@@ -131,7 +131,7 @@ impl Spec {
                     // A unit file of pgha's own in /etc cannot be masked: disabled is enough
                     // there (nothing else starts it).
                     "systemctl stop {q} && systemctl disable {q} 2>/dev/null; systemctl mask {q} 2>/dev/null || systemctl disable {q}",
-                    q = shell_quote(name)
+                    q = shell_words::quote(name)
                 ))],
                 procedure: None,
             })
@@ -207,12 +207,8 @@ fn outcome(step: &str, changes: Vec<Change>, in_sync: String) -> StepOutcome {
 fn wipe_command(path: &str) -> RemoteCommand {
     RemoteCommand::script(format!(
         "set -e\nd={q}\nif [ -f \"$d/postmaster.pid\" ] && kill -0 \"$(head -1 \"$d/postmaster.pid\")\" 2>/dev/null; then echo \"a server still runs on $d\" >&2; exit 1; fi\nfind \"$d\" -xdev -mindepth 1 -delete",
-        q = shell_quote(path)
+        q = shell_words::quote(path)
     ))
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]
