@@ -46,14 +46,10 @@ fn hba(cluster: &Cluster, flavour: &dyn Flavour, components: &[Arc<dyn Component
             Some("::1/128".into()),
             "scram-sha-256",
         ),
-        // Patroni checks a replica's timeline over a local replication connection.
-        rule(
-            "host",
-            "replication",
-            repl,
-            Some("127.0.0.1/32".into()),
-            "scram-sha-256",
-        ),
+        // Patroni checks a replica's timeline over a local replication connection, through
+        // the socket (over TCP to localhost it would check the server's certificate for a
+        // name the certificate does not have). `all` does not match replication.
+        rule("local", "replication", repl, None, "scram-sha-256"),
     ]);
     // With TLS, every rule for another host's address takes TLS connections only.
     let network = if cluster.tls.is_some() {
