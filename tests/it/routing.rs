@@ -218,6 +218,54 @@ fn patroni_callback_vip_follows_the_leader() {
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }
 
+/// A VIP added to a running Patroni cluster: PostgreSQL must then listen on every address, a
+/// restart Patroni asks for only once it has read its new configuration. One apply reloads
+/// Patroni, restarts the members (replicas first), puts the VIP on the leader and proves the
+/// route; the next plan is clean.
+#[test]
+fn a_vip_added_to_a_running_patroni_cluster_takes_one_apply() {
+    let sb = Sandbox::routed("vipadd", Flavour::Patroni, &[Routing::Callback]);
+    let all = ["pg1", "pg2", "pg3"];
+    let with_vip = sb.inventory_text();
+    let mut without = String::new();
+    let mut in_routing = false;
+    for line in with_vip.lines() {
+        if line == "routing:" {
+            in_routing = true;
+        } else if in_routing && !line.starts_with(' ') && !line.is_empty() {
+            in_routing = false;
+        }
+        if !in_routing {
+            without.push_str(line);
+            without.push('\n');
+        }
+    }
+    assert_ne!(without, with_vip, "the sandbox wrote no routing section");
+    std::fs::write(sb.inventory(), &without).expect("write inventory");
+    sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert!(holders(&sb, &all).is_empty());
+
+    std::fs::write(sb.inventory(), &with_vip).expect("write inventory");
+    sb.pgha(["plan"])
+        .stdout_has("restart PostgreSQL listen addresses")
+        .stdout_has("its postgresql.listen on 0.0.0.0")
+        .run();
+    let applied = sb.pgha(["apply", "-y"]).stdout_has("0 failed.").run();
+    assert!(
+        applied.stdout.contains("the primary (callback mode)"),
+        "{}",
+        applied.stdout
+    );
+    for h in all {
+        assert_eq!(sb.psql(h, "SHOW listen_addresses"), "0.0.0.0", "{h}");
+    }
+    let leader = new_primary(&sb, &all);
+    assert_eq!(holders(&sb, &all), [leader]);
+    let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
+    assert!(primary_through(&conninfo, &password), "the VIP reaches the primary");
+    sb.assert_converged();
+}
+
 /// Patroni with keepalived (weight 0: the VIP is on the leader only) and haproxy on the data
 /// nodes: a write load through the VIP's haproxy write port survives the leader's crash.
 #[test]

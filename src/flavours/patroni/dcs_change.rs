@@ -28,6 +28,10 @@ pub struct DcsChange {
     pub members: BTreeMap<String, String>,
     /// Hand the leader role to a restarted replica before restarting the old leader.
     pub switchover_first: bool,
+    /// The members expected to ask for a restart (empty: every member), waited for before
+    /// the first restart.
+    #[serde(default)]
+    pub awaited: Vec<String>,
 }
 
 /// A member that takes writes (Patroni 3.0 says `master`, later versions `primary`).
@@ -120,7 +124,10 @@ impl DcsChange {
         // Patroni notices a restart-level change on its next loop: wait until every member
         // says so (a member that never does is still restarted if it asks by then).
         wait_until(60, || async {
-            for url in self.members.values() {
+            for (name, url) in &self.members {
+                if !self.awaited.is_empty() && !self.awaited.contains(name) {
+                    continue;
+                }
                 if member(host, url).await?["pending_restart"] != json!(true) {
                     return Ok(false);
                 }
@@ -279,6 +286,7 @@ mod tests {
             ]
             .into(),
             switchover_first: false,
+            awaited: Vec::new(),
         }
     }
 

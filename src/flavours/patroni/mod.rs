@@ -44,6 +44,7 @@ pub mod steps {
         patroni_admits: PatroniAdmits,
         patroni_dcs: PatroniDcs,
         patroni_departed: PatroniDeparted,
+        patroni_listen: PatroniListen,
         patroni_running: PatroniRunning,
         patroni_tls_pause: PatroniTlsPause,
         patroni_tls_restart: PatroniTlsRestart,

@@ -71,7 +71,19 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         .filter(|h| h.role.has_postgres())
         .map(|h| (h.name.clone(), Value::String(p.rest_api(h))))
         .collect();
+    // PostgreSQL's listen_addresses on each member (`postgresql.listen`): its own address and
+    // localhost; every address (`0.0.0.0`) where a VIP comes and goes, which the playbook
+    // decides, as the VIP is the routing component's.
+    let data_hosts = || cluster.hosts.iter().filter(|h| h.role.has_postgres());
+    let listen_own: serde_json::Map<String, Value> = data_hosts()
+        .map(|h| (h.name.clone(), json!(format!("{},127.0.0.1", h.address))))
+        .collect();
+    let listen_any: serde_json::Map<String, Value> = data_hosts()
+        .map(|h| (h.name.clone(), json!("0.0.0.0")))
+        .collect();
     json!({
+        "listen_own": listen_own,
+        "listen_any": listen_any,
         "data_dir": p.data_dir,
         "namespace": p.namespace,
         "restapi_port": p.restapi_port,

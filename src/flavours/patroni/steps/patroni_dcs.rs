@@ -166,6 +166,7 @@ impl Module for PatroniDcs {
             restart: !restart_for.is_empty(),
             members: self.members.clone(),
             switchover_first: self.switchover_first,
+            awaited: Vec::new(),
         };
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         let mut reason = match (&patch["standby_cluster"], &live["standby_cluster"]) {
