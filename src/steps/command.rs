@@ -18,6 +18,11 @@ pub struct Command {
     pub creates: Option<String>,
     #[serde(default)]
     pub run_as: Option<String>,
+    /// For a handler whose command decides itself whether there is anything to do: what it
+    /// does when notified, for the plan (a plan must not promise a restart the command may
+    /// find unneeded).
+    #[serde(default)]
+    pub when_notified: Option<String>,
 }
 
 impl Module for Command {
@@ -31,7 +36,13 @@ impl Module for Command {
                 return Check::InSync(format!("{path} exists"))
             }
             Some(path) => (path.clone(), format!("{path} does not exist")),
-            None => (cx.step.to_owned(), "notified by a change above".to_owned()),
+            None => (
+                cx.step.to_owned(),
+                match &self.when_notified {
+                    Some(what) => format!("notified by a change above: {what}"),
+                    None => "notified by a change above".to_owned(),
+                },
+            ),
         };
         let mut command = RemoteCommand::script(format!("set -e; {}", self.run));
         if let Some(user) = &self.run_as {

@@ -262,7 +262,10 @@ fn a_vip_added_to_a_running_patroni_cluster_takes_one_apply() {
     let leader = new_primary(&sb, &all);
     assert_eq!(holders(&sb, &all), [leader]);
     let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
-    assert!(primary_through(&conninfo, &password), "the VIP reaches the primary");
+    assert!(
+        primary_through(&conninfo, &password),
+        "the VIP reaches the primary"
+    );
     sb.assert_converged();
 }
 
