@@ -21,6 +21,8 @@ pub(crate) struct HostsSpec<'a> {
     pub(crate) image: &'a str,
     pub(crate) public_key: &'a str,
     pub(crate) ssh_user: Option<&'a str>,
+    /// `HOST_FOLDER:CONTAINER_FOLDER` bind mounts on every host (a shared folder).
+    pub(crate) mounts: &'a [String],
 }
 
 /// Flags every host container needs for systemd as PID 1 (`--privileged` fails here).
@@ -161,6 +163,7 @@ fn create(
         .args(["--network", &spec.network.name, "--ip", &ip.to_string()])
         // Hosts find each other by short name too (pg1, pg2...), like on a real LAN.
         .args(["--network-alias", host])
+        .args(spec.mounts.iter().flat_map(|m| ["-v", m.as_str()]))
         .args(SYSTEMD_RUN_FLAGS)
         .args([spec.image, "/lib/systemd/systemd"]);
     cmd::run(&mut run).map(|_| ())

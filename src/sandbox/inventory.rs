@@ -259,6 +259,11 @@ fn backups_section(info: &SandboxInfo) -> String {
             "backups:\n  method: pgbackrest\n  repository: {{host: {}}}\n  from: primary\n  schedule: \"*-*-* 01:00:00\"\n  retention: {{count: 3}}\n  compress: true\n  restore_test: {{schedule: \"*-*-* 03:00:00\"}}\n\n",
             info.hosts.last().map_or("", |h| h.name.as_str())
         ),
+        // A folder every data host mounts: the primary takes the backups.
+        Some(super::BackupMethod::PgbackrestShared) => format!(
+            "backups:\n  method: pgbackrest\n  repository: {{path: {}}}\n  from: primary\n  schedule: \"*-*-* 01:00:00\"\n  retention: {{count: 3}}\n  compress: true\n  restore_test: {{schedule: \"*-*-* 03:00:00\"}}\n\n",
+            super::SHARED_REPOSITORY
+        ),
     }
 }
 

@@ -114,7 +114,16 @@ pub enum BackupMethod {
     Basebackup,
     /// pgBackRest with its repository on one more host (`role: backup`, the last one).
     Pgbackrest,
+    /// pgBackRest with its repository in a folder every data host mounts
+    /// ([`SHARED_REPOSITORY`], a folder of the sandbox's own on this machine, as an NFS
+    /// share would be).
+    #[value(name = "pgbackrest-shared")]
+    #[serde(rename = "pgbackrest-shared")]
+    PgbackrestShared,
 }
+
+/// Where `--backups pgbackrest-shared` mounts the shared repository on every host.
+pub const SHARED_REPOSITORY: &str = "/mnt/pgbackrest";
 
 /// HA flavour of the generated inventory (mirrors `cluster.flavour`).
 #[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -602,6 +611,13 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
     let net = network::ensure_network(&opts.name, requested_subnet)?;
     note(format!("network {} ({}/24)", net.name, net.base));
     let (key, public_key) = keys::ensure_keypair(&dir, &opts.name)?;
+    // The shared repository's folder lives in the sandbox's folder: gone with it.
+    let mut mounts = Vec::new();
+    if opts.backups == Some(BackupMethod::PgbackrestShared) {
+        let shared = dir.join("shared-repository");
+        std::fs::create_dir_all(&shared).map_err(SandboxError::io(&shared))?;
+        mounts.push(format!("{}:{SHARED_REPOSITORY}", shared.display()));
+    }
 
     let t = Instant::now();
     let hosts = hosts::ensure_hosts(&hosts::HostsSpec {
@@ -611,6 +627,7 @@ pub fn up(opts: &UpOptions) -> Result<SandboxInfo, SandboxError> {
         image,
         public_key: &public_key,
         ssh_user: ssh_user.as_deref(),
+        mounts: &mounts,
     })?;
     note(format!(
         "{} host(s) ready with sshd in {:.1} s",

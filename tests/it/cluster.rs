@@ -331,6 +331,14 @@ impl Sandbox {
         })
     }
 
+    /// Three streaming data hosts on the packages image with pgBackRest's repository in a
+    /// folder all of them mount (`--backups pgbackrest-shared`).
+    pub fn with_shared_pgbackrest(tag: &str) -> Sandbox {
+        Sandbox::up_with(tag, Options::packaged(3), |o| {
+            o.backups = Some(pgha::sandbox::BackupMethod::PgbackrestShared);
+        })
+    }
+
     /// `data` data hosts on the packages image and `proxies` proxy hosts after them
     /// (`role: proxy`), haproxy on the proxy hosts only.
     pub fn proxied(

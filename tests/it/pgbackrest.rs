@@ -149,3 +149,49 @@ fn pgbackrest_under_patroni_archives_through_the_dcs_and_copies_from_a_standby()
         .run();
     sb.pgha(["verify"]).stdout_has("0 failed.").run();
 }
+
+/// The repository in a folder every data host mounts (`repository: {path: ...}`, as an NFS
+/// share): the primary archives into it and takes the backups; after a switchover the new
+/// primary does, into the same repository, and its backup restores.
+#[test]
+fn pgbackrest_on_a_shared_path_follows_the_primary() {
+    let sb = Sandbox::with_shared_pgbackrest("pgbrsh");
+    sb.pgha(["apply", "-y"])
+        .stdout_has("create pgBackRest stanza")
+        .stdout_has("create a verified backup, restore-tested")
+        .stdout_has("0 failed.")
+        .run();
+    sb.assert_converged();
+    let first = backups(&sb);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(field(&first[0], "host"), "pg1", "the primary took it");
+    assert_eq!(field(&first[0], "method"), "pgbackrest");
+    assert_eq!(field(&first[0], "state"), "verified");
+    assert_eq!(field(&first[0]["restore_test"], "result"), "passed");
+    let archived = sb.psql("pg1", "SELECT archived_count > 0 FROM pg_stat_archiver");
+    assert_eq!(archived.trim(), "t");
+    // One repository: what pg1 wrote, pg3 reads.
+    let listed = sb.sh("pg3", "ls /mnt/pgbackrest/backup/*/ | grep -c 'F$' || true");
+    assert_eq!(listed.trim(), "1", "one full backup seen from pg3");
+
+    sb.pgha(["switchover", "--to", "pg2", "-y"])
+        .stdout_has("0 failed.")
+        .run();
+    sb.psql(
+        "pg2",
+        "CREATE TABLE precious AS SELECT g AS id FROM generate_series(1, 1000) g",
+    );
+    sb.pgha(["backup", "now"])
+        .stdout_has("pg2 took backup")
+        .stdout_has("pgbackrest verify")
+        .run();
+    let newest = backups(&sb)
+        .last()
+        .map(|b| field(b, "label").to_owned())
+        .expect("a backup");
+    sb.pgha(["backup", "test"])
+        .stdout_has(&format!("restore test of {newest} on pg2: passed"))
+        .stdout_has("canary row")
+        .run();
+    sb.assert_converged();
+}
