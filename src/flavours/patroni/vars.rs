@@ -82,6 +82,7 @@ pub(super) fn vars(p: &Patroni, cluster: &Cluster) -> Value {
         .map(|h| (h.name.clone(), json!("0.0.0.0")))
         .collect();
     json!({
+        "decommissioned": cluster.decommission.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
         "listen_own": listen_own,
         "listen_any": listen_any,
         "data_dir": p.data_dir,

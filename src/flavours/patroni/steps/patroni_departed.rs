@@ -23,6 +23,9 @@ pub struct PatroniDeparted {
     pub postgres_port: u16,
     /// How long a member key and its slot may take to go (ttl and a few loops).
     pub timeout_seconds: u32,
+    /// Hosts under `decommission:`: apply stops their Patroni first, before this step.
+    #[serde(default)]
+    pub decommissioned: Vec<String>,
 }
 
 impl Module for PatroniDeparted {
@@ -51,6 +54,30 @@ impl Module for PatroniDeparted {
         departed.dedup();
         if departed.is_empty() {
             return Check::InSync("every Patroni member in the DCS is in the inventory".to_owned());
+        }
+        // A departed member that still streams from here runs its Patroni, which renews its
+        // member key: apply would wait for the key in vain. Unless apply stops it first
+        // (`decommission:`), say so now rather than after the wait.
+        let streaming: Vec<&str> = cx
+            .facts
+            .postgres
+            .as_ref()
+            .map(|pg| {
+                pg.replication
+                    .iter()
+                    .filter(|r| r.state == "streaming")
+                    .map(|r| r.application_name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let running: Vec<&String> = departed
+            .iter()
+            .filter(|d| streaming.contains(&d.as_str()) && !self.decommissioned.contains(d))
+            .collect();
+        if let Some(name) = running.first() {
+            return Check::Refused(format!(
+                "{name} left the inventory but still streams from here as a Patroni member: its Patroni runs and keeps its member key. Stop Patroni on {name} (`systemctl stop patroni@...`), or name it under `decommission:` so that apply stops it first"
+            ));
         }
         let gone_condition = |name: &str| {
             let cluster = rest::shell(&[Request {
