@@ -49,6 +49,7 @@ fn current(session: &Session) -> Result<Option<upgrade::Upgrade>, UpgradeError> 
     let (topology, _) = session.topology()?;
     Ok(upgrade::plan(
         &session.project.cluster,
+        session.project.flavour.as_ref(),
         &topology,
         &session.facts,
     ))

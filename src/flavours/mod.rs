@@ -427,6 +427,11 @@ pub trait Flavour: fmt::Debug + Send + Sync {
     fn manager_rejoins(&self) -> bool {
         false
     }
+    /// Whether pgha may hand the primary role to `host` (a switchover it picks the target
+    /// of itself, as the rolling upgrade's). Patroni: not a member tagged `nofailover`.
+    fn may_lead(&self, _host: &str) -> bool {
+        true
+    }
     /// A failover's worst case with its settings, when it fails over on its own (None: a
     /// person runs `pgha failover`, and nothing bounds when).
     fn failover_timing(&self) -> Option<FailoverTiming> {

@@ -177,7 +177,7 @@ pub fn build(
     let hardware = topology.hardware;
     // A limited plan leaves the rolling upgrade out: it moves the primary role.
     let upgrade = match limit {
-        None => upgrade::plan(&project.cluster, &topology, facts),
+        None => upgrade::plan(&project.cluster, project.flavour.as_ref(), &topology, facts),
         Some(_) => None,
     };
     Ok(Plan {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::HostFacts;
+use crate::flavours::Flavour;
 use crate::inventory::checks::package_version::upstream;
 use crate::model::{Cluster, Topology};
 
@@ -79,6 +80,7 @@ pub fn runs(running: &str, wanted: &str) -> bool {
 /// The upgrade the facts call for, or None: no version pinned, or every host read is at it.
 pub fn plan(
     cluster: &Cluster,
+    flavour: &dyn Flavour,
     topology: &Topology,
     facts: &BTreeMap<String, HostFacts>,
 ) -> Option<Upgrade> {
@@ -125,7 +127,7 @@ pub fn plan(
     let switchover_to = parts
         .iter()
         .any(|p| p.primary && p.restart)
-        .then(|| target(topology, facts))
+        .then(|| target(topology, facts, |h| flavour.may_lead(h)))
         .flatten();
     Some(Upgrade {
         refusal: (!downgrades.is_empty()).then(|| {
@@ -156,14 +158,20 @@ fn depth(topology: &Topology, host: &str) -> usize {
 
 /// The standby to hand the primary role to: a synchronous one first (with synchronous
 /// replication the only one that holds every acknowledged commit), then the least lagging
-/// direct standby that streams.
-fn target(topology: &Topology, facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+/// direct standby that streams; never one the flavour may not promote (Patroni's
+/// `nofailover`).
+fn target(
+    topology: &Topology,
+    facts: &BTreeMap<String, HostFacts>,
+    may_lead: impl Fn(&str) -> bool,
+) -> Option<String> {
     let primary = facts.get(&topology.primary)?.postgres.as_ref()?;
     let mut candidates: Vec<(bool, i64, String)> = primary
         .replication
         .iter()
         .filter(|r| r.state == "streaming")
         .filter(|r| topology.upstream.get(&r.application_name) == Some(&topology.primary))
+        .filter(|r| may_lead(&r.application_name))
         .filter(|r| {
             facts
                 .get(&r.application_name)
@@ -348,7 +356,7 @@ mod tests {
             "pg3".to_owned(),
             host("15.20-0+deb12u1", "15.18-0+deb12u1", true),
         );
-        let u = plan(&c, &t, &facts).expect("an upgrade");
+        let u = plan(&c, &crate::flavours::streaming::Streaming, &t, &facts).expect("an upgrade");
         let order: Vec<&str> = u.hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(order, ["pg2", "pg3", "pg1"]);
         assert!(u.hosts[1].install.is_empty() && u.hosts[1].restart);
@@ -359,6 +367,9 @@ mod tests {
         assert_eq!(u.switchover_to.as_deref(), Some("pg3"));
         assert_eq!(u.refusal, None);
         assert_eq!(u.change_count(), 4);
+        // A standby the flavour may not promote (Patroni's nofailover) is never the target.
+        assert_eq!(target(&t, &facts, |h| h != "pg3").as_deref(), Some("pg2"));
+        assert_eq!(target(&t, &facts, |_| false), None);
     }
 
     #[test]
@@ -370,13 +381,20 @@ mod tests {
             ("pg2".to_owned(), host(v, v, true)),
         ]
         .into();
-        assert_eq!(plan(&c, &t, &facts), None);
+        assert_eq!(
+            plan(&c, &crate::flavours::streaming::Streaming, &t, &facts),
+            None
+        );
         let (c, t) = cluster(Some("15.18-0+deb12u1"));
-        let u = plan(&c, &t, &facts).expect("a refusal");
+        let u = plan(&c, &crate::flavours::streaming::Streaming, &t, &facts).expect("a refusal");
         assert!(u.refusal.expect("refused").contains(
             "older than what is installed (pg1 has 15.20-0+deb12u1, pg2 has 15.20-0+deb12u1)"
         ));
         let (c, t) = cluster(None);
-        assert_eq!(plan(&c, &t, &facts), None, "no pin, no upgrade");
+        assert_eq!(
+            plan(&c, &crate::flavours::streaming::Streaming, &t, &facts),
+            None,
+            "no pin, no upgrade"
+        );
     }
 }

@@ -198,6 +198,10 @@ impl Flavour for Patroni {
         true
     }
 
+    fn may_lead(&self, host: &str) -> bool {
+        !self.tags_of(host).nofailover
+    }
+
     fn playbook(&self) -> &'static str {
         include_str!("../../../playbooks/patroni.yml")
     }
