@@ -9,8 +9,50 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::flavours::failover::fence;
+use crate::flavours::streaming::Streaming;
+use crate::flavours::Flavour;
 use crate::flavours::{run_ok, ClusterView, Failover, Handover, ProcedureError};
+use crate::steps::sql;
 use crate::transport::RemoteCommand;
+
+/// Slots on `target`, before it is promoted, for the hosts that will stream from it: the old
+/// primary and the standbys that streamed from it. Made on the standby they reserve WAL from
+/// its replay position on, so nothing a follower still needs is removed between the
+/// promotion and the apply that re-points the followers (a checkpoint or a backup's WAL
+/// switch there recycled the segment a follower asked for next). Existing ones are kept.
+pub(super) async fn reserve_slots(
+    view: &ClusterView<'_>,
+    old: &str,
+    target: &str,
+) -> Result<(), ProcedureError> {
+    let cluster = view.cluster;
+    if !cluster.replication.slots {
+        return Ok(());
+    }
+    let names: Vec<String> = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.role.has_postgres() && h.name != target)
+        .filter(|h| {
+            h.name == old || view.topology.upstream.get(&h.name).map(String::as_str) == Some(old)
+        })
+        .map(|h| sql::literal(&Streaming.slot_name(&h.name)))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let query = format!(
+        "SELECT count(pg_create_physical_replication_slot(s, true)) FROM unnest(ARRAY[{}]::text[]) s WHERE s NOT IN (SELECT slot_name FROM pg_replication_slots);\n",
+        names.join(", ")
+    );
+    run_ok(
+        view.transport(target)?,
+        &RemoteCommand::sql(cluster.postgres.port, "postgres", &query),
+        "reserve the followers' slots",
+    )
+    .await
+    .map(|_| ())
+}
 
 /// Fence the old primary where it answers, then promote.
 pub async fn failover(
@@ -20,6 +62,8 @@ pub async fn failover(
     let pg = &view.cluster.postgres;
     let started = Instant::now();
     fence(view, choice).await?;
+    // The promotion matters more than the slots: without them the apply after makes them.
+    let _ = reserve_slots(view, &choice.old, &choice.target).await;
     let target = view.transport(&choice.target)?;
     let promoted = run_ok(
         target,

@@ -53,6 +53,8 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
     let old_t = view.transport(&old)?;
     let new_t = view.transport(target)?;
 
+    // While nothing has changed yet: a failure here leaves the cluster as it was.
+    super::failover::reserve_slots(view, &old, target).await?;
     run_ok(
         old_t,
         &RemoteCommand::sql(port, "postgres", "CHECKPOINT;\n"),
