@@ -89,6 +89,19 @@ where
 }
 
 impl DcsChange {
+    /// The procedure a planned change carries (the plan decided it), run from `host`.
+    pub async fn run_planned(
+        change: &crate::steps::Change,
+        host: &dyn Transport,
+    ) -> Result<Vec<String>, String> {
+        let procedure: DcsChange = change
+            .procedure
+            .clone()
+            .and_then(|p| serde_json::from_value(p).ok())
+            .ok_or_else(|| "the planned procedure is missing".to_owned())?;
+        procedure.run(host).await.map_err(|e| e.to_string())
+    }
+
     /// Run it from `host` (the leader's); what it did, a line per event.
     pub async fn run(&self, host: &dyn Transport) -> Result<Vec<String>, ProcedureError> {
         let mut said = Vec::new();

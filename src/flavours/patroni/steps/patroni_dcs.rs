@@ -121,14 +121,7 @@ impl Module for PatroniDcs {
         host: &'a dyn Transport,
         _secrets: &'a crate::model::Secrets,
     ) -> Option<BoxFuture<'a, Result<Vec<String>, String>>> {
-        Some(Box::pin(async move {
-            let procedure: DcsChange = change
-                .procedure
-                .clone()
-                .and_then(|p| serde_json::from_value(p).ok())
-                .ok_or_else(|| "the planned DCS change is missing".to_owned())?;
-            procedure.run(host).await.map_err(|e| e.to_string())
-        }))
+        Some(Box::pin(DcsChange::run_planned(change, host)))
     }
 
     fn check(&self, cx: &StepContext) -> Check {
