@@ -129,8 +129,18 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
             reason: format!("pg_promote returned {promoted}"),
         });
     }
+    // The new timeline reaches the control file only at a checkpoint: a backup taken at once
+    // (pgBackRest compares it with the WAL's timeline) or a pg_rewind of the old primary
+    // would otherwise see the old one. Writes go on meanwhile: not part of the write gap.
+    let write_gap = stopped_at.elapsed();
+    run_ok(
+        new_t,
+        &RemoteCommand::sql(port, "postgres", "CHECKPOINT;\n"),
+        "checkpoint after the promotion",
+    )
+    .await?;
     Ok(Handover {
-        write_gap: stopped_at.elapsed(),
+        write_gap,
         converge: true,
     })
 }
