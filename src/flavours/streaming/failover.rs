@@ -13,7 +13,7 @@ use crate::flavours::streaming::Streaming;
 use crate::flavours::Flavour;
 use crate::flavours::{run_ok, ClusterView, Failover, Handover, ProcedureError};
 use crate::steps::sql;
-use crate::transport::RemoteCommand;
+use crate::transport::{RemoteCommand, Transport};
 
 /// Slots on `target`, before it is promoted, for the hosts that will stream from it: the old
 /// primary and the standbys that streamed from it. Made on the standby they reserve WAL from
@@ -49,6 +49,22 @@ pub(super) async fn reserve_slots(
         view.transport(target)?,
         &RemoteCommand::sql(cluster.postgres.port, "postgres", &query),
         "reserve the followers' slots",
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A checkpoint on a just promoted server: only a checkpoint writes the new timeline into
+/// the control file, where pg_rewind of the old primary and a backup tool (pgBackRest
+/// compares it with the WAL's) read it.
+pub(super) async fn checkpoint_new_timeline(
+    promoted: &dyn Transport,
+    port: u16,
+) -> Result<(), ProcedureError> {
+    run_ok(
+        promoted,
+        &RemoteCommand::sql(port, "postgres", "CHECKPOINT;\n"),
+        "checkpoint after the promotion",
     )
     .await
     .map(|_| ())
@@ -100,12 +116,7 @@ pub async fn failover(
     // primary, which reads it there, would otherwise see one timeline and rewind nothing.
     // Writes go on meanwhile; measured as part of the handover, not of the write gap.
     let gap = started.elapsed();
-    run_ok(
-        target,
-        &RemoteCommand::sql(pg.port, "postgres", "CHECKPOINT;\n"),
-        "checkpoint after the promotion",
-    )
-    .await?;
+    checkpoint_new_timeline(target, pg.port).await?;
     Ok(Handover {
         write_gap: gap,
         converge: true,

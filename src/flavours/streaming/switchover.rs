@@ -133,12 +133,7 @@ pub async fn switchover(view: &ClusterView<'_>, target: &str) -> Result<Handover
     // (pgBackRest compares it with the WAL's timeline) or a pg_rewind of the old primary
     // would otherwise see the old one. Writes go on meanwhile: not part of the write gap.
     let write_gap = stopped_at.elapsed();
-    run_ok(
-        new_t,
-        &RemoteCommand::sql(port, "postgres", "CHECKPOINT;\n"),
-        "checkpoint after the promotion",
-    )
-    .await?;
+    super::failover::checkpoint_new_timeline(new_t, port).await?;
     Ok(Handover {
         write_gap,
         converge: true,
