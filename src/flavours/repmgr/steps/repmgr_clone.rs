@@ -172,9 +172,16 @@ impl RepmgrClone {
                 shell_words::quote(&source),
             )),
             fetch_timeline_histories(&self.bin_dir, &self.data_dir, &source),
+            // Started pointed at the new upstream, without the slot it had on the old one:
+            // pg_rewind's minimum recovery point may lie past the WAL it copied, reached only
+            // by streaming, and the old host (a rejoined standby now) has no slot for it.
+            // `standby follow` then writes repmgr's own connection and slot.
             RemoteCommand::script(format!(
                 "set -e; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
+                 sed -i -e '/^primary_slot_name/d' \
+                 -e \"/^primary_conninfo/s/host=\\(''\\)\\?[^ ']*\\(''\\)\\?/host={}/\" {data}/postgresql.auto.conf; \
                  runuser -u postgres -- touch {data}/standby.signal; systemctl start {}",
+                self.upstream_address,
                 shell_words::quote(&self.service)
             )),
             self.repmgr(&[
