@@ -30,6 +30,13 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.print_server_logs();
+            // The logs push the assertion out of a shortened CI excerpt: said again last.
+            if let Some(failure) = FAILURE.with(|f| f.borrow_mut().take()) {
+                eprintln!(
+                    "--- sandbox {}: the failure (repeated after the logs)\n{failure}",
+                    self.info.name
+                );
+            }
         }
         // Before the teardown, which removes the sandbox's own files (env.sh, the SSH key).
         self.ledger.note_env(&self.env);
@@ -52,6 +59,35 @@ impl Drop for Sandbox {
             panic!("{message}");
         }
     }
+}
+
+thread_local! {
+    /// This test thread's panic message, kept for [`Sandbox`]'s drop.
+    static FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keep each test thread's panic message (secrets masked by the assertions that make it), and
+/// print it as before.
+fn keep_failures() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            if let Some(message) = message {
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                FAILURE.with(|f| *f.borrow_mut() = Some(format!("panicked{at}: {message}")));
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// Every secret a sandbox has held: the values of env.sh (also the ones a test replaced) and
@@ -355,6 +391,7 @@ impl Sandbox {
     }
 
     fn up_with(tag: &str, options: Options, adjust: impl FnOnce(&mut UpOptions)) -> Sandbox {
+        keep_failures();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
