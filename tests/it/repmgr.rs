@@ -441,4 +441,39 @@ fn repmgr_isolated_primary_is_replaced_then_rejoined() {
             plan.stdout
         );
     }
+    // A re-point whose `standby follow` failed leaves a standby streaming without its slot:
+    // the next apply has repmgr follow again and make it.
+    let slot = sb.psql(other, "SHOW primary_slot_name");
+    assert!(!slot.is_empty(), "{other} streams through a slot");
+    sb.psql(other, "ALTER SYSTEM RESET primary_slot_name");
+    sb.psql(other, "SELECT pg_reload_conf()");
+    sb.wait_until(
+        "the slot is no longer used",
+        Duration::from_secs(30),
+        || {
+            sb.psql(other, "SHOW primary_slot_name").is_empty()
+                && sb.psql(
+                    promoted,
+                    &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+                ) != "t"
+        },
+    );
+    sb.pgha(["plan"])
+        .stdout_has("it streams without a replication slot")
+        .run();
+    sb.pgha(["apply", "-y"])
+        .stdout_has("19 checks run, 19 passed, 0 failed.")
+        .run();
+    assert_eq!(sb.psql(other, "SHOW primary_slot_name"), slot);
+    sb.wait_until(
+        "it streams through its slot",
+        Duration::from_secs(30),
+        || {
+            sb.psql(
+                promoted,
+                &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+            ) == "t"
+        },
+    );
+    sb.assert_converged();
 }

@@ -262,9 +262,11 @@ fn a_vip_added_to_a_running_patroni_cluster_takes_one_apply() {
     let leader = new_primary(&sb, &all);
     assert_eq!(holders(&sb, &all), [leader]);
     let (conninfo, password) = route_conninfo(&sb, &vip(&sb), 5432);
-    assert!(
-        primary_through(&conninfo, &password),
-        "the VIP reaches the primary"
+    // One attempt has a 2 s connect timeout, short for a TLS handshake on a loaded machine.
+    wait_for(
+        "the VIP reaches the primary",
+        Duration::from_secs(30),
+        || primary_through(&conninfo, &password),
     );
     sb.assert_converged();
 }

@@ -36,6 +36,9 @@ pub struct RepmgrClone {
     /// the standby's primary_conninfo must carry it.
     #[serde(default)]
     pub tls_conninfo: String,
+    /// repmgr gives each standby a replication slot on its upstream (`use_replication_slots`).
+    #[serde(default)]
+    pub slots: bool,
 }
 
 impl RepmgrClone {
@@ -176,19 +179,17 @@ impl RepmgrClone {
             // pg_rewind's minimum recovery point may lie past the WAL it copied, reached only
             // by streaming, and the old host (a rejoined standby now) has no slot for it.
             // `standby follow` then writes repmgr's own connection and slot.
+            // pg_rewind succeeded: the data is sound whatever follows (the marker would make
+            // the next apply refuse it as a failed rewind).
             RemoteCommand::script(format!(
-                "set -e; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
+                "set -e; rm -f {REWIND_MARKER}; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
                  sed -i -e '/^primary_slot_name/d' \
                  -e \"/^primary_conninfo/s/host=\\(''\\)\\?[^ ']*\\(''\\)\\?/host={}/\" {data}/postgresql.auto.conf; \
                  runuser -u postgres -- touch {data}/standby.signal; systemctl start {}",
                 self.upstream_address,
                 shell_words::quote(&self.service)
             )),
-            self.repmgr(&[
-                "standby",
-                "follow",
-                &format!("--upstream-node-id={}", self.upstream_node_id),
-            ]),
+            self.follow(),
             self.finished(REWIND_MARKER),
         ]
     }
@@ -196,6 +197,27 @@ impl RepmgrClone {
     /// A running standby without primary_conninfo (an interrupted rejoin).
     fn follows_nobody(&self, cx: &StepContext) -> bool {
         self.conninfo(cx).is_some_and(str::is_empty)
+    }
+
+    /// A running standby that streams without a slot while repmgr gives each one (a re-point
+    /// whose `standby follow` failed): its upstream may recycle WAL it still needs.
+    fn slotless(&self, cx: &StepContext) -> bool {
+        self.slots
+            && self.conninfo(cx).is_some_and(|c| !c.is_empty())
+            && cx
+                .facts
+                .postgres
+                .as_ref()
+                .and_then(|pg| pg.settings.get("primary_slot_name"))
+                .is_none_or(|s| s.value.is_empty())
+    }
+
+    fn follow(&self) -> RemoteCommand {
+        self.repmgr(&[
+            "standby",
+            "follow",
+            &format!("--upstream-node-id={}", self.upstream_node_id),
+        ])
     }
 
     /// A running standby whose primary_conninfo names another host than its upstream (a
@@ -261,11 +283,7 @@ impl Module for RepmgrClone {
                 Action::Update,
                 format!("follow {} (node {})", self.upstream, self.upstream_node_id),
                 "a standby with no primary_conninfo: it follows nobody",
-                vec![self.repmgr(&[
-                    "standby",
-                    "follow",
-                    &format!("--upstream-node-id={}", self.upstream_node_id),
-                ])],
+                vec![self.follow()],
             )]),
             // Following another host, it may have received WAL the new timeline does not have
             // (an old primary that went on alone): stopped and rejoined, rewound only if it
@@ -282,6 +300,16 @@ impl Module for RepmgrClone {
                     self.repoint_commands(),
                 )])
             }
+            Decision::InSync(_) if self.slotless(cx) => Check::Changes(vec![cx.change(
+                self.kind(),
+                Action::Update,
+                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+                format!(
+                    "it streams without a replication slot: {} may recycle WAL it still needs; repmgr follows again and makes its slot",
+                    self.upstream
+                ),
+                vec![self.follow()],
+            )]),
             // The same upstream, the same slot: only the TLS settings of the connection change
             // (`repmgr standby follow` refuses an upstream whose slot it is using). Written
             // where repmgr writes it; the walreceiver reconnects on the reload.
