@@ -203,9 +203,16 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
         Duration::from_secs(150),
         || !taken_after(&sb).is_empty(),
     );
-    // The other hosts' jobs of the same firing are done by now (they wait at most 2 min for
-    // a canary row; they get pg2's at once).
-    std::thread::sleep(Duration::from_secs(5));
+    // The other hosts' jobs of the same firing wait for pg2's canary row (at most 2 min):
+    // pg3's says pg2 took it once it has it.
+    sb.wait_until(
+        "pg3's job of a firing after the failover is done",
+        Duration::from_secs(150),
+        || {
+            sb.sh("pg3", "cat /var/backups/pgha/last-run.json")
+                .contains("pg2 takes this backup")
+        },
+    );
     let after = taken_after(&sb);
     let firings: std::collections::BTreeSet<String> = after
         .iter()
@@ -220,8 +227,6 @@ fn after_a_failover_the_scheduled_backup_runs_on_the_new_primary_once() {
         after.iter().all(|b| field(b, "host") == "pg2"),
         "on the new primary only: {after:?}"
     );
-    let pg3_run = sb.sh("pg3", "cat /var/backups/pgha/last-run.json");
-    assert!(pg3_run.contains("pg2 takes this backup"), "{pg3_run}");
     // The scheduled restore test (every minute here, at :30) proves what the new primary took.
     sb.wait_until(
         "a scheduled restore test of pg2's backup",
