@@ -445,18 +445,18 @@ fn repmgr_isolated_primary_is_replaced_then_rejoined() {
     // the next apply has repmgr follow again and make it.
     let slot = sb.psql(other, "SHOW primary_slot_name");
     assert!(!slot.is_empty(), "{other} streams through a slot");
+    let slot_active = || {
+        sb.psql(
+            promoted,
+            &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+        ) == "t"
+    };
     sb.psql(other, "ALTER SYSTEM RESET primary_slot_name");
     sb.psql(other, "SELECT pg_reload_conf()");
     sb.wait_until(
         "the slot is no longer used",
         Duration::from_secs(30),
-        || {
-            sb.psql(other, "SHOW primary_slot_name").is_empty()
-                && sb.psql(
-                    promoted,
-                    &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
-                ) != "t"
-        },
+        || sb.psql(other, "SHOW primary_slot_name").is_empty() && !slot_active(),
     );
     sb.pgha(["plan"])
         .stdout_has("it streams without a replication slot")
@@ -468,12 +468,7 @@ fn repmgr_isolated_primary_is_replaced_then_rejoined() {
     sb.wait_until(
         "it streams through its slot",
         Duration::from_secs(30),
-        || {
-            sb.psql(
-                promoted,
-                &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
-            ) == "t"
-        },
+        slot_active,
     );
     sb.assert_converged();
 }

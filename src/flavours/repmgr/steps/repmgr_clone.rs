@@ -175,12 +175,12 @@ impl RepmgrClone {
                 shell_words::quote(&source),
             )),
             fetch_timeline_histories(&self.bin_dir, &self.data_dir, &source),
-            // Started pointed at the new upstream, without the slot it had on the old one:
-            // pg_rewind's minimum recovery point may lie past the WAL it copied, reached only
-            // by streaming, and the old host (a rejoined standby now) has no slot for it.
+            // pg_rewind succeeded: the data is sound whatever follows, so the marker goes (it
+            // would make the next apply refuse the node as a failed rewind). Started pointed
+            // at the new upstream, without the slot it had on the old one: pg_rewind's
+            // minimum recovery point may lie past the WAL it copied, reached only by
+            // streaming, and the old host (a rejoined standby now) has no slot for it.
             // `standby follow` then writes repmgr's own connection and slot.
-            // pg_rewind succeeded: the data is sound whatever follows (the marker would make
-            // the next apply refuse it as a failed rewind).
             RemoteCommand::script(format!(
                 "set -e; rm -f {REWIND_MARKER}; cp -p /var/lib/pgha/postgresql.auto.conf.kept {data}/postgresql.auto.conf; \
                  sed -i -e '/^primary_slot_name/d' \
@@ -204,12 +204,20 @@ impl RepmgrClone {
     fn slotless(&self, cx: &StepContext) -> bool {
         self.slots
             && self.conninfo(cx).is_some_and(|c| !c.is_empty())
-            && cx
-                .facts
-                .postgres
-                .as_ref()
-                .and_then(|pg| pg.settings.get("primary_slot_name"))
-                .is_none_or(|s| s.value.is_empty())
+            && self
+                .standby_setting(cx, "primary_slot_name")
+                .is_none_or(str::is_empty)
+    }
+
+    /// `repmgr standby follow` of its upstream, as a planned change.
+    fn follow_again(&self, cx: &StepContext, reason: String) -> Check {
+        Check::Changes(vec![cx.change(
+            self.kind(),
+            Action::Update,
+            format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+            reason,
+            vec![self.follow()],
+        )])
     }
 
     fn follow(&self) -> RemoteCommand {
@@ -263,8 +271,13 @@ impl RepmgrClone {
     }
 
     fn conninfo<'a>(&self, cx: &'a StepContext) -> Option<&'a str> {
+        self.standby_setting(cx, "primary_conninfo")
+    }
+
+    /// A setting of this host's server while it runs as a standby.
+    fn standby_setting<'a>(&self, cx: &'a StepContext, name: &str) -> Option<&'a str> {
         let pg = cx.facts.postgres.as_ref().filter(|pg| pg.running && pg.in_recovery)?;
-        Some(pg.settings.get("primary_conninfo")?.value.as_str())
+        Some(pg.settings.get(name)?.value.as_str())
     }
 }
 
@@ -278,13 +291,10 @@ impl Module for RepmgrClone {
             // repmgr writes primary_conninfo (postgresql.auto.conf): a standby without one
             // (an interrupted rejoin) follows nobody until repmgr points it somewhere.
             // Nothing to follow: repmgr points it at its upstream.
-            Decision::InSync(_) if self.follows_nobody(cx) => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Update,
-                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
-                "a standby with no primary_conninfo: it follows nobody",
-                vec![self.follow()],
-            )]),
+            Decision::InSync(_) if self.follows_nobody(cx) => self.follow_again(
+                cx,
+                "a standby with no primary_conninfo: it follows nobody".to_owned(),
+            ),
             // Following another host, it may have received WAL the new timeline does not have
             // (an old primary that went on alone): stopped and rejoined, rewound only if it
             // went past the fork. `standby follow` would refuse exactly then.
@@ -300,16 +310,13 @@ impl Module for RepmgrClone {
                     self.repoint_commands(),
                 )])
             }
-            Decision::InSync(_) if self.slotless(cx) => Check::Changes(vec![cx.change(
-                self.kind(),
-                Action::Update,
-                format!("follow {} (node {})", self.upstream, self.upstream_node_id),
+            Decision::InSync(_) if self.slotless(cx) => self.follow_again(
+                cx,
                 format!(
                     "it streams without a replication slot: {} may recycle WAL it still needs; repmgr follows again and makes its slot",
                     self.upstream
                 ),
-                vec![self.follow()],
-            )]),
+            ),
             // The same upstream, the same slot: only the TLS settings of the connection change
             // (`repmgr standby follow` refuses an upstream whose slot it is using). Written
             // where repmgr writes it; the walreceiver reconnects on the reload.
